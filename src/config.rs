@@ -1,0 +1,314 @@
+//! Typed settings: the TOML file of product.md, overridable key by key from the
+//! environment as `TKS_<SECTION>__<KEY>`, with secrets in a type that never prints.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::time::Duration;
+
+use figment::providers::{Env, Format, Serialized, Toml};
+use figment::Figment;
+use serde::{Deserialize, Serialize};
+
+/// A secret string. `Debug` and `Display` print a placeholder, so a settings dump or
+/// a log line cannot leak it.
+#[derive(Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct Secret(String);
+
+impl Secret {
+    pub fn new(s: impl Into<String>) -> Self {
+        Secret(s.into())
+    }
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+}
+
+impl std::fmt::Debug for Secret {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        if self.0.is_empty() {
+            f.write_str("Secret(<empty>)")
+        } else {
+            f.write_str("Secret(<redacted>)")
+        }
+    }
+}
+
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Settings {
+    pub store: StoreSettings,
+    pub server: ServerSettings,
+    pub tiktok: TikTokSettings,
+    pub katana: KatanaSettings,
+    pub sync: SyncSettings,
+    pub warehouses: WarehouseSettings,
+    /// Katana carrier name -> TikTok `shipping_provider_id`.
+    pub carriers: BTreeMap<String, String>,
+    pub actors: ActorSettings,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct StoreSettings {
+    pub path: String,
+}
+
+impl Default for StoreSettings {
+    fn default() -> Self {
+        StoreSettings {
+            path: "tks.db".into(),
+        }
+    }
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ServerSettings {
+    pub bind: String,
+    pub admin_token: Secret,
+    pub public_url: String,
+}
+
+impl Default for ServerSettings {
+    fn default() -> Self {
+        ServerSettings {
+            bind: "127.0.0.1:8080".into(),
+            admin_token: Secret::default(),
+            public_url: String::new(),
+        }
+    }
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct TikTokSettings {
+    pub api_base: String,
+    pub auth_base: String,
+    pub app_key: String,
+    pub app_secret: Secret,
+    pub shop_cipher: String,
+    pub shop_id: String,
+    pub pull_orders: bool,
+    pub push_products: bool,
+    pub push_inventory: bool,
+    pub push_fulfillment: bool,
+    #[serde(with = "humantime_serde")]
+    pub poll_interval: Duration,
+    /// Requests per second this client allows itself (TikTok publishes no fixed limit).
+    pub requests_per_second: u32,
+}
+
+impl Default for TikTokSettings {
+    fn default() -> Self {
+        TikTokSettings {
+            api_base: "https://open-api.tiktokglobalshop.com".into(),
+            auth_base: "https://auth.tiktok-shops.com".into(),
+            app_key: String::new(),
+            app_secret: Secret::default(),
+            shop_cipher: String::new(),
+            shop_id: String::new(),
+            pull_orders: true,
+            push_products: true,
+            push_inventory: true,
+            push_fulfillment: true,
+            poll_interval: Duration::from_secs(300),
+            requests_per_second: 20,
+        }
+    }
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum CustomerMode {
+    Generic,
+    PerBuyer,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum OnCancel {
+    Delete,
+    Flag,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct KatanaSettings {
+    pub api_base: String,
+    pub api_key: Secret,
+    pub webhook_token: Secret,
+    pub push_orders: bool,
+    pub pull_products: bool,
+    pub pull_inventory: bool,
+    pub requests_per_minute: u32,
+    #[serde(with = "humantime_serde")]
+    pub poll_interval: Duration,
+    pub customer: CustomerMode,
+    pub order_no_prefix: String,
+    pub on_cancel: OnCancel,
+}
+
+impl Default for KatanaSettings {
+    fn default() -> Self {
+        KatanaSettings {
+            api_base: "https://api.katanamrp.com/v1".into(),
+            api_key: Secret::default(),
+            webhook_token: Secret::default(),
+            push_orders: true,
+            pull_products: true,
+            pull_inventory: true,
+            requests_per_minute: 60,
+            poll_interval: Duration::from_secs(300),
+            customer: CustomerMode::Generic,
+            order_no_prefix: "TT-".into(),
+            on_cancel: OnCancel::Delete,
+        }
+    }
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum BufferMode {
+    All,
+    IncreasesOnly,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum FbtMode {
+    Skip,
+    RecordAsDone,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum SkuMatch {
+    Exact,
+    CaseInsensitive,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct SyncSettings {
+    #[serde(with = "humantime_serde")]
+    pub order_hold: Duration,
+    #[serde(with = "humantime_serde")]
+    pub inventory_buffer: Duration,
+    pub buffer_mode: BufferMode,
+    pub safety_stock: u32,
+    pub fbt_orders: FbtMode,
+    pub sku_match: SkuMatch,
+    /// TikTok seller_sku -> Katana variant sku, for the exceptions exact matching misses.
+    pub sku_aliases: BTreeMap<String, String>,
+    /// SKUs excluded from inventory sync from the start.
+    pub sync_disabled_skus: Vec<String>,
+}
+
+impl Default for SyncSettings {
+    fn default() -> Self {
+        SyncSettings {
+            order_hold: Duration::from_secs(3600),
+            inventory_buffer: Duration::from_secs(3600),
+            buffer_mode: BufferMode::All,
+            safety_stock: 0,
+            fbt_orders: FbtMode::Skip,
+            sku_match: SkuMatch::Exact,
+            sku_aliases: BTreeMap::new(),
+            sync_disabled_skus: Vec::new(),
+        }
+    }
+}
+
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct WarehouseSettings {
+    pub pickup_warehouse_id: String,
+    pub pickup_location_id: i64,
+    pub return_warehouse_id: String,
+    pub return_location_id: i64,
+    pub fbt_location_id: i64,
+}
+
+/// Runtime tuning that product.md leaves to us.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ActorSettings {
+    /// An aggregate actor with no command for this long is stopped; the next command
+    /// rehydrates it from its snapshot and the log.
+    #[serde(with = "humantime_serde")]
+    pub idle_timeout: Duration,
+    /// A snapshot is written every this many events of a stream.
+    pub snapshot_every: u64,
+}
+
+impl Default for ActorSettings {
+    fn default() -> Self {
+        ActorSettings {
+            idle_timeout: Duration::from_secs(300),
+            snapshot_every: 50,
+        }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+#[error("configuration: {0}")]
+pub struct ConfigError(String);
+
+impl Settings {
+    /// Defaults, then the TOML file (if it exists), then `TKS_*` environment variables.
+    pub fn load(path: Option<&Path>) -> Result<Settings, ConfigError> {
+        let mut figment = Figment::from(Serialized::defaults(Settings::default()));
+        match path {
+            Some(p) if !p.exists() => {
+                return Err(ConfigError(format!("file {} does not exist", p.display())))
+            }
+            Some(p) => figment = figment.merge(Toml::file(p)),
+            None => figment = figment.merge(Toml::file("tks.toml")),
+        }
+        figment = figment.merge(Env::prefixed("TKS_").split("__"));
+        figment.extract().map_err(|e| ConfigError(e.to_string()))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn secrets_never_print() {
+        let s = Secret::new("hunter2");
+        assert!(!format!("{s:?}").contains("hunter2"));
+        let mut settings = Settings::default();
+        settings.katana.api_key = s;
+        assert!(!format!("{settings:?}").contains("hunter2"));
+    }
+
+    #[test]
+    fn toml_durations_and_env_overrides() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("tks.toml");
+        std::fs::write(
+            &path,
+            "[sync]\norder_hold = \"30m\"\nbuffer_mode = \"increases_only\"\n[carriers]\n\"UPS\" = \"7117\"\n",
+        )
+        .unwrap();
+        let s = Settings::load(Some(&path)).unwrap();
+        assert_eq!(s.sync.order_hold, Duration::from_secs(1800));
+        assert_eq!(s.sync.buffer_mode, BufferMode::IncreasesOnly);
+        assert_eq!(s.carriers.get("UPS").map(String::as_str), Some("7117"));
+        assert_eq!(s.katana.requests_per_minute, 60);
+    }
+
+    #[test]
+    fn unknown_key_is_a_clear_error() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("tks.toml");
+        std::fs::write(&path, "[sync]\norder_hodl = \"30m\"\n").unwrap();
+        let err = Settings::load(Some(&path)).unwrap_err().to_string();
+        assert!(err.contains("order_hodl"), "{err}");
+    }
+}

@@ -1,0 +1,1 @@
+//! Katana MRP API connector.

@@ -1,0 +1,5 @@
+//! Strict local simulators of the TikTok Shop and Katana APIs, and the scenario that
+//! drives them in `tks sandbox`.
+
+pub mod katana;
+pub mod tiktok;

@@ -1,0 +1,1 @@
+//! Katana connector against the Katana simulator, over HTTP.

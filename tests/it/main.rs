@@ -1,0 +1,4 @@
+//! The one integration-test binary: flows over HTTP against the simulators.
+
+mod katana;
+mod tiktok;

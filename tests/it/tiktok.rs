@@ -1,0 +1,1 @@
+//! TikTok connector against the TikTok simulator, over HTTP.
