@@ -21,3 +21,4 @@ pub mod config;
 pub mod connectors;
 pub mod domain;
 pub mod sandbox;
+pub mod store;

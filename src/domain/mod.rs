@@ -2,4 +2,113 @@
 //! Nothing in here performs I/O, awaits, or reads the clock: time arrives as an
 //! argument, so every rule is testable and every decision replayable.
 
+pub mod codec;
 pub mod observed;
+pub mod order;
+pub mod sku;
+#[cfg(test)]
+pub(crate) mod testkit;
+
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use serde::de::DeserializeOwned;
+use serde::Serialize;
+
+pub use codec::{DecodeError, DomainEvent};
+
+use crate::config::{BufferMode, FbtMode, SyncSettings};
+
+/// The settings that decisions depend on. Decisions record their inputs' results
+/// in their events, so replay never needs these; what-if runs pass other values.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Policy {
+    pub order_hold: Duration,
+    pub inventory_buffer: Duration,
+    pub buffer_mode: BufferMode,
+    pub safety_stock: u32,
+    pub fbt_orders: FbtMode,
+}
+
+impl Default for Policy {
+    fn default() -> Self {
+        Policy::from(&SyncSettings::default())
+    }
+}
+
+impl From<&SyncSettings> for Policy {
+    fn from(s: &SyncSettings) -> Self {
+        Policy {
+            order_hold: s.order_hold,
+            inventory_buffer: s.inventory_buffer,
+            buffer_mode: s.buffer_mode,
+            safety_stock: s.safety_stock,
+            fbt_orders: s.fbt_orders,
+        }
+    }
+}
+
+/// Everything a decision may look at besides the aggregate's own state.
+#[derive(Clone, Copy, Debug)]
+pub struct Ctx<'a> {
+    pub now: DateTime<Utc>,
+    pub policy: &'a Policy,
+}
+
+pub(crate) fn add(t: DateTime<Utc>, d: Duration) -> DateTime<Utc> {
+    t + chrono::Duration::from_std(d).unwrap_or(chrono::Duration::MAX)
+}
+
+/// A timer an event arms or disarms on its own stream.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum TimerChange {
+    Arm {
+        kind: &'static str,
+        due_at: DateTime<Utc>,
+    },
+    Disarm {
+        kind: &'static str,
+    },
+}
+
+/// One consistency boundary: its state is a fold of its events.
+pub trait Aggregate:
+    Default + Clone + std::fmt::Debug + PartialEq + Serialize + DeserializeOwned + Send + 'static
+{
+    type Command: std::fmt::Debug + Send + 'static;
+    type Event: DomainEvent + Clone + std::fmt::Debug + Send + 'static;
+    type Error: std::error::Error + Send + 'static;
+
+    /// Streams of this aggregate are named `<PREFIX>-<id>`.
+    const STREAM_PREFIX: &'static str;
+    /// Bumped whenever the state's shape changes, so old snapshots are ignored
+    /// rather than misread.
+    const STATE_VERSION: u32;
+
+    fn decide(
+        &self,
+        command: &Self::Command,
+        ctx: &Ctx<'_>,
+    ) -> Result<Vec<Self::Event>, Self::Error>;
+
+    fn apply(&mut self, event: &Self::Event);
+
+    /// The timers an event arms or disarms.
+    fn timers(event: &Self::Event) -> Vec<TimerChange>;
+
+    /// The command a fired timer of `kind` delivers, if the kind is known.
+    fn timer_command(kind: &str) -> Option<Self::Command>;
+
+    fn stream_id(id: &str) -> String {
+        format!("{}-{}", Self::STREAM_PREFIX, id)
+    }
+}
+
+/// Folds `events` into a fresh state: what rehydration and replay both do.
+pub fn fold<A: Aggregate>(events: &[A::Event]) -> A {
+    let mut state = A::default();
+    for e in events {
+        state.apply(e);
+    }
+    state
+}

@@ -1,0 +1,1091 @@
+//! The TikTok order aggregate: from placement through the edit hold to one Katana
+//! sales order, its deliveries, and the shipments pushed back to TikTok.
+//!
+//! Life cycle: placed -> held -> (edited | cancelled) -> hold expired -> SO requested
+//! -> SO created -> delivered (partly or fully) -> fulfilment pushed.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+
+use super::codec::{domain_events, Upcaster};
+use super::observed::{FulfillmentType, KatanaFulfillment, OrderSnapshot, TikTokOrderStatus};
+use super::{add, Aggregate, Ctx, TimerChange};
+use crate::config::FbtMode;
+
+pub const HOLD_TIMER: &str = "hold";
+
+/// One Katana row requested for an order: all units of one SKU.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RequestedRow {
+    pub sku_id: String,
+    pub seller_sku: String,
+    pub quantity: u32,
+    pub price_per_unit: String,
+}
+
+/// A row of the SO Katana created, to map its fulfillments back to SKUs.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CreatedRow {
+    pub row_id: i64,
+    pub seller_sku: String,
+    pub quantity: u32,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum SkipReason {
+    FulfilledByTikTok,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct OrderPlaced {
+    pub snapshot: OrderSnapshot,
+    pub hold_until: DateTime<Utc>,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct OrderEdited {
+    pub snapshot: OrderSnapshot,
+    /// Human-readable differences, for the operator and the audit trail.
+    pub changes: Vec<String>,
+    /// The SO already exists: Katana will not follow this edit by itself.
+    pub after_push: bool,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct OrderCancelled {
+    pub after_push: bool,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct HoldExpired {
+    pub at: DateTime<Utc>,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct OrderSkipped {
+    pub reason: SkipReason,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SoRequested {
+    pub rows: Vec<RequestedRow>,
+    /// Record as an already delivered ("Done") SO: fulfilled-by-TikTok orders.
+    pub as_done: bool,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SoCreated {
+    pub so_id: i64,
+    pub order_no: String,
+    pub rows: Vec<CreatedRow>,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SoCreateFailed {
+    pub reason: String,
+    pub retryable: bool,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SoDelivered {
+    pub fulfillment: KatanaFulfillment,
+    /// The TikTok line items this delivery ships: as many not-yet-shipped units of
+    /// each SKU as the fulfillment's rows deliver.
+    pub line_item_ids: Vec<String>,
+    /// Units Katana delivered for which no unshipped TikTok unit was left.
+    pub unmatched_units: u32,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FulfillmentPushed {
+    pub fulfillment_id: i64,
+    pub package_id: String,
+}
+
+const ORDER_UPCASTERS: &[Upcaster] = &[];
+
+domain_events! {
+    /// Everything that can happen to an order.
+    pub enum OrderEvent upcasters(ORDER_UPCASTERS) {
+        OrderPlaced = 1,
+        OrderEdited = 1,
+        OrderCancelled = 1,
+        HoldExpired = 1,
+        OrderSkipped = 1,
+        SoRequested = 1,
+        SoCreated = 1,
+        SoCreateFailed = 1,
+        SoDelivered = 1,
+        FulfillmentPushed = 1,
+    }
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum OrderCommand {
+    /// TikTok showed the order like this (webhook re-read, poll, or hold-expiry re-read).
+    Observe(OrderSnapshot),
+    /// The hold timer fired.
+    ExpireHold,
+    RecordSoCreated {
+        so_id: i64,
+        order_no: String,
+        rows: Vec<CreatedRow>,
+    },
+    RecordSoCreateFailed {
+        reason: String,
+        retryable: bool,
+    },
+    /// Katana's fulfillments of this order's SO, as read after a delivery signal.
+    ObserveFulfillments(Vec<KatanaFulfillment>),
+    RecordFulfillmentPushed {
+        fulfillment_id: i64,
+        package_id: String,
+    },
+}
+
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum OrderError {
+    #[error("order has not been placed")]
+    NotPlaced,
+    #[error("snapshot is for order {got}, this stream is order {expected}")]
+    WrongOrder { expected: String, got: String },
+    #[error("no sales order was requested")]
+    NotRequested,
+    #[error("order already has sales order {existing}; refusing a second one ({offered})")]
+    SecondSalesOrder { existing: i64, offered: i64 },
+    #[error("no sales order exists yet")]
+    NoSalesOrder,
+    #[error("fulfillment {0} is not known for this order")]
+    UnknownFulfillment(i64),
+}
+
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub enum SoState {
+    #[default]
+    None,
+    Requested {
+        rows: Vec<RequestedRow>,
+        as_done: bool,
+        last_error: Option<String>,
+    },
+    Created {
+        so_id: i64,
+        order_no: String,
+        rows: Vec<CreatedRow>,
+    },
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Delivery {
+    pub fulfillment: KatanaFulfillment,
+    pub line_item_ids: Vec<String>,
+    pub package_id: Option<String>,
+}
+
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Order {
+    pub snapshot: Option<OrderSnapshot>,
+    pub hold_until: Option<DateTime<Utc>>,
+    pub hold_expired: bool,
+    pub cancelled: bool,
+    pub skipped: Option<SkipReason>,
+    pub so: SoState,
+    pub deliveries: BTreeMap<i64, Delivery>,
+    /// Line items already promised to a delivery, so no unit ships twice.
+    pub assigned_units: BTreeSet<String>,
+}
+
+impl Order {
+    pub fn is_placed(&self) -> bool {
+        self.snapshot.is_some()
+    }
+
+    pub fn order_id(&self) -> Option<&str> {
+        self.snapshot.as_ref().map(|s| s.order_id.as_str())
+    }
+
+    pub fn status(&self) -> Option<TikTokOrderStatus> {
+        self.snapshot.as_ref().map(|s| s.status)
+    }
+
+    pub fn so_id(&self) -> Option<i64> {
+        match &self.so {
+            SoState::Created { so_id, .. } => Some(*so_id),
+            _ => None,
+        }
+    }
+
+    /// Units of each seller SKU that are sold on TikTok but not yet in a Katana SO:
+    /// the demand the inventory push must hold back.
+    pub fn pending_units(&self) -> BTreeMap<String, u32> {
+        let mut out = BTreeMap::new();
+        let counts = !(self.cancelled
+            || self.skipped.is_some()
+            || matches!(self.so, SoState::Created { .. }));
+        if let (true, Some(s)) = (counts, &self.snapshot) {
+            for u in s.units.iter().filter(|u| !u.cancelled) {
+                *out.entry(u.seller_sku.clone()).or_insert(0) += 1;
+            }
+        }
+        out
+    }
+
+    fn rows_of(snapshot: &OrderSnapshot) -> Vec<RequestedRow> {
+        let mut rows: BTreeMap<&str, RequestedRow> = BTreeMap::new();
+        for u in snapshot.units.iter().filter(|u| !u.cancelled) {
+            rows.entry(u.sku_id.as_str())
+                .and_modify(|r| r.quantity += 1)
+                .or_insert_with(|| RequestedRow {
+                    sku_id: u.sku_id.clone(),
+                    seller_sku: u.seller_sku.clone(),
+                    quantity: 1,
+                    price_per_unit: u.sale_price.clone(),
+                });
+        }
+        rows.into_values().collect()
+    }
+
+    /// The SO to request now, if the order has become eligible.
+    fn so_request(&self, snapshot: &OrderSnapshot, fbt: FbtMode) -> Option<SoRequested> {
+        if !self.hold_expired || self.cancelled || self.so != SoState::None {
+            return None;
+        }
+        let fbt_order = snapshot.fulfillment_type == FulfillmentType::FulfillmentByTiktok;
+        let as_done = match (fbt_order, fbt) {
+            (true, FbtMode::Skip) => return None,
+            // A Done SO records what TikTok already shipped, so wait for that.
+            (true, FbtMode::RecordAsDone) if !snapshot.status.is_shipped() => return None,
+            (true, FbtMode::RecordAsDone) => true,
+            (false, _) => false,
+        };
+        if snapshot.status.is_pre_release() || snapshot.status == TikTokOrderStatus::Cancelled {
+            return None;
+        }
+        let rows = Self::rows_of(snapshot);
+        if rows.is_empty() {
+            return None;
+        }
+        Some(SoRequested { rows, as_done })
+    }
+
+    fn decide_observe(
+        &self,
+        snap: &OrderSnapshot,
+        ctx: &Ctx<'_>,
+    ) -> Result<Vec<OrderEvent>, OrderError> {
+        let mut events = Vec::new();
+        let mut next = self.clone();
+        let after_push = matches!(self.so, SoState::Created { .. });
+        match &self.snapshot {
+            None => {
+                let placed = OrderEvent::OrderPlaced(OrderPlaced {
+                    snapshot: snap.clone(),
+                    hold_until: add(snap.create_time, ctx.policy.order_hold),
+                });
+                next.apply(&placed);
+                events.push(placed);
+                if snap.fulfillment_type == FulfillmentType::FulfillmentByTiktok
+                    && ctx.policy.fbt_orders == FbtMode::Skip
+                {
+                    let skipped = OrderEvent::OrderSkipped(OrderSkipped {
+                        reason: SkipReason::FulfilledByTikTok,
+                    });
+                    next.apply(&skipped);
+                    events.push(skipped);
+                }
+            }
+            Some(current) => {
+                if current.order_id != snap.order_id {
+                    return Err(OrderError::WrongOrder {
+                        expected: current.order_id.clone(),
+                        got: snap.order_id.clone(),
+                    });
+                }
+                // An older read arriving late (poll after webhook) must not undo a newer one.
+                if snap.update_time < current.update_time {
+                    return Ok(vec![]);
+                }
+                let changes = differences(current, snap);
+                if !changes.is_empty() {
+                    let edited = OrderEvent::OrderEdited(OrderEdited {
+                        snapshot: snap.clone(),
+                        changes,
+                        after_push,
+                    });
+                    next.apply(&edited);
+                    events.push(edited);
+                }
+            }
+        }
+        let all_cancelled = snap.units.iter().all(|u| u.cancelled);
+        if !next.cancelled && (snap.status == TikTokOrderStatus::Cancelled || all_cancelled) {
+            let cancelled = OrderEvent::OrderCancelled(OrderCancelled { after_push });
+            next.apply(&cancelled);
+            events.push(cancelled);
+        }
+        if let Some(req) = next.so_request(snap, ctx.policy.fbt_orders) {
+            events.push(OrderEvent::SoRequested(req));
+        }
+        Ok(events)
+    }
+
+    fn decide_fulfillments(
+        &self,
+        fulfillments: &[KatanaFulfillment],
+    ) -> Result<Vec<OrderEvent>, OrderError> {
+        let SoState::Created { rows, .. } = &self.so else {
+            return Err(OrderError::NoSalesOrder);
+        };
+        let Some(snapshot) = &self.snapshot else {
+            return Err(OrderError::NotPlaced);
+        };
+        let sku_of_row: BTreeMap<i64, &str> = rows
+            .iter()
+            .map(|r| (r.row_id, r.seller_sku.as_str()))
+            .collect();
+        let mut taken = self.assigned_units.clone();
+        let mut events = Vec::new();
+        let mut ordered: Vec<&KatanaFulfillment> = fulfillments.iter().collect();
+        ordered.sort_by_key(|f| f.fulfillment_id);
+        for f in ordered {
+            if self.deliveries.contains_key(&f.fulfillment_id) || f.status != "DELIVERED" {
+                continue;
+            }
+            let mut line_item_ids = Vec::new();
+            let mut unmatched_units = 0;
+            for (row_id, qty) in &f.rows {
+                let units = qty.floor_units().max(0) as u32;
+                let Some(sku) = sku_of_row.get(row_id) else {
+                    unmatched_units += units;
+                    continue;
+                };
+                let mut free = snapshot.units.iter().filter(|u| {
+                    u.seller_sku == *sku
+                        && !u.cancelled
+                        && !u.shipped
+                        && !taken.contains(&u.line_item_id)
+                });
+                for _ in 0..units {
+                    match free.next() {
+                        Some(u) => line_item_ids.push(u.line_item_id.clone()),
+                        None => unmatched_units += 1,
+                    }
+                }
+                for id in &line_item_ids {
+                    taken.insert(id.clone());
+                }
+            }
+            events.push(OrderEvent::SoDelivered(SoDelivered {
+                fulfillment: f.clone(),
+                line_item_ids,
+                unmatched_units,
+            }));
+        }
+        Ok(events)
+    }
+}
+
+/// What changed between two reads of an order, in the operator's words.
+fn differences(old: &OrderSnapshot, new: &OrderSnapshot) -> Vec<String> {
+    let mut out = Vec::new();
+    if old.status != new.status {
+        out.push(format!("status {:?} -> {:?}", old.status, new.status));
+    }
+    if old.recipient != new.recipient {
+        out.push("recipient address changed".to_string());
+    }
+    let old_units: BTreeMap<&str, _> = old
+        .units
+        .iter()
+        .map(|u| (u.line_item_id.as_str(), u))
+        .collect();
+    let new_units: BTreeMap<&str, _> = new
+        .units
+        .iter()
+        .map(|u| (u.line_item_id.as_str(), u))
+        .collect();
+    for (id, u) in &new_units {
+        match old_units.get(id) {
+            None => out.push(format!("unit {id} ({}) added", u.seller_sku)),
+            Some(o) if !o.cancelled && u.cancelled => {
+                out.push(format!("unit {id} ({}) cancelled", u.seller_sku))
+            }
+            Some(o) if o != u => out.push(format!("unit {id} ({}) changed", u.seller_sku)),
+            _ => {}
+        }
+    }
+    for (id, u) in &old_units {
+        if !new_units.contains_key(id) {
+            out.push(format!("unit {id} ({}) removed", u.seller_sku));
+        }
+    }
+    if old.fulfillment_type != new.fulfillment_type || old.warehouse_id != new.warehouse_id {
+        out.push("fulfilment changed".to_string());
+    }
+    out
+}
+
+impl Aggregate for Order {
+    type Command = OrderCommand;
+    type Event = OrderEvent;
+    type Error = OrderError;
+
+    const STREAM_PREFIX: &'static str = "order";
+    const STATE_VERSION: u32 = 1;
+
+    fn decide(&self, command: &OrderCommand, ctx: &Ctx<'_>) -> Result<Vec<OrderEvent>, OrderError> {
+        match command {
+            OrderCommand::Observe(snap) => self.decide_observe(snap, ctx),
+            OrderCommand::ExpireHold => {
+                let Some(until) = self.hold_until else {
+                    return Err(OrderError::NotPlaced);
+                };
+                // A timer that fires twice, or early after a clock change, decides nothing.
+                if self.hold_expired || ctx.now < until {
+                    return Ok(vec![]);
+                }
+                // The SO is requested by the re-read that follows (see the policy), so
+                // edits made in the last minutes of the hold are what Katana receives.
+                Ok(vec![OrderEvent::HoldExpired(HoldExpired { at: ctx.now })])
+            }
+            OrderCommand::RecordSoCreated {
+                so_id,
+                order_no,
+                rows,
+            } => match &self.so {
+                SoState::Requested { .. } => Ok(vec![OrderEvent::SoCreated(SoCreated {
+                    so_id: *so_id,
+                    order_no: order_no.clone(),
+                    rows: rows.clone(),
+                })]),
+                SoState::Created {
+                    so_id: existing, ..
+                } if existing == so_id => Ok(vec![]),
+                SoState::Created {
+                    so_id: existing, ..
+                } => Err(OrderError::SecondSalesOrder {
+                    existing: *existing,
+                    offered: *so_id,
+                }),
+                SoState::None => Err(OrderError::NotRequested),
+            },
+            OrderCommand::RecordSoCreateFailed { reason, retryable } => match &self.so {
+                SoState::Requested { .. } => Ok(vec![OrderEvent::SoCreateFailed(SoCreateFailed {
+                    reason: reason.clone(),
+                    retryable: *retryable,
+                })]),
+                _ => Err(OrderError::NotRequested),
+            },
+            OrderCommand::ObserveFulfillments(list) => self.decide_fulfillments(list),
+            OrderCommand::RecordFulfillmentPushed {
+                fulfillment_id,
+                package_id,
+            } => match self.deliveries.get(fulfillment_id) {
+                None => Err(OrderError::UnknownFulfillment(*fulfillment_id)),
+                Some(d) if d.package_id.is_some() => Ok(vec![]),
+                Some(_) => Ok(vec![OrderEvent::FulfillmentPushed(FulfillmentPushed {
+                    fulfillment_id: *fulfillment_id,
+                    package_id: package_id.clone(),
+                })]),
+            },
+        }
+    }
+
+    fn apply(&mut self, event: &OrderEvent) {
+        match event {
+            OrderEvent::OrderPlaced(e) => {
+                self.snapshot = Some(e.snapshot.clone());
+                self.hold_until = Some(e.hold_until);
+            }
+            OrderEvent::OrderEdited(e) => self.snapshot = Some(e.snapshot.clone()),
+            OrderEvent::OrderCancelled(_) => self.cancelled = true,
+            OrderEvent::HoldExpired(_) => self.hold_expired = true,
+            OrderEvent::OrderSkipped(e) => self.skipped = Some(e.reason),
+            OrderEvent::SoRequested(e) => {
+                self.so = SoState::Requested {
+                    rows: e.rows.clone(),
+                    as_done: e.as_done,
+                    last_error: None,
+                }
+            }
+            OrderEvent::SoCreated(e) => {
+                self.so = SoState::Created {
+                    so_id: e.so_id,
+                    order_no: e.order_no.clone(),
+                    rows: e.rows.clone(),
+                }
+            }
+            OrderEvent::SoCreateFailed(e) => {
+                if let SoState::Requested { last_error, .. } = &mut self.so {
+                    *last_error = Some(e.reason.clone());
+                }
+            }
+            OrderEvent::SoDelivered(e) => {
+                self.assigned_units.extend(e.line_item_ids.iter().cloned());
+                self.deliveries.insert(
+                    e.fulfillment.fulfillment_id,
+                    Delivery {
+                        fulfillment: e.fulfillment.clone(),
+                        line_item_ids: e.line_item_ids.clone(),
+                        package_id: None,
+                    },
+                );
+            }
+            OrderEvent::FulfillmentPushed(e) => {
+                if let Some(d) = self.deliveries.get_mut(&e.fulfillment_id) {
+                    d.package_id = Some(e.package_id.clone());
+                }
+            }
+        }
+    }
+
+    fn timers(event: &OrderEvent) -> Vec<TimerChange> {
+        match event {
+            OrderEvent::OrderPlaced(e) => vec![TimerChange::Arm {
+                kind: HOLD_TIMER,
+                due_at: e.hold_until,
+            }],
+            OrderEvent::HoldExpired(_) => vec![TimerChange::Disarm { kind: HOLD_TIMER }],
+            _ => vec![],
+        }
+    }
+
+    fn timer_command(kind: &str) -> Option<OrderCommand> {
+        (kind == HOLD_TIMER).then_some(OrderCommand::ExpireHold)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::domain::observed::Quantity;
+    use crate::domain::testkit::*;
+    use crate::domain::{fold, DomainEvent, Policy};
+    use proptest::prelude::*;
+
+    fn policy() -> Policy {
+        Policy::default()
+    }
+
+    fn placed(snap: &OrderSnapshot) -> Vec<OrderEvent> {
+        given_when::<Order>(&[], OrderCommand::Observe(snap.clone()), t0(), &policy()).unwrap()
+    }
+
+    fn expired(snap: &OrderSnapshot) -> Vec<OrderEvent> {
+        let mut h = placed(snap);
+        h.extend(given_when::<Order>(&h, OrderCommand::ExpireHold, mins(60), &policy()).unwrap());
+        h
+    }
+
+    fn requested_rows(events: &[OrderEvent]) -> Option<Vec<RequestedRow>> {
+        events.iter().find_map(|e| match e {
+            OrderEvent::SoRequested(r) => Some(r.rows.clone()),
+            _ => None,
+        })
+    }
+
+    fn created(snap: &OrderSnapshot) -> Vec<OrderEvent> {
+        let mut h = expired(snap);
+        h.extend(
+            given_when::<Order>(
+                &h,
+                OrderCommand::Observe(reread(snap, 60, |_| {})),
+                mins(60),
+                &policy(),
+            )
+            .unwrap(),
+        );
+        let rows: Vec<CreatedRow> = requested_rows(&h)
+            .unwrap()
+            .iter()
+            .enumerate()
+            .map(|(i, r)| CreatedRow {
+                row_id: 100 + i as i64,
+                seller_sku: r.seller_sku.clone(),
+                quantity: r.quantity,
+            })
+            .collect();
+        h.extend(
+            given_when::<Order>(
+                &h,
+                OrderCommand::RecordSoCreated {
+                    so_id: 42,
+                    order_no: "TT-5770001".into(),
+                    rows,
+                },
+                mins(61),
+                &policy(),
+            )
+            .unwrap(),
+        );
+        h
+    }
+
+    fn fulfillment(id: i64, rows: &[(i64, i64)]) -> KatanaFulfillment {
+        KatanaFulfillment {
+            fulfillment_id: id,
+            status: "DELIVERED".into(),
+            tracking_number: Some(format!("1Z{id}")),
+            tracking_url: None,
+            tracking_carrier: Some("UPS".into()),
+            rows: rows
+                .iter()
+                .map(|(r, q)| (*r, Quantity::from_units(*q)))
+                .collect(),
+        }
+    }
+
+    #[test]
+    fn first_observation_places_the_order_and_holds_it_from_create_time() {
+        let events = placed(&order(&[("1", "A")]));
+        assert!(matches!(&events[..], [OrderEvent::OrderPlaced(p)] if p.hold_until == mins(60)));
+        assert_eq!(
+            Order::timers(&events[0]),
+            vec![TimerChange::Arm {
+                kind: HOLD_TIMER,
+                due_at: mins(60)
+            }]
+        );
+    }
+
+    #[test]
+    fn hold_does_not_expire_before_its_time_and_expires_once() {
+        let h = placed(&order(&[("1", "A")]));
+        let early = given_when::<Order>(&h, OrderCommand::ExpireHold, mins(59), &policy()).unwrap();
+        assert!(early.is_empty());
+        let at = given_when::<Order>(&h, OrderCommand::ExpireHold, mins(60), &policy()).unwrap();
+        assert!(matches!(&at[..], [OrderEvent::HoldExpired(_)]));
+        let mut h2 = h.clone();
+        h2.extend(at);
+        let again =
+            given_when::<Order>(&h2, OrderCommand::ExpireHold, mins(61), &policy()).unwrap();
+        assert!(again.is_empty());
+    }
+
+    #[test]
+    fn order_is_not_requested_during_the_hold() {
+        let snap = order(&[("1", "A")]);
+        let h = placed(&snap);
+        let e = given_when::<Order>(
+            &h,
+            OrderCommand::Observe(reread(&snap, 30, |s| {
+                s.status = TikTokOrderStatus::AwaitingShipment
+            })),
+            mins(30),
+            &policy(),
+        )
+        .unwrap();
+        assert!(requested_rows(&e).is_none());
+    }
+
+    #[test]
+    fn units_are_grouped_by_sku_into_one_row_each() {
+        let snap = order(&[("1", "A"), ("2", "A"), ("3", "B")]);
+        let h = expired(&snap);
+        let e = given_when::<Order>(
+            &h,
+            OrderCommand::Observe(reread(&snap, 60, |_| {})),
+            mins(60),
+            &policy(),
+        )
+        .unwrap();
+        let rows = requested_rows(&e).expect("requested after the re-read");
+        let summary: Vec<(String, u32)> = rows
+            .iter()
+            .map(|r| (r.seller_sku.clone(), r.quantity))
+            .collect();
+        assert_eq!(summary, vec![("A".into(), 2), ("B".into(), 1)]);
+        assert_eq!(rows[0].price_per_unit, "10.00");
+    }
+
+    #[test]
+    fn edits_during_the_hold_are_what_gets_requested() {
+        let snap = order(&[("1", "A"), ("2", "A"), ("3", "B")]);
+        let mut h = placed(&snap);
+        let edit = reread(&snap, 20, |s| s.units[1].cancelled = true);
+        let e = given_when::<Order>(&h, OrderCommand::Observe(edit.clone()), mins(20), &policy())
+            .unwrap();
+        assert!(
+            matches!(&e[..], [OrderEvent::OrderEdited(ed)] if !ed.after_push && ed.changes.iter().any(|c| c.contains("cancelled")))
+        );
+        h.extend(e);
+        h.extend(given_when::<Order>(&h, OrderCommand::ExpireHold, mins(60), &policy()).unwrap());
+        let e = given_when::<Order>(
+            &h,
+            OrderCommand::Observe(reread(&edit, 60, |_| {})),
+            mins(60),
+            &policy(),
+        )
+        .unwrap();
+        let rows = requested_rows(&e).unwrap();
+        assert_eq!(rows.iter().map(|r| r.quantity).sum::<u32>(), 2);
+    }
+
+    #[test]
+    fn cancelled_during_hold_is_never_pushed() {
+        let snap = order(&[("1", "A")]);
+        let mut h = placed(&snap);
+        let cancel = reread(&snap, 10, |s| s.status = TikTokOrderStatus::Cancelled);
+        let e = given_when::<Order>(
+            &h,
+            OrderCommand::Observe(cancel.clone()),
+            mins(10),
+            &policy(),
+        )
+        .unwrap();
+        assert!(e
+            .iter()
+            .any(|e| matches!(e, OrderEvent::OrderCancelled(c) if !c.after_push)));
+        h.extend(e);
+        h.extend(given_when::<Order>(&h, OrderCommand::ExpireHold, mins(60), &policy()).unwrap());
+        let e = given_when::<Order>(
+            &h,
+            OrderCommand::Observe(reread(&cancel, 61, |_| {})),
+            mins(61),
+            &policy(),
+        )
+        .unwrap();
+        assert!(requested_rows(&e).is_none());
+        assert!(fold::<Order>(&h).pending_units().is_empty());
+    }
+
+    #[test]
+    fn never_pushed_while_tiktok_shows_unpaid_or_on_hold() {
+        for status in [TikTokOrderStatus::Unpaid, TikTokOrderStatus::OnHold] {
+            let mut snap = order(&[("1", "A")]);
+            snap.status = status;
+            snap.recipient = None;
+            let h = expired(&snap);
+            let e = given_when::<Order>(
+                &h,
+                OrderCommand::Observe(reread(&snap, 61, |_| {})),
+                mins(61),
+                &policy(),
+            )
+            .unwrap();
+            assert!(requested_rows(&e).is_none(), "{status:?}");
+            let released = reread(&snap, 90, |s| {
+                s.status = TikTokOrderStatus::AwaitingShipment
+            });
+            let e = given_when::<Order>(&h, OrderCommand::Observe(released), mins(90), &policy())
+                .unwrap();
+            assert!(requested_rows(&e).is_some(), "released later: {status:?}");
+        }
+    }
+
+    #[test]
+    fn fulfilled_by_tiktok_orders_are_skipped_by_default() {
+        let mut snap = order(&[("1", "A")]);
+        snap.fulfillment_type = FulfillmentType::FulfillmentByTiktok;
+        let h = expired(&snap);
+        assert!(h.iter().any(|e| matches!(e, OrderEvent::OrderSkipped(_))));
+        let e = given_when::<Order>(
+            &h,
+            OrderCommand::Observe(reread(&snap, 61, |s| {
+                s.status = TikTokOrderStatus::InTransit
+            })),
+            mins(61),
+            &policy(),
+        )
+        .unwrap();
+        assert!(requested_rows(&e).is_none());
+    }
+
+    #[test]
+    fn fulfilled_by_tiktok_orders_are_recorded_as_done_once_shipped() {
+        let policy = Policy {
+            fbt_orders: FbtMode::RecordAsDone,
+            ..Policy::default()
+        };
+        let mut snap = order(&[("1", "A")]);
+        snap.fulfillment_type = FulfillmentType::FulfillmentByTiktok;
+        let (_, h) = crate::domain::testkit::run::<Order>(
+            vec![
+                (OrderCommand::Observe(snap.clone()), t0()),
+                (OrderCommand::ExpireHold, mins(60)),
+                (OrderCommand::Observe(reread(&snap, 60, |_| {})), mins(60)),
+            ],
+            &policy,
+        );
+        assert!(requested_rows(&h).is_none(), "not before TikTok ships it");
+        let e = given_when::<Order>(
+            &h,
+            OrderCommand::Observe(reread(&snap, 70, |s| {
+                s.status = TikTokOrderStatus::InTransit
+            })),
+            mins(70),
+            &policy,
+        )
+        .unwrap();
+        assert!(e
+            .iter()
+            .any(|e| matches!(e, OrderEvent::SoRequested(r) if r.as_done)));
+    }
+
+    #[test]
+    fn an_unchanged_observation_records_nothing() {
+        let snap = order(&[("1", "A")]);
+        let h = placed(&snap);
+        for _ in 0..5 {
+            let e =
+                given_when::<Order>(&h, OrderCommand::Observe(snap.clone()), mins(5), &policy())
+                    .unwrap();
+            assert!(e.is_empty());
+        }
+    }
+
+    #[test]
+    fn an_older_read_does_not_undo_a_newer_one() {
+        let snap = order(&[("1", "A")]);
+        let mut h = placed(&snap);
+        let newer = reread(&snap, 20, |s| {
+            s.recipient.as_mut().unwrap().city = "Dallas".into()
+        });
+        h.extend(
+            given_when::<Order>(&h, OrderCommand::Observe(newer), mins(20), &policy()).unwrap(),
+        );
+        let e = given_when::<Order>(
+            &h,
+            OrderCommand::Observe(reread(&snap, 10, |_| {})),
+            mins(21),
+            &policy(),
+        )
+        .unwrap();
+        assert!(e.is_empty());
+    }
+
+    #[test]
+    fn one_order_never_gets_a_second_sales_order() {
+        let h = created(&order(&[("1", "A")]));
+        let same = given_when::<Order>(
+            &h,
+            OrderCommand::RecordSoCreated {
+                so_id: 42,
+                order_no: "TT-5770001".into(),
+                rows: vec![],
+            },
+            mins(62),
+            &policy(),
+        )
+        .unwrap();
+        assert!(same.is_empty());
+        let other = given_when::<Order>(
+            &h,
+            OrderCommand::RecordSoCreated {
+                so_id: 43,
+                order_no: "TT-5770001".into(),
+                rows: vec![],
+            },
+            mins(62),
+            &policy(),
+        );
+        assert_eq!(
+            other.unwrap_err(),
+            OrderError::SecondSalesOrder {
+                existing: 42,
+                offered: 43
+            }
+        );
+        let e = given_when::<Order>(
+            &h,
+            OrderCommand::Observe(reread(&order(&[("1", "A")]), 70, |_| {})),
+            mins(70),
+            &policy(),
+        )
+        .unwrap();
+        assert!(requested_rows(&e).is_none());
+    }
+
+    #[test]
+    fn a_partial_delivery_ships_that_many_units_then_the_rest() {
+        let snap = order(&[("1", "A"), ("2", "A")]);
+        let mut h = created(&snap);
+        let first = given_when::<Order>(
+            &h,
+            OrderCommand::ObserveFulfillments(vec![fulfillment(7, &[(100, 1)])]),
+            mins(90),
+            &policy(),
+        )
+        .unwrap();
+        let ids: Vec<_> = first
+            .iter()
+            .filter_map(|e| match e {
+                OrderEvent::SoDelivered(d) => Some(d.line_item_ids.clone()),
+                _ => None,
+            })
+            .collect();
+        assert_eq!(ids, vec![vec!["1".to_string()]]);
+        h.extend(first);
+        let again = given_when::<Order>(
+            &h,
+            OrderCommand::ObserveFulfillments(vec![
+                fulfillment(7, &[(100, 1)]),
+                fulfillment(8, &[(100, 1)]),
+            ]),
+            mins(95),
+            &policy(),
+        )
+        .unwrap();
+        assert!(
+            matches!(&again[..], [OrderEvent::SoDelivered(d)] if d.line_item_ids == vec!["2".to_string()] && d.unmatched_units == 0)
+        );
+    }
+
+    #[test]
+    fn a_fulfillment_is_pushed_once() {
+        let mut h = created(&order(&[("1", "A")]));
+        h.extend(
+            given_when::<Order>(
+                &h,
+                OrderCommand::ObserveFulfillments(vec![fulfillment(7, &[(100, 1)])]),
+                mins(90),
+                &policy(),
+            )
+            .unwrap(),
+        );
+        let cmd = OrderCommand::RecordFulfillmentPushed {
+            fulfillment_id: 7,
+            package_id: "P1".into(),
+        };
+        let e = given_when::<Order>(&h, cmd.clone(), mins(91), &policy()).unwrap();
+        assert_eq!(e.len(), 1);
+        h.extend(e);
+        assert!(given_when::<Order>(&h, cmd, mins(92), &policy())
+            .unwrap()
+            .is_empty());
+    }
+
+    #[test]
+    fn edits_and_cancellations_after_the_push_are_flagged() {
+        let snap = order(&[("1", "A")]);
+        let h = created(&snap);
+        let e = given_when::<Order>(
+            &h,
+            OrderCommand::Observe(reread(&snap, 80, |s| {
+                s.recipient.as_mut().unwrap().zip = "10001".into()
+            })),
+            mins(80),
+            &policy(),
+        )
+        .unwrap();
+        assert!(matches!(&e[..], [OrderEvent::OrderEdited(ed)] if ed.after_push));
+        let e = given_when::<Order>(
+            &h,
+            OrderCommand::Observe(reread(&snap, 81, |s| {
+                s.status = TikTokOrderStatus::Cancelled
+            })),
+            mins(81),
+            &policy(),
+        )
+        .unwrap();
+        assert!(e
+            .iter()
+            .any(|e| matches!(e, OrderEvent::OrderCancelled(c) if c.after_push)));
+    }
+
+    #[test]
+    fn units_count_as_pending_demand_until_the_sales_order_exists() {
+        let snap = order(&[("1", "A"), ("2", "A"), ("3", "B")]);
+        let h = expired(&snap);
+        let pending = fold::<Order>(&h).pending_units();
+        assert_eq!(pending.get("A"), Some(&2));
+        assert_eq!(pending.get("B"), Some(&1));
+        assert!(fold::<Order>(&created(&snap)).pending_units().is_empty());
+    }
+
+    #[test]
+    fn events_round_trip_through_the_codec() {
+        for e in created(&order(&[("1", "A"), ("2", "B")])) {
+            let back = OrderEvent::decode(e.event_type(), e.version(), &e.encode()).unwrap();
+            assert_eq!(back, e);
+        }
+        assert!(matches!(
+            OrderEvent::decode("OrderPlaced", 9, "{}"),
+            Err(crate::domain::DecodeError::NewerVersion { .. })
+        ));
+        assert!(matches!(
+            OrderEvent::decode("Nope", 1, "{}"),
+            Err(crate::domain::DecodeError::UnknownType(_))
+        ));
+    }
+
+    fn arb_command() -> impl Strategy<Value = (OrderCommand, i64)> {
+        let units = prop::collection::vec((0..4u8, any::<bool>()), 1..5);
+        let status = prop::sample::select(vec![
+            TikTokOrderStatus::Unpaid,
+            TikTokOrderStatus::OnHold,
+            TikTokOrderStatus::AwaitingShipment,
+            TikTokOrderStatus::PartiallyShipping,
+            TikTokOrderStatus::InTransit,
+            TikTokOrderStatus::Cancelled,
+        ]);
+        prop_oneof![
+            (units, status, any::<bool>(), 0..200i64).prop_map(|(units, status, fbt, minute)| {
+                let mut s = order(&[]);
+                s.status = status;
+                s.update_time = mins(minute);
+                if fbt {
+                    s.fulfillment_type = FulfillmentType::FulfillmentByTiktok;
+                }
+                s.units = units
+                    .iter()
+                    .enumerate()
+                    .map(|(i, (sku, cancelled))| {
+                        let mut u = unit(&i.to_string(), &format!("S{sku}"));
+                        u.cancelled = *cancelled;
+                        u
+                    })
+                    .collect();
+                (OrderCommand::Observe(s), minute)
+            }),
+            (0..200i64).prop_map(|m| (OrderCommand::ExpireHold, m)),
+            (1..3i64, 0..200i64).prop_map(|(id, m)| (
+                OrderCommand::RecordSoCreated {
+                    so_id: id,
+                    order_no: "TT-1".into(),
+                    rows: vec![CreatedRow {
+                        row_id: 100,
+                        seller_sku: "S0".into(),
+                        quantity: 1
+                    }]
+                },
+                m
+            )),
+            (0..200i64).prop_map(|m| (
+                OrderCommand::RecordSoCreateFailed {
+                    reason: "boom".into(),
+                    retryable: true
+                },
+                m
+            )),
+            (1..4i64, 0..3i64, 0..200i64).prop_map(|(id, q, m)| (
+                OrderCommand::ObserveFulfillments(vec![fulfillment(id, &[(100, q)])]),
+                m
+            )),
+            (1..4i64, 0..200i64).prop_map(|(id, m)| (
+                OrderCommand::RecordFulfillmentPushed {
+                    fulfillment_id: id,
+                    package_id: format!("P{id}")
+                },
+                m
+            )),
+        ]
+    }
+
+    proptest! {
+        #[test]
+        fn replaying_any_accepted_history_gives_the_live_state(
+            cmds in prop::collection::vec(arb_command(), 0..40),
+            fbt_done in any::<bool>(),
+        ) {
+            let policy = Policy { fbt_orders: if fbt_done { FbtMode::RecordAsDone } else { FbtMode::Skip }, ..Policy::default() };
+            let (live, history) = run::<Order>(cmds.into_iter().map(|(c, m)| (c, mins(m))).collect(), &policy);
+            let decoded: Vec<OrderEvent> = history.iter()
+                .map(|e| OrderEvent::decode(e.event_type(), e.version(), &e.encode()).unwrap())
+                .collect();
+            prop_assert_eq!(fold::<Order>(&decoded), live);
+        }
+    }
+}

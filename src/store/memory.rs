@@ -1,0 +1,225 @@
+//! An in-memory [`EventStore`] with the same semantics as the SQLite one: for unit
+//! tests and what-if runs that must not touch a database.
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+
+use chrono::{DateTime, Utc};
+use futures::future::BoxFuture;
+use parking_lot::Mutex;
+use tokio::sync::watch;
+
+use super::{
+    Committed, EventStore, Expected, RecordedEvent, Snapshot, StoreError, Timer, UnitOfWork,
+};
+
+#[derive(Default)]
+struct State {
+    events: Vec<RecordedEvent>,
+    streams: HashMap<String, Vec<usize>>,
+    timers: BTreeMap<String, Timer>,
+    inbox: HashSet<(String, String)>,
+    checkpoints: HashMap<String, u64>,
+    snapshots: BTreeMap<String, Snapshot>,
+}
+
+pub struct MemoryStore {
+    state: Mutex<State>,
+    head: watch::Sender<u64>,
+    timers_changed: watch::Sender<u64>,
+}
+
+impl Default for MemoryStore {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl MemoryStore {
+    pub fn new() -> Self {
+        MemoryStore {
+            state: Mutex::new(State::default()),
+            head: watch::channel(0).0,
+            timers_changed: watch::channel(0).0,
+        }
+    }
+
+    fn apply(&self, unit: UnitOfWork) -> Result<Committed, StoreError> {
+        let mut st = self.state.lock();
+        if let Some(entry) = &unit.inbox {
+            if st
+                .inbox
+                .contains(&(entry.source.clone(), entry.delivery_id.clone()))
+            {
+                return Err(StoreError::Duplicate {
+                    source_name: entry.source.clone(),
+                    delivery_id: entry.delivery_id.clone(),
+                });
+            }
+        }
+        // Validate every expectation before touching anything: all or nothing.
+        let mut pending: HashMap<&str, u64> = HashMap::new();
+        for a in &unit.appends {
+            let current = *pending
+                .get(a.stream.as_str())
+                .unwrap_or(&(st.streams.get(&a.stream).map_or(0, |v| v.len() as u64)));
+            if let Expected::Seq(expected) = a.expected {
+                if expected != current {
+                    return Err(StoreError::Conflict {
+                        stream: a.stream.clone(),
+                        expected,
+                        actual: current,
+                    });
+                }
+            }
+            pending.insert(a.stream.as_str(), current + a.events.len() as u64);
+        }
+        if let Some(entry) = &unit.inbox {
+            st.inbox
+                .insert((entry.source.clone(), entry.delivery_id.clone()));
+        }
+        let mut committed = Committed::default();
+        for a in unit.appends {
+            for e in a.events {
+                let position = st.events.len() as u64 + 1;
+                let idx = st.events.len();
+                let list = st.streams.entry(a.stream.clone()).or_default();
+                list.push(idx);
+                let seq = list.len() as u64;
+                let rec = RecordedEvent {
+                    position,
+                    stream: a.stream.clone(),
+                    seq,
+                    event_type: e.event_type,
+                    version: e.version,
+                    payload: e.payload,
+                    meta: e.meta,
+                };
+                st.events.push(rec.clone());
+                committed.events.push(rec);
+            }
+        }
+        for id in &unit.disarm_timers {
+            st.timers.remove(id);
+        }
+        let armed = !unit.arm_timers.is_empty();
+        for t in unit.arm_timers {
+            st.timers.insert(t.id(), t);
+        }
+        if let Some((name, pos)) = unit.checkpoint {
+            let cp = st.checkpoints.entry(name).or_insert(0);
+            *cp = (*cp).max(pos);
+        }
+        if let Some(s) = unit.snapshot {
+            st.snapshots.insert(s.stream.clone(), s);
+        }
+        let head = st.events.len() as u64;
+        drop(st);
+        if !committed.events.is_empty() {
+            self.head.send_replace(head);
+        }
+        if armed {
+            self.timers_changed.send_modify(|v| *v += 1);
+        }
+        Ok(committed)
+    }
+}
+
+impl EventStore for MemoryStore {
+    fn commit(&self, unit: UnitOfWork) -> BoxFuture<'static, Result<Committed, StoreError>> {
+        let result = self.apply(unit);
+        Box::pin(async move { result })
+    }
+
+    fn read_stream(&self, stream: &str, after_seq: u64) -> Result<Vec<RecordedEvent>, StoreError> {
+        let st = self.state.lock();
+        Ok(st
+            .streams
+            .get(stream)
+            .map(|idx| {
+                idx.iter()
+                    .skip(after_seq as usize)
+                    .map(|&i| st.events[i].clone())
+                    .collect()
+            })
+            .unwrap_or_default())
+    }
+
+    fn read_all(&self, after: u64, limit: usize) -> Result<Vec<RecordedEvent>, StoreError> {
+        let st = self.state.lock();
+        Ok(st
+            .events
+            .iter()
+            .skip(after as usize)
+            .take(limit)
+            .cloned()
+            .collect())
+    }
+
+    fn head(&self) -> u64 {
+        *self.head.borrow()
+    }
+
+    fn watch_head(&self) -> watch::Receiver<u64> {
+        self.head.subscribe()
+    }
+
+    fn stream_seq(&self, stream: &str) -> Result<u64, StoreError> {
+        Ok(self
+            .state
+            .lock()
+            .streams
+            .get(stream)
+            .map_or(0, |v| v.len() as u64))
+    }
+
+    fn due_timers(&self, until: DateTime<Utc>, limit: usize) -> Result<Vec<Timer>, StoreError> {
+        let st = self.state.lock();
+        let mut due: Vec<Timer> = st
+            .timers
+            .values()
+            .filter(|t| t.due_at <= until)
+            .cloned()
+            .collect();
+        due.sort_by(|a, b| a.due_at.cmp(&b.due_at).then_with(|| a.id().cmp(&b.id())));
+        due.truncate(limit);
+        Ok(due)
+    }
+
+    fn next_timer_due(&self) -> Result<Option<DateTime<Utc>>, StoreError> {
+        Ok(self.state.lock().timers.values().map(|t| t.due_at).min())
+    }
+
+    fn watch_timers(&self) -> watch::Receiver<u64> {
+        self.timers_changed.subscribe()
+    }
+
+    fn timer_count(&self) -> Result<u64, StoreError> {
+        Ok(self.state.lock().timers.len() as u64)
+    }
+
+    fn checkpoint(&self, subscriber: &str) -> Result<u64, StoreError> {
+        Ok(*self.state.lock().checkpoints.get(subscriber).unwrap_or(&0))
+    }
+
+    fn load_snapshot(&self, stream: &str) -> Result<Option<Snapshot>, StoreError> {
+        Ok(self.state.lock().snapshots.get(stream).cloned())
+    }
+
+    fn all_snapshots(&self) -> Result<Vec<Snapshot>, StoreError> {
+        Ok(self.state.lock().snapshots.values().cloned().collect())
+    }
+
+    fn inbox_contains(&self, source: &str, delivery_id: &str) -> Result<bool, StoreError> {
+        Ok(self
+            .state
+            .lock()
+            .inbox
+            .contains(&(source.to_string(), delivery_id.to_string())))
+    }
+
+    fn streams(&self) -> Result<Vec<String>, StoreError> {
+        let mut v: Vec<String> = self.state.lock().streams.keys().cloned().collect();
+        v.sort();
+        Ok(v)
+    }
+}
