@@ -125,7 +125,7 @@ domain_events! {
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum OrderCommand {
     /// TikTok showed the order like this (webhook re-read, poll, or hold-expiry re-read).
-    Observe(OrderSnapshot),
+    Observe(Box<OrderSnapshot>),
     /// The hold timer fired.
     ExpireHold,
     RecordSoCreated {
@@ -570,7 +570,13 @@ mod tests {
     }
 
     fn placed(snap: &OrderSnapshot) -> Vec<OrderEvent> {
-        given_when::<Order>(&[], OrderCommand::Observe(snap.clone()), t0(), &policy()).unwrap()
+        given_when::<Order>(
+            &[],
+            OrderCommand::Observe(Box::new(snap.clone())),
+            t0(),
+            &policy(),
+        )
+        .unwrap()
     }
 
     fn expired(snap: &OrderSnapshot) -> Vec<OrderEvent> {
@@ -591,7 +597,7 @@ mod tests {
         h.extend(
             given_when::<Order>(
                 &h,
-                OrderCommand::Observe(reread(snap, 60, |_| {})),
+                OrderCommand::Observe(Box::new(reread(snap, 60, |_| {}))),
                 mins(60),
                 &policy(),
             )
@@ -670,9 +676,9 @@ mod tests {
         let h = placed(&snap);
         let e = given_when::<Order>(
             &h,
-            OrderCommand::Observe(reread(&snap, 30, |s| {
+            OrderCommand::Observe(Box::new(reread(&snap, 30, |s| {
                 s.status = TikTokOrderStatus::AwaitingShipment
-            })),
+            }))),
             mins(30),
             &policy(),
         )
@@ -686,7 +692,7 @@ mod tests {
         let h = expired(&snap);
         let e = given_when::<Order>(
             &h,
-            OrderCommand::Observe(reread(&snap, 60, |_| {})),
+            OrderCommand::Observe(Box::new(reread(&snap, 60, |_| {}))),
             mins(60),
             &policy(),
         )
@@ -705,8 +711,13 @@ mod tests {
         let snap = order(&[("1", "A"), ("2", "A"), ("3", "B")]);
         let mut h = placed(&snap);
         let edit = reread(&snap, 20, |s| s.units[1].cancelled = true);
-        let e = given_when::<Order>(&h, OrderCommand::Observe(edit.clone()), mins(20), &policy())
-            .unwrap();
+        let e = given_when::<Order>(
+            &h,
+            OrderCommand::Observe(Box::new(edit.clone())),
+            mins(20),
+            &policy(),
+        )
+        .unwrap();
         assert!(
             matches!(&e[..], [OrderEvent::OrderEdited(ed)] if !ed.after_push && ed.changes.iter().any(|c| c.contains("cancelled")))
         );
@@ -714,7 +725,7 @@ mod tests {
         h.extend(given_when::<Order>(&h, OrderCommand::ExpireHold, mins(60), &policy()).unwrap());
         let e = given_when::<Order>(
             &h,
-            OrderCommand::Observe(reread(&edit, 60, |_| {})),
+            OrderCommand::Observe(Box::new(reread(&edit, 60, |_| {}))),
             mins(60),
             &policy(),
         )
@@ -730,7 +741,7 @@ mod tests {
         let cancel = reread(&snap, 10, |s| s.status = TikTokOrderStatus::Cancelled);
         let e = given_when::<Order>(
             &h,
-            OrderCommand::Observe(cancel.clone()),
+            OrderCommand::Observe(Box::new(cancel.clone())),
             mins(10),
             &policy(),
         )
@@ -742,7 +753,7 @@ mod tests {
         h.extend(given_when::<Order>(&h, OrderCommand::ExpireHold, mins(60), &policy()).unwrap());
         let e = given_when::<Order>(
             &h,
-            OrderCommand::Observe(reread(&cancel, 61, |_| {})),
+            OrderCommand::Observe(Box::new(reread(&cancel, 61, |_| {}))),
             mins(61),
             &policy(),
         )
@@ -760,7 +771,7 @@ mod tests {
             let h = expired(&snap);
             let e = given_when::<Order>(
                 &h,
-                OrderCommand::Observe(reread(&snap, 61, |_| {})),
+                OrderCommand::Observe(Box::new(reread(&snap, 61, |_| {}))),
                 mins(61),
                 &policy(),
             )
@@ -769,8 +780,13 @@ mod tests {
             let released = reread(&snap, 90, |s| {
                 s.status = TikTokOrderStatus::AwaitingShipment
             });
-            let e = given_when::<Order>(&h, OrderCommand::Observe(released), mins(90), &policy())
-                .unwrap();
+            let e = given_when::<Order>(
+                &h,
+                OrderCommand::Observe(Box::new(released)),
+                mins(90),
+                &policy(),
+            )
+            .unwrap();
             assert!(requested_rows(&e).is_some(), "released later: {status:?}");
         }
     }
@@ -783,9 +799,9 @@ mod tests {
         assert!(h.iter().any(|e| matches!(e, OrderEvent::OrderSkipped(_))));
         let e = given_when::<Order>(
             &h,
-            OrderCommand::Observe(reread(&snap, 61, |s| {
+            OrderCommand::Observe(Box::new(reread(&snap, 61, |s| {
                 s.status = TikTokOrderStatus::InTransit
-            })),
+            }))),
             mins(61),
             &policy(),
         )
@@ -803,18 +819,21 @@ mod tests {
         snap.fulfillment_type = FulfillmentType::FulfillmentByTiktok;
         let (_, h) = crate::domain::testkit::run::<Order>(
             vec![
-                (OrderCommand::Observe(snap.clone()), t0()),
+                (OrderCommand::Observe(Box::new(snap.clone())), t0()),
                 (OrderCommand::ExpireHold, mins(60)),
-                (OrderCommand::Observe(reread(&snap, 60, |_| {})), mins(60)),
+                (
+                    OrderCommand::Observe(Box::new(reread(&snap, 60, |_| {}))),
+                    mins(60),
+                ),
             ],
             &policy,
         );
         assert!(requested_rows(&h).is_none(), "not before TikTok ships it");
         let e = given_when::<Order>(
             &h,
-            OrderCommand::Observe(reread(&snap, 70, |s| {
+            OrderCommand::Observe(Box::new(reread(&snap, 70, |s| {
                 s.status = TikTokOrderStatus::InTransit
-            })),
+            }))),
             mins(70),
             &policy,
         )
@@ -829,9 +848,13 @@ mod tests {
         let snap = order(&[("1", "A")]);
         let h = placed(&snap);
         for _ in 0..5 {
-            let e =
-                given_when::<Order>(&h, OrderCommand::Observe(snap.clone()), mins(5), &policy())
-                    .unwrap();
+            let e = given_when::<Order>(
+                &h,
+                OrderCommand::Observe(Box::new(snap.clone())),
+                mins(5),
+                &policy(),
+            )
+            .unwrap();
             assert!(e.is_empty());
         }
     }
@@ -844,11 +867,17 @@ mod tests {
             s.recipient.as_mut().unwrap().city = "Dallas".into()
         });
         h.extend(
-            given_when::<Order>(&h, OrderCommand::Observe(newer), mins(20), &policy()).unwrap(),
+            given_when::<Order>(
+                &h,
+                OrderCommand::Observe(Box::new(newer)),
+                mins(20),
+                &policy(),
+            )
+            .unwrap(),
         );
         let e = given_when::<Order>(
             &h,
-            OrderCommand::Observe(reread(&snap, 10, |_| {})),
+            OrderCommand::Observe(Box::new(reread(&snap, 10, |_| {}))),
             mins(21),
             &policy(),
         )
@@ -890,7 +919,7 @@ mod tests {
         );
         let e = given_when::<Order>(
             &h,
-            OrderCommand::Observe(reread(&order(&[("1", "A")]), 70, |_| {})),
+            OrderCommand::Observe(Box::new(reread(&order(&[("1", "A")]), 70, |_| {}))),
             mins(70),
             &policy(),
         )
@@ -963,9 +992,9 @@ mod tests {
         let h = created(&snap);
         let e = given_when::<Order>(
             &h,
-            OrderCommand::Observe(reread(&snap, 80, |s| {
+            OrderCommand::Observe(Box::new(reread(&snap, 80, |s| {
                 s.recipient.as_mut().unwrap().zip = "10001".into()
-            })),
+            }))),
             mins(80),
             &policy(),
         )
@@ -973,9 +1002,9 @@ mod tests {
         assert!(matches!(&e[..], [OrderEvent::OrderEdited(ed)] if ed.after_push));
         let e = given_when::<Order>(
             &h,
-            OrderCommand::Observe(reread(&snap, 81, |s| {
+            OrderCommand::Observe(Box::new(reread(&snap, 81, |s| {
                 s.status = TikTokOrderStatus::Cancelled
-            })),
+            }))),
             mins(81),
             &policy(),
         )
@@ -1038,7 +1067,7 @@ mod tests {
                         u
                     })
                     .collect();
-                (OrderCommand::Observe(s), minute)
+                (OrderCommand::Observe(Box::new(s)), minute)
             }),
             (0..200i64).prop_map(|m| (OrderCommand::ExpireHold, m)),
             (1..3i64, 0..200i64).prop_map(|(id, m)| (
