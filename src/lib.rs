@@ -16,9 +16,12 @@
 //! - `replay`: folding the log back into state, hashing and verifying it.
 //! - `bench`: the `tks bench` measurements.
 
+pub mod actors;
+pub mod bench;
 pub mod clock;
 pub mod config;
 pub mod connectors;
 pub mod domain;
+pub mod replay;
 pub mod sandbox;
 pub mod store;

@@ -1,1 +1,144 @@
-fn main() {}
+//! `tks`: the service and its operator commands. Thin: parse, set up logging, call
+//! into the library.
+
+use std::io::Write;
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use clap::{Parser, Subcommand, ValueEnum};
+
+use tks::store::{EventMeta, EventStore, Expected, NewEvent, SqliteStore, UnitOfWork};
+
+#[derive(Parser)]
+#[command(name = "tks", version, about = "TikTok Shop <-> Katana MRP sync")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Measure this machine (prints key=value lines).
+    Bench {
+        #[arg(value_enum)]
+        what: BenchTarget,
+        /// Seconds per throughput measurement.
+        #[arg(long, default_value_t = 5)]
+        seconds: u64,
+        /// Events in the log that rebuild is measured on.
+        #[arg(long, default_value_t = 1_000_000)]
+        events: u64,
+        /// Where the benchmark databases go (default: a temporary directory).
+        #[arg(long)]
+        dir: Option<PathBuf>,
+    },
+    /// Tools for testing the service itself.
+    #[command(hide = true)]
+    Debug {
+        #[command(subcommand)]
+        what: DebugCommand,
+    },
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum BenchTarget {
+    Store,
+    Replay,
+}
+
+#[derive(Subcommand)]
+enum DebugCommand {
+    /// Appends under load and prints `stream seq` for every acknowledged event,
+    /// for the crash test that kills this process mid-write.
+    AppendLoad {
+        #[arg(long)]
+        db: PathBuf,
+        #[arg(long, default_value_t = 32)]
+        writers: usize,
+    },
+}
+
+fn main() -> anyhow::Result<()> {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    let cli = Cli::parse();
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?;
+    match cli.command {
+        Command::Bench {
+            what,
+            seconds,
+            events,
+            dir,
+        } => runtime.block_on(async {
+            let tmp = tempdir_in(dir)?;
+            match what {
+                BenchTarget::Store => tks::bench::store(&tmp, seconds, events).await,
+                BenchTarget::Replay => tks::bench::replay(&tmp, events).await,
+            }
+        }),
+        Command::Debug {
+            what: DebugCommand::AppendLoad { db, writers },
+        } => runtime.block_on(append_load(db, writers)),
+    }
+}
+
+/// A fresh directory for benchmark files, removed on a clean exit.
+fn tempdir_in(dir: Option<PathBuf>) -> anyhow::Result<PathBuf> {
+    let base = dir.unwrap_or_else(std::env::temp_dir);
+    let path = base.join(format!("tks-bench-{}", uuid::Uuid::new_v4()));
+    std::fs::create_dir_all(&path)?;
+    Ok(path)
+}
+
+async fn append_load(db: PathBuf, writers: usize) -> anyhow::Result<()> {
+    let store = Arc::new(SqliteStore::open(&db)?);
+    let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<(String, u64)>();
+    for w in 0..writers {
+        let store = store.clone();
+        let tx = tx.clone();
+        tokio::spawn(async move {
+            let stream = format!("sku-crash-{w}");
+            let mut seq = store.stream_seq(&stream).unwrap_or(0);
+            loop {
+                let meta = EventMeta::root(chrono::DateTime::UNIX_EPOCH);
+                let events = (0..3)
+                    .map(|i| NewEvent {
+                        event_type: "StockChanged".into(),
+                        version: 1,
+                        payload: format!(
+                            "{{\"location_id\":1,\"in_stock\":{},\"committed\":0}}",
+                            (seq + i) * 100_000
+                        ),
+                        meta: meta.clone(),
+                    })
+                    .collect();
+                let unit = UnitOfWork::append(stream.clone(), Expected::Seq(seq), events);
+                match store.commit(unit).await {
+                    Ok(c) => {
+                        for e in c.events {
+                            seq = e.seq;
+                            if tx.send((e.stream, e.seq)).is_err() {
+                                return;
+                            }
+                        }
+                    }
+                    Err(_) => return,
+                }
+            }
+        });
+    }
+    drop(tx);
+    let mut out = std::io::stdout().lock();
+    while let Some((stream, seq)) = rx.recv().await {
+        // Printed only after the commit was acknowledged: the test trusts each line.
+        writeln!(out, "{stream} {seq}")?;
+        out.flush()?;
+    }
+    Ok(())
+}

@@ -73,10 +73,18 @@ pub enum TimerChange {
 
 /// One consistency boundary: its state is a fold of its events.
 pub trait Aggregate:
-    Default + Clone + std::fmt::Debug + PartialEq + Serialize + DeserializeOwned + Send + 'static
+    Default
+    + Clone
+    + std::fmt::Debug
+    + PartialEq
+    + Serialize
+    + DeserializeOwned
+    + Send
+    + Unpin
+    + 'static
 {
-    type Command: std::fmt::Debug + Send + 'static;
-    type Event: DomainEvent + Clone + std::fmt::Debug + Send + 'static;
+    type Command: Clone + std::fmt::Debug + Send + Unpin + 'static;
+    type Event: DomainEvent + Clone + std::fmt::Debug + Send + Unpin + 'static;
     type Error: std::error::Error + Send + 'static;
 
     /// Streams of this aggregate are named `<PREFIX>-<id>`.

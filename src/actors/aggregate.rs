@@ -1,0 +1,314 @@
+//! The aggregate actor: holds one stream's state, runs `decide`, commits the events
+//! (with the timers they arm and an optional checkpoint) and only then applies them.
+//! It keeps no logic of its own, so what it does is what replay does.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use actix::prelude::*;
+
+use crate::clock::Clock;
+use crate::config::ActorSettings;
+use crate::domain::{Aggregate, Ctx, DecodeError, DomainEvent, Policy, TimerChange};
+use crate::store::{
+    timer_id, EventMeta, Expected, NewEvent, RecordedEvent, SharedStore, Snapshot, StoreError,
+    Timer, UnitOfWork,
+};
+
+#[derive(Debug, thiserror::Error)]
+pub enum CommandError {
+    /// The business rules refused the command: a 4xx, never retried as is.
+    #[error("rejected: {0}")]
+    Rejected(String),
+    /// The log could not be read or written: retry later.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error("stream {stream} holds an event this build cannot read: {source}")]
+    Undecodable {
+        stream: String,
+        #[source]
+        source: DecodeError,
+    },
+    #[error("the actor for {0} is unavailable")]
+    Unavailable(String),
+}
+
+/// A command for one aggregate, with what the commit should carry along.
+pub struct Execute<A: Aggregate> {
+    pub command: A::Command,
+    /// The event that led to this command, for correlation and causation.
+    pub cause: Option<EventMeta>,
+    /// The timer that fired this command: disarmed in the same transaction.
+    pub fired_timer: Option<String>,
+    /// A subscriber checkpoint to move in the same transaction.
+    pub checkpoint: Option<(String, u64)>,
+}
+
+impl<A: Aggregate> Clone for Execute<A> {
+    fn clone(&self) -> Self {
+        Execute {
+            command: self.command.clone(),
+            cause: self.cause.clone(),
+            fired_timer: self.fired_timer.clone(),
+            checkpoint: self.checkpoint.clone(),
+        }
+    }
+}
+
+impl<A: Aggregate> Execute<A> {
+    pub fn new(command: A::Command) -> Self {
+        Execute {
+            command,
+            cause: None,
+            fired_timer: None,
+            checkpoint: None,
+        }
+    }
+
+    pub fn caused_by(mut self, cause: &EventMeta) -> Self {
+        self.cause = Some(cause.clone());
+        self
+    }
+}
+
+impl<A: Aggregate> Message for Execute<A> {
+    type Result = Result<Vec<RecordedEvent>, CommandError>;
+}
+
+/// Tells the registry an idle actor stopped, so the next command rehydrates it.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct Passivated {
+    pub stream: String,
+}
+
+/// A read of the actor's current state (the operator API's view).
+pub struct GetState<A: Aggregate>(std::marker::PhantomData<A>);
+
+impl<A: Aggregate> Default for GetState<A> {
+    fn default() -> Self {
+        GetState(std::marker::PhantomData)
+    }
+}
+
+impl<A: Aggregate> Message for GetState<A> {
+    type Result = (A, u64);
+}
+
+/// Shared by every actor of one aggregate type.
+#[derive(Clone)]
+pub struct Env {
+    pub store: SharedStore,
+    pub clock: Clock,
+    pub policy: Arc<Policy>,
+    pub settings: ActorSettings,
+}
+
+pub struct AggregateActor<A: Aggregate> {
+    stream: String,
+    state: A,
+    seq: u64,
+    snapshot_seq: u64,
+    env: Env,
+    last_used: Instant,
+    on_idle: Option<Recipient<Passivated>>,
+}
+
+/// Folds a stream from its snapshot (when it is of the current state version) and
+/// the events after it.
+pub fn rehydrate<A: Aggregate>(
+    store: &SharedStore,
+    stream: &str,
+) -> Result<(A, u64, u64), CommandError> {
+    let (mut state, mut seq) = match store.load_snapshot(stream)? {
+        Some(s) if s.state_version == A::STATE_VERSION => match serde_json::from_str::<A>(&s.state)
+        {
+            Ok(state) => (state, s.seq),
+            Err(e) => {
+                tracing::warn!(stream, error = %e, "snapshot unreadable, folding the whole stream");
+                (A::default(), 0)
+            }
+        },
+        _ => (A::default(), 0),
+    };
+    let snapshot_seq = seq;
+    for rec in store.read_stream(stream, seq)? {
+        let event =
+            A::Event::decode(&rec.event_type, rec.version, &rec.payload).map_err(|source| {
+                CommandError::Undecodable {
+                    stream: stream.to_string(),
+                    source,
+                }
+            })?;
+        state.apply(&event);
+        seq = rec.seq;
+    }
+    Ok((state, seq, snapshot_seq))
+}
+
+impl<A: Aggregate> AggregateActor<A> {
+    pub fn load(
+        stream: String,
+        env: Env,
+        on_idle: Option<Recipient<Passivated>>,
+    ) -> Result<Self, CommandError> {
+        let (state, seq, snapshot_seq) = rehydrate::<A>(&env.store, &stream)?;
+        Ok(AggregateActor {
+            stream,
+            state,
+            seq,
+            snapshot_seq,
+            env,
+            #[allow(clippy::disallowed_methods)]
+            last_used: Instant::now(),
+            on_idle,
+        })
+    }
+
+    fn unit_of_work(&self, msg: &Execute<A>, events: &[A::Event]) -> UnitOfWork {
+        let now = self.env.clock.now();
+        let new_events: Vec<NewEvent> = events
+            .iter()
+            .map(|e| NewEvent {
+                event_type: e.event_type().to_string(),
+                version: e.version(),
+                payload: e.encode(),
+                meta: match &msg.cause {
+                    Some(c) => EventMeta::caused_by(c, now),
+                    None => EventMeta::root(now),
+                },
+            })
+            .collect();
+        let mut unit = UnitOfWork::default();
+        for change in events.iter().flat_map(A::timers) {
+            match change {
+                TimerChange::Arm { kind, due_at } => unit.arm_timers.push(Timer {
+                    stream: self.stream.clone(),
+                    kind: kind.to_string(),
+                    due_at,
+                }),
+                TimerChange::Disarm { kind } => {
+                    let id = timer_id(&self.stream, kind);
+                    unit.arm_timers.retain(|t| t.id() != id);
+                    unit.disarm_timers.push(id);
+                }
+            }
+        }
+        if let Some(id) = &msg.fired_timer {
+            // Disarming the fired timer is what makes it fire exactly once, even
+            // when the decision produced no event.
+            if !unit.arm_timers.iter().any(|t| &t.id() == id) {
+                unit.disarm_timers.push(id.clone());
+            }
+        }
+        unit.checkpoint = msg.checkpoint.clone();
+        let next_seq = self.seq + events.len() as u64;
+        if !events.is_empty() && next_seq - self.snapshot_seq >= self.env.settings.snapshot_every {
+            let mut next = self.state.clone();
+            for e in events {
+                next.apply(e);
+            }
+            if let Ok(state) = serde_json::to_string(&next) {
+                unit.snapshot = Some(Snapshot {
+                    stream: self.stream.clone(),
+                    seq: next_seq,
+                    state_version: A::STATE_VERSION,
+                    state,
+                });
+            }
+        }
+        if !new_events.is_empty() {
+            unit.appends.push(crate::store::StreamAppend {
+                stream: self.stream.clone(),
+                expected: Expected::Seq(self.seq),
+                events: new_events,
+            });
+        }
+        unit
+    }
+}
+
+impl<A: Aggregate> Actor for AggregateActor<A> {
+    type Context = Context<Self>;
+
+    fn started(&mut self, ctx: &mut Self::Context) {
+        let idle = self.env.settings.idle_timeout;
+        let every = (idle / 4).max(Duration::from_millis(10));
+        ctx.run_interval(every, move |act, ctx| {
+            if act.last_used.elapsed() >= idle {
+                ctx.stop();
+            }
+        });
+    }
+
+    fn stopped(&mut self, _ctx: &mut Self::Context) {
+        if let Some(r) = &self.on_idle {
+            r.do_send(Passivated {
+                stream: self.stream.clone(),
+            });
+        }
+    }
+}
+
+impl<A: Aggregate> Handler<Execute<A>> for AggregateActor<A> {
+    type Result = AtomicResponse<Self, Result<Vec<RecordedEvent>, CommandError>>;
+
+    fn handle(&mut self, msg: Execute<A>, _ctx: &mut Self::Context) -> Self::Result {
+        #[allow(clippy::disallowed_methods)]
+        {
+            self.last_used = Instant::now();
+        }
+        let ctx = Ctx {
+            now: self.env.clock.now(),
+            policy: &self.env.policy,
+        };
+        let events = match self.state.decide(&msg.command, &ctx) {
+            Ok(events) => events,
+            Err(e) => {
+                let err = CommandError::Rejected(e.to_string());
+                return AtomicResponse::new(Box::pin(fut::ready(Err(err))));
+            }
+        };
+        let unit = self.unit_of_work(&msg, &events);
+        if unit.appends.is_empty()
+            && unit.disarm_timers.is_empty()
+            && unit.checkpoint.is_none()
+            && unit.arm_timers.is_empty()
+        {
+            return AtomicResponse::new(Box::pin(fut::ready(Ok(vec![]))));
+        }
+        let snapshot_seq = unit.snapshot.as_ref().map(|s| s.seq);
+        let commit = self.env.store.commit(unit);
+        AtomicResponse::new(Box::pin(commit.into_actor(self).map(
+            move |result, act, _ctx| match result {
+                Ok(committed) => {
+                    for e in &events {
+                        act.state.apply(e);
+                    }
+                    act.seq += events.len() as u64;
+                    if let Some(s) = snapshot_seq {
+                        act.snapshot_seq = s;
+                    }
+                    Ok(committed.events)
+                }
+                Err(e) => {
+                    // Whatever the log now holds is the truth: reload before the next command.
+                    if let Ok((state, seq, snap)) = rehydrate::<A>(&act.env.store, &act.stream) {
+                        act.state = state;
+                        act.seq = seq;
+                        act.snapshot_seq = snap;
+                    }
+                    Err(CommandError::Store(e))
+                }
+            },
+        )))
+    }
+}
+
+impl<A: Aggregate> Handler<GetState<A>> for AggregateActor<A> {
+    type Result = MessageResult<GetState<A>>;
+
+    fn handle(&mut self, _msg: GetState<A>, _ctx: &mut Self::Context) -> Self::Result {
+        MessageResult((self.state.clone(), self.seq))
+    }
+}

@@ -1,0 +1,257 @@
+//! `tks bench`: measurements of this machine, printed as `key=value` lines so they
+//! can be pasted into the README's table or compared by a script.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use chrono::{TimeZone, Utc};
+
+use crate::domain::observed::{
+    FulfillmentType, LineUnit, OrderSnapshot, Quantity, TikTokOrderStatus,
+};
+use crate::domain::order::{HoldExpired, OrderEvent, OrderPlaced};
+use crate::domain::sku::{SkuEvent, StockChanged};
+use crate::domain::DomainEvent;
+use crate::store::{EventMeta, EventStore, Expected, NewEvent, SqliteStore, UnitOfWork};
+
+pub fn print(key: &str, value: impl std::fmt::Display) {
+    println!("{key}={value}");
+}
+
+/// Peak resident set size of this process, in MiB (Linux `VmHWM`).
+pub fn peak_rss_mib() -> f64 {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("VmHWM:"))
+                .and_then(|l| l.split_whitespace().nth(1))
+                .and_then(|kb| kb.parse::<f64>().ok())
+        })
+        .map_or(0.0, |kb| kb / 1024.0)
+}
+
+fn bench_meta() -> EventMeta {
+    EventMeta::root(Utc.with_ymd_and_hms(2026, 1, 1, 0, 0, 0).unwrap())
+}
+
+fn small_event(n: u64) -> NewEvent {
+    let e = SkuEvent::StockChanged(StockChanged {
+        location_id: 1,
+        in_stock: Quantity::from_units(n as i64 % 1000),
+        committed: Quantity(0),
+    });
+    NewEvent {
+        event_type: e.event_type().into(),
+        version: e.version(),
+        payload: e.encode(),
+        meta: bench_meta(),
+    }
+}
+
+/// Durable appends per second with `writers` concurrent writers, each appending
+/// one event per unit of work to its own stream, for `duration`.
+pub async fn appends_per_second(
+    store: Arc<SqliteStore>,
+    writers: usize,
+    duration: Duration,
+) -> f64 {
+    let start = Instant::now();
+    let mut tasks = Vec::new();
+    for w in 0..writers {
+        let store = store.clone();
+        tasks.push(tokio::spawn(async move {
+            let stream = format!("sku-bench-w{writers}-{w}");
+            let mut seq = 0u64;
+            while start.elapsed() < duration {
+                let unit =
+                    UnitOfWork::append(stream.clone(), Expected::Seq(seq), vec![small_event(seq)]);
+                if store.commit(unit).await.is_err() {
+                    break;
+                }
+                seq += 1;
+            }
+            seq
+        }));
+    }
+    let mut total = 0;
+    for t in tasks {
+        total += t.await.unwrap_or(0);
+    }
+    total as f64 / start.elapsed().as_secs_f64()
+}
+
+/// Ack latencies (p50, p99, achieved rate) at a fixed offered load.
+pub async fn ack_latency(
+    store: Arc<SqliteStore>,
+    per_second: u64,
+    duration: Duration,
+) -> (f64, f64, f64) {
+    let interval = Duration::from_secs_f64(1.0 / per_second as f64);
+    let mut ticker = tokio::time::interval(interval);
+    ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Burst);
+    let start = Instant::now();
+    let mut tasks = Vec::new();
+    let mut n = 0u64;
+    while start.elapsed() < duration {
+        ticker.tick().await;
+        let store = store.clone();
+        let stream = format!("sku-lat-{}", n % 1024);
+        n += 1;
+        tasks.push(tokio::spawn(async move {
+            let t = Instant::now();
+            let unit = UnitOfWork::append(stream, Expected::Any, vec![small_event(n)]);
+            store.commit(unit).await.ok();
+            t.elapsed()
+        }));
+    }
+    let mut lat = Vec::with_capacity(tasks.len());
+    for t in tasks {
+        if let Ok(d) = t.await {
+            lat.push(d.as_secs_f64() * 1000.0);
+        }
+    }
+    let rate = lat.len() as f64 / start.elapsed().as_secs_f64();
+    lat.sort_by(|a, b| a.total_cmp(b));
+    let pct = |p: f64| {
+        lat.get(((lat.len() as f64 - 1.0) * p) as usize)
+            .copied()
+            .unwrap_or(0.0)
+    };
+    (pct(0.50), pct(0.99), rate)
+}
+
+/// Writes a realistic log of `events` events: orders placed and expired, and
+/// stock changes, spread over many streams.
+pub async fn write_log(store: &SqliteStore, events: u64) -> Result<(), crate::store::StoreError> {
+    let t0 = Utc.with_ymd_and_hms(2026, 1, 1, 0, 0, 0).unwrap();
+    let mut written = 0u64;
+    let mut order = 0u64;
+    while written < events {
+        let mut unit = UnitOfWork::default();
+        while unit.event_count() < 1000 && written + (unit.event_count() as u64) < events {
+            order += 1;
+            if order % 4 == 0 {
+                let e = SkuEvent::StockChanged(StockChanged {
+                    location_id: 1,
+                    in_stock: Quantity::from_units((order % 500) as i64),
+                    committed: Quantity::from_units((order % 7) as i64),
+                });
+                unit.appends.push(crate::store::StreamAppend {
+                    stream: format!("sku-SKU-{}", order % 2000),
+                    expected: Expected::Any,
+                    events: vec![NewEvent {
+                        event_type: e.event_type().into(),
+                        version: e.version(),
+                        payload: e.encode(),
+                        meta: bench_meta(),
+                    }],
+                });
+                continue;
+            }
+            let id = format!("57700{order:012}");
+            let snapshot = OrderSnapshot {
+                order_id: id.clone(),
+                status: TikTokOrderStatus::AwaitingShipment,
+                fulfillment_type: FulfillmentType::FulfillmentBySeller,
+                create_time: t0,
+                update_time: t0,
+                currency: "USD".into(),
+                warehouse_id: Some("7000001".into()),
+                recipient: None,
+                buyer_email: None,
+                units: (0..2)
+                    .map(|u| LineUnit {
+                        line_item_id: format!("{id}{u}"),
+                        sku_id: format!("{}", order % 2000),
+                        seller_sku: format!("SKU-{}", order % 2000),
+                        sale_price: "19.99".into(),
+                        cancelled: false,
+                        shipped: false,
+                    })
+                    .collect(),
+            };
+            let evs = [
+                OrderEvent::OrderPlaced(OrderPlaced {
+                    snapshot,
+                    hold_until: t0 + chrono::Duration::hours(1),
+                }),
+                OrderEvent::HoldExpired(HoldExpired {
+                    at: t0 + chrono::Duration::hours(1),
+                }),
+            ];
+            unit.appends.push(crate::store::StreamAppend {
+                stream: format!("order-{id}"),
+                expected: Expected::Seq(0),
+                events: evs
+                    .iter()
+                    .map(|e| NewEvent {
+                        event_type: e.event_type().into(),
+                        version: e.version(),
+                        payload: e.encode(),
+                        meta: bench_meta(),
+                    })
+                    .collect(),
+            });
+        }
+        written += unit.event_count() as u64;
+        store.commit(unit).await?;
+    }
+    Ok(())
+}
+
+/// Rebuild throughput over the log in `store`: (events, events per second).
+pub fn rebuild_rate(store: &dyn EventStore) -> Result<(u64, f64), crate::store::StoreError> {
+    let start = Instant::now();
+    let rebuilt = crate::replay::rebuild(store, &[], |_| {})?;
+    Ok((
+        rebuilt.events,
+        rebuilt.events as f64 / start.elapsed().as_secs_f64(),
+    ))
+}
+
+pub async fn store(dir: &std::path::Path, seconds: u64, log_events: u64) -> anyhow::Result<()> {
+    print(
+        "machine.cores",
+        std::thread::available_parallelism().map_or(0, |n| n.get()),
+    );
+    for writers in [1usize, 16, 256] {
+        let store = Arc::new(SqliteStore::open(
+            dir.join(format!("appends-{writers}.db")),
+        )?);
+        let rate = appends_per_second(store, writers, Duration::from_secs(seconds)).await;
+        print(
+            &format!("store.appends_per_sec.writers_{writers}"),
+            format!("{rate:.0}"),
+        );
+    }
+    let store = Arc::new(SqliteStore::open(dir.join("latency.db"))?);
+    let (p50, p99, rate) = ack_latency(store, 5000, Duration::from_secs(seconds)).await;
+    print(
+        "store.ack_latency_ms.offered_5000_per_sec.p50",
+        format!("{p50:.2}"),
+    );
+    print(
+        "store.ack_latency_ms.offered_5000_per_sec.p99",
+        format!("{p99:.2}"),
+    );
+    print("store.ack_latency.achieved_per_sec", format!("{rate:.0}"));
+    replay(dir, log_events).await?;
+    Ok(())
+}
+
+pub async fn replay(dir: &std::path::Path, log_events: u64) -> anyhow::Result<()> {
+    let path = dir.join("rebuild.db");
+    let store = SqliteStore::open(&path)?;
+    let start = Instant::now();
+    write_log(&store, log_events).await?;
+    print(
+        "replay.log_write_events_per_sec",
+        format!("{:.0}", log_events as f64 / start.elapsed().as_secs_f64()),
+    );
+    let (events, rate) = rebuild_rate(&store)?;
+    print("replay.rebuild_events", events);
+    print("replay.rebuild_events_per_sec", format!("{rate:.0}"));
+    print("process.peak_rss_mib", format!("{:.0}", peak_rss_mib()));
+    Ok(())
+}
