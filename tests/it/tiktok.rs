@@ -12,13 +12,14 @@ use tks::clock::ManualClock;
 use tks::config::{Secret, TikTokSettings};
 use tks::connectors::tiktok::client::codes;
 use tks::connectors::tiktok::{
-    sign, webhook, ClientOptions, MemoryTokenStore, NotificationType, TikTokClient, TikTokError, TokenStore,
-    UpdateWindow, WebhookError,
+    sign, webhook, ClientOptions, MemoryTokenStore, NotificationType, TikTokClient, TikTokError,
+    TokenStore, UpdateWindow, WebhookError,
 };
 use tks::connectors::Backoff;
 use tks::domain::observed::TikTokOrderStatus;
 use tks::sandbox::tiktok::{
-    sim_codes, Faults, NewOrder, SimConfig, TikTokSim, MAIN_WAREHOUSE, RETURN_WAREHOUSE, SECOND_WAREHOUSE,
+    sim_codes, Faults, NewOrder, SimConfig, TikTokSim, MAIN_WAREHOUSE, RETURN_WAREHOUSE,
+    SECOND_WAREHOUSE,
 };
 
 const MUG_PRODUCT: &str = "1729000000000000001";
@@ -66,7 +67,10 @@ async fn env_with(cfg: SimConfig) -> Env {
     let settings = settings_for(&sim, &cfg);
     let store = Arc::new(MemoryTokenStore::default());
     let client = TikTokClient::new(&settings, manual.clock(), store.clone(), options()).unwrap();
-    client.exchange_auth_code(&sim.issue_auth_code()).await.unwrap();
+    client
+        .exchange_auth_code(&sim.issue_auth_code())
+        .await
+        .unwrap();
     Env {
         manual,
         sim,
@@ -141,12 +145,19 @@ impl<'a> Raw<'a> {
             q.push(("shop_cipher".into(), cfg.shop_cipher.clone()));
         }
         q.extend(self.query);
-        let mut s = sign::sign(&cfg.app_secret, self.path, &q, self.body.as_deref().map(str::as_bytes));
+        let mut s = sign::sign(
+            &cfg.app_secret,
+            self.path,
+            &q,
+            self.body.as_deref().map(str::as_bytes),
+        );
         if self.uppercase_sign {
             s = s.to_uppercase();
         }
         q.push(("sign".into(), s));
-        let qs = form_urlencoded::Serializer::new(String::new()).extend_pairs(q.iter()).finish();
+        let qs = form_urlencoded::Serializer::new(String::new())
+            .extend_pairs(q.iter())
+            .finish();
         let token = self.env.client.tokens().await.unwrap().access_token;
         let url = format!("{}{}?{}", self.env.sim.base_url(), self.path, qs);
         let req = reqwest::Client::new()
@@ -198,8 +209,13 @@ async fn exchange_lists_shops_picks_the_configured_one_and_persists_tokens() {
     assert_eq!(shops.len(), 2);
 
     // The code was single-use.
-    let again = TikTokClient::new(&e.settings, e.manual.clock(), Arc::new(MemoryTokenStore::default()), options())
-        .unwrap();
+    let again = TikTokClient::new(
+        &e.settings,
+        e.manual.clock(),
+        Arc::new(MemoryTokenStore::default()),
+        options(),
+    )
+    .unwrap();
     let code = e.sim.issue_auth_code();
     again.exchange_auth_code(&code).await.unwrap();
     let err = again.exchange_auth_code(&code).await.unwrap_err();
@@ -211,18 +227,38 @@ async fn exchange_lists_shops_picks_the_configured_one_and_persists_tokens() {
     // Without a configured shop id, two shops are ambiguous.
     let mut s = e.settings.clone();
     s.shop_id.clear();
-    let ambiguous = TikTokClient::new(&s, e.manual.clock(), Arc::new(MemoryTokenStore::default()), options()).unwrap();
-    let err = ambiguous.exchange_auth_code(&e.sim.issue_auth_code()).await.unwrap_err();
-    assert!(matches!(err, TikTokError::ShopNotAuthorized { .. }), "{err:?}");
+    let ambiguous = TikTokClient::new(
+        &s,
+        e.manual.clock(),
+        Arc::new(MemoryTokenStore::default()),
+        options(),
+    )
+    .unwrap();
+    let err = ambiguous
+        .exchange_auth_code(&e.sim.issue_auth_code())
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(err, TikTokError::ShopNotAuthorized { .. }),
+        "{err:?}"
+    );
     e.sim.stop().await;
 }
 
 #[tokio::test]
 async fn non_seller_authorisation_and_missing_scope_tell_the_user_to_use_the_main_account() {
     let e = env().await;
-    let other = TikTokClient::new(&e.settings, e.manual.clock(), Arc::new(MemoryTokenStore::default()), options())
-        .unwrap();
-    let err = other.exchange_auth_code(&e.sim.issue_auth_code_for(1)).await.unwrap_err();
+    let other = TikTokClient::new(
+        &e.settings,
+        e.manual.clock(),
+        Arc::new(MemoryTokenStore::default()),
+        options(),
+    )
+    .unwrap();
+    let err = other
+        .exchange_auth_code(&e.sim.issue_auth_code_for(1))
+        .await
+        .unwrap_err();
     assert!(matches!(err, TikTokError::Reauthorize { .. }), "{err:?}");
     assert!(err.to_string().contains("MAIN"), "{err}");
 
@@ -233,11 +269,21 @@ async fn non_seller_authorisation_and_missing_scope_tell_the_user_to_use_the_mai
     let before = e.sim.request_count();
     let err = e.client.get_orders(&["1".to_string()]).await.unwrap_err();
     assert!(
-        matches!(err, TikTokError::Reauthorize { code: Some(105005), .. }),
+        matches!(
+            err,
+            TikTokError::Reauthorize {
+                code: Some(105005),
+                ..
+            }
+        ),
         "{err:?}"
     );
     assert!(err.to_string().contains("scope"), "{err}");
-    assert_eq!(e.sim.request_count() - before, 1, "a scope error is not retried");
+    assert_eq!(
+        e.sim.request_count() - before,
+        1,
+        "a scope error is not retried"
+    );
     e.sim.stop().await;
 }
 
@@ -253,7 +299,10 @@ async fn access_token_is_refreshed_before_it_expires_and_both_tokens_are_persist
     let after = e.store.load().unwrap().unwrap();
     assert_ne!(after.access_token, before.access_token);
     assert_ne!(after.refresh_token, before.refresh_token);
-    assert_eq!(after.shop, before.shop, "the shop binding survives a refresh");
+    assert_eq!(
+        after.shop, before.shop,
+        "the shop binding survives a refresh"
+    );
     assert_eq!(e.store.save_count(), saves + 1);
     assert_eq!(
         after.access_token_expire_in,
@@ -319,7 +368,10 @@ async fn permanent_errors_are_not_retried_and_exhausted_retries_surface() {
     let e = env().await;
     let o = e
         .sim
-        .create_order(NewOrder::of(&[("CAP-1", 1)], TikTokOrderStatus::AwaitingShipment))
+        .create_order(NewOrder::of(
+            &[("CAP-1", 1)],
+            TikTokOrderStatus::AwaitingShipment,
+        ))
         .unwrap();
     let requests = e.sim.request_count();
     let r = e
@@ -394,23 +446,36 @@ async fn order_search_follows_pages_sorted_by_update_time_within_an_overlapping_
         e.manual.advance(Duration::from_secs(60));
         let o = e
             .sim
-            .create_order(NewOrder::of(&[("MUG-RED", 1 + i % 2)], TikTokOrderStatus::AwaitingShipment))
+            .create_order(NewOrder::of(
+                &[("MUG-RED", 1 + i % 2)],
+                TikTokOrderStatus::AwaitingShipment,
+            ))
             .unwrap();
         ids.push(o.id);
     }
     // Touch the first order last: it must come last when sorted by update_time.
     e.manual.advance(Duration::from_secs(60));
-    e.sim.set_order_status(&ids[0], TikTokOrderStatus::InTransit).unwrap();
+    e.sim
+        .set_order_status(&ids[0], TikTokOrderStatus::InTransit)
+        .unwrap();
     let requests = e.sim.request_count();
     let window = UpdateWindow::overlapping(since, Duration::from_secs(3600), e.manual.now());
     let orders = e.client.search_orders(window, 3).await.unwrap();
-    assert_eq!(e.sim.request_count() - requests, 3, "7 orders in pages of 3");
+    assert_eq!(
+        e.sim.request_count() - requests,
+        3,
+        "7 orders in pages of 3"
+    );
     let got: Vec<&str> = orders.iter().map(|o| o.id.as_str()).collect();
     let mut want: Vec<&str> = ids[1..].iter().map(String::as_str).collect();
     want.push(&ids[0]);
     assert_eq!(got, want);
 
-    let snaps = e.client.orders_updated_since(since, Duration::from_secs(120)).await.unwrap();
+    let snaps = e
+        .client
+        .orders_updated_since(since, Duration::from_secs(120))
+        .await
+        .unwrap();
     assert_eq!(snaps.len(), 7);
     assert_eq!(snaps[0].units.len(), 2, "one line unit per purchased unit");
     assert_eq!(snaps.last().unwrap().status, TikTokOrderStatus::InTransit);
@@ -440,8 +505,13 @@ async fn order_detail_chunks_more_than_fifty_ids_and_maps_snapshots() {
     let snaps = e.client.get_order_snapshots(&ids).await.unwrap();
     assert_eq!(e.sim.request_count() - requests, 2);
     assert_eq!(snaps.len(), 53);
-    assert!(snaps.iter().all(|s| s.recipient.is_none()), "no address while ON_HOLD");
-    e.sim.set_order_status(&ids[0], TikTokOrderStatus::AwaitingShipment).unwrap();
+    assert!(
+        snaps.iter().all(|s| s.recipient.is_none()),
+        "no address while ON_HOLD"
+    );
+    e.sim
+        .set_order_status(&ids[0], TikTokOrderStatus::AwaitingShipment)
+        .unwrap();
     let s = &e.client.get_order_snapshots(&ids[..1]).await.unwrap()[0];
     assert_eq!(s.recipient.as_ref().unwrap().zip, "62701");
     assert_eq!(s.units[0].seller_sku, "CAP-1");
@@ -453,17 +523,30 @@ async fn cancelled_units_and_edits_show_up_in_the_mapped_snapshot() {
     let e = env().await;
     let o = e
         .sim
-        .create_order(NewOrder::of(&[("MUG-RED", 2), ("CAP-1", 1)], TikTokOrderStatus::AwaitingShipment))
+        .create_order(NewOrder::of(
+            &[("MUG-RED", 2), ("CAP-1", 1)],
+            TikTokOrderStatus::AwaitingShipment,
+        ))
         .unwrap();
-    e.sim.cancel_order(&o.id, Some(vec![o.units[2].id.clone()])).unwrap();
-    let s = &e.client.get_order_snapshots(&[o.id.clone()]).await.unwrap()[0];
+    e.sim
+        .cancel_order(&o.id, Some(vec![o.units[2].id.clone()]))
+        .unwrap();
+    let s = &e
+        .client
+        .get_order_snapshots(std::slice::from_ref(&o.id))
+        .await
+        .unwrap()[0];
     assert_eq!(
         s.units.iter().map(|u| u.cancelled).collect::<Vec<_>>(),
         vec![false, false, true]
     );
     assert_eq!(s.status, TikTokOrderStatus::AwaitingShipment);
     e.sim.cancel_order(&o.id, None).unwrap();
-    let s = &e.client.get_order_snapshots(&[o.id.clone()]).await.unwrap()[0];
+    let s = &e
+        .client
+        .get_order_snapshots(std::slice::from_ref(&o.id))
+        .await
+        .unwrap()[0];
     assert_eq!(s.status, TikTokOrderStatus::Cancelled);
     e.sim.stop().await;
 }
@@ -475,10 +558,16 @@ async fn partial_shipment_then_full_shipment() {
     let e = env().await;
     let o = e
         .sim
-        .create_order(NewOrder::of(&[("MUG-RED", 2), ("CAP-1", 1)], TikTokOrderStatus::AwaitingShipment))
+        .create_order(NewOrder::of(
+            &[("MUG-RED", 2), ("CAP-1", 1)],
+            TikTokOrderStatus::AwaitingShipment,
+        ))
         .unwrap();
     let options = e.client.delivery_options(MAIN_WAREHOUSE).await.unwrap();
-    let seller = options.iter().find(|d| d.option_type == "SEND_BY_SELLER").unwrap();
+    let seller = options
+        .iter()
+        .find(|d| d.option_type == "SEND_BY_SELLER")
+        .unwrap();
     let providers = e.client.shipping_providers(&seller.id).await.unwrap();
     let ups = providers.iter().find(|p| p.name == "UPS").unwrap();
 
@@ -488,7 +577,11 @@ async fn partial_shipment_then_full_shipment() {
         .await
         .unwrap();
     assert!(!first.package_id.is_empty());
-    let s = &e.client.get_order_snapshots(&[o.id.clone()]).await.unwrap()[0];
+    let s = &e
+        .client
+        .get_order_snapshots(std::slice::from_ref(&o.id))
+        .await
+        .unwrap()[0];
     assert_eq!(s.status, TikTokOrderStatus::PartiallyShipping);
     assert_eq!(
         s.units.iter().map(|u| u.shipped).collect::<Vec<_>>(),
@@ -504,7 +597,10 @@ async fn partial_shipment_then_full_shipment() {
     // A unit of another order is refused.
     let other = e
         .sim
-        .create_order(NewOrder::of(&[("CAP-1", 1)], TikTokOrderStatus::AwaitingShipment))
+        .create_order(NewOrder::of(
+            &[("CAP-1", 1)],
+            TikTokOrderStatus::AwaitingShipment,
+        ))
         .unwrap();
     let foreign = e
         .client
@@ -519,7 +615,11 @@ async fn partial_shipment_then_full_shipment() {
         .await
         .unwrap();
     assert_ne!(second.package_id, first.package_id);
-    let s = &e.client.get_order_snapshots(&[o.id.clone()]).await.unwrap()[0];
+    let s = &e
+        .client
+        .get_order_snapshots(std::slice::from_ref(&o.id))
+        .await
+        .unwrap()[0];
     assert_eq!(s.status, TikTokOrderStatus::AwaitingCollection);
     assert!(s.units.iter().all(|u| u.shipped));
 
@@ -539,16 +639,30 @@ async fn shipment_is_refused_while_on_hold_and_accepted_once_released() {
         .create_order(NewOrder::of(&[("CAP-1", 1)], TikTokOrderStatus::OnHold))
         .unwrap();
     let opts = e.client.delivery_options(MAIN_WAREHOUSE).await.unwrap();
-    let seller = opts.iter().find(|d| d.option_type == "SEND_BY_SELLER").unwrap();
+    let seller = opts
+        .iter()
+        .find(|d| d.option_type == "SEND_BY_SELLER")
+        .unwrap();
     let providers = e.client.shipping_providers(&seller.id).await.unwrap();
     let provider = providers[0].id.as_str();
     let units = vec![o.units[0].id.clone()];
-    let r = e.client.mark_package_shipped(&o.id, &units, "1Z", provider).await;
+    let r = e
+        .client
+        .mark_package_shipped(&o.id, &units, "1Z", provider)
+        .await;
     assert_eq!(api_code(r), sim_codes::ORDER_NOT_SHIPPABLE);
     assert!(e.sim.shipments().is_empty());
-    e.sim.set_order_status(&o.id, TikTokOrderStatus::AwaitingShipment).unwrap();
-    e.client.mark_package_shipped(&o.id, &units, "1Z", provider).await.unwrap();
-    assert_eq!(e.sim.order(&o.id).unwrap().status, TikTokOrderStatus::AwaitingCollection);
+    e.sim
+        .set_order_status(&o.id, TikTokOrderStatus::AwaitingShipment)
+        .unwrap();
+    e.client
+        .mark_package_shipped(&o.id, &units, "1Z", provider)
+        .await
+        .unwrap();
+    assert_eq!(
+        e.sim.order(&o.id).unwrap().status,
+        TikTokOrderStatus::AwaitingCollection
+    );
     e.sim.stop().await;
 }
 
@@ -559,14 +673,28 @@ async fn warehouses_delivery_options_and_providers() {
     let ret = w.iter().find(|w| w.id == RETURN_WAREHOUSE).unwrap();
     assert_eq!(ret.warehouse_type, "RETURN_WAREHOUSE");
     let main = w.iter().find(|w| w.id == MAIN_WAREHOUSE).unwrap();
-    assert_eq!((main.warehouse_type.as_str(), main.effect_status.as_str()), ("SALES_WAREHOUSE", "ENABLED"));
+    assert_eq!(
+        (main.warehouse_type.as_str(), main.effect_status.as_str()),
+        ("SALES_WAREHOUSE", "ENABLED")
+    );
     assert!(main.is_default);
     let opts = e.client.delivery_options(MAIN_WAREHOUSE).await.unwrap();
-    assert_eq!(opts.iter().filter(|o| o.option_type == "SEND_BY_SELLER").count(), 1);
-    let seller = opts.iter().find(|o| o.option_type == "SEND_BY_SELLER").unwrap();
+    assert_eq!(
+        opts.iter()
+            .filter(|o| o.option_type == "SEND_BY_SELLER")
+            .count(),
+        1
+    );
+    let seller = opts
+        .iter()
+        .find(|o| o.option_type == "SEND_BY_SELLER")
+        .unwrap();
     let providers = e.client.shipping_providers(&seller.id).await.unwrap();
     assert_eq!(providers.len(), 3);
-    assert_eq!(api_code(e.client.delivery_options("1").await), sim_codes::NOT_FOUND);
+    assert_eq!(
+        api_code(e.client.delivery_options("1").await),
+        sim_codes::NOT_FOUND
+    );
     e.sim.stop().await;
 }
 
@@ -580,27 +708,48 @@ async fn inventory_update_sends_every_warehouse_of_a_multi_warehouse_sku() {
     let blue = cat.iter().find(|c| c.seller_sku == "MUG-BLUE").unwrap();
     assert_eq!(blue.warehouses.len(), 2);
 
-    let out = e.client.update_inventory(MUG_PRODUCT, MUG_BLUE, MAIN_WAREHOUSE, 42).await.unwrap();
+    let out = e
+        .client
+        .update_inventory(MUG_PRODUCT, MUG_BLUE, MAIN_WAREHOUSE, 42)
+        .await
+        .unwrap();
     assert!(out.is_ok(), "{out:?}");
     let stock = e.sim.stock();
     assert_eq!(stock[MUG_BLUE][MAIN_WAREHOUSE], 42);
-    assert_eq!(stock[MUG_BLUE][SECOND_WAREHOUSE], 7, "other warehouse keeps its last known quantity");
+    assert_eq!(
+        stock[MUG_BLUE][SECOND_WAREHOUSE], 7,
+        "other warehouse keeps its last known quantity"
+    );
     let pushes = e.sim.inventory_pushes();
     assert_eq!(pushes.len(), 2);
-    assert!(pushes.iter().all(|p| p.sku_id == MUG_BLUE && p.time == e.manual.now().timestamp()));
+    assert!(pushes
+        .iter()
+        .all(|p| p.sku_id == MUG_BLUE && p.time == e.manual.now().timestamp()));
 
     // Clamped to TikTok's range.
-    e.client.update_inventory(MUG_PRODUCT, MUG_BLUE, SECOND_WAREHOUSE, 250_000).await.unwrap();
-    e.client.update_inventory(MUG_PRODUCT, MUG_BLUE, MAIN_WAREHOUSE, -3).await.unwrap();
+    e.client
+        .update_inventory(MUG_PRODUCT, MUG_BLUE, SECOND_WAREHOUSE, 250_000)
+        .await
+        .unwrap();
+    e.client
+        .update_inventory(MUG_PRODUCT, MUG_BLUE, MAIN_WAREHOUSE, -3)
+        .await
+        .unwrap();
     let stock = e.sim.stock();
     assert_eq!(stock[MUG_BLUE][SECOND_WAREHOUSE], 99_999);
     assert_eq!(stock[MUG_BLUE][MAIN_WAREHOUSE], 0);
 
     // A non-active product is refused as a whole.
-    let r = e.client.update_inventory(DRAFT_PRODUCT, DRAFT_SKU, MAIN_WAREHOUSE, 1).await;
+    let r = e
+        .client
+        .update_inventory(DRAFT_PRODUCT, DRAFT_SKU, MAIN_WAREHOUSE, 1)
+        .await;
     assert_eq!(api_code(r), sim_codes::PRODUCT_NOT_ACTIVE);
     // A warehouse the SKU does not have is caught before calling TikTok.
-    let r = e.client.update_inventory(MUG_PRODUCT, MUG_BLUE, RETURN_WAREHOUSE, 1).await;
+    let r = e
+        .client
+        .update_inventory(MUG_PRODUCT, MUG_BLUE, RETURN_WAREHOUSE, 1)
+        .await;
     assert!(matches!(r, Err(TikTokError::InvalidInput(_))), "{r:?}");
     e.sim.stop().await;
 }
@@ -611,16 +760,26 @@ async fn per_sku_inventory_errors_are_surfaced_and_the_stale_sku_is_reread() {
     e.client.catalogue().await.unwrap();
     // Behind the client's back the SKU gains a warehouse: its cached picture is now stale.
     let mut demo = tks::sandbox::tiktok::state::State::demo_catalogue();
-    demo[0].skus[0].inventory.push((SECOND_WAREHOUSE.to_string(), 4));
+    demo[0].skus[0]
+        .inventory
+        .push((SECOND_WAREHOUSE.to_string(), 4));
     e.sim.set_catalogue(demo).unwrap();
     let red = "1729100000000000001";
-    let out = e.client.update_inventory(MUG_PRODUCT, red, MAIN_WAREHOUSE, 8).await.unwrap();
+    let out = e
+        .client
+        .update_inventory(MUG_PRODUCT, red, MAIN_WAREHOUSE, 8)
+        .await
+        .unwrap();
     assert!(!out.is_ok());
     assert_eq!(out.sku_errors[0].code, sim_codes::WAREHOUSES_INCOMPLETE);
     assert_eq!(out.sku_errors[0].sku_id.as_deref(), Some(red));
     assert!(e.sim.inventory_pushes().is_empty());
     // The next push re-reads the SKU and includes both warehouses.
-    let out = e.client.update_inventory(MUG_PRODUCT, red, MAIN_WAREHOUSE, 8).await.unwrap();
+    let out = e
+        .client
+        .update_inventory(MUG_PRODUCT, red, MAIN_WAREHOUSE, 8)
+        .await
+        .unwrap();
     assert!(out.is_ok(), "{out:?}");
     assert_eq!(out.sent[0].1.len(), 2);
     assert_eq!(e.sim.stock()[red][SECOND_WAREHOUSE], 4);
@@ -653,9 +812,17 @@ async fn simulator_refuses_what_tiktok_refuses() {
     assert_eq!(code(&r.send().await.1), codes::MISSING_SHOP_CIPHER);
 
     let r = Raw::new(&e, "GET", "/authorization/202309/shops");
-    assert_eq!(code(&r.send().await.1), codes::INVALID_PARAM, "cipher on /authorization");
+    assert_eq!(
+        code(&r.send().await.1),
+        codes::INVALID_PARAM,
+        "cipher on /authorization"
+    );
     let r = Raw::new(&e, "GET", "/seller/202309/shops");
-    assert_eq!(code(&r.send().await.1), codes::INVALID_PARAM, "cipher on /seller");
+    assert_eq!(
+        code(&r.send().await.1),
+        codes::INVALID_PARAM,
+        "cipher on /seller"
+    );
 
     let (status, v) = Raw::new(&e, "GET", "/order/202309/nope").send().await;
     assert_eq!((status, code(&v)), (404, codes::INVALID_PATH));
@@ -669,7 +836,11 @@ async fn simulator_refuses_what_tiktok_refuses() {
     assert_eq!(code(&r.send().await.1), codes::INVALID_PARAM);
 
     let search = "/order/202309/orders/search";
-    for (size, want) in [("0", codes::INVALID_PARAM), ("101", codes::INVALID_PARAM), ("100", 0)] {
+    for (size, want) in [
+        ("0", codes::INVALID_PARAM),
+        ("101", codes::INVALID_PARAM),
+        ("100", 0),
+    ] {
         let mut r = Raw::new(&e, "POST", search);
         r.query.push(("page_size".into(), size.into()));
         r.body = Some("{}".into());
@@ -684,7 +855,11 @@ async fn simulator_refuses_what_tiktok_refuses() {
     r.query.push(("page_size".into(), "10".into()));
     r.query.push(("version".into(), "202309".into()));
     r.body = Some("{}".into());
-    assert_eq!(code(&r.send().await.1), codes::INVALID_PARAM, "unknown query parameter");
+    assert_eq!(
+        code(&r.send().await.1),
+        codes::INVALID_PARAM,
+        "unknown query parameter"
+    );
 
     // Tampering with the body after signing breaks the signature.
     let mut r = Raw::new(&e, "POST", search);
@@ -696,10 +871,15 @@ async fn simulator_refuses_what_tiktok_refuses() {
 
     let u = "/product/202309/products/1729000000000000001/inventory/update";
     let mut r = Raw::new(&e, "POST", u);
-    r.body = Some(format!(r#"{{"skus":[{{"id":"{MUG_BLUE}","inventory":[{{"warehouse_id":"{MAIN_WAREHOUSE}","quantity":3}}]}}]}}"#));
+    r.body = Some(format!(
+        r#"{{"skus":[{{"id":"{MUG_BLUE}","inventory":[{{"warehouse_id":"{MAIN_WAREHOUSE}","quantity":3}}]}}]}}"#
+    ));
     let (_, v) = r.send().await;
     assert_eq!(code(&v), 0);
-    assert_eq!(v["data"]["errors"][0]["code"].as_i64(), Some(sim_codes::WAREHOUSES_INCOMPLETE));
+    assert_eq!(
+        v["data"]["errors"][0]["code"].as_i64(),
+        Some(sim_codes::WAREHOUSES_INCOMPLETE)
+    );
     e.sim.stop().await;
 }
 
@@ -719,14 +899,20 @@ async fn missing_invalid_and_expired_tokens_are_refused() {
             .extend_pairs(q.iter())
             .append_pair("sign", &s)
             .finish();
-        let mut req = reqwest::Client::new().get(format!("{}/logistics/202309/warehouses?{qs}", e.sim.base_url()));
+        let mut req = reqwest::Client::new().get(format!(
+            "{}/logistics/202309/warehouses?{qs}",
+            e.sim.base_url()
+        ));
         if let Some(t) = token {
             req = req.header("x-tts-access-token", t);
         }
         async move { req.send().await.unwrap().json::<Value>().await.unwrap() }
     };
     assert_eq!(code(&call(None).await), codes::INVALID_ACCESS_TOKEN_HEADER);
-    assert_eq!(code(&call(Some("ROW_forged")).await), codes::INVALID_CREDENTIAL);
+    assert_eq!(
+        code(&call(Some("ROW_forged")).await),
+        codes::INVALID_CREDENTIAL
+    );
     e.sim.expire_access_tokens();
     let mut r = Raw::new(&e, "GET", "/logistics/202309/warehouses");
     r.with_cipher = true;
@@ -749,22 +935,24 @@ async fn receiver(state: Arc<Received>) -> String {
     let server = HttpServer::new(move || {
         App::new().app_data(data.clone()).route(
             "/webhooks/tiktok",
-            web::post().to(|req: HttpRequest, body: web::Bytes, st: web::Data<Arc<Received>>| async move {
-                let auth = req
-                    .headers()
-                    .get("authorization")
-                    .and_then(|v| v.to_str().ok())
-                    .unwrap_or("")
-                    .to_string();
-                st.hooks.lock().push((auth, body.to_vec()));
-                let mut f = st.fail_first.lock();
-                if *f > 0 {
-                    *f -= 1;
-                    HttpResponse::InternalServerError().finish()
-                } else {
-                    HttpResponse::Ok().finish()
-                }
-            }),
+            web::post().to(
+                |req: HttpRequest, body: web::Bytes, st: web::Data<Arc<Received>>| async move {
+                    let auth = req
+                        .headers()
+                        .get("authorization")
+                        .and_then(|v| v.to_str().ok())
+                        .unwrap_or("")
+                        .to_string();
+                    st.hooks.lock().push((auth, body.to_vec()));
+                    let mut f = st.fail_first.lock();
+                    if *f > 0 {
+                        *f -= 1;
+                        HttpResponse::InternalServerError().finish()
+                    } else {
+                        HttpResponse::Ok().finish()
+                    }
+                },
+            ),
         )
     })
     .workers(1)
@@ -790,13 +978,19 @@ async fn webhooks_are_signed_verifiable_and_retried_on_the_clock() {
         .create_order(NewOrder::of(&[("CAP-1", 1)], TikTokOrderStatus::OnHold))
         .unwrap();
     let (auth, body) = wait_for(|| got.hooks.lock().first().cloned()).await;
-    assert_eq!(webhook::verify(&cfg.app_key, &cfg.app_secret, &body, &auth), Ok(()));
+    assert_eq!(
+        webhook::verify(&cfg.app_key, &cfg.app_secret, &body, &auth),
+        Ok(())
+    );
     let n = webhook::parse(&body).unwrap();
     assert_eq!(n.kind, NotificationType::OrderStatusChange);
     assert_eq!(n.order_id.as_deref(), Some(o.id.as_str()));
     assert_eq!(n.order_status.as_deref(), Some("ON_HOLD"));
     assert_eq!(n.shop_id, cfg.shop_id);
-    assert!(!n.notification_id.starts_with("sha256:"), "carries tts_notification_id");
+    assert!(
+        !n.notification_id.starts_with("sha256:"),
+        "carries tts_notification_id"
+    );
 
     let mut tampered = body.clone();
     let pos = tampered.iter().position(|b| *b == b'O').unwrap();
@@ -816,10 +1010,15 @@ async fn webhooks_are_signed_verifiable_and_retried_on_the_clock() {
     let (_, retried) = wait_for(|| got.hooks.lock().get(1).cloned()).await;
     assert_eq!(retried, body, "a retry is the same notification");
     let attempts = e.sim.webhook_attempts();
-    assert_eq!(attempts.iter().map(|a| a.status).collect::<Vec<_>>(), vec![500, 200]);
+    assert_eq!(
+        attempts.iter().map(|a| a.status).collect::<Vec<_>>(),
+        vec![500, 200]
+    );
 
     // Address change -> type 3, cancellation -> type 11 (+ type 1 CANCELLED).
-    e.sim.set_order_status(&o.id, TikTokOrderStatus::AwaitingShipment).unwrap();
+    e.sim
+        .set_order_status(&o.id, TikTokOrderStatus::AwaitingShipment)
+        .unwrap();
     e.sim
         .edit_order(
             &o.id,
@@ -871,8 +1070,15 @@ async fn webhook_faults_duplicate_and_drop() {
     .await;
     let a = webhook::parse(&two[0].1).unwrap();
     let b = webhook::parse(&two[1].1).unwrap();
-    assert_eq!(a.notification_id, b.notification_id, "duplicate keeps the id");
-    assert_eq!(a.order_id.as_deref(), Some(o.id.as_str()), "the first order's event was dropped");
+    assert_eq!(
+        a.notification_id, b.notification_id,
+        "duplicate keeps the id"
+    );
+    assert_eq!(
+        a.order_id.as_deref(),
+        Some(o.id.as_str()),
+        "the first order's event was dropped"
+    );
     tokio::time::sleep(Duration::from_millis(100)).await;
     assert_eq!(got.hooks.lock().len(), 2);
     e.sim.stop().await;
@@ -910,7 +1116,10 @@ async fn control_surface_over_http() {
         .await
         .unwrap();
     assert!(r.status().is_success());
-    assert_eq!(e.sim.order(&id).unwrap().status, TikTokOrderStatus::InTransit);
+    assert_eq!(
+        e.sim.order(&id).unwrap().status,
+        TikTokOrderStatus::InTransit
+    );
     let code: Value = http
         .post(format!("{base}/auth_code"))
         .json(&serde_json::json!({}))
@@ -920,9 +1129,17 @@ async fn control_surface_over_http() {
         .json()
         .await
         .unwrap();
-    let other = TikTokClient::new(&e.settings, e.manual.clock(), Arc::new(MemoryTokenStore::default()), options())
+    let other = TikTokClient::new(
+        &e.settings,
+        e.manual.clock(),
+        Arc::new(MemoryTokenStore::default()),
+        options(),
+    )
+    .unwrap();
+    other
+        .exchange_auth_code(code["code"].as_str().unwrap())
+        .await
         .unwrap();
-    other.exchange_auth_code(code["code"].as_str().unwrap()).await.unwrap();
     let r = http
         .post(format!("{base}/faults"))
         .json(&serde_json::json!({"fail_next": 1}))
@@ -931,7 +1148,14 @@ async fn control_surface_over_http() {
         .unwrap();
     assert!(r.status().is_success());
     assert_eq!(e.sim.faults().fail_next, 1);
-    let shipments: Value = http.get(format!("{base}/shipments")).send().await.unwrap().json().await.unwrap();
+    let shipments: Value = http
+        .get(format!("{base}/shipments"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
     assert_eq!(shipments, serde_json::json!([]));
     e.sim.stop().await;
 }

@@ -245,16 +245,12 @@ pub struct TikTokSim {
 impl TikTokSim {
     /// Binds 127.0.0.1:0 and serves on the current tokio runtime.
     pub fn start(cfg: SimConfig, clock: Clock) -> io::Result<TikTokSim> {
-        let runtime = tokio::runtime::Handle::try_current().map_err(|e| {
-            io::Error::new(
-                io::ErrorKind::Other,
-                format!("TikTokSim needs a tokio runtime: {e}"),
-            )
-        })?;
+        let runtime = tokio::runtime::Handle::try_current()
+            .map_err(|e| io::Error::other(format!("TikTokSim needs a tokio runtime: {e}")))?;
         let http = reqwest::Client::builder()
             .timeout(Duration::from_secs(5))
             .build()
-            .map_err(|e| io::Error::new(io::ErrorKind::Other, e.to_string()))?;
+            .map_err(|e| io::Error::other(e.to_string()))?;
         let inner = Arc::new(Inner {
             webhook_url: Mutex::new(cfg.webhook_url.clone()),
             faults: Mutex::new(Faults {
