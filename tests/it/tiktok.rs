@@ -1159,3 +1159,34 @@ async fn control_surface_over_http() {
     assert_eq!(shipments, serde_json::json!([]));
     e.sim.stop().await;
 }
+
+#[tokio::test]
+async fn tokens_in_a_file_store_survive_a_restart_and_refreshes_are_written_back() {
+    let e = env().await;
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("tiktok-tokens.json");
+    let file: Arc<dyn TokenStore> = Arc::new(tks::connectors::tiktok::FileTokenStore::new(&path));
+    let mut s = e.settings.clone();
+    s.shop_cipher.clear();
+    let first = TikTokClient::new(&s, e.manual.clock(), file.clone(), options()).unwrap();
+    first
+        .exchange_auth_code(&e.sim.issue_auth_code())
+        .await
+        .unwrap();
+    drop(first);
+    // A new process: the cipher and tokens come from the file, no re-authorisation.
+    let second = TikTokClient::new(&s, e.manual.clock(), file.clone(), options()).unwrap();
+    assert_eq!(second.shop_cipher(), e.sim.config().shop_cipher);
+    let before = file.load().unwrap().unwrap();
+    e.sim.expire_access_tokens();
+    assert_eq!(second.warehouses().await.unwrap().len(), 3);
+    let after = file.load().unwrap().unwrap();
+    assert_ne!(
+        after.refresh_token, before.refresh_token,
+        "rotated pair persisted"
+    );
+    let raw = std::fs::read_to_string(&path).unwrap();
+    assert!(raw.contains(after.access_token.expose()));
+    assert!(!format!("{second:?}").contains(after.access_token.expose()));
+    e.sim.stop().await;
+}
