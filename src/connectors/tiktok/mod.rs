@@ -1,1 +1,16 @@
-//! TikTok Shop Partner API connector.
+//! TikTok Shop Partner API connector: request signing, OAuth tokens, the HTTP client, wire
+//! models, the mapping to domain observations, and webhook verification.
+
+pub mod auth;
+pub mod client;
+pub mod mapping;
+pub mod model;
+pub mod sign;
+pub mod webhook;
+
+pub use auth::{FileTokenStore, MemoryTokenStore, TokenStore, TokenStoreError, Tokens};
+pub use client::{
+    ClientOptions, InventoryChange, InventoryUpdateOutcome, OrderPage, SkuInventoryError,
+    TikTokClient, TikTokError, UpdateWindow,
+};
+pub use webhook::{NotificationType, TikTokNotification, WebhookError};

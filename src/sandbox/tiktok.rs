@@ -1,1 +1,0 @@
-//! TikTok Shop simulator.

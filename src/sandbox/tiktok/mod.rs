@@ -1,0 +1,444 @@
+//! A strict TikTok Shop Partner API simulator: a real actix-web server on loopback that checks
+//! app key, timestamp window, signature, access token, shop cipher and request DTOs the way
+//! TikTok does, keeps a shop's orders/catalogue/logistics, emits signed webhooks with TikTok's
+//! retry schedule on the injected clock, and offers fault injection and a control surface
+//! (Rust methods on [`TikTokSim`] and JSON under `/_sim/...`).
+
+mod server;
+pub mod state;
+
+use std::collections::BTreeMap;
+use std::io;
+use std::net::TcpListener;
+use std::sync::Arc;
+use std::time::Duration;
+
+use parking_lot::Mutex;
+use serde::{Deserialize, Serialize};
+use serde_json::{json, Value};
+
+pub use state::{
+    sim_codes, ApiErr, InventoryPush, NewOrder, NewOrderItem, NewProduct, NewSku, OrderEdit,
+    ShipmentRecord, SimAddress, MAIN_WAREHOUSE, RETURN_WAREHOUSE, SECOND_WAREHOUSE,
+    SELLER_SHIPPING_OPTION,
+};
+
+use crate::clock::Clock;
+use crate::connectors::tiktok::sign::webhook_signature;
+use crate::domain::observed::TikTokOrderStatus;
+use state::{Grant, Notification, State};
+
+/// How long issued credentials live, as TikTok documents them.
+pub const ACCESS_TOKEN_TTL: i64 = 7 * 24 * 3600;
+pub const REFRESH_TOKEN_TTL: i64 = 365 * 24 * 3600;
+pub const AUTH_CODE_TTL: i64 = 30 * 60;
+/// TikTok's webhook retry offsets after the first failed delivery.
+pub const WEBHOOK_RETRIES: [Duration; 4] = [
+    Duration::from_secs(2 * 60),
+    Duration::from_secs(30 * 60),
+    Duration::from_secs(3 * 3600),
+    Duration::from_secs(12 * 3600),
+];
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct SimShop {
+    pub id: String,
+    pub name: String,
+    pub cipher: String,
+    pub region: String,
+}
+
+#[derive(Clone, Debug)]
+pub struct SimConfig {
+    pub app_key: String,
+    pub app_secret: String,
+    pub shop_id: String,
+    pub shop_cipher: String,
+    pub shop_name: String,
+    /// More shops covered by the same authorisation (cross-border sellers).
+    pub extra_shops: Vec<SimShop>,
+    /// Where signed notifications are POSTed, if anywhere.
+    pub webhook_url: Option<String>,
+    /// Requests per clock second before 429 + 36009002 (0 = unlimited).
+    pub qps_limit: u32,
+}
+
+impl SimConfig {
+    pub fn demo() -> Self {
+        SimConfig {
+            app_key: "sim_app_key".into(),
+            app_secret: "sim_app_secret".into(),
+            shop_id: "7494726673780148744".into(),
+            shop_cipher: "ROW_sim_cipher_main".into(),
+            shop_name: "Sim Pottery".into(),
+            extra_shops: Vec::new(),
+            webhook_url: None,
+            qps_limit: 0,
+        }
+    }
+
+    fn shops(&self) -> Vec<SimShop> {
+        let mut v = vec![SimShop {
+            id: self.shop_id.clone(),
+            name: self.shop_name.clone(),
+            cipher: self.shop_cipher.clone(),
+            region: "US".into(),
+        }];
+        v.extend(self.extra_shops.iter().cloned());
+        v
+    }
+}
+
+impl Default for SimConfig {
+    fn default() -> Self {
+        Self::demo()
+    }
+}
+
+/// Fault-injection knobs; every field is optional in the JSON form so tests set only one.
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Faults {
+    /// The next N API requests fail with HTTP 500 + 36009003.
+    pub fail_next: u32,
+    /// The next N API requests fail with HTTP 429 + 36009002 regardless of QPS.
+    pub throttle_next: u32,
+    /// Requests per clock second before throttling (overrides the config when set).
+    pub qps_limit: Option<u32>,
+    /// Real-time delay before each API response (to exercise client timeouts).
+    pub delay_ms: u64,
+    /// Drop the next N notifications entirely.
+    pub drop_webhooks: u32,
+    /// Deliver every notification twice (same `tts_notification_id`).
+    pub duplicate_webhooks: bool,
+    /// Paths starting with this prefix answer 105005 (scope not granted).
+    pub deny_scope_prefix: Option<String>,
+}
+
+/// One webhook delivery attempt, for tests to read back.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct WebhookAttempt {
+    pub notification_id: String,
+    pub kind: i64,
+    pub order_id: Option<String>,
+    pub attempt: u32,
+    /// HTTP status, or 0 when the connection failed.
+    pub status: u16,
+    pub time: i64,
+}
+
+pub(crate) struct Inner {
+    pub cfg: SimConfig,
+    pub clock: Clock,
+    pub state: Mutex<State>,
+    pub faults: Mutex<Faults>,
+    /// (clock second, requests in it)
+    pub rate: Mutex<(i64, u32)>,
+    pub webhook_url: Mutex<Option<String>>,
+    pub webhook_log: Mutex<Vec<WebhookAttempt>>,
+    pub webhook_tasks: Mutex<Vec<tokio::task::AbortHandle>>,
+    pub request_count: Mutex<u64>,
+    pub runtime: tokio::runtime::Handle,
+    pub http: reqwest::Client,
+}
+
+impl Inner {
+    pub fn now(&self) -> i64 {
+        self.clock.unix()
+    }
+
+    /// Sends notifications produced by a state change (after the state lock is released).
+    pub fn emit(self: &Arc<Self>, notes: Vec<Notification>) {
+        let Some(url) = self.webhook_url.lock().clone() else {
+            return;
+        };
+        for n in notes {
+            let (drop, duplicate) = {
+                let mut f = self.faults.lock();
+                let drop = f.drop_webhooks > 0;
+                if drop {
+                    f.drop_webhooks -= 1;
+                }
+                (drop, f.duplicate_webhooks)
+            };
+            if drop {
+                continue;
+            }
+            let id = uuid::Uuid::new_v4().simple().to_string();
+            let body = json!({
+                "type": n.kind,
+                "tts_notification_id": id,
+                "shop_id": self.cfg.shop_id,
+                "timestamp": self.now(),
+                "data": n.data,
+            })
+            .to_string();
+            let order_id = n
+                .data
+                .get("order_id")
+                .and_then(Value::as_str)
+                .map(str::to_string);
+            for _ in 0..if duplicate { 2 } else { 1 } {
+                let inner = self.clone();
+                let (url, body, id, order_id) =
+                    (url.clone(), body.clone(), id.clone(), order_id.clone());
+                let task = self
+                    .runtime
+                    .spawn(async move { inner.deliver(url, body, id, n.kind, order_id).await });
+                self.webhook_tasks.lock().push(task.abort_handle());
+            }
+        }
+    }
+
+    async fn deliver(
+        self: Arc<Self>,
+        url: String,
+        body: String,
+        id: String,
+        kind: i64,
+        order_id: Option<String>,
+    ) {
+        let signature = webhook_signature(&self.cfg.app_key, &self.cfg.app_secret, body.as_bytes());
+        let first = self.clock.now();
+        for attempt in 0..=WEBHOOK_RETRIES.len() {
+            if attempt > 0 {
+                let offset =
+                    chrono::Duration::from_std(WEBHOOK_RETRIES[attempt - 1]).unwrap_or_default();
+                self.clock.sleep_until(first + offset).await;
+            }
+            let status = match self
+                .http
+                .post(&url)
+                .header("Authorization", &signature)
+                .header("Content-Type", "application/json")
+                .body(body.clone())
+                .send()
+                .await
+            {
+                Ok(r) => r.status().as_u16(),
+                Err(_) => 0,
+            };
+            self.webhook_log.lock().push(WebhookAttempt {
+                notification_id: id.clone(),
+                kind,
+                order_id: order_id.clone(),
+                attempt: attempt as u32 + 1,
+                status,
+                time: self.now(),
+            });
+            if (200..300).contains(&status) {
+                return;
+            }
+        }
+    }
+}
+
+/// A running simulator. Dropping it without [`TikTokSim::stop`] leaves the server running
+/// until the runtime ends.
+pub struct TikTokSim {
+    inner: Arc<Inner>,
+    control: SimControl,
+    addr: std::net::SocketAddr,
+    server: actix_web::dev::ServerHandle,
+}
+
+impl TikTokSim {
+    /// Binds 127.0.0.1:0 and serves on the current tokio runtime.
+    pub fn start(cfg: SimConfig, clock: Clock) -> io::Result<TikTokSim> {
+        let runtime = tokio::runtime::Handle::try_current()
+            .map_err(|e| io::Error::other(format!("TikTokSim needs a tokio runtime: {e}")))?;
+        let http = reqwest::Client::builder()
+            .timeout(Duration::from_secs(5))
+            .build()
+            .map_err(|e| io::Error::other(e.to_string()))?;
+        let inner = Arc::new(Inner {
+            webhook_url: Mutex::new(cfg.webhook_url.clone()),
+            faults: Mutex::new(Faults {
+                qps_limit: (cfg.qps_limit > 0).then_some(cfg.qps_limit),
+                ..Faults::default()
+            }),
+            cfg,
+            clock,
+            state: Mutex::new(State::new()),
+            rate: Mutex::new((0, 0)),
+            webhook_log: Mutex::new(Vec::new()),
+            webhook_tasks: Mutex::new(Vec::new()),
+            request_count: Mutex::new(0),
+            runtime: runtime.clone(),
+            http,
+        });
+        let listener = TcpListener::bind("127.0.0.1:0")?;
+        let addr = listener.local_addr()?;
+        let server = server::build(inner.clone(), listener)?;
+        let handle = server.handle();
+        runtime.spawn(server);
+        Ok(TikTokSim {
+            control: SimControl {
+                inner: inner.clone(),
+            },
+            inner,
+            addr,
+            server: handle,
+        })
+    }
+
+    pub fn base_url(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+
+    /// Token endpoints live on the same server under `/api/v2/token/...`.
+    pub fn auth_base_url(&self) -> String {
+        self.base_url()
+    }
+
+    pub fn config(&self) -> &SimConfig {
+        &self.inner.cfg
+    }
+
+    pub async fn stop(self) {
+        for t in self.inner.webhook_tasks.lock().drain(..) {
+            t.abort();
+        }
+        self.server.stop(true).await;
+    }
+}
+
+impl std::ops::Deref for TikTokSim {
+    type Target = SimControl;
+    fn deref(&self) -> &SimControl {
+        &self.control
+    }
+}
+
+/// The control surface: what tests and the sandbox scenario do to the simulated shop. The
+/// same operations are served as JSON under `/_sim/...`.
+#[derive(Clone)]
+pub struct SimControl {
+    pub(crate) inner: Arc<Inner>,
+}
+
+impl SimControl {
+    pub fn seed_demo_catalogue(&self) -> Vec<state::SimProduct> {
+        self.set_catalogue(State::demo_catalogue())
+            .unwrap_or_default()
+    }
+
+    pub fn set_catalogue(
+        &self,
+        products: Vec<NewProduct>,
+    ) -> Result<Vec<state::SimProduct>, ApiErr> {
+        let now = self.inner.now();
+        self.inner.state.lock().set_catalogue(products, now)
+    }
+
+    pub fn products(&self) -> Vec<state::SimProduct> {
+        self.inner.state.lock().products.values().cloned().collect()
+    }
+
+    pub fn create_order(&self, new: NewOrder) -> Result<state::SimOrder, ApiErr> {
+        let now = self.inner.now();
+        let (o, notes) = self.inner.state.lock().create_order(new, now)?;
+        self.inner.emit(notes);
+        Ok(o)
+    }
+
+    pub fn edit_order(&self, id: &str, edit: OrderEdit) -> Result<state::SimOrder, ApiErr> {
+        let now = self.inner.now();
+        let (o, notes) = self.inner.state.lock().edit_order(id, edit, now)?;
+        self.inner.emit(notes);
+        Ok(o)
+    }
+
+    /// Cancels the whole order (`None`) or the given units.
+    pub fn cancel_order(
+        &self,
+        id: &str,
+        line_item_ids: Option<Vec<String>>,
+    ) -> Result<state::SimOrder, ApiErr> {
+        let now = self.inner.now();
+        let (o, notes) = self.inner.state.lock().cancel(id, line_item_ids, now)?;
+        self.inner.emit(notes);
+        Ok(o)
+    }
+
+    pub fn set_order_status(
+        &self,
+        id: &str,
+        status: TikTokOrderStatus,
+    ) -> Result<state::SimOrder, ApiErr> {
+        let now = self.inner.now();
+        let (o, notes) = self.inner.state.lock().set_status(id, status, now)?;
+        self.inner.emit(notes);
+        Ok(o)
+    }
+
+    pub fn order(&self, id: &str) -> Option<state::SimOrder> {
+        self.inner.state.lock().orders.get(id).cloned()
+    }
+
+    /// A single-use authorisation code for a seller main account (`user_type` 0).
+    pub fn issue_auth_code(&self) -> String {
+        self.issue_auth_code_for(0)
+    }
+
+    /// `user_type` 1 (creator) or 3 (partner) reproduces a non-seller authorisation.
+    pub fn issue_auth_code_for(&self, user_type: i64) -> String {
+        let code = format!("code_{}", uuid::Uuid::new_v4().simple());
+        let expires_at = self.inner.now() + AUTH_CODE_TTL;
+        self.inner.state.lock().auth_codes.insert(
+            code.clone(),
+            Grant {
+                user_type,
+                expires_at,
+            },
+        );
+        code
+    }
+
+    /// Makes every issued access token expired as of now (refresh tokens stay valid).
+    pub fn expire_access_tokens(&self) {
+        let now = self.inner.now();
+        for exp in self.inner.state.lock().access_tokens.values_mut() {
+            *exp = now - 1;
+        }
+    }
+
+    pub fn shipments(&self) -> Vec<ShipmentRecord> {
+        self.inner.state.lock().shipments.clone()
+    }
+
+    pub fn inventory_pushes(&self) -> Vec<InventoryPush> {
+        self.inner.state.lock().inventory_pushes.clone()
+    }
+
+    /// (sku id -> warehouse id -> quantity) as the simulator holds it now.
+    pub fn stock(&self) -> BTreeMap<String, BTreeMap<String, i64>> {
+        let st = self.inner.state.lock();
+        st.products
+            .values()
+            .flat_map(|p| p.skus.iter())
+            .map(|s| (s.id.clone(), s.inventory.iter().cloned().collect()))
+            .collect()
+    }
+
+    pub fn webhook_attempts(&self) -> Vec<WebhookAttempt> {
+        self.inner.webhook_log.lock().clone()
+    }
+
+    pub fn set_webhook_url(&self, url: Option<String>) {
+        *self.inner.webhook_url.lock() = url;
+    }
+
+    pub fn faults(&self) -> Faults {
+        self.inner.faults.lock().clone()
+    }
+
+    pub fn set_faults(&self, faults: Faults) {
+        *self.inner.faults.lock() = faults;
+    }
+
+    /// API requests received (gateway-checked or not), for asserting retries and chunking.
+    pub fn request_count(&self) -> u64 {
+        *self.inner.request_count.lock()
+    }
+}
