@@ -9,7 +9,9 @@ use serde::{Deserialize, Serialize};
 
 /// An exact decimal quantity in hundred-thousandths (Katana sends five decimals,
 /// e.g. `"7.00000"`). Integer arithmetic keeps ATP sums exact.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[derive(
+    Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize,
+)]
 #[serde(transparent)]
 pub struct Quantity(pub i64);
 
@@ -190,8 +192,14 @@ mod tests {
 
     #[test]
     fn quantities_parse_exactly() {
-        assert_eq!("7.00000".parse::<Quantity>().unwrap(), Quantity::from_units(7));
-        assert_eq!("1250.0000000000".parse::<Quantity>().unwrap().floor_units(), 1250);
+        assert_eq!(
+            "7.00000".parse::<Quantity>().unwrap(),
+            Quantity::from_units(7)
+        );
+        assert_eq!(
+            "1250.0000000000".parse::<Quantity>().unwrap().floor_units(),
+            1250
+        );
         assert_eq!("0.5".parse::<Quantity>().unwrap(), Quantity(50_000));
         assert_eq!("-2.25".parse::<Quantity>().unwrap(), Quantity(-225_000));
         assert_eq!("3".parse::<Quantity>().unwrap().to_string(), "3.00000");
