@@ -596,7 +596,11 @@ impl KatanaClient {
         if name.trim().is_empty() {
             return Err(KatanaError::Invalid("customer name is empty".into()));
         }
-        let email = email.filter(|e| !e.trim().is_empty());
+        // Lower-cased on the way in and out: Katana's email filter may be exact.
+        let email = email
+            .map(|e| e.trim().to_lowercase())
+            .filter(|e| !e.is_empty());
+        let email = email.as_deref();
         let q = match email {
             Some(e) => vec![("email".to_string(), e.to_string())],
             None => vec![("name".to_string(), name.to_string())],

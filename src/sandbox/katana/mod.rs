@@ -318,9 +318,15 @@ impl KatanaSim {
     /// The next `n` API requests are applied, but their response is held back for
     /// `delay` of real time (to outlast a client's timeout).
     pub fn delay_next(&self, n: u32, delay: Duration) {
+        self.delay_next_method(None, n, delay);
+    }
+
+    /// Like [`Self::delay_next`], counting only requests with `method` (e.g. `POST`).
+    pub fn delay_next_method(&self, method: Option<&str>, n: u32, delay: Duration) {
         let mut st = self.shared.state.lock();
         st.faults.delay_next = n;
         st.faults.delay_ms = delay.as_millis() as u64;
+        st.faults.delay_method = method.map(str::to_uppercase);
     }
 
     pub fn set_rate_limit(&self, enabled: bool, limit: Option<u32>) {
@@ -411,7 +417,16 @@ async fn handle(
             path: path.to_string(),
             status: reply.status,
         });
-        let delay = if st.faults.delay_next > 0 {
+        let method_matches = st
+            .faults
+            .delay_method
+            .as_deref()
+            .map_or(true, |m| m == method);
+        let delay = if st.faults.delay_next > 0
+            && method_matches
+            && reply.status != 429
+            && reply.status != 401
+        {
             st.faults.delay_next -= 1;
             Some(Duration::from_millis(st.faults.delay_ms))
         } else {
@@ -506,6 +521,7 @@ struct CtlFaults {
     fail_next: Option<u32>,
     delay_next: Option<u32>,
     delay_ms: Option<u64>,
+    delay_method: Option<String>,
     rate_limit_enabled: Option<bool>,
     rate_limit: Option<u32>,
     exhaust_rate_limit: Option<bool>,
@@ -577,6 +593,7 @@ fn control(shared: &Arc<Shared>, method: &str, path: &str, body: &[u8]) -> Reply
                 if let Some(n) = b.delay_next {
                     st.faults.delay_next = n;
                     st.faults.delay_ms = b.delay_ms.unwrap_or(st.faults.delay_ms);
+                    st.faults.delay_method = b.delay_method.map(|m| m.to_uppercase());
                 }
                 if let Some(e) = b.rate_limit_enabled {
                     st.rate_limit_enabled = e;

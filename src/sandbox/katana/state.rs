@@ -237,6 +237,8 @@ pub struct Faults {
     pub fail_next: u32,
     pub delay_next: u32,
     pub delay_ms: u64,
+    /// Only requests with this method are delayed (all when `None`).
+    pub delay_method: Option<String>,
     pub drop_next_webhooks: u32,
     pub duplicate_next_webhooks: u32,
 }
