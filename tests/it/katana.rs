@@ -739,16 +739,19 @@ async fn catalogue_pages_are_followed_and_decimal_stock_is_exact() {
     e.sim.stop().await;
 }
 
+/// (x-sha2-signature, x-katana-retry-num, raw body) of one received webhook.
+type Received = (Option<String>, Option<String>, Vec<u8>);
+
 /// A local webhook receiver that answers with the statuses it is given, then 200.
 struct Receiver {
     url: String,
-    got: Arc<Mutex<Vec<(Option<String>, Option<String>, Vec<u8>)>>>,
+    got: Arc<Mutex<Vec<Received>>>,
     _server: actix_web::dev::ServerHandle,
 }
 
 async fn receiver(fail_first: usize) -> Receiver {
     use actix_web::{web, App, HttpRequest, HttpResponse, HttpServer};
-    let got: Arc<Mutex<Vec<(Option<String>, Option<String>, Vec<u8>)>>> = Arc::default();
+    let got: Arc<Mutex<Vec<Received>>> = Arc::default();
     let g = got.clone();
     let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let url = format!(

@@ -179,10 +179,7 @@ impl RequestBudget {
             let wake_at = {
                 let now = self.inner.clock.now();
                 let mut s = self.inner.state.lock();
-                match self.try_grant(&mut s, key, now) {
-                    Ok(()) => None,
-                    Err(at) => Some(at),
-                }
+                self.try_grant(&mut s, key, now).err()
             };
             match wake_at {
                 None => {

@@ -60,34 +60,22 @@ impl KatanaConfig {
 pub enum KatanaError {
     /// Katana answered with an error status; `message` already names the offending
     /// fields of a 422.
-    #[error("Katana {method} {path} -> {status} {name}: {message}")]
+    #[error("Katana {request} -> {status} {name}: {message}")]
     Api {
-        method: String,
-        path: String,
+        /// `METHOD /path`
+        request: String,
         status: u16,
         name: String,
         message: String,
         fields: Vec<String>,
         retry_after: Option<Duration>,
     },
-    #[error("Katana {method} {path} timed out after {timeout:?}")]
-    Timeout {
-        method: String,
-        path: String,
-        timeout: Duration,
-    },
-    #[error("cannot reach Katana ({method} {path}): {message}")]
-    Transport {
-        method: String,
-        path: String,
-        message: String,
-    },
-    #[error("unexpected Katana response to {method} {path}: {message}")]
-    Decode {
-        method: String,
-        path: String,
-        message: String,
-    },
+    #[error("Katana {request} timed out after {timeout:?}")]
+    Timeout { request: String, timeout: Duration },
+    #[error("cannot reach Katana ({request}): {message}")]
+    Transport { request: String, message: String },
+    #[error("unexpected Katana response to {request}: {message}")]
+    Decode { request: String, message: String },
     /// The caller asked for something that cannot be sent.
     #[error("invalid Katana request: {0}")]
     Invalid(String),
@@ -296,14 +284,12 @@ impl KatanaClient {
     fn transport_error(&self, method: &str, path: &str, e: reqwest::Error) -> KatanaError {
         if e.is_timeout() {
             KatanaError::Timeout {
-                method: method.into(),
-                path: path.into(),
+                request: format!("{method} {path}"),
                 timeout: self.cfg.timeout,
             }
         } else {
             KatanaError::Transport {
-                method: method.into(),
-                path: path.into(),
+                request: format!("{method} {path}"),
                 message: e.to_string(),
             }
         }
@@ -333,8 +319,7 @@ impl KatanaClient {
         r: &Response,
     ) -> Result<T, KatanaError> {
         serde_json::from_slice(&r.body).map_err(|e| KatanaError::Decode {
-            method: method.into(),
-            path: path.into(),
+            request: format!("{method} {path}"),
             message: format!("{e} (status {})", r.status),
         })
     }
@@ -388,8 +373,7 @@ impl KatanaClient {
             page += 1;
             if page > MAX_PAGES {
                 return Err(KatanaError::Decode {
-                    method: "GET".into(),
-                    path: path.into(),
+                    request: format!("GET {path}"),
                     message: format!("more than {MAX_PAGES} pages"),
                 });
             }
@@ -797,8 +781,7 @@ fn api_error(
         }
     }
     KatanaError::Api {
-        method: method.into(),
-        path: path.into(),
+        request: format!("{method} {path}"),
         status: status.as_u16(),
         name,
         message,

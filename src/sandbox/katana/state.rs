@@ -1576,9 +1576,9 @@ impl SimState {
             Some(s @ ("DELIVERED" | "PACKED")) => {
                 if self.sales_orders[&id].base_status == "PENDING" {
                     // A quote must become an order (and commit) before it can ship.
-                    self.sales_orders
-                        .get_mut(&id)
-                        .map(|so| so.base_status = "NOT_SHIPPED".into());
+                    if let Some(so) = self.sales_orders.get_mut(&id) {
+                        so.base_status = "NOT_SHIPPED".into();
+                    }
                     self.commit_remainder(id, 1);
                 }
                 self.fulfil_remainder(id, s, &Tracking::default(), now)
@@ -1595,9 +1595,9 @@ impl SimState {
                     if was == "NOT_SHIPPED" {
                         self.commit_remainder(id, -1);
                     }
-                    self.sales_orders
-                        .get_mut(&id)
-                        .map(|so| so.base_status = s.to_string());
+                    if let Some(so) = self.sales_orders.get_mut(&id) {
+                        so.base_status = s.to_string();
+                    }
                     if s == "NOT_SHIPPED" {
                         self.commit_remainder(id, 1);
                     }
