@@ -411,11 +411,17 @@ async fn handle(
             }
         };
         let headers = st.rate_headers(now);
+        let retry_after = reply
+            .headers
+            .iter()
+            .find(|(k, _)| k == "Retry-After")
+            .and_then(|(_, v)| v.parse().ok());
         st.requests.push(RequestRecord {
             at: now,
             method: method.clone(),
             path: path.to_string(),
             status: reply.status,
+            retry_after,
         });
         let method_matches = st
             .faults

@@ -216,6 +216,8 @@ pub struct RequestRecord {
     pub method: String,
     pub path: String,
     pub status: u16,
+    /// The `Retry-After` seconds of a 429.
+    pub retry_after: Option<u64>,
 }
 
 /// One webhook delivery attempt.
