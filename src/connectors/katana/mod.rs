@@ -1,1 +1,12 @@
-//! Katana MRP API connector.
+//! Katana MRP API connector: a budgeted HTTP client (`client`, `budget`), the wire
+//! DTOs (`model`), their mapping to domain shapes (`mapping`) and webhook
+//! verification (`webhook`).
+
+pub mod budget;
+pub mod client;
+pub mod mapping;
+pub mod model;
+pub mod webhook;
+
+pub use budget::{Priority, RequestBudget};
+pub use client::{CreateOutcome, KatanaClient, KatanaConfig, KatanaError, RegisteredWebhook};
