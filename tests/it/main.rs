@@ -2,3 +2,4 @@
 
 mod katana;
 mod tiktok;
+mod store;
