@@ -9,7 +9,7 @@ use sha2::{Digest, Sha256};
 use crate::domain::order::Order;
 use crate::domain::sku::Sku;
 use crate::domain::{Aggregate, DomainEvent};
-use crate::store::{EventStore, RecordedEvent, Snapshot, StoreError};
+use crate::store::{EventStore, RawEvent, Snapshot, StoreError};
 
 /// The state of any stream, by its prefix.
 #[derive(Clone, Debug, PartialEq, Serialize)]
@@ -32,17 +32,17 @@ impl StreamState {
     }
 
     /// Decodes `rec` and applies it.
-    pub fn apply_recorded(&mut self, rec: &RecordedEvent) -> Result<(), String> {
+    pub fn apply_recorded(&mut self, rec: &RawEvent<'_>) -> Result<(), String> {
         match self {
             StreamState::Order(s) => {
                 let e =
-                    <Order as Aggregate>::Event::decode(&rec.event_type, rec.version, &rec.payload)
+                    <Order as Aggregate>::Event::decode(rec.event_type, rec.version, rec.payload)
                         .map_err(|e| e.to_string())?;
                 s.apply(&e);
             }
             StreamState::Sku(s) => {
                 let e =
-                    <Sku as Aggregate>::Event::decode(&rec.event_type, rec.version, &rec.payload)
+                    <Sku as Aggregate>::Event::decode(rec.event_type, rec.version, rec.payload)
                         .map_err(|e| e.to_string())?;
                 s.apply(&e);
             }
@@ -159,17 +159,21 @@ pub fn rebuild(
         snapshots.iter().map(|s| (s.stream.as_str(), s)).collect();
     let mut folding: HashMap<String, Folding> = HashMap::new();
     let mut out = Rebuilt::default();
-    let mut after = 0;
-    loop {
-        let batch = store.read_all(after, 8192)?;
-        let Some(last) = batch.last() else { break };
-        after = last.position;
-        for rec in &batch {
-            fold_one(&mut folding, rec, &by_stream, &mut out);
+    let mut store_error = None;
+    store.scan(0, &mut |rec| {
+        fold_one(&mut folding, &rec, &by_stream, &mut out);
+        out.events += 1;
+        if out.events % 65_536 == 0 {
+            progress(out.events);
         }
-        out.events += batch.len() as u64;
-        progress(out.events);
+        true
+    })
+    .map_err(|e| store_error = Some(e))
+    .ok();
+    if let Some(e) = store_error {
+        return Err(e);
     }
+    progress(out.events);
     for (stream, snap) in &by_stream {
         let log_seq = folding.get(*stream).map_or(0, |f| f.seq);
         if snap.seq > log_seq {
@@ -198,19 +202,19 @@ pub fn rebuild(
 
 fn fold_one(
     folding: &mut HashMap<String, Folding>,
-    rec: &RecordedEvent,
+    rec: &RawEvent<'_>,
     snapshots: &HashMap<&str, &Snapshot>,
     out: &mut Rebuilt,
 ) {
-    let f = match folding.get_mut(rec.stream.as_str()) {
+    let f = match folding.get_mut(rec.stream) {
         Some(f) => f,
         None => {
-            let Some(state) = StreamState::for_stream(&rec.stream) else {
+            let Some(state) = StreamState::for_stream(rec.stream) else {
                 out.problems.push(Problem::UnknownStream {
-                    stream: rec.stream.clone(),
+                    stream: rec.stream.to_string(),
                 });
                 folding.insert(
-                    rec.stream.clone(),
+                    rec.stream.to_string(),
                     Folding {
                         state: StreamState::Sku(Box::default()),
                         seq: rec.seq,
@@ -219,7 +223,7 @@ fn fold_one(
                 );
                 return;
             };
-            folding.entry(rec.stream.clone()).or_insert(Folding {
+            folding.entry(rec.stream.to_string()).or_insert(Folding {
                 state,
                 seq: 0,
                 broken: false,
@@ -232,7 +236,7 @@ fn fold_one(
     }
     if rec.seq != f.seq + 1 {
         out.problems.push(Problem::Gap {
-            stream: rec.stream.clone(),
+            stream: rec.stream.to_string(),
             expected: f.seq + 1,
             found: rec.seq,
         });
@@ -242,20 +246,20 @@ fn fold_one(
     }
     if let Err(reason) = f.state.apply_recorded(rec) {
         out.problems.push(Problem::Undecodable {
-            stream: rec.stream.clone(),
+            stream: rec.stream.to_string(),
             seq: rec.seq,
             reason,
         });
         f.broken = true;
     }
     f.seq = rec.seq;
-    if let Some(snap) = snapshots.get(rec.stream.as_str()) {
+    if let Some(snap) = snapshots.get(rec.stream) {
         if snap.seq == rec.seq && snap.state_version == f.state.state_version() {
             out.snapshots_checked += 1;
             let live: serde_json::Value = serde_json::from_str(&snap.state).unwrap_or_default();
             if live != f.state.to_json() {
                 out.problems.push(Problem::SnapshotDiffers {
-                    stream: rec.stream.clone(),
+                    stream: rec.stream.to_string(),
                     seq: rec.seq,
                 });
             }

@@ -9,7 +9,7 @@ use parking_lot::Mutex;
 use tokio::sync::watch;
 
 use super::{
-    Committed, EventStore, Expected, RecordedEvent, Snapshot, StoreError, Timer, UnitOfWork,
+    Committed, EventStore, Expected, RawEvent, RecordedEvent, Snapshot, StoreError, Timer, UnitOfWork,
 };
 
 #[derive(Default)]
@@ -153,6 +153,31 @@ impl EventStore for MemoryStore {
             .take(limit)
             .cloned()
             .collect())
+    }
+
+    fn scan(
+        &self,
+        after: u64,
+        visit: &mut dyn FnMut(RawEvent<'_>) -> bool,
+    ) -> Result<u64, StoreError> {
+        let st = self.state.lock();
+        let mut n = 0;
+        for e in st.events.iter().filter(|e| e.position > after) {
+            n += 1;
+            let go_on = visit(RawEvent {
+                position: e.position,
+                stream: &e.stream,
+                seq: e.seq,
+                event_type: &e.event_type,
+                version: e.version,
+                payload: &e.payload,
+                recorded_at_ms: e.meta.recorded_at.timestamp_millis(),
+            });
+            if !go_on {
+                break;
+            }
+        }
+        Ok(n)
     }
 
     fn head(&self) -> u64 {

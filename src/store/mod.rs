@@ -74,6 +74,18 @@ pub struct RecordedEvent {
     pub meta: EventMeta,
 }
 
+/// A borrowed view of one stored event, for scans that must not allocate per event.
+#[derive(Clone, Copy, Debug)]
+pub struct RawEvent<'a> {
+    pub position: u64,
+    pub stream: &'a str,
+    pub seq: u64,
+    pub event_type: &'a str,
+    pub version: u32,
+    pub payload: &'a str,
+    pub recorded_at_ms: i64,
+}
+
 /// The optimistic-concurrency expectation of an append.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Expected {
@@ -200,6 +212,14 @@ pub trait EventStore: Send + Sync + 'static {
 
     /// Up to `limit` events of the global log with `position > after`, in order.
     fn read_all(&self, after: u64, limit: usize) -> Result<Vec<RecordedEvent>, StoreError>;
+
+    /// Visits every event with `position > after` in order until `visit` returns
+    /// false; returns how many were visited. The fast path of replay.
+    fn scan(
+        &self,
+        after: u64,
+        visit: &mut dyn FnMut(RawEvent<'_>) -> bool,
+    ) -> Result<u64, StoreError>;
 
     /// The last committed position (0 for an empty log).
     fn head(&self) -> u64;

@@ -3,6 +3,7 @@
 //! work only after that transaction is durable (WAL, `synchronous=FULL`). Readers
 //! use their own connections and never wait for the writer.
 
+use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::mpsc;
 use std::thread::JoinHandle;
@@ -16,7 +17,7 @@ use uuid::Uuid;
 
 use super::migrations;
 use super::{
-    from_millis, to_millis, Committed, EventMeta, EventStore, Expected, RecordedEvent, Snapshot,
+    from_millis, to_millis, Committed, EventMeta, EventStore, Expected, RawEvent, RecordedEvent, Snapshot,
     StoreError, Timer, UnitOfWork,
 };
 
@@ -119,6 +120,7 @@ fn writer_loop(
     head: watch::Sender<u64>,
     timers_changed: watch::Sender<u64>,
 ) {
+    let mut seqs = SeqCache::default();
     while let Ok(first) = receiver.recv() {
         let mut batch = vec![first];
         while batch.len() < MAX_BATCH {
@@ -127,100 +129,140 @@ fn writer_loop(
                 Err(_) => break,
             }
         }
-        let (results, armed) = commit_batch(&mut conn, &batch);
-        let mut last_position = None;
-        for r in results.iter().flatten() {
-            if let Some(e) = r.events.last() {
-                last_position = Some(e.position);
-            }
-        }
+        let armed = batch.iter().any(|r| !r.unit.arm_timers.is_empty());
+        let (units, replies): (Vec<UnitOfWork>, Vec<_>) =
+            batch.into_iter().map(|r| (r.unit, r.reply)).unzip();
+        let results = commit_batch(&mut conn, &mut seqs, units);
+        let last_position = results
+            .iter()
+            .flatten()
+            .filter_map(|c| c.events.last().map(|e| e.position))
+            .max();
         if let Some(p) = last_position {
             head.send_replace(p);
         }
-        if armed {
+        if armed && results.iter().any(|r| r.is_ok()) {
             timers_changed.send_modify(|v| *v += 1);
         }
-        for (req, result) in batch.into_iter().zip(results) {
-            let _ = req.reply.send(result);
+        for (reply, result) in replies.into_iter().zip(results) {
+            let _ = reply.send(result);
         }
     }
 }
 
-/// Applies every unit inside one transaction, each in its own savepoint so a
-/// refused unit (conflict, duplicate delivery) leaves the others intact.
+/// Last sequence number per stream, so an append does not have to ask SQLite.
+/// Bounded: past the limit it is simply emptied and refilled on demand.
+#[derive(Default)]
+struct SeqCache {
+    seqs: HashMap<String, u64>,
+}
+
+const SEQ_CACHE_LIMIT: usize = 200_000;
+
+impl SeqCache {
+    fn current(&mut self, conn: &Connection, stream: &str) -> Result<u64, StoreError> {
+        if let Some(s) = self.seqs.get(stream) {
+            return Ok(*s);
+        }
+        let v: i64 = conn
+            .prepare_cached("SELECT COALESCE(MAX(seq), 0) FROM events WHERE stream = ?1")?
+            .query_row([stream], |r| r.get(0))?;
+        Ok(v as u64)
+    }
+
+    fn set(&mut self, stream: &str, seq: u64) {
+        if self.seqs.len() >= SEQ_CACHE_LIMIT {
+            self.seqs.clear();
+        }
+        match self.seqs.get_mut(stream) {
+            Some(s) => *s = seq,
+            None => {
+                self.seqs.insert(stream.to_string(), seq);
+            }
+        }
+    }
+}
+
+/// Commits every unit in one transaction (one fsync for the whole batch). A unit
+/// that fails validation (conflict, duplicate delivery) is refused alone; if
+/// SQLite itself fails, the batch is retried one unit per transaction so one bad
+/// unit cannot take the others down with it.
 fn commit_batch(
     conn: &mut Connection,
-    batch: &[Request],
-) -> (Vec<Result<Committed, StoreError>>, bool) {
-    let mut tx = match conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate) {
-        Ok(tx) => tx,
+    seqs: &mut SeqCache,
+    units: Vec<UnitOfWork>,
+) -> Vec<Result<Committed, StoreError>> {
+    let count = units.len();
+    match try_batch(conn, seqs, &units) {
+        Ok(results) => results,
         Err(e) => {
-            let msg = format!("cannot begin transaction: {e}");
-            return (
-                batch
-                    .iter()
-                    .map(|_| Err(StoreError::Storage(msg.clone())))
-                    .collect(),
-                false,
-            );
+            // The cache may hold sequence numbers of the rolled-back transaction.
+            seqs.seqs.clear();
+            if count == 1 {
+                return vec![Err(e)];
+            }
+            units
+                .into_iter()
+                .map(|u| match try_batch(conn, seqs, std::slice::from_ref(&u)) {
+                    Ok(mut r) => r.pop().unwrap_or(Err(StoreError::Closed)),
+                    Err(e) => {
+                        seqs.seqs.clear();
+                        Err(e)
+                    }
+                })
+                .collect()
         }
-    };
-    let mut results = Vec::with_capacity(batch.len());
-    let mut armed = false;
-    for req in batch {
-        let outcome = (|| {
-            let mut sp = tx.savepoint()?;
-            sp.set_drop_behavior(rusqlite::DropBehavior::Rollback);
-            let committed = apply_unit(&sp, &req.unit)?;
-            sp.commit()?;
-            Ok(committed)
-        })();
-        if outcome.is_ok() && !req.unit.arm_timers.is_empty() {
-            armed = true;
-        }
-        results.push(outcome);
     }
-    if let Err(e) = tx.commit() {
-        let msg = format!("commit failed: {e}");
-        return (
-            batch
-                .iter()
-                .map(|_| Err(StoreError::Storage(msg.clone())))
-                .collect(),
-            false,
-        );
-    }
-    (results, armed)
 }
 
-fn apply_unit(tx: &Connection, unit: &UnitOfWork) -> Result<Committed, StoreError> {
+fn try_batch(
+    conn: &mut Connection,
+    seqs: &mut SeqCache,
+    units: &[UnitOfWork],
+) -> Result<Vec<Result<Committed, StoreError>>, StoreError> {
+    let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+    let mut results = Vec::with_capacity(units.len());
+    for unit in units {
+        match validate_unit(&tx, seqs, unit) {
+            Ok(bases) => results.push(Ok(write_unit(&tx, seqs, unit, &bases)?)),
+            Err(e @ (StoreError::Conflict { .. } | StoreError::Duplicate { .. })) => {
+                results.push(Err(e))
+            }
+            Err(e) => return Err(e),
+        }
+    }
+    tx.commit()?;
+    Ok(results)
+}
+
+/// Checks a unit against the log without writing: returns each append's base seq.
+fn validate_unit(
+    conn: &Connection,
+    seqs: &mut SeqCache,
+    unit: &UnitOfWork,
+) -> Result<Vec<u64>, StoreError> {
     if let Some(entry) = &unit.inbox {
-        let inserted = tx
-            .prepare_cached(
-                "INSERT OR IGNORE INTO inbox (source, delivery_id, received_at, payload)
-                 VALUES (?1, ?2, ?3, ?4)",
-            )?
-            .execute(params![
-                entry.source,
-                entry.delivery_id,
-                to_millis(entry.received_at),
-                entry.payload
-            ])?;
-        if inserted == 0 {
+        let seen = conn
+            .prepare_cached("SELECT 1 FROM inbox WHERE source = ?1 AND delivery_id = ?2")?
+            .query_row([&entry.source, &entry.delivery_id], |_| Ok(()))
+            .optional()?
+            .is_some();
+        if seen {
             return Err(StoreError::Duplicate {
                 source_name: entry.source.clone(),
                 delivery_id: entry.delivery_id.clone(),
             });
         }
     }
-    let mut committed = Committed::default();
-    for append in &unit.appends {
-        // The connection sees its own uncommitted writes, so two units of one batch
-        // appending to the same stream are checked against each other correctly.
-        let current: i64 = tx
-            .prepare_cached("SELECT COALESCE(MAX(seq), 0) FROM events WHERE stream = ?1")?
-            .query_row([&append.stream], |r| r.get(0))?;
-        let current = current as u64;
+    let mut bases = Vec::with_capacity(unit.appends.len());
+    for (i, append) in unit.appends.iter().enumerate() {
+        // Earlier appends of this same unit to the same stream count too.
+        let earlier: u64 = unit.appends[..i]
+            .iter()
+            .filter(|a| a.stream == append.stream)
+            .map(|a| a.events.len() as u64)
+            .sum();
+        let current = seqs.current(conn, &append.stream)? + earlier;
         if let Expected::Seq(expected) = append.expected {
             if expected != current {
                 return Err(StoreError::Conflict {
@@ -230,14 +272,40 @@ fn apply_unit(tx: &Connection, unit: &UnitOfWork) -> Result<Committed, StoreErro
                 });
             }
         }
-        let mut insert = tx.prepare_cached(
-            "INSERT INTO events (stream, seq, event_type, event_version, payload,
-                                 event_id, correlation_id, causation_id, recorded_at)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
-        )?;
+        bases.push(current);
+    }
+    Ok(bases)
+}
+
+fn write_unit(
+    tx: &Connection,
+    seqs: &mut SeqCache,
+    unit: &UnitOfWork,
+    bases: &[u64],
+) -> Result<Committed, StoreError> {
+    if let Some(entry) = &unit.inbox {
+        tx.prepare_cached(
+            "INSERT INTO inbox (source, delivery_id, received_at, payload) VALUES (?1, ?2, ?3, ?4)",
+        )?
+        .execute(params![
+            entry.source,
+            entry.delivery_id,
+            to_millis(entry.received_at),
+            entry.payload
+        ])?;
+    }
+    let mut committed = Committed {
+        events: Vec::with_capacity(unit.event_count()),
+    };
+    let mut insert = tx.prepare_cached(
+        "INSERT INTO events (stream, seq, event_type, event_version, payload,
+                             event_id, correlation_id, causation_id, recorded_at)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
+    )?;
+    for (append, base) in unit.appends.iter().zip(bases) {
         for (i, e) in append.events.iter().enumerate() {
-            let seq = current + 1 + i as u64;
-            insert.execute(params![
+            let seq = base + 1 + i as u64;
+            let position = insert.insert(params![
                 append.stream,
                 seq as i64,
                 e.event_type,
@@ -249,7 +317,7 @@ fn apply_unit(tx: &Connection, unit: &UnitOfWork) -> Result<Committed, StoreErro
                 to_millis(e.meta.recorded_at),
             ])?;
             committed.events.push(RecordedEvent {
-                position: tx.last_insert_rowid() as u64,
+                position: position as u64,
                 stream: append.stream.clone(),
                 seq,
                 event_type: e.event_type.clone(),
@@ -258,6 +326,7 @@ fn apply_unit(tx: &Connection, unit: &UnitOfWork) -> Result<Committed, StoreErro
                 meta: e.meta.clone(),
             });
         }
+        seqs.set(&append.stream, base + append.events.len() as u64);
     }
     for id in &unit.disarm_timers {
         tx.prepare_cached("DELETE FROM timers WHERE id = ?1")?
@@ -355,6 +424,42 @@ impl EventStore for SqliteStore {
             ))?;
             let rows = stmt.query_map(params![after as i64, limit as i64], row_to_event)?;
             Ok(rows.collect::<Result<Vec<_>, _>>()?)
+        })
+    }
+
+    fn scan(
+        &self,
+        after: u64,
+        visit: &mut dyn FnMut(RawEvent<'_>) -> bool,
+    ) -> Result<u64, StoreError> {
+        self.with_reader(|c| {
+            let mut stmt = c.prepare_cached(
+                "SELECT position, stream, seq, event_type, event_version, payload, recorded_at
+                 FROM events WHERE position > ?1 ORDER BY position",
+            )?;
+            let mut rows = stmt.query([after as i64])?;
+            let mut n = 0;
+            while let Some(r) = rows.next()? {
+                n += 1;
+                let text = |i: usize| -> Result<&str, StoreError> {
+                    r.get_ref(i)?
+                        .as_str()
+                        .map_err(|e| StoreError::Storage(e.to_string()))
+                };
+                let go_on = visit(RawEvent {
+                    position: r.get::<_, i64>(0)? as u64,
+                    stream: text(1)?,
+                    seq: r.get::<_, i64>(2)? as u64,
+                    event_type: text(3)?,
+                    version: r.get(4)?,
+                    payload: text(5)?,
+                    recorded_at_ms: r.get(6)?,
+                });
+                if !go_on {
+                    break;
+                }
+            }
+            Ok(n)
         })
     }
 
