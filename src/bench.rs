@@ -200,14 +200,11 @@ pub async fn write_log(store: &SqliteStore, events: u64) -> Result<(), crate::st
     Ok(())
 }
 
-/// Rebuild throughput over the log in `store`: (events, events per second).
-pub fn rebuild_rate(store: &dyn EventStore) -> Result<(u64, f64), crate::store::StoreError> {
-    let start = Instant::now();
-    let rebuilt = crate::replay::rebuild(store, &[], |_| {})?;
-    Ok((
-        rebuilt.events,
-        rebuilt.events as f64 / start.elapsed().as_secs_f64(),
-    ))
+/// Rebuild over the log in `store`.
+pub fn rebuild_rate(
+    store: &dyn EventStore,
+) -> Result<crate::replay::Rebuilt, crate::store::StoreError> {
+    crate::replay::rebuild(store, &[], |_| {})
 }
 
 pub async fn store(dir: &std::path::Path, seconds: u64, log_events: u64) -> anyhow::Result<()> {
@@ -249,9 +246,15 @@ pub async fn replay(dir: &std::path::Path, log_events: u64) -> anyhow::Result<()
         "replay.log_write_events_per_sec",
         format!("{:.0}", log_events as f64 / start.elapsed().as_secs_f64()),
     );
-    let (events, rate) = rebuild_rate(&store)?;
-    print("replay.rebuild_events", events);
-    print("replay.rebuild_events_per_sec", format!("{rate:.0}"));
+    let r = rebuild_rate(&store)?;
+    print("replay.rebuild_events", r.events);
+    print("replay.rebuild_streams", r.streams.len());
+    print("replay.rebuild_events_per_sec", format!("{:.0}", r.events as f64 / r.fold_seconds));
+    print("replay.rebuild_hash_seconds", format!("{:.2}", r.hash_seconds));
+    print(
+        "replay.rebuild_total_events_per_sec",
+        format!("{:.0}", r.events as f64 / (r.fold_seconds + r.hash_seconds)),
+    );
     print("process.peak_rss_mib", format!("{:.0}", peak_rss_mib()));
     Ok(())
 }

@@ -2,4 +2,5 @@
 
 mod katana;
 mod tiktok;
+mod foundation;
 mod store;
