@@ -22,6 +22,15 @@ struct State {
     snapshots: BTreeMap<String, Snapshot>,
 }
 
+impl State {
+    fn last_seq(&self, stream: &str) -> u64 {
+        self.streams
+            .get(stream)
+            .and_then(|idx| idx.last())
+            .map_or(0, |&i| self.events[i].seq)
+    }
+}
+
 pub struct MemoryStore {
     state: Mutex<State>,
     head: watch::Sender<u64>,
@@ -43,6 +52,48 @@ impl MemoryStore {
         }
     }
 
+    /// Loads already recorded events keeping their positions and sequence numbers,
+    /// as a captured log carries them, so a replay of the capture reports the same
+    /// places as the database it came from. Positions must increase and come after
+    /// everything already in the store; within a stream, sequence numbers must
+    /// increase (gaps are kept: rebuild reports them).
+    pub fn import(&self, events: Vec<RecordedEvent>) -> Result<u64, StoreError> {
+        let mut st = self.state.lock();
+        let mut last_position = st.events.last().map_or(0, |l| l.position);
+        let mut last_seqs: HashMap<String, u64> = HashMap::new();
+        for e in &events {
+            if e.position <= last_position {
+                return Err(StoreError::Storage(format!(
+                    "import: position {} does not follow position {last_position}",
+                    e.position
+                )));
+            }
+            last_position = e.position;
+            let prev = match last_seqs.get(&e.stream) {
+                Some(&s) => s,
+                None => st.last_seq(&e.stream),
+            };
+            if e.seq <= prev {
+                return Err(StoreError::Storage(format!(
+                    "import: {} seq {} does not follow seq {prev}",
+                    e.stream, e.seq
+                )));
+            }
+            last_seqs.insert(e.stream.clone(), e.seq);
+        }
+        let n = events.len() as u64;
+        for e in events {
+            let idx = st.events.len();
+            st.streams.entry(e.stream.clone()).or_default().push(idx);
+            st.events.push(e);
+        }
+        drop(st);
+        if n > 0 {
+            self.head.send_replace(last_position);
+        }
+        Ok(n)
+    }
+
     fn apply(&self, unit: UnitOfWork) -> Result<Committed, StoreError> {
         let mut st = self.state.lock();
         if let Some(entry) = &unit.inbox {
@@ -61,7 +112,7 @@ impl MemoryStore {
         for a in &unit.appends {
             let current = *pending
                 .get(a.stream.as_str())
-                .unwrap_or(&(st.streams.get(&a.stream).map_or(0, |v| v.len() as u64)));
+                .unwrap_or(&st.last_seq(&a.stream));
             if let Expected::Seq(expected) = a.expected {
                 if expected != current {
                     return Err(StoreError::Conflict {
@@ -80,11 +131,12 @@ impl MemoryStore {
         let mut committed = Committed::default();
         for a in unit.appends {
             for e in a.events {
-                let position = st.events.len() as u64 + 1;
+                // Imported logs may have sparse positions and sequence numbers, so the
+                // next ones follow the last recorded, not the count.
+                let position = st.events.last().map_or(0, |l| l.position) + 1;
                 let idx = st.events.len();
-                let list = st.streams.entry(a.stream.clone()).or_default();
-                list.push(idx);
-                let seq = list.len() as u64;
+                let seq = st.last_seq(&a.stream) + 1;
+                st.streams.entry(a.stream.clone()).or_default().push(idx);
                 let rec = RecordedEvent {
                     position,
                     stream: a.stream.clone(),
@@ -112,7 +164,7 @@ impl MemoryStore {
         if let Some(s) = unit.snapshot {
             st.snapshots.insert(s.stream.clone(), s);
         }
-        let head = st.events.len() as u64;
+        let head = st.events.last().map_or(0, |l| l.position);
         drop(st);
         if !committed.events.is_empty() {
             self.head.send_replace(head);
@@ -136,23 +188,16 @@ impl EventStore for MemoryStore {
             .streams
             .get(stream)
             .map(|idx| {
-                idx.iter()
-                    .skip(after_seq as usize)
-                    .map(|&i| st.events[i].clone())
-                    .collect()
+                let from = idx.partition_point(|&i| st.events[i].seq <= after_seq);
+                idx[from..].iter().map(|&i| st.events[i].clone()).collect()
             })
             .unwrap_or_default())
     }
 
     fn read_all(&self, after: u64, limit: usize) -> Result<Vec<RecordedEvent>, StoreError> {
         let st = self.state.lock();
-        Ok(st
-            .events
-            .iter()
-            .skip(after as usize)
-            .take(limit)
-            .cloned()
-            .collect())
+        let from = st.events.partition_point(|e| e.position <= after);
+        Ok(st.events[from..].iter().take(limit).cloned().collect())
     }
 
     fn head(&self) -> u64 {
@@ -164,12 +209,7 @@ impl EventStore for MemoryStore {
     }
 
     fn stream_seq(&self, stream: &str) -> Result<u64, StoreError> {
-        Ok(self
-            .state
-            .lock()
-            .streams
-            .get(stream)
-            .map_or(0, |v| v.len() as u64))
+        Ok(self.state.lock().last_seq(stream))
     }
 
     fn due_timers(&self, until: DateTime<Utc>, limit: usize) -> Result<Vec<Timer>, StoreError> {

@@ -21,6 +21,10 @@ use uuid::Uuid;
 pub use memory::MemoryStore;
 pub use sqlite::SqliteStore;
 
+/// The database schema version this build writes (the last migration's number):
+/// captured logs carry it so a reader knows which build produced them.
+pub const SCHEMA_VERSION: i64 = migrations::LATEST;
+
 /// Who caused an event and in which conversation, for the audit trail.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct EventMeta {

@@ -1,8 +1,22 @@
 //! Folding the log back into state with exactly the production `apply`: per-stream
 //! and whole-log state hashes, and verification against the live snapshots.
+//!
+//! The offline tools built on that fold live in the submodules:
+//! - `source`: open a database file or a JSONL capture as an [`EventStore`].
+//! - `capture`: write and read JSONL captures (one order, one SKU, a time range).
+//! - `timeline`: the causal story of one order or SKU, summarised generically.
+//! - `travel`: the state of one stream at a past time or log position.
+//! - `whatif`: re-run the recorded observations under other settings.
+
+pub mod capture;
+pub mod source;
+pub mod timeline;
+pub mod travel;
+pub mod whatif;
 
 use std::collections::{BTreeMap, HashMap};
 
+use chrono::{DateTime, NaiveDateTime, Utc};
 use serde::Serialize;
 use sha2::{Digest, Sha256};
 
@@ -10,6 +24,34 @@ use crate::domain::order::Order;
 use crate::domain::sku::Sku;
 use crate::domain::{Aggregate, DomainEvent};
 use crate::store::{EventStore, RecordedEvent, Snapshot, StoreError};
+
+/// The stream of TikTok order `id`: `order-<id>`.
+pub fn order_stream(id: &str) -> String {
+    Order::stream_id(id)
+}
+
+/// The stream of seller SKU `sku`: `sku-<sku>`.
+pub fn sku_stream(sku: &str) -> String {
+    Sku::stream_id(sku)
+}
+
+/// Parses a command-line time: RFC 3339 (`2026-01-01T12:00:00Z`, any offset). A
+/// time without an offset is refused rather than guessed, because a log read on
+/// another machine must not depend on that machine's time zone.
+pub fn parse_time(s: &str) -> Result<DateTime<Utc>, String> {
+    let t = s.trim();
+    if let Ok(d) = DateTime::parse_from_rfc3339(t) {
+        return Ok(d.with_timezone(&Utc));
+    }
+    if NaiveDateTime::parse_from_str(t, "%Y-%m-%dT%H:%M:%S%.f").is_ok() {
+        return Err(format!(
+            "{s:?} has no UTC offset: write it as {t}Z (UTC) or with an offset such as {t}+02:00"
+        ));
+    }
+    Err(format!(
+        "{s:?} is not an RFC 3339 time (for example 2026-01-01T12:00:00Z)"
+    ))
+}
 
 /// The state of any stream, by its prefix.
 #[derive(Clone, Debug, PartialEq, Serialize)]
