@@ -23,11 +23,15 @@
 //! - units of orders not yet in Katana reach the SKU as `SetDemand`;
 //! - Katana's `committed` is what the log observed, corrected by the units of sales
 //!   orders that exist in one timeline and not (yet) in the other, so a sales order
-//!   created earlier or later than recorded moves Katana's commitment with it.
+//!   created earlier or later than recorded moves Katana's commitment with it. A
+//!   recorded sales order counts as part of the observed `committed` from the first
+//!   stock observation of its SKU after its creation (Katana reports the new
+//!   commitment with a lag); a simulated one counts at once.
 //!
 //! Oversell windows compare the quantity TikTok showed (the last value pushed) with
 //! the true ATP: Σ locations max(0, in stock − committed) as observed, minus the units
-//! of recorded orders not yet in Katana, with no safety stock.
+//! of recorded orders not yet in Katana (or in Katana but not yet in its reported
+//! stock), with no safety stock.
 
 use std::cmp::Reverse;
 use std::collections::{BTreeMap, BinaryHeap, HashMap, HashSet};
@@ -449,6 +453,8 @@ struct Simulation {
     demand_sent: HashMap<(String, String), u32>,
     rec_pending: HashMap<String, i64>,
     rec_committed: HashMap<String, i64>,
+    /// The part of `rec_committed` that Katana's observed stock already reflects.
+    rec_reflected: HashMap<String, i64>,
     sim_committed: HashMap<String, i64>,
     timers: BinaryHeap<Reverse<(DateTime<Utc>, u64, String, &'static str)>>,
     armed: HashMap<(String, &'static str), DateTime<Utc>>,
@@ -476,6 +482,7 @@ impl Simulation {
             demand_sent: HashMap::new(),
             rec_pending: HashMap::new(),
             rec_committed: HashMap::new(),
+            rec_reflected: HashMap::new(),
             sim_committed: HashMap::new(),
             timers: BinaryHeap::new(),
             armed: HashMap::new(),
@@ -514,12 +521,12 @@ impl Simulation {
         self.events += 1;
         if let Some(order_id) = order_id_of(&rec.stream) {
             match OrderEvent::decode(&rec.event_type, rec.version, &rec.payload) {
-                Ok(e) => self.recorded_order_event(order_id, e),
+                Ok(e) => self.recorded_order_event(order_id, e, t),
                 Err(e) => self.warn(format!("{} seq {}: {e}", rec.stream, rec.seq)),
             }
         } else if let Some(sku) = sku_of(&rec.stream) {
             match SkuEvent::decode(&rec.event_type, rec.version, &rec.payload) {
-                Ok(e) => self.recorded_sku_event(sku, e),
+                Ok(e) => self.recorded_sku_event(sku, e, t),
                 Err(e) => self.warn(format!("{} seq {}: {e}", rec.stream, rec.seq)),
             }
         }
@@ -566,17 +573,19 @@ impl Simulation {
         }
     }
 
-    fn recorded_order_event(&mut self, order_id: &str, e: OrderEvent) {
+    /// A recorded order event at its recorded time `t` (which, with concurrent
+    /// writers, can be a little behind the simulation's clock).
+    fn recorded_order_event(&mut self, order_id: &str, e: OrderEvent, t: DateTime<Utc>) {
         let now = self.now();
         let rec = self.rec_orders.entry(order_id.to_string()).or_default();
         let pending_before = rec.state.pending_units();
         let committed_before = committed_units(&rec.state, rec.as_done);
         match &e {
             OrderEvent::OrderPlaced(_) => {
-                rec.placed_at.get_or_insert(now);
+                rec.placed_at.get_or_insert(t);
             }
             OrderEvent::SoRequested(r) => {
-                rec.pushed_at.get_or_insert(now);
+                rec.pushed_at.get_or_insert(t);
                 rec.as_done = r.as_done;
                 rec.requested = true;
                 self.recorded_calls.katana_lookups += 1;
@@ -590,10 +599,10 @@ impl Simulation {
         let committed_after = committed_units(&rec.state, rec.as_done);
         let moved = shift(&mut self.rec_pending, &pending_before, &pending_after);
         self.dirty.extend(moved);
+        // Katana's stock shows the new commitment only with its next report, so the
+        // simulated SKU's correction follows at the next stock observation.
         let moved = shift(&mut self.rec_committed, &committed_before, &committed_after);
-        for sku in moved {
-            self.feed_stock(&sku);
-        }
+        self.dirty.extend(moved);
         // The observations this event carries, fed to the simulated order.
         match e {
             OrderEvent::OrderPlaced(p) => self.observe_order(order_id, p.snapshot),
@@ -739,8 +748,7 @@ impl Simulation {
         }
     }
 
-    fn recorded_sku_event(&mut self, sku: &str, e: SkuEvent) {
-        let now = self.now();
+    fn recorded_sku_event(&mut self, sku: &str, e: SkuEvent, t: DateTime<Utc>) {
         self.ensure_sim_sku(sku);
         self.dirty.insert(sku.to_string());
         let world = self.skus.entry(sku.to_string()).or_default();
@@ -749,6 +757,8 @@ impl Simulation {
                 world
                     .observed
                     .insert(s.location_id, (s.in_stock, s.committed));
+                let committed = self.rec_committed.get(sku).copied().unwrap_or(0);
+                self.rec_reflected.insert(sku.to_string(), committed);
                 self.feed_stock(sku);
             }
             SkuEvent::SkuMapped(m) => self.exec_sku(
@@ -762,7 +772,7 @@ impl Simulation {
             }
             SkuEvent::BufferFlushed(f) => {
                 world.recorded_pushes.push(Push {
-                    at: now,
+                    at: t,
                     quantity: f.atp,
                     immediate: f.immediate,
                 });
@@ -797,7 +807,7 @@ impl Simulation {
     /// location, to the simulated SKU (which records only what changed).
     fn feed_stock(&mut self, sku: &str) {
         let correction = self.sim_committed.get(sku).copied().unwrap_or(0)
-            - self.rec_committed.get(sku).copied().unwrap_or(0);
+            - self.rec_reflected.get(sku).copied().unwrap_or(0);
         let Some(world) = self.skus.get(sku) else {
             return;
         };
@@ -880,7 +890,9 @@ impl Simulation {
     fn track_oversell(&mut self) {
         let now = self.now();
         for sku in std::mem::take(&mut self.dirty) {
-            let pending = self.rec_pending.get(&sku).copied().unwrap_or(0);
+            let unreflected = self.rec_committed.get(&sku).copied().unwrap_or(0)
+                - self.rec_reflected.get(&sku).copied().unwrap_or(0);
+            let pending = self.rec_pending.get(&sku).copied().unwrap_or(0) + unreflected;
             let Some(world) = self.skus.get_mut(&sku) else {
                 continue;
             };

@@ -1,4 +1,5 @@
 //! The one integration-test binary: flows over HTTP against the simulators.
 
 mod katana;
+mod replay;
 mod tiktok;
