@@ -1,7 +1,7 @@
 //! `tks-replay`: offline audit of an event log (a tks database or a JSONL capture).
 //! Never calls TikTok or Katana, never reads the wall clock, never writes the log.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::time::Duration;
 
@@ -150,7 +150,7 @@ fn bar(total: u64, unit: &str) -> ProgressBar {
     bar
 }
 
-fn open(path: &PathBuf) -> Result<Log, String> {
+fn open(path: &Path) -> Result<Log, String> {
     let loading = bar(0, "bytes");
     let log = source::open(path, &mut |done, total| {
         if loading.length() != Some(total) {

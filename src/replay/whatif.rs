@@ -456,7 +456,7 @@ struct Simulation {
     /// The part of `rec_committed` that Katana's observed stock already reflects.
     rec_reflected: HashMap<String, i64>,
     sim_committed: HashMap<String, i64>,
-    timers: BinaryHeap<Reverse<(DateTime<Utc>, u64, String, &'static str)>>,
+    timers: BinaryHeap<Reverse<TimerEntry>>,
     armed: HashMap<(String, &'static str), DateTime<Utc>>,
     timer_seq: u64,
     recorded_calls: Calls,
@@ -464,6 +464,9 @@ struct Simulation {
     warnings: Vec<String>,
     dirty: HashSet<String>,
 }
+
+/// (due, arming order, stream, kind): earliest first, ties in arming order.
+type TimerEntry = (DateTime<Utc>, u64, String, &'static str);
 
 const MAX_WARNINGS: usize = 50;
 
