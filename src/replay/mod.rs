@@ -304,3 +304,26 @@ fn fold_one(
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn times_are_rfc3339_with_an_offset() {
+        let t = parse_time("2026-01-01T12:30:00Z").unwrap();
+        assert_eq!(t, parse_time("2026-01-01T14:30:00+02:00").unwrap());
+        assert_eq!(t.timestamp_millis() % 1000, 0);
+        let e = parse_time("2026-01-01T12:30:00").unwrap_err();
+        assert!(e.contains("no UTC offset"), "{e}");
+        let e = parse_time("last tuesday").unwrap_err();
+        assert!(e.contains("RFC 3339"), "{e}");
+    }
+
+    #[test]
+    fn streams_are_named_by_kind_and_id() {
+        assert_eq!(order_stream("5770001"), "order-5770001");
+        assert_eq!(sku_stream("MUG-RED"), "sku-MUG-RED");
+        assert!(StreamState::for_stream(&sku_stream("MUG-RED")).is_some());
+    }
+}

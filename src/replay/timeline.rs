@@ -549,3 +549,43 @@ impl std::fmt::Display for Timeline {
         Ok(())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn known_types_get_their_wording_and_unknown_ones_a_generic_line() {
+        assert_eq!(
+            summarize(
+                "StockChanged",
+                &json!({"location_id": 3, "in_stock": 250_000, "committed": 100_000})
+            ),
+            "Katana location 3: in stock 2.5, committed 1"
+        );
+        assert_eq!(
+            summarize(
+                "ExceptionRaised",
+                &json!({"code": "unmatched_sku", "sku": "X-1", "details": {"hint": "map it"}, "n": null})
+            ),
+            "code=unmatched_sku, details={hint=map it}, sku=X-1"
+        );
+        // A known type whose payload changed shape falls back instead of failing.
+        assert_eq!(summarize("BufferFlushed", &json!({"value": 3})), "value=3");
+        let long = summarize("Blob", &json!({"text": "x".repeat(500)}));
+        assert_eq!(long.chars().count(), SUMMARY_LIMIT);
+        assert!(long.ends_with('…'));
+    }
+
+    #[test]
+    fn new_event_types_are_classified_by_their_name() {
+        assert_eq!(kind_of("ExceptionRaised"), Kind::Exception);
+        assert_eq!(kind_of("ExceptionResolved"), Kind::Exception);
+        assert_eq!(kind_of("TikTokWebhookReceived"), Kind::Observation);
+        assert_eq!(kind_of("InventoryPushFailed"), Kind::Outbound);
+        assert_eq!(kind_of("OrderPlaced"), Kind::Observation);
+        assert_eq!(kind_of("BufferFlushed"), Kind::Decision);
+        assert_eq!(kind_of("Zzz"), Kind::Other);
+    }
+}

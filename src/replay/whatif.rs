@@ -978,6 +978,15 @@ impl Simulation {
     }
 }
 
+/// A setting's value as written in `tks.toml` and on the command line.
+fn setting<T: Serialize>(v: &T) -> String {
+    match serde_json::to_value(v) {
+        Ok(serde_json::Value::String(s)) => s,
+        Ok(other) => other.to_string(),
+        Err(_) => "?".into(),
+    }
+}
+
 fn signed(d: chrono::Duration) -> String {
     let abs = d.abs().to_std().unwrap_or_default();
     let text = humantime::format_duration(abs).to_string();
@@ -1074,8 +1083,8 @@ impl std::fmt::Display for Report {
             ),
             (
                 "buffer_mode",
-                seen(r.buffer_mode.map(|m| format!("{m:?}"))),
-                format!("{:?}", p.buffer_mode),
+                seen(r.buffer_mode.map(|m| setting(&m))),
+                setting(&p.buffer_mode),
             ),
             (
                 "safety_stock",
@@ -1084,8 +1093,8 @@ impl std::fmt::Display for Report {
             ),
             (
                 "fbt_orders",
-                seen(r.fbt_orders.map(|m| format!("{m:?}"))),
-                format!("{:?}", p.fbt_orders),
+                seen(r.fbt_orders.map(|m| setting(&m))),
+                setting(&p.fbt_orders),
             ),
         ];
         for (name, rec, prop) in rows {

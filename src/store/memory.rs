@@ -263,3 +263,89 @@ impl EventStore for MemoryStore {
         Ok(v)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::{EventMeta, NewEvent};
+
+    fn recorded(position: u64, stream: &str, seq: u64) -> RecordedEvent {
+        RecordedEvent {
+            position,
+            stream: stream.into(),
+            seq,
+            event_type: "T".into(),
+            version: 1,
+            payload: "{}".into(),
+            meta: EventMeta::root(chrono::DateTime::UNIX_EPOCH),
+        }
+    }
+
+    #[tokio::test]
+    async fn imported_events_keep_their_positions_and_appends_follow_them() {
+        let store = MemoryStore::new();
+        // A capture of one order: its stream whole, another stream's event as context.
+        store
+            .import(vec![
+                recorded(3, "order-1", 1),
+                recorded(7, "katana-calls", 40),
+                recorded(9, "order-1", 2),
+            ])
+            .unwrap();
+        assert_eq!(store.head(), 9);
+        let after = |p| -> Vec<u64> {
+            store
+                .read_all(p, 10)
+                .unwrap()
+                .iter()
+                .map(|e| e.position)
+                .collect()
+        };
+        assert_eq!(after(0), vec![3, 7, 9]);
+        assert_eq!(after(3), vec![7, 9]);
+        assert_eq!(after(5), vec![7, 9]);
+        assert_eq!(after(9), Vec::<u64>::new());
+        let seqs: Vec<u64> = store
+            .read_stream("katana-calls", 39)
+            .unwrap()
+            .iter()
+            .map(|e| e.seq)
+            .collect();
+        assert_eq!(seqs, vec![40]);
+        assert_eq!(store.stream_seq("katana-calls").unwrap(), 40);
+
+        let meta = EventMeta::root(chrono::DateTime::UNIX_EPOCH);
+        let next = NewEvent {
+            event_type: "T".into(),
+            version: 1,
+            payload: "{}".into(),
+            meta,
+        };
+        let c = store
+            .commit(UnitOfWork::append(
+                "order-1",
+                Expected::Seq(2),
+                vec![next.clone()],
+            ))
+            .await
+            .unwrap();
+        assert_eq!((c.events[0].position, c.events[0].seq), (10, 3));
+        assert!(store
+            .commit(UnitOfWork::append("order-1", Expected::Seq(2), vec![next]))
+            .await
+            .is_err());
+    }
+
+    #[test]
+    fn an_import_out_of_order_is_refused_whole() {
+        let store = MemoryStore::new();
+        assert!(store
+            .import(vec![recorded(2, "s", 1), recorded(2, "t", 1)])
+            .is_err());
+        assert!(store
+            .import(vec![recorded(1, "s", 2), recorded(2, "s", 1)])
+            .is_err());
+        assert_eq!(store.head(), 0);
+        assert!(store.read_all(0, 10).unwrap().is_empty());
+    }
+}
