@@ -71,6 +71,7 @@ enum Command {
         id: String,
         #[command(flatten)]
         log: LogArg,
+        /// Machine-readable output.
         #[arg(long)]
         json: bool,
     },
@@ -88,6 +89,7 @@ enum Command {
         /// Global log position.
         #[arg(long)]
         pos: Option<u64>,
+        /// Machine-readable output.
         #[arg(long)]
         json: bool,
     },
@@ -105,11 +107,13 @@ enum Command {
         /// all | increases_only
         #[arg(long, value_parser = parse_buffer_mode)]
         buffer_mode: Option<BufferMode>,
+        /// Units held back from TikTok, e.g. 2.
         #[arg(long)]
         safety_stock: Option<u32>,
         /// skip | record_as_done
         #[arg(long, value_parser = parse_fbt)]
         fbt: Option<FbtMode>,
+        /// Machine-readable output.
         #[arg(long)]
         json: bool,
     },
@@ -182,8 +186,7 @@ fn fold_with_progress(log: &Log, check_snapshots: bool) -> Result<Rebuilt, Strin
 
 fn print_json(value: &impl serde::Serialize) -> Result<(), String> {
     let s = serde_json::to_string_pretty(value).map_err(|e| e.to_string())?;
-    println!("{s}");
-    Ok(())
+    emit(&format!("{s}\n"))
 }
 
 fn run(command: Command) -> Result<(), String> {
@@ -193,36 +196,35 @@ fn run(command: Command) -> Result<(), String> {
             let r = fold_with_progress(&log, false)?;
             if !summary {
                 for (stream, (seq, hash)) in &r.streams {
-                    println!("{stream} seq={seq} hash={hash}");
+                    emit(&format!("{stream} seq={seq} hash={hash}\n"))?;
                 }
             }
-            println!(
-                "events={} streams={} total_hash={}",
+            emit(&format!(
+                "events={} streams={} total_hash={}\n",
                 r.events,
                 r.streams.len(),
                 r.total_hash
-            );
+            ))?;
             report_problems(&r)
         }
         Command::Verify { log } => {
             let log = open(&log.db)?;
             let r = fold_with_progress(&log, true)?;
-            println!(
-                "events={} streams={} snapshots_checked={} total_hash={}",
+            emit(&format!(
+                "events={} streams={} snapshots_checked={} total_hash={}\n",
                 r.events,
                 r.streams.len(),
                 r.snapshots_checked,
                 r.total_hash
-            );
+            ))?;
             report_problems(&r)?;
             match log.kind {
-                LogKind::Database => println!("verified: the log rebuilds to the live state"),
-                LogKind::Capture => println!(
+                LogKind::Database => emit("verified: the log rebuilds to the live state\n"),
+                LogKind::Capture => emit(
                     "verified: the capture folds without gaps or undecodable events \
-                     (a capture carries no live snapshots to compare)"
+                     (a capture carries no live snapshots to compare)\n",
                 ),
             }
-            Ok(())
         }
         Command::Timeline {
             kind,
@@ -246,8 +248,7 @@ fn run(command: Command) -> Result<(), String> {
             if json {
                 print_json(&t)
             } else {
-                print!("{t}");
-                Ok(())
+                emit(&t.to_string())
             }
         }
         Command::State {
@@ -269,8 +270,7 @@ fn run(command: Command) -> Result<(), String> {
             if json {
                 print_json(&p)
             } else {
-                print!("{p}");
-                Ok(())
+                emit(&p.to_string())
             }
         }
         Command::WhatIf {
@@ -298,8 +298,7 @@ fn run(command: Command) -> Result<(), String> {
             if json {
                 print_json(&report)
             } else {
-                print!("{report}");
-                Ok(())
+                emit(&report.to_string())
             }
         }
     }
@@ -313,6 +312,16 @@ fn main() -> ExitCode {
             eprintln!("tks-replay: {e}");
             ExitCode::FAILURE
         }
+    }
+}
+
+/// Writes to stdout; a reader that went away (`| head`) ends the output quietly
+/// instead of crashing the tool.
+fn emit(text: &str) -> Result<(), String> {
+    use std::io::Write;
+    match std::io::stdout().lock().write_all(text.as_bytes()) {
+        Err(e) if e.kind() != std::io::ErrorKind::BrokenPipe => Err(format!("stdout: {e}")),
+        _ => Ok(()),
     }
 }
 

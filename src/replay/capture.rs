@@ -44,7 +44,7 @@ impl std::fmt::Display for Selection {
         match self {
             Selection::Order(id) => write!(f, "order {id}"),
             Selection::Sku(sku) => write!(f, "sku {sku}"),
-            Selection::Since(t) => write!(f, "since {}", t.to_rfc3339()),
+            Selection::Since(t) => write!(f, "since {}", super::timeline::fmt_time(*t)),
         }
     }
 }

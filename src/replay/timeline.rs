@@ -506,8 +506,10 @@ pub fn timeline(
     })
 }
 
+/// The last eight hex digits: enough to tell ids apart by eye in one story.
 fn short(id: &Uuid) -> String {
-    id.simple().to_string()[..8].to_string()
+    let s = id.simple().to_string();
+    s[s.len() - 8..].to_string()
 }
 
 impl std::fmt::Display for Timeline {
@@ -520,7 +522,19 @@ impl std::fmt::Display for Timeline {
             self.entries.len(),
             self.entries.len() - own
         )?;
+        let positions: HashMap<Uuid, u64> = self
+            .entries
+            .iter()
+            .map(|e| (e.event_id, e.position))
+            .collect();
         for e in &self.entries {
+            let cause = match e.causation_id {
+                None => "-".to_string(),
+                Some(c) => match positions.get(&c) {
+                    Some(p) => format!("pos {p}"),
+                    None => format!("{} (not in this story)", short(&c)),
+                },
+            };
             let place = if e.own {
                 format!("seq {}", e.seq)
             } else {
@@ -539,11 +553,10 @@ impl std::fmt::Display for Timeline {
             )?;
             writeln!(
                 f,
-                "{:24}  event {} correlation {} caused by {}",
+                "{:22}event {} correlation {} caused by {cause}",
                 "",
                 short(&e.event_id),
                 short(&e.correlation_id),
-                e.causation_id.as_ref().map_or("-".to_string(), short)
             )?;
         }
         Ok(())

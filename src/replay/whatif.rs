@@ -14,8 +14,8 @@
 //!
 //! How the simulation stands in for the rest of the service (the glue the actors
 //! and connectors provide live):
-//! - hold expiry is followed by a re-read of the order: the latest snapshot the log
-//!   shows at that moment is observed again;
+//! - hold expiry is followed by a re-read of the order: the newest snapshot the
+//!   log has shown by that moment is observed again;
 //! - a requested sales order is created at once (one Katana lookup and one create),
 //!   unless the recorded order was requested and never created, in which case Katana
 //!   is assumed to refuse it again; a flushed ATP is pushed to TikTok at once (one
@@ -375,7 +375,10 @@ fn not_pushed_because(order: &Order, ended_at: DateTime<Utc>) -> String {
     if snap.fulfillment_type == FulfillmentType::FulfillmentByTiktok && !snap.status.is_shipped() {
         return "fulfilled by TikTok: waiting for TikTok to ship it".into();
     }
-    "no units left to push".into()
+    if snap.units.iter().all(|u| u.cancelled) {
+        return "no units left to push".into();
+    }
+    "hold expired, but no re-read requested a sales order".into()
 }
 
 #[derive(Default)]
@@ -408,9 +411,9 @@ impl Tracker {
 
 #[derive(Default)]
 struct SimOrder {
+    /// Its `snapshot` is the newest the log has shown so far: what a re-read at
+    /// that moment would return.
     state: Order,
-    /// The latest snapshot the log has shown so far: what a re-read would return.
-    latest: Option<OrderSnapshot>,
     pushed_at: Option<DateTime<Utc>>,
     as_done: bool,
 }
@@ -614,11 +617,11 @@ impl Simulation {
                 let sim = self.sim_orders.entry(order_id.to_string()).or_default();
                 // A cancellation normally arrives inside the snapshot just observed;
                 // one recorded without it is turned into a cancelled re-read.
-                let conveyed = sim.latest.as_ref().map_or(true, |s| {
+                let conveyed = sim.state.snapshot.as_ref().map_or(true, |s| {
                     s.status == TikTokOrderStatus::Cancelled || s.units.iter().all(|u| u.cancelled)
                 });
                 if !conveyed {
-                    if let Some(mut s) = sim.latest.clone() {
+                    if let Some(mut s) = sim.state.snapshot.clone() {
                         s.status = TikTokOrderStatus::Cancelled;
                         s.update_time = s.update_time.max(now);
                         self.observe_order(order_id, s);
@@ -630,8 +633,6 @@ impl Simulation {
     }
 
     fn observe_order(&mut self, order_id: &str, snapshot: OrderSnapshot) {
-        let sim = self.sim_orders.entry(order_id.to_string()).or_default();
-        sim.latest = Some(snapshot.clone());
         self.exec_order(order_id, OrderCommand::Observe(Box::new(snapshot)));
     }
 
@@ -679,7 +680,11 @@ impl Simulation {
         }
         let pending_after = sim.state.pending_units();
         let committed_after = committed_units(&sim.state, sim.as_done);
-        let latest = sim.latest.clone();
+        let latest = if reread {
+            sim.state.snapshot.clone()
+        } else {
+            None
+        };
         self.set_timers(Order::stream_id(order_id), timer_changes);
         self.sync_demand(order_id, &pending_before, &pending_after);
         let moved = shift(&mut self.sim_committed, &committed_before, &committed_after);
@@ -987,6 +992,19 @@ fn setting<T: Serialize>(v: &T) -> String {
     }
 }
 
+/// Rows per section in the text report; `--json` lists everything.
+const TEXT_ROWS: usize = 100;
+
+fn more(out: &mut String, shown_of: usize) {
+    if shown_of > TEXT_ROWS {
+        let _ = writeln!(
+            out,
+            "  ... and {} more (--json lists them all)",
+            shown_of - TEXT_ROWS
+        );
+    }
+}
+
 fn signed(d: chrono::Duration) -> String {
     let abs = d.abs().to_std().unwrap_or_default();
     let text = humantime::format_duration(abs).to_string();
@@ -1120,12 +1138,18 @@ impl std::fmt::Display for Report {
             .iter()
             .filter(|o| o.recorded_push.is_some() && o.proposed_push.is_none())
             .count();
+        let changed: Vec<&OrderOutcome> = self
+            .orders
+            .iter()
+            .filter(|o| o.recorded_push != o.proposed_push)
+            .collect();
         let _ = writeln!(
             out,
-            "\norders ({}): {earlier} pushed earlier, {later} later, {gained} pushed only under the proposal, {lost} only as recorded",
-            self.orders.len()
+            "\norders ({}): {earlier} pushed earlier, {later} later, {gained} pushed only under the proposal, {lost} only as recorded, {} unchanged",
+            self.orders.len(),
+            self.orders.len() - changed.len()
         );
-        for o in &self.orders {
+        for o in changed.iter().take(TEXT_ROWS) {
             let delta = match (o.recorded_push, o.proposed_push) {
                 (Some(a), Some(b)) => format!("  [{}]", signed(b - a)),
                 _ => String::new(),
@@ -1138,15 +1162,24 @@ impl std::fmt::Display for Report {
                 opt_time(o.proposed_push, &o.proposed_note)
             );
         }
+        more(&mut out, changed.len());
+        let differing: Vec<&SkuOutcome> = self
+            .skus
+            .iter()
+            .filter(|s| s.recorded_pushes != s.proposed_pushes)
+            .collect();
         let _ = writeln!(
             out,
-            "\ninventory pushed to TikTok (time=quantity, ! = at once)"
+            "\ninventory pushed to TikTok (time=quantity, ! = at once): {} of {} SKUs differ",
+            differing.len(),
+            self.skus.len()
         );
-        for s in &self.skus {
+        for s in differing.iter().take(TEXT_ROWS) {
             let _ = writeln!(out, "  {}:", s.sku);
             let _ = writeln!(out, "    recorded: {}", pushes(&s.recorded_pushes));
             let _ = writeln!(out, "    proposed: {}", pushes(&s.proposed_pushes));
         }
+        more(&mut out, differing.len());
         let rc = &self.recorded_calls;
         let pc = &self.proposed_calls;
         let _ = writeln!(
@@ -1170,19 +1203,18 @@ impl std::fmt::Display for Report {
             out,
             "\noversell windows (TikTok showed more than Katana's ATP)"
         );
-        for s in &self.skus {
-            if s.recorded_oversell.is_empty() && s.proposed_oversell.is_empty() {
-                continue;
-            }
+        let oversold: Vec<&SkuOutcome> = self
+            .skus
+            .iter()
+            .filter(|s| !s.recorded_oversell.is_empty() || !s.proposed_oversell.is_empty())
+            .collect();
+        for s in oversold.iter().take(TEXT_ROWS) {
             let _ = writeln!(out, "  {}:", s.sku);
             let _ = writeln!(out, "    recorded: {}", windows(&s.recorded_oversell));
             let _ = writeln!(out, "    proposed: {}", windows(&s.proposed_oversell));
         }
-        if self
-            .skus
-            .iter()
-            .all(|s| s.recorded_oversell.is_empty() && s.proposed_oversell.is_empty())
-        {
+        more(&mut out, oversold.len());
+        if oversold.is_empty() {
             let _ = writeln!(out, "  none under either setting");
         }
         if self.simulated_until > self.until {
