@@ -17,8 +17,8 @@
 //! - hold expiry is followed by a re-read of the order: the newest snapshot the
 //!   log has shown by that moment is observed again;
 //! - a requested sales order is created at once (one Katana lookup and one create),
-//!   unless the recorded order was requested and never created, in which case Katana
-//!   is assumed to refuse it again; a flushed ATP is pushed to TikTok at once (one
+//!   unless the recorded order was requested and never created by the end of the
+//!   log, in which case Katana is assumed to refuse it again; a flushed ATP is pushed to TikTok at once (one
 //!   call);
 //! - units of orders not yet in Katana reach the SKU as `SetDemand`;
 //! - Katana's `committed` is what the log observed, corrected by the units of sales
@@ -205,9 +205,9 @@ pub fn what_if(
             observed.step(rec);
         }
     }
-    let observed = observed.finish();
+    let (observed, outcomes) = observed.finish();
     let policy = effective_policy(proposal, &observed);
-    let mut sim = Simulation::new(policy, observed);
+    let mut sim = Simulation::new(policy, observed, outcomes);
     let mut after = 0;
     loop {
         let batch = store.read_all(after, 8192)?;
@@ -264,21 +264,41 @@ fn to_std(d: chrono::Duration) -> Option<Duration> {
     d.to_std().ok()
 }
 
+/// Whether a recorded order's sales order was requested and created, by the end
+/// of the log: the simulation gives each order the same answer from Katana.
+#[derive(Clone, Debug, Default)]
+struct KatanaOutcome {
+    requested: bool,
+    created: Option<(i64, String)>,
+}
+
 /// Learns the recorded settings from the decisions they shaped. The latest
 /// evidence wins: settings may have changed while the log was written.
 #[derive(Default)]
 struct SettingsProbe {
     seen: Observed,
+    /// What Katana did with each recorded order by the end of the log.
+    outcomes: HashMap<String, KatanaOutcome>,
     skus: HashMap<String, Sku>,
     last_flushed: HashMap<String, i64>,
 }
 
 impl SettingsProbe {
     fn step(&mut self, rec: &RecordedEvent) {
-        if order_id_of(&rec.stream).is_some() {
+        if let Some(order_id) = order_id_of(&rec.stream) {
             let Ok(e) = OrderEvent::decode(&rec.event_type, rec.version, &rec.payload) else {
                 return;
             };
+            match &e {
+                OrderEvent::SoRequested(_) => {
+                    self.outcomes.entry(order_id.into()).or_default().requested = true
+                }
+                OrderEvent::SoCreated(c) => {
+                    self.outcomes.entry(order_id.into()).or_default().created =
+                        Some((c.so_id, c.order_no.clone()))
+                }
+                _ => {}
+            }
             match e {
                 OrderEvent::OrderPlaced(p) => {
                     self.seen.order_hold = to_std(p.hold_until - p.snapshot.create_time);
@@ -317,8 +337,8 @@ impl SettingsProbe {
         }
     }
 
-    fn finish(self) -> Observed {
-        self.seen
+    fn finish(self) -> (Observed, HashMap<String, KatanaOutcome>) {
+        (self.seen, self.outcomes)
     }
 }
 
@@ -424,8 +444,6 @@ struct RecOrder {
     placed_at: Option<DateTime<Utc>>,
     pushed_at: Option<DateTime<Utc>>,
     as_done: bool,
-    requested: bool,
-    created: Option<(i64, String)>,
 }
 
 #[derive(Default)]
@@ -451,6 +469,7 @@ struct Simulation {
     events: u64,
     sim_orders: BTreeMap<String, SimOrder>,
     rec_orders: BTreeMap<String, RecOrder>,
+    outcomes: HashMap<String, KatanaOutcome>,
     skus: BTreeMap<String, SkuWorld>,
     /// Units not yet in Katana, per SKU and order, as last told to the simulated SKU.
     demand_sent: HashMap<(String, String), u32>,
@@ -474,7 +493,11 @@ type TimerEntry = (DateTime<Utc>, u64, String, &'static str);
 const MAX_WARNINGS: usize = 50;
 
 impl Simulation {
-    fn new(policy: Policy, observed_settings: Observed) -> Self {
+    fn new(
+        policy: Policy,
+        observed_settings: Observed,
+        outcomes: HashMap<String, KatanaOutcome>,
+    ) -> Self {
         Simulation {
             policy,
             observed_settings,
@@ -484,6 +507,7 @@ impl Simulation {
             events: 0,
             sim_orders: BTreeMap::new(),
             rec_orders: BTreeMap::new(),
+            outcomes,
             skus: BTreeMap::new(),
             demand_sent: HashMap::new(),
             rec_pending: HashMap::new(),
@@ -593,11 +617,9 @@ impl Simulation {
             OrderEvent::SoRequested(r) => {
                 rec.pushed_at.get_or_insert(t);
                 rec.as_done = r.as_done;
-                rec.requested = true;
                 self.recorded_calls.katana_lookups += 1;
                 self.recorded_calls.katana_creates += 1;
             }
-            OrderEvent::SoCreated(c) => rec.created = Some((c.so_id, c.order_no.clone())),
             _ => {}
         }
         rec.state.apply(&e);
@@ -694,11 +716,12 @@ impl Simulation {
         if let Some(r) = requested {
             self.proposed_calls.katana_lookups += 1;
             self.proposed_calls.katana_creates += 1;
-            let recorded = self.rec_orders.get(order_id);
-            let refused = recorded.is_some_and(|o| o.requested && o.created.is_none());
-            if !refused {
-                let (so_id, order_no) = recorded
-                    .and_then(|o| o.created.clone())
+            let outcome = self.outcomes.get(order_id).cloned().unwrap_or_default();
+            // Katana refused (or never answered) the recorded request: it would
+            // refuse this one too.
+            if !(outcome.requested && outcome.created.is_none()) {
+                let (so_id, order_no) = outcome
+                    .created
                     .unwrap_or_else(|| (0, format!("what-if-{order_id}")));
                 let rows = r
                     .rows
