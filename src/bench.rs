@@ -207,6 +207,47 @@ pub fn rebuild_rate(
     crate::replay::rebuild(store, &[], |_| {})
 }
 
+/// Point-in-time query latency (p50, p99 in milliseconds): `queries` state
+/// queries of order and SKU streams, each at the moment of a random event of the
+/// log, alternately by log position and by time. Only the query is timed, not the
+/// pick of the event.
+pub fn state_at_latency(
+    store: &dyn EventStore,
+    queries: usize,
+) -> Result<(f64, f64), crate::replay::travel::TravelError> {
+    use crate::replay::travel::{state_at, At};
+    use rand::{Rng, SeedableRng};
+
+    let head = store.head();
+    let mut lat = Vec::with_capacity(queries);
+    if head == 0 {
+        return Ok((0.0, 0.0));
+    }
+    let mut rng = rand::rngs::StdRng::seed_from_u64(7);
+    for i in 0..queries {
+        let position = rng.gen_range(1..=head);
+        let Some(event) = store.read_all(position - 1, 1)?.into_iter().next() else {
+            continue;
+        };
+        let at = if i % 2 == 0 {
+            At::Position(event.position)
+        } else {
+            At::Time(event.meta.recorded_at)
+        };
+        let start = Instant::now();
+        let point = state_at(store, &event.stream, at)?;
+        lat.push(start.elapsed().as_secs_f64() * 1000.0);
+        std::hint::black_box(point);
+    }
+    lat.sort_by(|a, b| a.total_cmp(b));
+    let pct = |p: f64| {
+        lat.get(((lat.len() as f64 - 1.0) * p) as usize)
+            .copied()
+            .unwrap_or(0.0)
+    };
+    Ok((pct(0.50), pct(0.99)))
+}
+
 pub async fn store(dir: &std::path::Path, seconds: u64, log_events: u64) -> anyhow::Result<()> {
     print(
         "machine.cores",
@@ -249,12 +290,21 @@ pub async fn replay(dir: &std::path::Path, log_events: u64) -> anyhow::Result<()
     let r = rebuild_rate(&store)?;
     print("replay.rebuild_events", r.events);
     print("replay.rebuild_streams", r.streams.len());
-    print("replay.rebuild_events_per_sec", format!("{:.0}", r.events as f64 / r.fold_seconds));
-    print("replay.rebuild_hash_seconds", format!("{:.2}", r.hash_seconds));
+    print(
+        "replay.rebuild_events_per_sec",
+        format!("{:.0}", r.events as f64 / r.fold_seconds),
+    );
+    print(
+        "replay.rebuild_hash_seconds",
+        format!("{:.2}", r.hash_seconds),
+    );
     print(
         "replay.rebuild_total_events_per_sec",
         format!("{:.0}", r.events as f64 / (r.fold_seconds + r.hash_seconds)),
     );
+    let (p50, p99) = state_at_latency(&store, 1000)?;
+    print("replay.state_at_p50_ms", format!("{p50:.3}"));
+    print("replay.state_at_p99_ms", format!("{p99:.3}"));
     print("process.peak_rss_mib", format!("{:.0}", peak_rss_mib()));
     Ok(())
 }

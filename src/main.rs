@@ -2,11 +2,12 @@
 //! into the library.
 
 use std::io::Write;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use clap::{Parser, Subcommand, ValueEnum};
 
+use tks::replay::capture::{write_capture, Selection};
 use tks::store::{EventMeta, EventStore, Expected, NewEvent, SqliteStore, UnitOfWork};
 
 #[derive(Parser)]
@@ -32,6 +33,24 @@ enum Command {
         #[arg(long)]
         dir: Option<PathBuf>,
     },
+    /// Export events as JSONL (a capture) for `tks-replay` on any machine.
+    #[command(group(clap::ArgGroup::new("what").required(true).args(["kind", "since"])))]
+    Capture {
+        /// What to capture: `order ID` or `sku SKU` (or use --since).
+        #[arg(value_enum, requires = "id")]
+        kind: Option<CaptureKind>,
+        /// TikTok order id or seller SKU.
+        id: Option<String>,
+        /// Every stream with an event recorded at or after this RFC 3339 time.
+        #[arg(long, value_parser = tks::replay::parse_time, conflicts_with = "kind")]
+        since: Option<chrono::DateTime<chrono::Utc>>,
+        /// The database to read.
+        #[arg(long, default_value = "tks.db")]
+        db: PathBuf,
+        /// Where to write the capture (default: standard output).
+        #[arg(long)]
+        out: Option<PathBuf>,
+    },
     /// Tools for testing the service itself.
     #[command(hide = true)]
     Debug {
@@ -44,6 +63,12 @@ enum Command {
 enum BenchTarget {
     Store,
     Replay,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum CaptureKind {
+    Order,
+    Sku,
 }
 
 #[derive(Subcommand)]
@@ -82,10 +107,58 @@ fn main() -> anyhow::Result<()> {
                 BenchTarget::Replay => tks::bench::replay(&tmp, events).await,
             }
         }),
+        Command::Capture {
+            kind,
+            id,
+            since,
+            db,
+            out,
+        } => {
+            let selection = match (kind, id, since) {
+                (Some(CaptureKind::Order), Some(id), _) => Selection::Order(id),
+                (Some(CaptureKind::Sku), Some(id), _) => Selection::Sku(id),
+                (_, _, Some(t)) => Selection::Since(t),
+                _ => anyhow::bail!("give `order ID`, `sku SKU` or --since TIME"),
+            };
+            capture(&db, &selection, out.as_deref())
+        }
         Command::Debug {
             what: DebugCommand::AppendLoad { db, writers },
         } => runtime.block_on(append_load(db, writers)),
     }
+}
+
+/// Writes the capture to `out` (or stdout). A partial file is removed on failure,
+/// so a half-written capture is never mistaken for a complete one.
+fn capture(db: &Path, selection: &Selection, out: Option<&Path>) -> anyhow::Result<()> {
+    if !db.is_file() {
+        anyhow::bail!("{}: no such database", db.display());
+    }
+    let log = tks::replay::source::open(db, &mut |_, _| {})?;
+    let header = match out {
+        Some(path) => {
+            let file = std::fs::File::create(path)
+                .map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
+            let mut w = std::io::BufWriter::new(file);
+            let result = write_capture(log.store(), selection, &mut w, &mut |_| {});
+            drop(w);
+            if result.is_err() {
+                let _ = std::fs::remove_file(path);
+            }
+            result?
+        }
+        None => {
+            let mut w = std::io::BufWriter::new(std::io::stdout().lock());
+            write_capture(log.store(), selection, &mut w, &mut |_| {})?
+        }
+    };
+    eprintln!(
+        "captured {}: {} events, {} stream(s) in full",
+        header.selection,
+        header.events,
+        header.streams.len()
+    );
+    Ok(())
 }
 
 /// A fresh directory for benchmark files, removed on a clean exit.

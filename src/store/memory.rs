@@ -9,7 +9,8 @@ use parking_lot::Mutex;
 use tokio::sync::watch;
 
 use super::{
-    Committed, EventStore, Expected, RawEvent, RecordedEvent, Snapshot, StoreError, Timer, UnitOfWork,
+    Committed, EventStore, Expected, RawEvent, RecordedEvent, Snapshot, StoreError, Timer,
+    UnitOfWork,
 };
 
 #[derive(Default)]
@@ -20,6 +21,15 @@ struct State {
     inbox: HashSet<(String, String)>,
     checkpoints: HashMap<String, u64>,
     snapshots: BTreeMap<String, Snapshot>,
+}
+
+impl State {
+    fn last_seq(&self, stream: &str) -> u64 {
+        self.streams
+            .get(stream)
+            .and_then(|idx| idx.last())
+            .map_or(0, |&i| self.events[i].seq)
+    }
 }
 
 pub struct MemoryStore {
@@ -43,6 +53,48 @@ impl MemoryStore {
         }
     }
 
+    /// Loads already recorded events keeping their positions and sequence numbers,
+    /// as a captured log carries them, so a replay of the capture reports the same
+    /// places as the database it came from. Positions must increase and come after
+    /// everything already in the store; within a stream, sequence numbers must
+    /// increase (gaps are kept: rebuild reports them).
+    pub fn import(&self, events: Vec<RecordedEvent>) -> Result<u64, StoreError> {
+        let mut st = self.state.lock();
+        let mut last_position = st.events.last().map_or(0, |l| l.position);
+        let mut last_seqs: HashMap<String, u64> = HashMap::new();
+        for e in &events {
+            if e.position <= last_position {
+                return Err(StoreError::Storage(format!(
+                    "import: position {} does not follow position {last_position}",
+                    e.position
+                )));
+            }
+            last_position = e.position;
+            let prev = match last_seqs.get(&e.stream) {
+                Some(&s) => s,
+                None => st.last_seq(&e.stream),
+            };
+            if e.seq <= prev {
+                return Err(StoreError::Storage(format!(
+                    "import: {} seq {} does not follow seq {prev}",
+                    e.stream, e.seq
+                )));
+            }
+            last_seqs.insert(e.stream.clone(), e.seq);
+        }
+        let n = events.len() as u64;
+        for e in events {
+            let idx = st.events.len();
+            st.streams.entry(e.stream.clone()).or_default().push(idx);
+            st.events.push(e);
+        }
+        drop(st);
+        if n > 0 {
+            self.head.send_replace(last_position);
+        }
+        Ok(n)
+    }
+
     fn apply(&self, unit: UnitOfWork) -> Result<Committed, StoreError> {
         let mut st = self.state.lock();
         if let Some(entry) = &unit.inbox {
@@ -61,7 +113,7 @@ impl MemoryStore {
         for a in &unit.appends {
             let current = *pending
                 .get(a.stream.as_str())
-                .unwrap_or(&(st.streams.get(&a.stream).map_or(0, |v| v.len() as u64)));
+                .unwrap_or(&st.last_seq(&a.stream));
             if let Expected::Seq(expected) = a.expected {
                 if expected != current {
                     return Err(StoreError::Conflict {
@@ -80,11 +132,12 @@ impl MemoryStore {
         let mut committed = Committed::default();
         for a in unit.appends {
             for e in a.events {
-                let position = st.events.len() as u64 + 1;
+                // Imported logs may have sparse positions and sequence numbers, so the
+                // next ones follow the last recorded, not the count.
+                let position = st.events.last().map_or(0, |l| l.position) + 1;
                 let idx = st.events.len();
-                let list = st.streams.entry(a.stream.clone()).or_default();
-                list.push(idx);
-                let seq = list.len() as u64;
+                let seq = st.last_seq(&a.stream) + 1;
+                st.streams.entry(a.stream.clone()).or_default().push(idx);
                 let rec = RecordedEvent {
                     position,
                     stream: a.stream.clone(),
@@ -112,7 +165,7 @@ impl MemoryStore {
         if let Some(s) = unit.snapshot {
             st.snapshots.insert(s.stream.clone(), s);
         }
-        let head = st.events.len() as u64;
+        let head = st.events.last().map_or(0, |l| l.position);
         drop(st);
         if !committed.events.is_empty() {
             self.head.send_replace(head);
@@ -136,23 +189,16 @@ impl EventStore for MemoryStore {
             .streams
             .get(stream)
             .map(|idx| {
-                idx.iter()
-                    .skip(after_seq as usize)
-                    .map(|&i| st.events[i].clone())
-                    .collect()
+                let from = idx.partition_point(|&i| st.events[i].seq <= after_seq);
+                idx[from..].iter().map(|&i| st.events[i].clone()).collect()
             })
             .unwrap_or_default())
     }
 
     fn read_all(&self, after: u64, limit: usize) -> Result<Vec<RecordedEvent>, StoreError> {
         let st = self.state.lock();
-        Ok(st
-            .events
-            .iter()
-            .skip(after as usize)
-            .take(limit)
-            .cloned()
-            .collect())
+        let from = st.events.partition_point(|e| e.position <= after);
+        Ok(st.events[from..].iter().take(limit).cloned().collect())
     }
 
     fn scan(
@@ -189,12 +235,7 @@ impl EventStore for MemoryStore {
     }
 
     fn stream_seq(&self, stream: &str) -> Result<u64, StoreError> {
-        Ok(self
-            .state
-            .lock()
-            .streams
-            .get(stream)
-            .map_or(0, |v| v.len() as u64))
+        Ok(self.state.lock().last_seq(stream))
     }
 
     fn due_timers(&self, until: DateTime<Utc>, limit: usize) -> Result<Vec<Timer>, StoreError> {
@@ -246,5 +287,91 @@ impl EventStore for MemoryStore {
         let mut v: Vec<String> = self.state.lock().streams.keys().cloned().collect();
         v.sort();
         Ok(v)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::{EventMeta, NewEvent};
+
+    fn recorded(position: u64, stream: &str, seq: u64) -> RecordedEvent {
+        RecordedEvent {
+            position,
+            stream: stream.into(),
+            seq,
+            event_type: "T".into(),
+            version: 1,
+            payload: "{}".into(),
+            meta: EventMeta::root(chrono::DateTime::UNIX_EPOCH),
+        }
+    }
+
+    #[tokio::test]
+    async fn imported_events_keep_their_positions_and_appends_follow_them() {
+        let store = MemoryStore::new();
+        // A capture of one order: its stream whole, another stream's event as context.
+        store
+            .import(vec![
+                recorded(3, "order-1", 1),
+                recorded(7, "katana-calls", 40),
+                recorded(9, "order-1", 2),
+            ])
+            .unwrap();
+        assert_eq!(store.head(), 9);
+        let after = |p| -> Vec<u64> {
+            store
+                .read_all(p, 10)
+                .unwrap()
+                .iter()
+                .map(|e| e.position)
+                .collect()
+        };
+        assert_eq!(after(0), vec![3, 7, 9]);
+        assert_eq!(after(3), vec![7, 9]);
+        assert_eq!(after(5), vec![7, 9]);
+        assert_eq!(after(9), Vec::<u64>::new());
+        let seqs: Vec<u64> = store
+            .read_stream("katana-calls", 39)
+            .unwrap()
+            .iter()
+            .map(|e| e.seq)
+            .collect();
+        assert_eq!(seqs, vec![40]);
+        assert_eq!(store.stream_seq("katana-calls").unwrap(), 40);
+
+        let meta = EventMeta::root(chrono::DateTime::UNIX_EPOCH);
+        let next = NewEvent {
+            event_type: "T".into(),
+            version: 1,
+            payload: "{}".into(),
+            meta,
+        };
+        let c = store
+            .commit(UnitOfWork::append(
+                "order-1",
+                Expected::Seq(2),
+                vec![next.clone()],
+            ))
+            .await
+            .unwrap();
+        assert_eq!((c.events[0].position, c.events[0].seq), (10, 3));
+        assert!(store
+            .commit(UnitOfWork::append("order-1", Expected::Seq(2), vec![next]))
+            .await
+            .is_err());
+    }
+
+    #[test]
+    fn an_import_out_of_order_is_refused_whole() {
+        let store = MemoryStore::new();
+        assert!(store
+            .import(vec![recorded(2, "s", 1), recorded(2, "t", 1)])
+            .is_err());
+        assert!(store
+            .import(vec![recorded(1, "s", 2), recorded(2, "s", 1)])
+            .is_err());
+        assert_eq!(store.head(), 0);
+        assert!(store.read_all(0, 10).unwrap().is_empty());
     }
 }

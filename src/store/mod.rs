@@ -21,6 +21,10 @@ use uuid::Uuid;
 pub use memory::MemoryStore;
 pub use sqlite::SqliteStore;
 
+/// The database schema version this build writes (the last migration's number):
+/// captured logs carry it so a reader knows which build produced them.
+pub const SCHEMA_VERSION: i64 = migrations::LATEST;
+
 /// Who caused an event and in which conversation, for the audit trail.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct EventMeta {
@@ -84,6 +88,20 @@ pub struct RawEvent<'a> {
     pub version: u32,
     pub payload: &'a str,
     pub recorded_at_ms: i64,
+}
+
+impl RecordedEvent {
+    pub fn raw(&self) -> RawEvent<'_> {
+        RawEvent {
+            position: self.position,
+            stream: &self.stream,
+            seq: self.seq,
+            event_type: &self.event_type,
+            version: self.version,
+            payload: &self.payload,
+            recorded_at_ms: self.meta.recorded_at.timestamp_millis(),
+        }
+    }
 }
 
 /// The optimistic-concurrency expectation of an append.

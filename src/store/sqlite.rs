@@ -17,8 +17,8 @@ use uuid::Uuid;
 
 use super::migrations;
 use super::{
-    from_millis, to_millis, Committed, EventMeta, EventStore, Expected, RawEvent, RecordedEvent, Snapshot,
-    StoreError, Timer, UnitOfWork,
+    from_millis, to_millis, Committed, EventMeta, EventStore, Expected, RawEvent, RecordedEvent,
+    Snapshot, StoreError, Timer, UnitOfWork,
 };
 
 /// Upper bound of units in one group commit: keeps a single transaction's latency

@@ -123,7 +123,10 @@ async fn the_hold_expires_at_sixty_minutes_and_fires_exactly_once_across_restart
         let service = actix::spawn(core.timers.run(stopped));
         let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
         while count(&core.store, "order-B", "HoldExpired") == 0 {
-            assert!(tokio::time::Instant::now() < deadline, "overdue timer never fired");
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "overdue timer never fired"
+            );
             tokio::time::sleep(Duration::from_millis(10)).await;
         }
         stop.send(true).unwrap();
@@ -179,7 +182,11 @@ async fn the_timer_service_wakes_when_the_clock_reaches_a_buffer_window_end() {
 async fn idle_actors_passivate_and_rehydrate_from_snapshot_and_log() {
     let dir = tempfile::tempdir().unwrap();
     let clock = ManualClock::new(t0());
-    let core = start_core(&dir.path().join("tks.db"), &clock, Duration::from_millis(50));
+    let core = start_core(
+        &dir.path().join("tks.db"),
+        &clock,
+        Duration::from_millis(50),
+    );
     place(&core, "A", t0()).await;
     for minute in [60, 61] {
         clock.set(t0() + chrono::Duration::minutes(minute));
@@ -196,7 +203,10 @@ async fn idle_actors_passivate_and_rehydrate_from_snapshot_and_log() {
     assert!(core.store.load_snapshot("order-A").unwrap().is_some());
     let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
     while core.orders.live().await > 0 {
-        assert!(tokio::time::Instant::now() < deadline, "actor never passivated");
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "actor never passivated"
+        );
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     let (after, seq_after) = core.orders.state("A").await.unwrap();
@@ -233,7 +243,10 @@ fn acknowledged_appends_survive_sigkill_with_no_gaps() {
             let (stream, seq) = line.split_once(' ').unwrap();
             acked.push((stream.to_string(), seq.parse().unwrap()));
         }
-        assert!(seen >= target, "round {round}: the child acknowledged only {seen} appends");
+        assert!(
+            seen >= target,
+            "round {round}: the child acknowledged only {seen} appends"
+        );
     }
     let store = SqliteStore::open(&db).unwrap();
     for (stream, seq) in &acked {

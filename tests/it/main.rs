@@ -1,6 +1,7 @@
 //! The one integration-test binary: flows over HTTP against the simulators.
 
-mod katana;
-mod tiktok;
 mod foundation;
+mod katana;
+mod replay;
 mod store;
+mod tiktok;

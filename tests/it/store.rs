@@ -5,8 +5,8 @@ use std::sync::Arc;
 
 use chrono::{TimeZone, Utc};
 use tks::store::{
-    EventMeta, EventStore, Expected, InboxEntry, NewEvent, Snapshot, SqliteStore,
-    StoreError, Timer, UnitOfWork,
+    EventMeta, EventStore, Expected, InboxEntry, NewEvent, Snapshot, SqliteStore, StoreError,
+    Timer, UnitOfWork,
 };
 
 pub fn ev(n: u32) -> NewEvent {
@@ -24,10 +24,17 @@ fn at(min: i64) -> chrono::DateTime<Utc> {
 
 async fn appends_are_read_back_in_order(store: Arc<dyn EventStore>) {
     let c = store
-        .commit(UnitOfWork::append("sku-a", Expected::Seq(0), vec![ev(1), ev(2)]))
+        .commit(UnitOfWork::append(
+            "sku-a",
+            Expected::Seq(0),
+            vec![ev(1), ev(2)],
+        ))
         .await
         .unwrap();
-    assert_eq!(c.events.iter().map(|e| e.seq).collect::<Vec<_>>(), vec![1, 2]);
+    assert_eq!(
+        c.events.iter().map(|e| e.seq).collect::<Vec<_>>(),
+        vec![1, 2]
+    );
     store
         .commit(UnitOfWork::append("sku-b", Expected::Seq(0), vec![ev(3)]))
         .await
@@ -41,13 +48,19 @@ async fn appends_are_read_back_in_order(store: Arc<dyn EventStore>) {
     assert_eq!(a[2].payload, ev(4).payload);
     assert_eq!(store.read_stream("sku-a", 2).unwrap().len(), 1);
     let all = store.read_all(0, 100).unwrap();
-    assert_eq!(all.iter().map(|e| e.position).collect::<Vec<_>>(), vec![1, 2, 3, 4]);
+    assert_eq!(
+        all.iter().map(|e| e.position).collect::<Vec<_>>(),
+        vec![1, 2, 3, 4]
+    );
     assert_eq!(all[2].stream, "sku-b");
     assert_eq!(store.read_all(2, 1).unwrap()[0].position, 3);
     assert_eq!(store.head(), 4);
     assert_eq!(store.stream_seq("sku-a").unwrap(), 3);
     assert_eq!(store.streams().unwrap(), vec!["sku-a", "sku-b"]);
-    assert_eq!(all[0].meta, c.events[0].meta, "metadata survives the round trip");
+    assert_eq!(
+        all[0].meta, c.events[0].meta,
+        "metadata survives the round trip"
+    );
 }
 
 async fn a_stale_expectation_is_a_conflict(store: Arc<dyn EventStore>) {
@@ -59,7 +72,17 @@ async fn a_stale_expectation_is_a_conflict(store: Arc<dyn EventStore>) {
         .commit(UnitOfWork::append("sku-a", Expected::Seq(0), vec![ev(2)]))
         .await
         .unwrap_err();
-    assert!(matches!(err, StoreError::Conflict { expected: 0, actual: 1, .. }), "{err}");
+    assert!(
+        matches!(
+            err,
+            StoreError::Conflict {
+                expected: 0,
+                actual: 1,
+                ..
+            }
+        ),
+        "{err}"
+    );
     assert_eq!(store.stream_seq("sku-a").unwrap(), 1);
 }
 
@@ -74,7 +97,11 @@ async fn a_unit_is_all_or_nothing(store: Arc<dyn EventStore>) {
         expected: Expected::Seq(0),
         events: vec![ev(2)],
     });
-    unit.arm_timers.push(Timer { stream: "sku-a".into(), kind: "flush".into(), due_at: at(60) });
+    unit.arm_timers.push(Timer {
+        stream: "sku-a".into(),
+        kind: "flush".into(),
+        due_at: at(60),
+    });
     unit.checkpoint = Some(("sub".into(), 9));
     assert!(store.commit(unit).await.is_err());
     assert_eq!(store.stream_seq("sku-a").unwrap(), 0);
@@ -103,7 +130,11 @@ async fn a_duplicate_delivery_writes_nothing(store: Arc<dyn EventStore>) {
 
 async fn timers_are_armed_replaced_and_disarmed(store: Arc<dyn EventStore>) {
     let arm = |stream: &str, kind: &str, min| UnitOfWork {
-        arm_timers: vec![Timer { stream: stream.into(), kind: kind.into(), due_at: at(min) }],
+        arm_timers: vec![Timer {
+            stream: stream.into(),
+            kind: kind.into(),
+            due_at: at(min),
+        }],
         ..Default::default()
     };
     let watch = store.watch_timers();
@@ -116,9 +147,15 @@ async fn timers_are_armed_replaced_and_disarmed(store: Arc<dyn EventStore>) {
     assert_eq!(store.next_timer_due().unwrap(), Some(at(30)));
     assert!(store.due_timers(at(29), 10).unwrap().is_empty());
     let due = store.due_timers(at(90), 10).unwrap();
-    assert_eq!(due.iter().map(|t| t.stream.as_str()).collect::<Vec<_>>(), vec!["order-2", "order-1"]);
+    assert_eq!(
+        due.iter().map(|t| t.stream.as_str()).collect::<Vec<_>>(),
+        vec!["order-2", "order-1"]
+    );
     store
-        .commit(UnitOfWork { disarm_timers: vec![due[0].id()], ..Default::default() })
+        .commit(UnitOfWork {
+            disarm_timers: vec![due[0].id()],
+            ..Default::default()
+        })
         .await
         .unwrap();
     assert_eq!(store.timer_count().unwrap(), 1);
@@ -127,7 +164,10 @@ async fn timers_are_armed_replaced_and_disarmed(store: Arc<dyn EventStore>) {
 async fn checkpoints_only_move_forward_and_snapshots_are_replaced(store: Arc<dyn EventStore>) {
     for pos in [5, 3, 8] {
         store
-            .commit(UnitOfWork { checkpoint: Some(("feed".into(), pos)), ..Default::default() })
+            .commit(UnitOfWork {
+                checkpoint: Some(("feed".into(), pos)),
+                ..Default::default()
+            })
             .await
             .unwrap();
     }
@@ -135,7 +175,12 @@ async fn checkpoints_only_move_forward_and_snapshots_are_replaced(store: Arc<dyn
     for seq in [1, 2] {
         store
             .commit(UnitOfWork {
-                snapshot: Some(Snapshot { stream: "sku-a".into(), seq, state_version: 1, state: format!("{{\"n\":{seq}}}") }),
+                snapshot: Some(Snapshot {
+                    stream: "sku-a".into(),
+                    seq,
+                    state_version: 1,
+                    state: format!("{{\"n\":{seq}}}"),
+                }),
                 ..Default::default()
             })
             .await
@@ -154,7 +199,11 @@ async fn racing_writers_never_share_a_sequence_number(store: Arc<dyn EventStore>
             for _ in 0..20 {
                 let seq = store.stream_seq("sku-hot").unwrap();
                 if store
-                    .commit(UnitOfWork::append("sku-hot", Expected::Seq(seq), vec![ev(1)]))
+                    .commit(UnitOfWork::append(
+                        "sku-hot",
+                        Expected::Seq(seq),
+                        vec![ev(1)],
+                    ))
                     .await
                     .is_ok()
                 {
@@ -170,14 +219,19 @@ async fn racing_writers_never_share_a_sequence_number(store: Arc<dyn EventStore>
     }
     let events = store.read_stream("sku-hot", 0).unwrap();
     assert_eq!(events.len(), won);
-    assert!(events.iter().enumerate().all(|(i, e)| e.seq == i as u64 + 1));
+    assert!(events
+        .iter()
+        .enumerate()
+        .all(|(i, e)| e.seq == i as u64 + 1));
 }
 
 async fn the_head_watch_wakes_on_commit(store: Arc<dyn EventStore>) {
     let mut head = store.watch_head();
     let s = store.clone();
     tokio::spawn(async move {
-        s.commit(UnitOfWork::append("sku-a", Expected::Seq(0), vec![ev(1)])).await.unwrap();
+        s.commit(UnitOfWork::append("sku-a", Expected::Seq(0), vec![ev(1)]))
+            .await
+            .unwrap();
     });
     tokio::time::timeout(std::time::Duration::from_secs(5), head.changed())
         .await
@@ -227,7 +281,14 @@ async fn a_reopened_sqlite_store_has_everything_it_acknowledged() {
     {
         let store = SqliteStore::open(&path).unwrap();
         for i in 0..10 {
-            store.commit(UnitOfWork::append("sku-a", Expected::Seq(i), vec![ev(i as u32)])).await.unwrap();
+            store
+                .commit(UnitOfWork::append(
+                    "sku-a",
+                    Expected::Seq(i),
+                    vec![ev(i as u32)],
+                ))
+                .await
+                .unwrap();
         }
     }
     let store = SqliteStore::open(&path).unwrap();

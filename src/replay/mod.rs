@@ -1,8 +1,22 @@
 //! Folding the log back into state with exactly the production `apply`: per-stream
 //! and whole-log state hashes, and verification against the live snapshots.
+//!
+//! The offline tools built on that fold live in the submodules:
+//! - `source`: open a database file or a JSONL capture as an [`EventStore`].
+//! - `capture`: write and read JSONL captures (one order, one SKU, a time range).
+//! - `timeline`: the causal story of one order or SKU, summarised generically.
+//! - `travel`: the state of one stream at a past time or log position.
+//! - `whatif`: re-run the recorded observations under other settings.
+
+pub mod capture;
+pub mod source;
+pub mod timeline;
+pub mod travel;
+pub mod whatif;
 
 use std::collections::{BTreeMap, HashMap};
 
+use chrono::{DateTime, NaiveDateTime, Utc};
 use serde::Serialize;
 use sha2::{Digest, Sha256};
 
@@ -10,6 +24,34 @@ use crate::domain::order::Order;
 use crate::domain::sku::Sku;
 use crate::domain::{Aggregate, DomainEvent};
 use crate::store::{EventStore, RawEvent, Snapshot, StoreError};
+
+/// The stream of TikTok order `id`: `order-<id>`.
+pub fn order_stream(id: &str) -> String {
+    Order::stream_id(id)
+}
+
+/// The stream of seller SKU `sku`: `sku-<sku>`.
+pub fn sku_stream(sku: &str) -> String {
+    Sku::stream_id(sku)
+}
+
+/// Parses a command-line time: RFC 3339 (`2026-01-01T12:00:00Z`, any offset). A
+/// time without an offset is refused rather than guessed, because a log read on
+/// another machine must not depend on that machine's time zone.
+pub fn parse_time(s: &str) -> Result<DateTime<Utc>, String> {
+    let t = s.trim();
+    if let Ok(d) = DateTime::parse_from_rfc3339(t) {
+        return Ok(d.with_timezone(&Utc));
+    }
+    if NaiveDateTime::parse_from_str(t, "%Y-%m-%dT%H:%M:%S%.f").is_ok() {
+        return Err(format!(
+            "{s:?} has no UTC offset: write it as {t}Z (UTC) or with an offset such as {t}+02:00"
+        ));
+    }
+    Err(format!(
+        "{s:?} is not an RFC 3339 time (for example 2026-01-01T12:00:00Z)"
+    ))
+}
 
 /// The state of any stream, by its prefix.
 #[derive(Clone, Debug, PartialEq, Serialize)]
@@ -41,9 +83,8 @@ impl StreamState {
                 s.apply(&e);
             }
             StreamState::Sku(s) => {
-                let e =
-                    <Sku as Aggregate>::Event::decode(rec.event_type, rec.version, rec.payload)
-                        .map_err(|e| e.to_string())?;
+                let e = <Sku as Aggregate>::Event::decode(rec.event_type, rec.version, rec.payload)
+                    .map_err(|e| e.to_string())?;
                 s.apply(&e);
             }
         }
@@ -180,16 +221,17 @@ pub fn rebuild(
     let mut folding: HashMap<String, Folding> = HashMap::new();
     let mut out = Rebuilt::default();
     let mut store_error = None;
-    store.scan(0, &mut |rec| {
-        fold_one(&mut folding, &rec, &by_stream, &mut out);
-        out.events += 1;
-        if out.events % 65_536 == 0 {
-            progress(out.events);
-        }
-        true
-    })
-    .map_err(|e| store_error = Some(e))
-    .ok();
+    store
+        .scan(0, &mut |rec| {
+            fold_one(&mut folding, &rec, &by_stream, &mut out);
+            out.events += 1;
+            if out.events % 65_536 == 0 {
+                progress(out.events);
+            }
+            true
+        })
+        .map_err(|e| store_error = Some(e))
+        .ok();
     if let Some(e) = store_error {
         return Err(e);
     }
@@ -209,12 +251,16 @@ pub fn rebuild(
     let mut entries: Vec<(String, Folding)> = folding.into_iter().collect();
     entries.sort_unstable_by(|a, b| a.0.cmp(&b.0));
     // Hashing is per stream and independent: spread it over the cores.
-    let workers = std::thread::available_parallelism().map_or(1, |n| n.get()).max(1);
+    let workers = std::thread::available_parallelism()
+        .map_or(1, |n| n.get())
+        .max(1);
     let chunk = entries.len().div_ceil(workers).max(1);
     let hashes: Vec<String> = std::thread::scope(|scope| {
         let handles: Vec<_> = entries
             .chunks(chunk)
-            .map(|part| scope.spawn(move || part.iter().map(|(_, f)| f.state.hash()).collect::<Vec<_>>()))
+            .map(|part| {
+                scope.spawn(move || part.iter().map(|(_, f)| f.state.hash()).collect::<Vec<_>>())
+            })
             .collect();
         handles
             .into_iter()
@@ -299,5 +345,28 @@ fn fold_one(
                 });
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn times_are_rfc3339_with_an_offset() {
+        let t = parse_time("2026-01-01T12:30:00Z").unwrap();
+        assert_eq!(t, parse_time("2026-01-01T14:30:00+02:00").unwrap());
+        assert_eq!(t.timestamp_millis() % 1000, 0);
+        let e = parse_time("2026-01-01T12:30:00").unwrap_err();
+        assert!(e.contains("no UTC offset"), "{e}");
+        let e = parse_time("last tuesday").unwrap_err();
+        assert!(e.contains("RFC 3339"), "{e}");
+    }
+
+    #[test]
+    fn streams_are_named_by_kind_and_id() {
+        assert_eq!(order_stream("5770001"), "order-5770001");
+        assert_eq!(sku_stream("MUG-RED"), "sku-MUG-RED");
+        assert!(StreamState::for_stream(&sku_stream("MUG-RED")).is_some());
     }
 }

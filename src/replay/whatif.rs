@@ -1,0 +1,1258 @@
+//! What-if: re-runs the decisions over the recorded observations with other
+//! settings and reports what would have differed: when each order would have been
+//! pushed to Katana, which inventory values would have reached TikTok and when, how
+//! many API calls that takes, and the oversell windows under both settings.
+//!
+//! A pure discrete-event simulation in virtual time. The log is read once, in order.
+//! Observations (order snapshots from `OrderPlaced`/`OrderEdited`, cancellations,
+//! Katana stock per location, SKU mapping and channel-sync switches) are fed, at
+//! their recorded times, to fresh copies of the REAL `Order` and `Sku` aggregates
+//! (`decide` + `apply`) running the proposed [`Policy`]. The timers those
+//! aggregates arm go into a virtual timer queue and fire between observations. The
+//! recorded decisions (`SoRequested`, `BufferFlushed`, `InventoryPushed`) are the
+//! "recorded" side of the comparison.
+//!
+//! How the simulation stands in for the rest of the service (the glue the actors
+//! and connectors provide live):
+//! - hold expiry is followed by a re-read of the order: the newest snapshot the
+//!   log has shown by that moment is observed again;
+//! - a requested sales order is created at once (one Katana lookup and one create),
+//!   unless the recorded order was requested and never created by the end of the
+//!   log, in which case Katana is assumed to refuse it again; a flushed ATP is pushed to TikTok at once (one
+//!   call);
+//! - units of orders not yet in Katana reach the SKU as `SetDemand`;
+//! - Katana's `committed` is what the log observed, corrected by the units of sales
+//!   orders that exist in one timeline and not (yet) in the other, so a sales order
+//!   created earlier or later than recorded moves Katana's commitment with it. A
+//!   recorded sales order counts as part of the observed `committed` from the first
+//!   stock observation of its SKU after its creation (Katana reports the new
+//!   commitment with a lag); a simulated one counts at once.
+//!
+//! Oversell windows compare the quantity TikTok showed (the last value pushed) with
+//! the true ATP: Σ locations max(0, in stock − committed) as observed, minus the units
+//! of recorded orders not yet in Katana (or in Katana but not yet in its reported
+//! stock), with no safety stock.
+
+use std::cmp::Reverse;
+use std::collections::{BTreeMap, BinaryHeap, HashMap, HashSet};
+use std::fmt::Write as _;
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use serde::Serialize;
+
+use super::timeline::fmt_time;
+use crate::config::{BufferMode, FbtMode};
+use crate::domain::observed::{
+    FulfillmentType, OrderSnapshot, Quantity, StockLevel, TikTokOrderStatus,
+};
+use crate::domain::order::{CreatedRow, Order, OrderCommand, OrderEvent, SoState};
+use crate::domain::sku::{Sku, SkuCommand, SkuEvent, MAX_TIKTOK_QUANTITY};
+use crate::domain::{Aggregate, Ctx, DomainEvent, Policy, TimerChange};
+use crate::store::{EventStore, RecordedEvent, StoreError};
+
+/// The settings to try. `None` keeps what the log shows was used (or the default
+/// when the log does not show it).
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct Proposal {
+    pub order_hold: Option<Duration>,
+    pub inventory_buffer: Option<Duration>,
+    pub buffer_mode: Option<BufferMode>,
+    pub safety_stock: Option<u32>,
+    pub fbt_orders: Option<FbtMode>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum WhatIfError {
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error("the log is empty: nothing to simulate")]
+    Empty,
+}
+
+/// Settings as the recorded events reveal them; `None` where nothing shows them.
+#[derive(Clone, Debug, Default, PartialEq, Serialize)]
+pub struct Observed {
+    #[serde(with = "opt_duration")]
+    pub order_hold: Option<Duration>,
+    #[serde(with = "opt_duration")]
+    pub inventory_buffer: Option<Duration>,
+    pub buffer_mode: Option<BufferMode>,
+    pub safety_stock: Option<u32>,
+    pub fbt_orders: Option<FbtMode>,
+}
+
+mod opt_duration {
+    use std::time::Duration;
+
+    pub fn serialize<S: serde::Serializer>(d: &Option<Duration>, s: S) -> Result<S::Ok, S::Error> {
+        match d {
+            Some(d) => s.serialize_some(&humantime::format_duration(*d).to_string()),
+            None => s.serialize_none(),
+        }
+    }
+}
+
+/// The proposed policy in printable form.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct PolicyView {
+    pub order_hold: String,
+    pub inventory_buffer: String,
+    pub buffer_mode: BufferMode,
+    pub safety_stock: u32,
+    pub fbt_orders: FbtMode,
+}
+
+impl From<&Policy> for PolicyView {
+    fn from(p: &Policy) -> Self {
+        PolicyView {
+            order_hold: humantime::format_duration(p.order_hold).to_string(),
+            inventory_buffer: humantime::format_duration(p.inventory_buffer).to_string(),
+            buffer_mode: p.buffer_mode,
+            safety_stock: p.safety_stock,
+            fbt_orders: p.fbt_orders,
+        }
+    }
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct OrderOutcome {
+    pub order_id: String,
+    pub placed_at: Option<DateTime<Utc>>,
+    /// When the sales order was requested (the push decision), as recorded.
+    pub recorded_push: Option<DateTime<Utc>>,
+    /// ... and as it would have been under the proposed settings.
+    pub proposed_push: Option<DateTime<Utc>>,
+    /// Why it was not pushed, when it was not.
+    pub recorded_note: Option<String>,
+    pub proposed_note: Option<String>,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct Push {
+    pub at: DateTime<Utc>,
+    pub quantity: i64,
+    /// Pushed at once (a decrease in increases_only mode), not at a window's end.
+    pub immediate: bool,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct Window {
+    pub from: DateTime<Utc>,
+    /// `None`: still open when the simulation ended.
+    pub until: Option<DateTime<Utc>>,
+    pub seconds: i64,
+    /// The largest amount by which TikTok's quantity exceeded the true ATP.
+    pub max_excess: i64,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct SkuOutcome {
+    pub sku: String,
+    pub recorded_pushes: Vec<Push>,
+    pub proposed_pushes: Vec<Push>,
+    pub recorded_oversell: Vec<Window>,
+    pub proposed_oversell: Vec<Window>,
+}
+
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize)]
+pub struct Calls {
+    pub katana_lookups: u64,
+    pub katana_creates: u64,
+    pub tiktok_inventory: u64,
+}
+
+impl Calls {
+    pub fn katana(&self) -> u64 {
+        self.katana_lookups + self.katana_creates
+    }
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct Report {
+    pub events: u64,
+    pub from: DateTime<Utc>,
+    pub until: DateTime<Utc>,
+    /// Where the simulation's last timer fired (after `until` when the proposed
+    /// settings decide later than the log reaches).
+    pub simulated_until: DateTime<Utc>,
+    pub recorded_settings: Observed,
+    pub proposed: PolicyView,
+    pub orders: Vec<OrderOutcome>,
+    pub skus: Vec<SkuOutcome>,
+    pub recorded_calls: Calls,
+    pub proposed_calls: Calls,
+    /// Events the simulation could not use (undecodable, refused commands).
+    pub warnings: Vec<String>,
+}
+
+/// Runs the simulation over the whole log in `store`. `progress` gets the number
+/// of events read.
+pub fn what_if(
+    store: &dyn EventStore,
+    proposal: &Proposal,
+    progress: &mut dyn FnMut(u64),
+) -> Result<Report, WhatIfError> {
+    // The settings the log shows are needed before the first decision, so the log
+    // is read twice: once to learn them, once to simulate.
+    let mut observed = SettingsProbe::default();
+    let mut after = 0;
+    loop {
+        let batch = store.read_all(after, 8192)?;
+        let Some(last) = batch.last() else { break };
+        after = last.position;
+        for rec in &batch {
+            observed.step(rec);
+        }
+    }
+    let (observed, outcomes) = observed.finish();
+    let policy = effective_policy(proposal, &observed);
+    let mut sim = Simulation::new(policy, observed, outcomes);
+    let mut after = 0;
+    loop {
+        let batch = store.read_all(after, 8192)?;
+        let Some(last) = batch.last() else { break };
+        after = last.position;
+        for rec in &batch {
+            sim.step(rec);
+        }
+        progress(sim.events);
+    }
+    sim.finish().ok_or(WhatIfError::Empty)
+}
+
+/// The proposal, with what it leaves open taken from the log, then the defaults.
+pub fn effective_policy(proposal: &Proposal, observed: &Observed) -> Policy {
+    let d = Policy::default();
+    Policy {
+        order_hold: proposal
+            .order_hold
+            .or(observed.order_hold)
+            .unwrap_or(d.order_hold),
+        inventory_buffer: proposal
+            .inventory_buffer
+            .or(observed.inventory_buffer)
+            .unwrap_or(d.inventory_buffer),
+        buffer_mode: proposal
+            .buffer_mode
+            .or(observed.buffer_mode)
+            .unwrap_or(d.buffer_mode),
+        safety_stock: proposal
+            .safety_stock
+            .or(observed.safety_stock)
+            .unwrap_or(d.safety_stock),
+        fbt_orders: proposal
+            .fbt_orders
+            .or(observed.fbt_orders)
+            .unwrap_or(d.fbt_orders),
+    }
+}
+
+fn order_id_of(stream: &str) -> Option<&str> {
+    stream
+        .strip_prefix(Order::STREAM_PREFIX)
+        .and_then(|s| s.strip_prefix('-'))
+}
+
+fn sku_of(stream: &str) -> Option<&str> {
+    stream
+        .strip_prefix(Sku::STREAM_PREFIX)
+        .and_then(|s| s.strip_prefix('-'))
+}
+
+fn to_std(d: chrono::Duration) -> Option<Duration> {
+    d.to_std().ok()
+}
+
+/// Whether a recorded order's sales order was requested and created, by the end
+/// of the log: the simulation gives each order the same answer from Katana.
+#[derive(Clone, Debug, Default)]
+struct KatanaOutcome {
+    requested: bool,
+    created: Option<(i64, String)>,
+}
+
+/// Learns the recorded settings from the decisions they shaped. The latest
+/// evidence wins: settings may have changed while the log was written.
+#[derive(Default)]
+struct SettingsProbe {
+    seen: Observed,
+    /// What Katana did with each recorded order by the end of the log.
+    outcomes: HashMap<String, KatanaOutcome>,
+    skus: HashMap<String, Sku>,
+    last_flushed: HashMap<String, i64>,
+}
+
+impl SettingsProbe {
+    fn step(&mut self, rec: &RecordedEvent) {
+        if let Some(order_id) = order_id_of(&rec.stream) {
+            let Ok(e) = OrderEvent::decode(&rec.event_type, rec.version, &rec.payload) else {
+                return;
+            };
+            match &e {
+                OrderEvent::SoRequested(_) => {
+                    self.outcomes.entry(order_id.into()).or_default().requested = true
+                }
+                OrderEvent::SoCreated(c) => {
+                    self.outcomes.entry(order_id.into()).or_default().created =
+                        Some((c.so_id, c.order_no.clone()))
+                }
+                _ => {}
+            }
+            match e {
+                OrderEvent::OrderPlaced(p) => {
+                    self.seen.order_hold = to_std(p.hold_until - p.snapshot.create_time);
+                }
+                OrderEvent::OrderSkipped(_) => self.seen.fbt_orders = Some(FbtMode::Skip),
+                OrderEvent::SoRequested(r) if r.as_done => {
+                    self.seen.fbt_orders = Some(FbtMode::RecordAsDone)
+                }
+                _ => {}
+            }
+        } else if let Some(sku) = sku_of(&rec.stream) {
+            let Ok(e) = SkuEvent::decode(&rec.event_type, rec.version, &rec.payload) else {
+                return;
+            };
+            let state = self.skus.entry(sku.to_string()).or_default();
+            match &e {
+                SkuEvent::BufferOpened(o) => {
+                    self.seen.inventory_buffer = to_std(o.due_at - rec.meta.recorded_at);
+                }
+                SkuEvent::BufferFlushed(f) => {
+                    if f.immediate {
+                        self.seen.buffer_mode = Some(BufferMode::IncreasesOnly);
+                    } else if self.last_flushed.get(sku).is_some_and(|&l| f.atp < l) {
+                        // A decrease that waited for the window: every change is buffered.
+                        self.seen.buffer_mode = Some(BufferMode::All);
+                    }
+                    let unreserved = state.atp(0);
+                    if f.atp > 0 && unreserved >= f.atp {
+                        self.seen.safety_stock = u32::try_from(unreserved - f.atp).ok();
+                    }
+                    self.last_flushed.insert(sku.to_string(), f.atp);
+                }
+                _ => {}
+            }
+            state.apply(&e);
+        }
+    }
+
+    fn finish(self) -> (Observed, HashMap<String, KatanaOutcome>) {
+        (self.seen, self.outcomes)
+    }
+}
+
+/// Units per seller SKU that a Katana sales order of this order commits at the
+/// main location: none for a Done (FBT) order, which ships from its own location.
+fn committed_units(order: &Order, as_done: bool) -> BTreeMap<String, u32> {
+    let mut out = BTreeMap::new();
+    if let (SoState::Created { rows, .. }, false, false) = (&order.so, order.cancelled, as_done) {
+        for r in rows {
+            *out.entry(r.seller_sku.clone()).or_insert(0) += r.quantity;
+        }
+    }
+    out
+}
+
+/// Adds `after - before` per key into `totals`; returns the keys that moved.
+fn shift(
+    totals: &mut HashMap<String, i64>,
+    before: &BTreeMap<String, u32>,
+    after: &BTreeMap<String, u32>,
+) -> Vec<String> {
+    let mut moved = Vec::new();
+    for k in before.keys().chain(after.keys()) {
+        let b = i64::from(before.get(k).copied().unwrap_or(0));
+        let a = i64::from(after.get(k).copied().unwrap_or(0));
+        if a != b && !moved.contains(k) {
+            *totals.entry(k.clone()).or_insert(0) += a - b;
+            moved.push(k.clone());
+        }
+    }
+    moved
+}
+
+/// Why an order has no push, in the operator's words.
+fn not_pushed_because(order: &Order, ended_at: DateTime<Utc>) -> String {
+    let Some(snap) = &order.snapshot else {
+        return "never placed".into();
+    };
+    if order.skipped.is_some() {
+        return "fulfilled by TikTok: skipped".into();
+    }
+    if order.cancelled {
+        return "cancelled before the push".into();
+    }
+    if !order.hold_expired {
+        return match order.hold_until {
+            Some(t) if t > ended_at => format!("still held at the end ({})", fmt_time(t)),
+            _ => "hold not expired".into(),
+        };
+    }
+    if snap.status.is_pre_release() {
+        return format!("TikTok still showed it {:?}", snap.status);
+    }
+    if snap.fulfillment_type == FulfillmentType::FulfillmentByTiktok && !snap.status.is_shipped() {
+        return "fulfilled by TikTok: waiting for TikTok to ship it".into();
+    }
+    if snap.units.iter().all(|u| u.cancelled) {
+        return "no units left to push".into();
+    }
+    "hold expired, but no re-read requested a sales order".into()
+}
+
+#[derive(Default)]
+struct Tracker {
+    open: Option<(DateTime<Utc>, i64)>,
+    windows: Vec<Window>,
+}
+
+impl Tracker {
+    fn observe(&mut self, now: DateTime<Utc>, excess: Option<i64>) {
+        match (excess.filter(|&x| x > 0), &mut self.open) {
+            (Some(x), Some((_, max))) => *max = (*max).max(x),
+            (Some(x), None) => self.open = Some((now, x)),
+            (None, Some(_)) => self.close(now, true),
+            (None, None) => {}
+        }
+    }
+
+    fn close(&mut self, now: DateTime<Utc>, closed: bool) {
+        if let Some((from, max_excess)) = self.open.take() {
+            self.windows.push(Window {
+                from,
+                until: closed.then_some(now),
+                seconds: (now - from).num_seconds(),
+                max_excess,
+            });
+        }
+    }
+}
+
+#[derive(Default)]
+struct SimOrder {
+    /// Its `snapshot` is the newest the log has shown so far: what a re-read at
+    /// that moment would return.
+    state: Order,
+    pushed_at: Option<DateTime<Utc>>,
+    as_done: bool,
+}
+
+#[derive(Default)]
+struct RecOrder {
+    state: Order,
+    placed_at: Option<DateTime<Utc>>,
+    pushed_at: Option<DateTime<Utc>>,
+    as_done: bool,
+}
+
+#[derive(Default)]
+struct SkuWorld {
+    /// The simulated aggregate, once the log shows the SKU.
+    sim: Option<Sku>,
+    /// Katana stock per location as observed: (in stock, committed).
+    observed: BTreeMap<i64, (Quantity, Quantity)>,
+    shown_recorded: Option<i64>,
+    shown_proposed: Option<i64>,
+    recorded_pushes: Vec<Push>,
+    proposed_pushes: Vec<Push>,
+    recorded_oversell: Tracker,
+    proposed_oversell: Tracker,
+}
+
+struct Simulation {
+    policy: Policy,
+    observed_settings: Observed,
+    now: Option<DateTime<Utc>>,
+    first: Option<DateTime<Utc>>,
+    last_logged: Option<DateTime<Utc>>,
+    events: u64,
+    sim_orders: BTreeMap<String, SimOrder>,
+    rec_orders: BTreeMap<String, RecOrder>,
+    outcomes: HashMap<String, KatanaOutcome>,
+    skus: BTreeMap<String, SkuWorld>,
+    /// Units not yet in Katana, per SKU and order, as last told to the simulated SKU.
+    demand_sent: HashMap<(String, String), u32>,
+    rec_pending: HashMap<String, i64>,
+    rec_committed: HashMap<String, i64>,
+    /// The part of `rec_committed` that Katana's observed stock already reflects.
+    rec_reflected: HashMap<String, i64>,
+    sim_committed: HashMap<String, i64>,
+    timers: BinaryHeap<Reverse<TimerEntry>>,
+    armed: HashMap<(String, &'static str), DateTime<Utc>>,
+    timer_seq: u64,
+    recorded_calls: Calls,
+    proposed_calls: Calls,
+    warnings: Vec<String>,
+    dirty: HashSet<String>,
+}
+
+/// (due, arming order, stream, kind): earliest first, ties in arming order.
+type TimerEntry = (DateTime<Utc>, u64, String, &'static str);
+
+const MAX_WARNINGS: usize = 50;
+
+impl Simulation {
+    fn new(
+        policy: Policy,
+        observed_settings: Observed,
+        outcomes: HashMap<String, KatanaOutcome>,
+    ) -> Self {
+        Simulation {
+            policy,
+            observed_settings,
+            now: None,
+            first: None,
+            last_logged: None,
+            events: 0,
+            sim_orders: BTreeMap::new(),
+            rec_orders: BTreeMap::new(),
+            outcomes,
+            skus: BTreeMap::new(),
+            demand_sent: HashMap::new(),
+            rec_pending: HashMap::new(),
+            rec_committed: HashMap::new(),
+            rec_reflected: HashMap::new(),
+            sim_committed: HashMap::new(),
+            timers: BinaryHeap::new(),
+            armed: HashMap::new(),
+            timer_seq: 0,
+            recorded_calls: Calls::default(),
+            proposed_calls: Calls::default(),
+            warnings: Vec::new(),
+            dirty: HashSet::new(),
+        }
+    }
+
+    fn warn(&mut self, w: String) {
+        if self.warnings.len() < MAX_WARNINGS {
+            self.warnings.push(w);
+        }
+    }
+
+    fn now(&self) -> DateTime<Utc> {
+        self.now.unwrap_or(DateTime::<Utc>::MIN_UTC)
+    }
+
+    /// Moves virtual time to `t` (never backwards).
+    fn advance(&mut self, t: DateTime<Utc>) {
+        self.now = Some(self.now.map_or(t, |n| n.max(t)));
+    }
+
+    /// One recorded event: first the timers due strictly before it (a timer due at
+    /// the same instant fires after it, as a re-read at hold expiry sees the edit
+    /// recorded at that instant), then the event itself.
+    fn step(&mut self, rec: &RecordedEvent) {
+        let t = rec.meta.recorded_at;
+        self.fire_timers(Some(t));
+        self.advance(t);
+        self.first.get_or_insert(t);
+        self.last_logged = Some(self.last_logged.map_or(t, |l| l.max(t)));
+        self.events += 1;
+        if let Some(order_id) = order_id_of(&rec.stream) {
+            match OrderEvent::decode(&rec.event_type, rec.version, &rec.payload) {
+                Ok(e) => self.recorded_order_event(order_id, e, t),
+                Err(e) => self.warn(format!("{} seq {}: {e}", rec.stream, rec.seq)),
+            }
+        } else if let Some(sku) = sku_of(&rec.stream) {
+            match SkuEvent::decode(&rec.event_type, rec.version, &rec.payload) {
+                Ok(e) => self.recorded_sku_event(sku, e, t),
+                Err(e) => self.warn(format!("{} seq {}: {e}", rec.stream, rec.seq)),
+            }
+        }
+        self.track_oversell();
+    }
+
+    fn fire_timers(&mut self, before: Option<DateTime<Utc>>) {
+        while let Some(Reverse((due, _, stream, kind))) = self.timers.peek().cloned() {
+            if before.is_some_and(|t| due >= t) {
+                break;
+            }
+            self.timers.pop();
+            if self.armed.get(&(stream.clone(), kind)) != Some(&due) {
+                continue;
+            }
+            self.armed.remove(&(stream.clone(), kind));
+            self.advance(due);
+            if let Some(order_id) = order_id_of(&stream) {
+                if let Some(cmd) = Order::timer_command(kind) {
+                    self.exec_order(order_id, cmd);
+                }
+            } else if let Some(sku) = sku_of(&stream) {
+                if let Some(cmd) = Sku::timer_command(kind) {
+                    self.exec_sku(sku, cmd);
+                }
+            }
+            self.track_oversell();
+        }
+    }
+
+    fn set_timers(&mut self, stream: String, changes: Vec<TimerChange>) {
+        for change in changes {
+            match change {
+                TimerChange::Arm { kind, due_at } => {
+                    self.timer_seq += 1;
+                    self.armed.insert((stream.clone(), kind), due_at);
+                    self.timers
+                        .push(Reverse((due_at, self.timer_seq, stream.clone(), kind)));
+                }
+                TimerChange::Disarm { kind } => {
+                    self.armed.remove(&(stream.clone(), kind));
+                }
+            }
+        }
+    }
+
+    /// A recorded order event at its recorded time `t` (which, with concurrent
+    /// writers, can be a little behind the simulation's clock).
+    fn recorded_order_event(&mut self, order_id: &str, e: OrderEvent, t: DateTime<Utc>) {
+        let now = self.now();
+        let rec = self.rec_orders.entry(order_id.to_string()).or_default();
+        let pending_before = rec.state.pending_units();
+        let committed_before = committed_units(&rec.state, rec.as_done);
+        match &e {
+            OrderEvent::OrderPlaced(_) => {
+                rec.placed_at.get_or_insert(t);
+            }
+            OrderEvent::SoRequested(r) => {
+                rec.pushed_at.get_or_insert(t);
+                rec.as_done = r.as_done;
+                self.recorded_calls.katana_lookups += 1;
+                self.recorded_calls.katana_creates += 1;
+            }
+            _ => {}
+        }
+        rec.state.apply(&e);
+        let pending_after = rec.state.pending_units();
+        let committed_after = committed_units(&rec.state, rec.as_done);
+        let moved = shift(&mut self.rec_pending, &pending_before, &pending_after);
+        self.dirty.extend(moved);
+        // Katana's stock shows the new commitment only with its next report, so the
+        // simulated SKU's correction follows at the next stock observation.
+        let moved = shift(&mut self.rec_committed, &committed_before, &committed_after);
+        self.dirty.extend(moved);
+        // The observations this event carries, fed to the simulated order.
+        match e {
+            OrderEvent::OrderPlaced(p) => self.observe_order(order_id, p.snapshot),
+            OrderEvent::OrderEdited(p) => self.observe_order(order_id, p.snapshot),
+            OrderEvent::OrderCancelled(_) => {
+                let sim = self.sim_orders.entry(order_id.to_string()).or_default();
+                // A cancellation normally arrives inside the snapshot just observed;
+                // one recorded without it is turned into a cancelled re-read.
+                let conveyed = sim.state.snapshot.as_ref().map_or(true, |s| {
+                    s.status == TikTokOrderStatus::Cancelled || s.units.iter().all(|u| u.cancelled)
+                });
+                if !conveyed {
+                    if let Some(mut s) = sim.state.snapshot.clone() {
+                        s.status = TikTokOrderStatus::Cancelled;
+                        s.update_time = s.update_time.max(now);
+                        self.observe_order(order_id, s);
+                    }
+                }
+            }
+            _ => {}
+        }
+    }
+
+    fn observe_order(&mut self, order_id: &str, snapshot: OrderSnapshot) {
+        self.exec_order(order_id, OrderCommand::Observe(Box::new(snapshot)));
+    }
+
+    /// Runs a command on the simulated order and plays the service's reactions.
+    fn exec_order(&mut self, order_id: &str, cmd: OrderCommand) {
+        let now = self.now();
+        let ctx = Ctx {
+            now,
+            policy: &self.policy,
+        };
+        let decided = self
+            .sim_orders
+            .entry(order_id.to_string())
+            .or_default()
+            .state
+            .decide(&cmd, &ctx);
+        let events = match decided {
+            Ok(events) => events,
+            Err(e) => {
+                self.warn(format!("order {order_id}: simulated command refused: {e}"));
+                return;
+            }
+        };
+        if events.is_empty() {
+            return;
+        }
+        let sim = self.sim_orders.entry(order_id.to_string()).or_default();
+        let pending_before = sim.state.pending_units();
+        let committed_before = committed_units(&sim.state, sim.as_done);
+        let mut timer_changes = Vec::new();
+        let mut reread = false;
+        let mut requested = None;
+        for e in &events {
+            sim.state.apply(e);
+            timer_changes.extend(Order::timers(e));
+            match e {
+                OrderEvent::HoldExpired(_) => reread = true,
+                OrderEvent::SoRequested(r) => requested = Some(r.clone()),
+                _ => {}
+            }
+        }
+        if let Some(r) = &requested {
+            sim.pushed_at.get_or_insert(now);
+            sim.as_done = r.as_done;
+        }
+        let pending_after = sim.state.pending_units();
+        let committed_after = committed_units(&sim.state, sim.as_done);
+        let latest = if reread {
+            sim.state.snapshot.clone()
+        } else {
+            None
+        };
+        self.set_timers(Order::stream_id(order_id), timer_changes);
+        self.sync_demand(order_id, &pending_before, &pending_after);
+        let moved = shift(&mut self.sim_committed, &committed_before, &committed_after);
+        for sku in moved {
+            self.feed_stock(&sku);
+        }
+        if let Some(r) = requested {
+            self.proposed_calls.katana_lookups += 1;
+            self.proposed_calls.katana_creates += 1;
+            let outcome = self.outcomes.get(order_id).cloned().unwrap_or_default();
+            // Katana refused (or never answered) the recorded request: it would
+            // refuse this one too.
+            if !(outcome.requested && outcome.created.is_none()) {
+                let (so_id, order_no) = outcome
+                    .created
+                    .unwrap_or_else(|| (0, format!("what-if-{order_id}")));
+                let rows = r
+                    .rows
+                    .iter()
+                    .enumerate()
+                    .map(|(i, row)| CreatedRow {
+                        row_id: i as i64 + 1,
+                        seller_sku: row.seller_sku.clone(),
+                        quantity: row.quantity,
+                    })
+                    .collect();
+                self.exec_order(
+                    order_id,
+                    OrderCommand::RecordSoCreated {
+                        so_id,
+                        order_no,
+                        rows,
+                    },
+                );
+            }
+        }
+        if reread {
+            if let Some(s) = latest {
+                self.exec_order(order_id, OrderCommand::Observe(Box::new(s)));
+            }
+        }
+    }
+
+    /// Tells each simulated SKU how many units of this order are not in Katana.
+    fn sync_demand(
+        &mut self,
+        order_id: &str,
+        before: &BTreeMap<String, u32>,
+        after: &BTreeMap<String, u32>,
+    ) {
+        let skus: Vec<String> = before.keys().chain(after.keys()).cloned().collect();
+        for sku in skus {
+            let units = after.get(&sku).copied().unwrap_or(0);
+            let key = (sku.clone(), order_id.to_string());
+            if self.demand_sent.get(&key).copied().unwrap_or(0) == units {
+                continue;
+            }
+            if units == 0 {
+                self.demand_sent.remove(&key);
+            } else {
+                self.demand_sent.insert(key, units);
+            }
+            self.exec_sku(
+                &sku,
+                SkuCommand::SetDemand {
+                    order_id: order_id.to_string(),
+                    units,
+                },
+            );
+        }
+    }
+
+    fn recorded_sku_event(&mut self, sku: &str, e: SkuEvent, t: DateTime<Utc>) {
+        self.ensure_sim_sku(sku);
+        self.dirty.insert(sku.to_string());
+        let world = self.skus.entry(sku.to_string()).or_default();
+        match e {
+            SkuEvent::StockChanged(s) => {
+                world
+                    .observed
+                    .insert(s.location_id, (s.in_stock, s.committed));
+                let committed = self.rec_committed.get(sku).copied().unwrap_or(0);
+                self.rec_reflected.insert(sku.to_string(), committed);
+                self.feed_stock(sku);
+            }
+            SkuEvent::SkuMapped(m) => self.exec_sku(
+                sku,
+                SkuCommand::MapVariant {
+                    variant_id: m.variant_id,
+                },
+            ),
+            SkuEvent::ChannelSyncToggled(t) => {
+                self.exec_sku(sku, SkuCommand::ToggleSync { enabled: t.enabled })
+            }
+            SkuEvent::BufferFlushed(f) => {
+                world.recorded_pushes.push(Push {
+                    at: t,
+                    quantity: f.atp,
+                    immediate: f.immediate,
+                });
+                world.shown_recorded = Some(f.atp);
+                self.recorded_calls.tiktok_inventory += 1;
+            }
+            SkuEvent::InventoryPushed(p) => world.shown_recorded = Some(p.quantity),
+            _ => {}
+        }
+    }
+
+    /// The simulated SKU comes to life when the log first shows it, with the
+    /// demand of orders placed before that.
+    fn ensure_sim_sku(&mut self, sku: &str) {
+        let world = self.skus.entry(sku.to_string()).or_default();
+        if world.sim.is_some() {
+            return;
+        }
+        world.sim = Some(Sku::default());
+        let demands: Vec<(String, u32)> = self
+            .demand_sent
+            .iter()
+            .filter(|((s, _), _)| s == sku)
+            .map(|((_, o), u)| (o.clone(), *u))
+            .collect();
+        for (order_id, units) in demands {
+            self.exec_sku(sku, SkuCommand::SetDemand { order_id, units });
+        }
+    }
+
+    /// Feeds the observed stock, with the commitment correction at the SKU's first
+    /// location, to the simulated SKU (which records only what changed).
+    fn feed_stock(&mut self, sku: &str) {
+        let correction = self.sim_committed.get(sku).copied().unwrap_or(0)
+            - self.rec_reflected.get(sku).copied().unwrap_or(0);
+        let Some(world) = self.skus.get(sku) else {
+            return;
+        };
+        let Some(sim) = &world.sim else { return };
+        let variant_id = sim.variant_id.unwrap_or(0);
+        let levels: Vec<StockLevel> = world
+            .observed
+            .iter()
+            .enumerate()
+            .map(|(i, (&location_id, &(in_stock, committed)))| StockLevel {
+                variant_id,
+                location_id,
+                in_stock,
+                committed: if i == 0 {
+                    Quantity(committed.0 + Quantity::from_units(correction).0)
+                } else {
+                    committed
+                },
+            })
+            .collect();
+        if !levels.is_empty() {
+            self.exec_sku(sku, SkuCommand::ObserveStock(levels));
+        }
+    }
+
+    fn exec_sku(&mut self, sku: &str, cmd: SkuCommand) {
+        let now = self.now();
+        let ctx = Ctx {
+            now,
+            policy: &self.policy,
+        };
+        let Some(decided) = self
+            .skus
+            .get(sku)
+            .and_then(|w| w.sim.as_ref())
+            .map(|state| state.decide(&cmd, &ctx))
+        else {
+            return;
+        };
+        let events = match decided {
+            Ok(events) => events,
+            Err(e) => {
+                self.warn(format!("sku {sku}: simulated command refused: {e}"));
+                return;
+            }
+        };
+        let Some(world) = self.skus.get_mut(sku) else {
+            return;
+        };
+        let Some(state) = world.sim.as_mut() else {
+            return;
+        };
+        let mut timer_changes = Vec::new();
+        let mut flushed = Vec::new();
+        for e in &events {
+            state.apply(e);
+            timer_changes.extend(Sku::timers(e));
+            if let SkuEvent::BufferFlushed(f) = e {
+                flushed.push(f.clone());
+            }
+        }
+        for f in flushed {
+            world.proposed_pushes.push(Push {
+                at: now,
+                quantity: f.atp,
+                immediate: f.immediate,
+            });
+            world.shown_proposed = Some(f.atp);
+            self.proposed_calls.tiktok_inventory += 1;
+            if let Some(state) = world.sim.as_mut() {
+                state.apply(&SkuEvent::InventoryPushed(
+                    crate::domain::sku::InventoryPushed { quantity: f.atp },
+                ));
+            }
+        }
+        self.dirty.insert(sku.to_string());
+        self.set_timers(Sku::stream_id(sku), timer_changes);
+    }
+
+    fn track_oversell(&mut self) {
+        let now = self.now();
+        for sku in std::mem::take(&mut self.dirty) {
+            let unreflected = self.rec_committed.get(&sku).copied().unwrap_or(0)
+                - self.rec_reflected.get(&sku).copied().unwrap_or(0);
+            let pending = self.rec_pending.get(&sku).copied().unwrap_or(0) + unreflected;
+            let Some(world) = self.skus.get_mut(&sku) else {
+                continue;
+            };
+            let free: i64 = world
+                .observed
+                .values()
+                .map(|(i, c)| Quantity(i.0 - c.0).floor_units().max(0))
+                .sum();
+            let truth = (free - pending).clamp(0, MAX_TIKTOK_QUANTITY);
+            world
+                .recorded_oversell
+                .observe(now, world.shown_recorded.map(|s| s - truth));
+            world
+                .proposed_oversell
+                .observe(now, world.shown_proposed.map(|s| s - truth));
+        }
+    }
+
+    fn finish(mut self) -> Option<Report> {
+        let from = self.first?;
+        let until = self.last_logged?;
+        self.fire_timers(None);
+        let end = self.now();
+        let mut orders = Vec::new();
+        let ids: Vec<String> = self
+            .rec_orders
+            .keys()
+            .chain(self.sim_orders.keys())
+            .cloned()
+            .collect::<std::collections::BTreeSet<_>>()
+            .into_iter()
+            .collect();
+        for id in ids {
+            let rec = self.rec_orders.get(&id);
+            let sim = self.sim_orders.get(&id);
+            let recorded_push = rec.and_then(|r| r.pushed_at);
+            let proposed_push = sim.and_then(|s| s.pushed_at);
+            orders.push(OrderOutcome {
+                order_id: id.clone(),
+                placed_at: rec.and_then(|r| r.placed_at),
+                recorded_push,
+                proposed_push,
+                recorded_note: match (recorded_push, rec) {
+                    (None, Some(r)) => Some(not_pushed_because(&r.state, until)),
+                    _ => None,
+                },
+                proposed_note: match (proposed_push, sim) {
+                    (None, Some(s)) => Some(not_pushed_because(&s.state, end)),
+                    _ => None,
+                },
+            });
+        }
+        let skus = std::mem::take(&mut self.skus)
+            .into_iter()
+            .map(|(sku, mut w)| {
+                w.recorded_oversell.close(end, false);
+                w.proposed_oversell.close(end, false);
+                SkuOutcome {
+                    sku,
+                    recorded_pushes: w.recorded_pushes,
+                    proposed_pushes: w.proposed_pushes,
+                    recorded_oversell: w.recorded_oversell.windows,
+                    proposed_oversell: w.proposed_oversell.windows,
+                }
+            })
+            .collect();
+        Some(Report {
+            events: self.events,
+            from,
+            until,
+            simulated_until: end,
+            recorded_settings: self.observed_settings,
+            proposed: PolicyView::from(&self.policy),
+            orders,
+            skus,
+            recorded_calls: self.recorded_calls,
+            proposed_calls: self.proposed_calls,
+            warnings: self.warnings,
+        })
+    }
+}
+
+/// A setting's value as written in `tks.toml` and on the command line.
+fn setting<T: Serialize>(v: &T) -> String {
+    match serde_json::to_value(v) {
+        Ok(serde_json::Value::String(s)) => s,
+        Ok(other) => other.to_string(),
+        Err(_) => "?".into(),
+    }
+}
+
+/// Rows per section in the text report; `--json` lists everything.
+const TEXT_ROWS: usize = 100;
+
+fn more(out: &mut String, shown_of: usize) {
+    if shown_of > TEXT_ROWS {
+        let _ = writeln!(
+            out,
+            "  ... and {} more (--json lists them all)",
+            shown_of - TEXT_ROWS
+        );
+    }
+}
+
+fn signed(d: chrono::Duration) -> String {
+    let abs = d.abs().to_std().unwrap_or_default();
+    let text = humantime::format_duration(abs).to_string();
+    if d < chrono::Duration::zero() {
+        format!("{text} earlier")
+    } else if d > chrono::Duration::zero() {
+        format!("{text} later")
+    } else {
+        "same time".into()
+    }
+}
+
+fn opt_time(t: Option<DateTime<Utc>>, note: &Option<String>) -> String {
+    match (t, note) {
+        (Some(t), _) => fmt_time(t),
+        (None, Some(n)) => format!("never ({n})"),
+        (None, None) => "never".into(),
+    }
+}
+
+fn pushes(list: &[Push]) -> String {
+    if list.is_empty() {
+        return "none".into();
+    }
+    list.iter()
+        .map(|p| {
+            format!(
+                "{}={}{}",
+                fmt_time(p.at),
+                p.quantity,
+                if p.immediate { "!" } else { "" }
+            )
+        })
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+fn windows(list: &[Window]) -> String {
+    if list.is_empty() {
+        return "none".into();
+    }
+    let total: i64 = list.iter().map(|w| w.seconds).sum();
+    let max = list.iter().map(|w| w.max_excess).max().unwrap_or(0);
+    let each: Vec<String> = list
+        .iter()
+        .map(|w| {
+            format!(
+                "{}..{} (+{})",
+                fmt_time(w.from),
+                w.until.map_or("end".to_string(), fmt_time),
+                w.max_excess
+            )
+        })
+        .collect();
+    format!(
+        "{} window(s), {} in all, up to {} unit(s) too many: {}",
+        list.len(),
+        humantime::format_duration(Duration::from_secs(total.max(0) as u64)),
+        max,
+        each.join(", ")
+    )
+}
+
+impl std::fmt::Display for Report {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let mut out = String::new();
+        let _ = writeln!(
+            out,
+            "what-if over {} events recorded {} .. {}",
+            self.events,
+            fmt_time(self.from),
+            fmt_time(self.until)
+        );
+        let r = &self.recorded_settings;
+        let p = &self.proposed;
+        let seen = |v: Option<String>| v.unwrap_or_else(|| "(not visible in the log)".into());
+        let _ = writeln!(out, "\n{:<18} {:<26} proposed", "setting", "recorded");
+        let rows = [
+            (
+                "order_hold",
+                seen(
+                    r.order_hold
+                        .map(|d| humantime::format_duration(d).to_string()),
+                ),
+                p.order_hold.clone(),
+            ),
+            (
+                "inventory_buffer",
+                seen(
+                    r.inventory_buffer
+                        .map(|d| humantime::format_duration(d).to_string()),
+                ),
+                p.inventory_buffer.clone(),
+            ),
+            (
+                "buffer_mode",
+                seen(r.buffer_mode.map(|m| setting(&m))),
+                setting(&p.buffer_mode),
+            ),
+            (
+                "safety_stock",
+                seen(r.safety_stock.map(|s| s.to_string())),
+                p.safety_stock.to_string(),
+            ),
+            (
+                "fbt_orders",
+                seen(r.fbt_orders.map(|m| setting(&m))),
+                setting(&p.fbt_orders),
+            ),
+        ];
+        for (name, rec, prop) in rows {
+            let _ = writeln!(out, "{name:<18} {rec:<26} {prop}");
+        }
+        let earlier = self
+            .orders
+            .iter()
+            .filter(|o| matches!((o.recorded_push, o.proposed_push), (Some(a), Some(b)) if b < a))
+            .count();
+        let later = self
+            .orders
+            .iter()
+            .filter(|o| matches!((o.recorded_push, o.proposed_push), (Some(a), Some(b)) if b > a))
+            .count();
+        let gained = self
+            .orders
+            .iter()
+            .filter(|o| o.recorded_push.is_none() && o.proposed_push.is_some())
+            .count();
+        let lost = self
+            .orders
+            .iter()
+            .filter(|o| o.recorded_push.is_some() && o.proposed_push.is_none())
+            .count();
+        let changed: Vec<&OrderOutcome> = self
+            .orders
+            .iter()
+            .filter(|o| o.recorded_push != o.proposed_push)
+            .collect();
+        let _ = writeln!(
+            out,
+            "\norders ({}): {earlier} pushed earlier, {later} later, {gained} pushed only under the proposal, {lost} only as recorded, {} unchanged",
+            self.orders.len(),
+            self.orders.len() - changed.len()
+        );
+        for o in changed.iter().take(TEXT_ROWS) {
+            let delta = match (o.recorded_push, o.proposed_push) {
+                (Some(a), Some(b)) => format!("  [{}]", signed(b - a)),
+                _ => String::new(),
+            };
+            let _ = writeln!(
+                out,
+                "  {}: recorded {}, proposed {}{delta}",
+                o.order_id,
+                opt_time(o.recorded_push, &o.recorded_note),
+                opt_time(o.proposed_push, &o.proposed_note)
+            );
+        }
+        more(&mut out, changed.len());
+        let differing: Vec<&SkuOutcome> = self
+            .skus
+            .iter()
+            .filter(|s| s.recorded_pushes != s.proposed_pushes)
+            .collect();
+        let _ = writeln!(
+            out,
+            "\ninventory pushed to TikTok (time=quantity, ! = at once): {} of {} SKUs differ",
+            differing.len(),
+            self.skus.len()
+        );
+        for s in differing.iter().take(TEXT_ROWS) {
+            let _ = writeln!(out, "  {}:", s.sku);
+            let _ = writeln!(out, "    recorded: {}", pushes(&s.recorded_pushes));
+            let _ = writeln!(out, "    proposed: {}", pushes(&s.proposed_pushes));
+        }
+        more(&mut out, differing.len());
+        let rc = &self.recorded_calls;
+        let pc = &self.proposed_calls;
+        let _ = writeln!(
+            out,
+            "\n{:<30} {:>9} {:>9}",
+            "API calls", "recorded", "proposed"
+        );
+        let _ = writeln!(
+            out,
+            "{:<30} {:>9} {:>9}",
+            "Katana (lookup + create per SO)",
+            rc.katana(),
+            pc.katana()
+        );
+        let _ = writeln!(
+            out,
+            "{:<30} {:>9} {:>9}",
+            "TikTok inventory updates", rc.tiktok_inventory, pc.tiktok_inventory
+        );
+        let _ = writeln!(
+            out,
+            "\noversell windows (TikTok showed more than Katana's ATP)"
+        );
+        let oversold: Vec<&SkuOutcome> = self
+            .skus
+            .iter()
+            .filter(|s| !s.recorded_oversell.is_empty() || !s.proposed_oversell.is_empty())
+            .collect();
+        for s in oversold.iter().take(TEXT_ROWS) {
+            let _ = writeln!(out, "  {}:", s.sku);
+            let _ = writeln!(out, "    recorded: {}", windows(&s.recorded_oversell));
+            let _ = writeln!(out, "    proposed: {}", windows(&s.proposed_oversell));
+        }
+        more(&mut out, oversold.len());
+        if oversold.is_empty() {
+            let _ = writeln!(out, "  none under either setting");
+        }
+        if self.simulated_until > self.until {
+            let _ = writeln!(
+                out,
+                "\n(the proposed settings keep deciding until {}, after the log ends)",
+                fmt_time(self.simulated_until)
+            );
+        }
+        if !self.warnings.is_empty() {
+            let _ = writeln!(out, "\nwarnings:");
+            for w in &self.warnings {
+                let _ = writeln!(out, "  {w}");
+            }
+        }
+        f.write_str(&out)
+    }
+}
