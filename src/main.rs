@@ -101,10 +101,10 @@ fn main() -> anyhow::Result<()> {
             events,
             dir,
         } => runtime.block_on(async {
-            let tmp = tempdir_in(dir)?;
+            let tmp = bench_dir(dir)?;
             match what {
-                BenchTarget::Store => tks::bench::store(&tmp, seconds, events).await,
-                BenchTarget::Replay => tks::bench::replay(&tmp, events).await,
+                BenchTarget::Store => tks::bench::store(tmp.path(), seconds, events).await,
+                BenchTarget::Replay => tks::bench::replay(tmp.path(), events).await,
             }
         }),
         Command::Capture {
@@ -161,12 +161,12 @@ fn capture(db: &Path, selection: &Selection, out: Option<&Path>) -> anyhow::Resu
     Ok(())
 }
 
-/// A fresh directory for benchmark files, removed on a clean exit.
-fn tempdir_in(dir: Option<PathBuf>) -> anyhow::Result<PathBuf> {
+/// A fresh directory for benchmark files, removed when the benchmark ends.
+fn bench_dir(dir: Option<PathBuf>) -> anyhow::Result<tempfile::TempDir> {
     let base = dir.unwrap_or_else(std::env::temp_dir);
-    let path = base.join(format!("tks-bench-{}", uuid::Uuid::new_v4()));
-    std::fs::create_dir_all(&path)?;
-    Ok(path)
+    Ok(tempfile::Builder::new()
+        .prefix("tks-bench-")
+        .tempdir_in(base)?)
 }
 
 async fn append_load(db: PathBuf, writers: usize) -> anyhow::Result<()> {
