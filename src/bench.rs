@@ -9,7 +9,7 @@ use chrono::{TimeZone, Utc};
 use crate::domain::observed::{
     FulfillmentType, LineUnit, OrderSnapshot, Quantity, TikTokOrderStatus,
 };
-use crate::domain::order::{HoldExpired, OrderEvent, OrderPlaced};
+use crate::domain::order::{HoldExpired, OrderEvent, OrderPlaced, Source};
 use crate::domain::sku::{SkuEvent, StockChanged};
 use crate::domain::DomainEvent;
 use crate::store::{EventMeta, EventStore, Expected, NewEvent, SqliteStore, UnitOfWork};
@@ -175,6 +175,7 @@ pub async fn write_log(store: &SqliteStore, events: u64) -> Result<(), crate::st
                 OrderEvent::OrderPlaced(OrderPlaced {
                     snapshot,
                     hold_until: t0 + chrono::Duration::hours(1),
+                    source: Source::Poll,
                 }),
                 OrderEvent::HoldExpired(HoldExpired {
                     at: t0 + chrono::Duration::hours(1),

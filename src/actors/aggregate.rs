@@ -9,11 +9,14 @@ use actix::prelude::*;
 
 use crate::clock::Clock;
 use crate::config::ActorSettings;
-use crate::domain::{Aggregate, Ctx, DecodeError, DomainEvent, Policy, TimerChange};
+use crate::domain::{Aggregate, Ctx, DecodeError, DomainEvent, IndexChange, Policy, TimerChange};
 use crate::store::{
-    timer_id, EventMeta, Expected, NewEvent, RecordedEvent, SharedStore, Snapshot, StoreError,
-    Timer, UnitOfWork,
+    timer_id, EventMeta, Expected, InboxEntry, LookupEntry, NewEvent, RecordedEvent, SharedStore,
+    Snapshot, StoreError, Timer, UnitOfWork,
 };
+
+/// Lookup kind of open exceptions: key `<stream>#<exception key>`, value the message.
+pub const EXCEPTION_LOOKUP: &str = "exception";
 
 #[derive(Debug, thiserror::Error)]
 pub enum CommandError {
@@ -42,6 +45,8 @@ pub struct Execute<A: Aggregate> {
     pub fired_timer: Option<String>,
     /// A subscriber checkpoint to move in the same transaction.
     pub checkpoint: Option<(String, u64)>,
+    /// An inbound delivery recorded (and deduplicated) in the same transaction.
+    pub inbox: Option<InboxEntry>,
 }
 
 impl<A: Aggregate> Clone for Execute<A> {
@@ -51,6 +56,7 @@ impl<A: Aggregate> Clone for Execute<A> {
             cause: self.cause.clone(),
             fired_timer: self.fired_timer.clone(),
             checkpoint: self.checkpoint.clone(),
+            inbox: self.inbox.clone(),
         }
     }
 }
@@ -62,6 +68,7 @@ impl<A: Aggregate> Execute<A> {
             cause: None,
             fired_timer: None,
             checkpoint: None,
+            inbox: None,
         }
     }
 
@@ -201,7 +208,31 @@ impl<A: Aggregate> AggregateActor<A> {
                 unit.disarm_timers.push(id.clone());
             }
         }
+        for change in events.iter().flat_map(A::index) {
+            match change {
+                IndexChange::Put { kind, key } => unit.lookup_put.push(LookupEntry {
+                    kind: kind.to_string(),
+                    key,
+                    value: self.stream.clone(),
+                }),
+                IndexChange::PutException { key, message } => {
+                    let key = format!("{}#{key}", self.stream);
+                    unit.lookup_delete.retain(|(_, k)| k != &key);
+                    unit.lookup_put.push(LookupEntry {
+                        kind: EXCEPTION_LOOKUP.to_string(),
+                        key,
+                        value: message,
+                    });
+                }
+                IndexChange::DeleteException { key } => {
+                    let key = format!("{}#{key}", self.stream);
+                    unit.lookup_put.retain(|e| e.key != key);
+                    unit.lookup_delete.push((EXCEPTION_LOOKUP.to_string(), key));
+                }
+            }
+        }
         unit.checkpoint = msg.checkpoint.clone();
+        unit.inbox = msg.inbox.clone();
         let next_seq = self.seq + events.len() as u64;
         if !events.is_empty() && next_seq - self.snapshot_seq >= self.env.settings.snapshot_every {
             let mut next = self.state.clone();
@@ -274,6 +305,7 @@ impl<A: Aggregate> Handler<Execute<A>> for AggregateActor<A> {
             && unit.disarm_timers.is_empty()
             && unit.checkpoint.is_none()
             && unit.arm_timers.is_empty()
+            && unit.inbox.is_none()
         {
             return AtomicResponse::new(Box::pin(fut::ready(Ok(vec![]))));
         }

@@ -3,6 +3,7 @@
 //! argument, so every rule is testable and every decision replayable.
 
 pub mod codec;
+pub mod exceptions;
 pub mod observed;
 pub mod order;
 pub mod sku;
@@ -71,6 +72,26 @@ pub enum TimerChange {
     },
 }
 
+/// A lookup entry an event writes in the same transaction, for queries the log
+/// alone would answer only by a scan (which order a Katana SO belongs to, which
+/// exceptions are open).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum IndexChange {
+    /// This stream is found under `key` in index `kind`.
+    Put {
+        kind: &'static str,
+        key: String,
+    },
+    /// An open exception of this stream.
+    PutException {
+        key: String,
+        message: String,
+    },
+    DeleteException {
+        key: String,
+    },
+}
+
 /// One consistency boundary: its state is a fold of its events.
 pub trait Aggregate:
     Default
@@ -103,6 +124,11 @@ pub trait Aggregate:
 
     /// The timers an event arms or disarms.
     fn timers(event: &Self::Event) -> Vec<TimerChange>;
+
+    /// The index entries an event writes or removes.
+    fn index(_event: &Self::Event) -> Vec<IndexChange> {
+        Vec::new()
+    }
 
     /// The command a fired timer of `kind` delivers, if the kind is known.
     fn timer_command(kind: &str) -> Option<Self::Command>;

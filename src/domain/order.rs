@@ -2,19 +2,42 @@
 //! sales order, its deliveries, and the shipments pushed back to TikTok.
 //!
 //! Life cycle: placed -> held -> (edited | cancelled) -> hold expired -> SO requested
-//! -> SO created -> delivered (partly or fully) -> fulfilment pushed.
+//! -> SO created -> delivered (partly or fully) -> fulfilment requested -> pushed.
 
 use std::collections::{BTreeMap, BTreeSet};
 
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
+use serde_json::Value;
 
 use super::codec::{domain_events, Upcaster};
+use super::exceptions::{keys, ExceptionRaised, ExceptionResolved};
 use super::observed::{FulfillmentType, KatanaFulfillment, OrderSnapshot, TikTokOrderStatus};
-use super::{add, Aggregate, Ctx, TimerChange};
+use super::{add, Aggregate, Ctx, IndexChange, TimerChange};
 use crate::config::FbtMode;
 
 pub const HOLD_TIMER: &str = "hold";
+
+/// Where an observation of the order came from.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Source {
+    /// A TikTok webhook made us re-read the order.
+    Webhook,
+    /// The periodic reconciliation poll.
+    Poll,
+    /// The re-read at the end of the hold.
+    HoldReread,
+    /// Recorded before sources were recorded (event version 1).
+    #[default]
+    Unknown,
+}
+
+/// Which system signalled a change.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Signaller {
+    TikTok,
+    Katana,
+}
 
 /// One Katana row requested for an order: all units of one SKU.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -39,9 +62,19 @@ pub enum SkipReason {
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct OrderSignalled {
+    pub by: Signaller,
+    pub delivery_id: String,
+    /// The webhook's own name for what happened (e.g. `ORDER_STATUS_CHANGE`).
+    pub what: String,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct OrderPlaced {
     pub snapshot: OrderSnapshot,
     pub hold_until: DateTime<Utc>,
+    #[serde(default)]
+    pub source: Source,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -51,6 +84,8 @@ pub struct OrderEdited {
     pub changes: Vec<String>,
     /// The SO already exists: Katana will not follow this edit by itself.
     pub after_push: bool,
+    #[serde(default)]
+    pub source: Source,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -76,6 +111,12 @@ pub struct SoRequested {
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SoBlocked {
+    /// Seller SKUs with no Katana variant yet.
+    pub unmatched: Vec<String>,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct SoCreated {
     pub so_id: i64,
     pub order_no: String,
@@ -89,6 +130,11 @@ pub struct SoCreateFailed {
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SoDeleted {
+    pub so_id: i64,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct SoDelivered {
     pub fulfillment: KatanaFulfillment,
     /// The TikTok line items this delivery ships: as many not-yet-shipped units of
@@ -99,35 +145,87 @@ pub struct SoDelivered {
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FulfillmentRequested {
+    pub fulfillment_id: i64,
+    pub line_item_ids: Vec<String>,
+    pub tracking_number: String,
+    pub carrier: Option<String>,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct FulfillmentPushed {
     pub fulfillment_id: i64,
     pub package_id: String,
 }
 
-const ORDER_UPCASTERS: &[Upcaster] = &[];
+/// Version 1 of `OrderPlaced` and `OrderEdited` did not say where the observation
+/// came from.
+fn add_unknown_source(mut v: Value) -> Result<Value, String> {
+    match v.as_object_mut() {
+        Some(o) => {
+            o.entry("source").or_insert(Value::String("Unknown".into()));
+            Ok(v)
+        }
+        None => Err("payload is not an object".into()),
+    }
+}
+
+const ORDER_UPCASTERS: &[Upcaster] = &[
+    Upcaster {
+        event_type: "OrderPlaced",
+        from: 1,
+        lift: add_unknown_source,
+    },
+    Upcaster {
+        event_type: "OrderEdited",
+        from: 1,
+        lift: add_unknown_source,
+    },
+];
 
 domain_events! {
     /// Everything that can happen to an order.
     pub enum OrderEvent upcasters(ORDER_UPCASTERS) {
-        OrderPlaced = 1,
-        OrderEdited = 1,
+        OrderSignalled = 1,
+        OrderPlaced = 2,
+        OrderEdited = 2,
         OrderCancelled = 1,
         HoldExpired = 1,
         OrderSkipped = 1,
         SoRequested = 1,
+        SoBlocked = 1,
         SoCreated = 1,
         SoCreateFailed = 1,
+        SoDeleted = 1,
         SoDelivered = 1,
+        FulfillmentRequested = 1,
         FulfillmentPushed = 1,
+        ExceptionRaised = 1,
+        ExceptionResolved = 1,
     }
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum OrderCommand {
-    /// TikTok showed the order like this (webhook re-read, poll, or hold-expiry re-read).
-    Observe(Box<OrderSnapshot>),
+    /// A webhook said something about this order changed: recorded, then re-read.
+    Signal {
+        by: Signaller,
+        delivery_id: String,
+        what: String,
+    },
+    /// TikTok showed the order like this.
+    Observe {
+        snapshot: Box<OrderSnapshot>,
+        source: Source,
+    },
     /// The hold timer fired.
     ExpireHold,
+    /// Some SKUs have no Katana variant: wait for the mapping.
+    RecordSoBlocked {
+        unmatched: Vec<String>,
+    },
+    /// A blocked or refused SO may go through now (a mapping appeared).
+    RetrySo,
     RecordSoCreated {
         so_id: i64,
         order_no: String,
@@ -137,12 +235,33 @@ pub enum OrderCommand {
         reason: String,
         retryable: bool,
     },
+    RecordSoDeleted,
     /// Katana's fulfillments of this order's SO, as read after a delivery signal.
     ObserveFulfillments(Vec<KatanaFulfillment>),
+    /// Ask again for a delivery whose push failed (its cause may be fixed now).
+    RetryFulfillment {
+        fulfillment_id: i64,
+    },
     RecordFulfillmentPushed {
         fulfillment_id: i64,
         package_id: String,
     },
+    RaiseException {
+        key: String,
+        message: String,
+    },
+    ResolveException {
+        key: String,
+    },
+}
+
+impl OrderCommand {
+    pub fn observe(snapshot: OrderSnapshot, source: Source) -> Self {
+        OrderCommand::Observe {
+            snapshot: Box::new(snapshot),
+            source,
+        }
+    }
 }
 
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
@@ -170,10 +289,17 @@ pub enum SoState {
         as_done: bool,
         last_error: Option<String>,
     },
+    /// Waiting for SKU mappings, or refused by Katana for a reason retrying won't fix.
+    Blocked {
+        reason: String,
+    },
     Created {
         so_id: i64,
         order_no: String,
         rows: Vec<CreatedRow>,
+    },
+    Deleted {
+        so_id: i64,
     },
 }
 
@@ -181,6 +307,7 @@ pub enum SoState {
 pub struct Delivery {
     pub fulfillment: KatanaFulfillment,
     pub line_item_ids: Vec<String>,
+    pub requested: bool,
     pub package_id: Option<String>,
 }
 
@@ -195,6 +322,12 @@ pub struct Order {
     pub deliveries: BTreeMap<i64, Delivery>,
     /// Line items already promised to a delivery, so no unit ships twice.
     pub assigned_units: BTreeSet<String>,
+    /// Every seller SKU the order ever had, so demand can be released for SKUs an
+    /// edit removed.
+    pub skus_seen: BTreeSet<String>,
+    /// Open exceptions: key -> message.
+    pub exceptions: BTreeMap<String, String>,
+    pub signals: u64,
 }
 
 impl Order {
@@ -217,13 +350,15 @@ impl Order {
         }
     }
 
-    /// Units of each seller SKU that are sold on TikTok but not yet in a Katana SO:
-    /// the demand the inventory push must hold back.
+    /// Units of each seller SKU sold on TikTok but not yet in a Katana SO: the
+    /// demand the inventory push must hold back. Every SKU the order ever had is
+    /// listed, with 0 where nothing is pending, so a consumer can release demand.
     pub fn pending_units(&self) -> BTreeMap<String, u32> {
-        let mut out = BTreeMap::new();
+        let mut out: BTreeMap<String, u32> =
+            self.skus_seen.iter().map(|s| (s.clone(), 0)).collect();
         let counts = !(self.cancelled
             || self.skipped.is_some()
-            || matches!(self.so, SoState::Created { .. }));
+            || matches!(self.so, SoState::Created { .. } | SoState::Deleted { .. }));
         if let (true, Some(s)) = (counts, &self.snapshot) {
             for u in s.units.iter().filter(|u| !u.cancelled) {
                 *out.entry(u.seller_sku.clone()).or_insert(0) += 1;
@@ -249,9 +384,14 @@ impl Order {
 
     /// The SO to request now, if the order has become eligible.
     fn so_request(&self, snapshot: &OrderSnapshot, fbt: FbtMode) -> Option<SoRequested> {
-        if !self.hold_expired || self.cancelled || self.so != SoState::None {
+        let open = matches!(self.so, SoState::None);
+        if !self.hold_expired || self.cancelled || !open {
             return None;
         }
+        self.eligible_request(snapshot, fbt)
+    }
+
+    fn eligible_request(&self, snapshot: &OrderSnapshot, fbt: FbtMode) -> Option<SoRequested> {
         let fbt_order = snapshot.fulfillment_type == FulfillmentType::FulfillmentByTiktok;
         let as_done = match (fbt_order, fbt) {
             (true, FbtMode::Skip) => return None,
@@ -270,30 +410,64 @@ impl Order {
         Some(SoRequested { rows, as_done })
     }
 
+    /// Deliveries recorded while TikTok still held the order go out once it is
+    /// released (F9).
+    fn releasable_fulfillments(&self, status: TikTokOrderStatus) -> Vec<OrderEvent> {
+        if status.is_pre_release() {
+            return vec![];
+        }
+        self.deliveries
+            .values()
+            .filter(|d| !d.requested && d.package_id.is_none() && !d.line_item_ids.is_empty())
+            .map(|d| {
+                OrderEvent::FulfillmentRequested(FulfillmentRequested {
+                    fulfillment_id: d.fulfillment.fulfillment_id,
+                    line_item_ids: d.line_item_ids.clone(),
+                    tracking_number: d.fulfillment.tracking_number.clone().unwrap_or_default(),
+                    carrier: d.fulfillment.tracking_carrier.clone(),
+                })
+            })
+            .collect()
+    }
+
+    fn raise(&self, key: &str, message: String) -> Option<OrderEvent> {
+        (self.exceptions.get(key) != Some(&message)).then(|| {
+            OrderEvent::ExceptionRaised(ExceptionRaised {
+                key: key.to_string(),
+                message,
+            })
+        })
+    }
+
+    fn resolve(&self, key: &str) -> Option<OrderEvent> {
+        self.exceptions.contains_key(key).then(|| {
+            OrderEvent::ExceptionResolved(ExceptionResolved {
+                key: key.to_string(),
+            })
+        })
+    }
+
     fn decide_observe(
         &self,
         snap: &OrderSnapshot,
+        source: Source,
         ctx: &Ctx<'_>,
     ) -> Result<Vec<OrderEvent>, OrderError> {
-        let mut events = Vec::new();
-        let mut next = self.clone();
+        let mut d = Decision::new(self);
         let after_push = matches!(self.so, SoState::Created { .. });
         match &self.snapshot {
             None => {
-                let placed = OrderEvent::OrderPlaced(OrderPlaced {
+                d.push(OrderEvent::OrderPlaced(OrderPlaced {
                     snapshot: snap.clone(),
                     hold_until: add(snap.create_time, ctx.policy.order_hold),
-                });
-                next.apply(&placed);
-                events.push(placed);
+                    source,
+                }));
                 if snap.fulfillment_type == FulfillmentType::FulfillmentByTiktok
                     && ctx.policy.fbt_orders == FbtMode::Skip
                 {
-                    let skipped = OrderEvent::OrderSkipped(OrderSkipped {
+                    d.push(OrderEvent::OrderSkipped(OrderSkipped {
                         reason: SkipReason::FulfilledByTikTok,
-                    });
-                    next.apply(&skipped);
-                    events.push(skipped);
+                    }));
                 }
             }
             Some(current) => {
@@ -309,26 +483,35 @@ impl Order {
                 }
                 let changes = differences(current, snap);
                 if !changes.is_empty() {
-                    let edited = OrderEvent::OrderEdited(OrderEdited {
+                    let material = changes.iter().any(|c| !c.starts_with("status "));
+                    d.push(OrderEvent::OrderEdited(OrderEdited {
                         snapshot: snap.clone(),
-                        changes,
+                        changes: changes.clone(),
                         after_push,
-                    });
-                    next.apply(&edited);
-                    events.push(edited);
+                        source,
+                    }));
+                    if after_push && material && snap.status != TikTokOrderStatus::Cancelled {
+                        if let Some(e) = d.state.raise(
+                            keys::EDITED_AFTER_PUSH,
+                            format!("edited after the SO was created: {}", changes.join("; ")),
+                        ) {
+                            d.push(e);
+                        }
+                    }
                 }
             }
         }
         let all_cancelled = snap.units.iter().all(|u| u.cancelled);
-        if !next.cancelled && (snap.status == TikTokOrderStatus::Cancelled || all_cancelled) {
-            let cancelled = OrderEvent::OrderCancelled(OrderCancelled { after_push });
-            next.apply(&cancelled);
-            events.push(cancelled);
+        if !d.state.cancelled && (snap.status == TikTokOrderStatus::Cancelled || all_cancelled) {
+            d.push(OrderEvent::OrderCancelled(OrderCancelled { after_push }));
         }
-        if let Some(req) = next.so_request(snap, ctx.policy.fbt_orders) {
-            events.push(OrderEvent::SoRequested(req));
+        if let Some(req) = d.state.so_request(snap, ctx.policy.fbt_orders) {
+            d.push(OrderEvent::SoRequested(req));
         }
-        Ok(events)
+        for e in d.state.releasable_fulfillments(snap.status) {
+            d.push(e);
+        }
+        Ok(d.events)
     }
 
     fn decide_fulfillments(
@@ -345,13 +528,31 @@ impl Order {
             .iter()
             .map(|r| (r.row_id, r.seller_sku.as_str()))
             .collect();
-        let mut taken = self.assigned_units.clone();
-        let mut events = Vec::new();
+        let mut d = Decision::new(self);
         let mut ordered: Vec<&KatanaFulfillment> = fulfillments.iter().collect();
         ordered.sort_by_key(|f| f.fulfillment_id);
         for f in ordered {
             if self.deliveries.contains_key(&f.fulfillment_id) || f.status != "DELIVERED" {
                 continue;
+            }
+            let missing_key = keys::missing_tracking(f.fulfillment_id);
+            let tracking = f.tracking_number.as_deref().unwrap_or("").trim();
+            if tracking.is_empty() {
+                // Recorded only once tracking exists: TikTok needs it, and a later
+                // read that has it resolves the exception by itself.
+                if let Some(e) = d.state.raise(
+                    &missing_key,
+                    format!(
+                        "Katana fulfillment {} has no tracking number; add it in Katana",
+                        f.fulfillment_id
+                    ),
+                ) {
+                    d.push(e);
+                }
+                continue;
+            }
+            if let Some(e) = d.state.resolve(&missing_key) {
+                d.push(e);
             }
             let mut line_item_ids = Vec::new();
             let mut unmatched_units = 0;
@@ -361,29 +562,53 @@ impl Order {
                     unmatched_units += units;
                     continue;
                 };
-                let mut free = snapshot.units.iter().filter(|u| {
-                    u.seller_sku == *sku
-                        && !u.cancelled
-                        && !u.shipped
-                        && !taken.contains(&u.line_item_id)
-                });
-                for _ in 0..units {
-                    match free.next() {
-                        Some(u) => line_item_ids.push(u.line_item_id.clone()),
-                        None => unmatched_units += 1,
-                    }
-                }
-                for id in &line_item_ids {
-                    taken.insert(id.clone());
-                }
+                let free: Vec<&str> = snapshot
+                    .units
+                    .iter()
+                    .filter(|u| {
+                        u.seller_sku == *sku
+                            && !u.cancelled
+                            && !u.shipped
+                            && !d.state.assigned_units.contains(&u.line_item_id)
+                            && !line_item_ids.contains(&u.line_item_id)
+                    })
+                    .map(|u| u.line_item_id.as_str())
+                    .take(units as usize)
+                    .collect();
+                unmatched_units += units - free.len() as u32;
+                line_item_ids.extend(free.into_iter().map(str::to_string));
             }
-            events.push(OrderEvent::SoDelivered(SoDelivered {
+            d.push(OrderEvent::SoDelivered(SoDelivered {
                 fulfillment: f.clone(),
                 line_item_ids,
                 unmatched_units,
             }));
         }
-        Ok(events)
+        for e in d.state.releasable_fulfillments(snapshot.status) {
+            d.push(e);
+        }
+        Ok(d.events)
+    }
+}
+
+/// Events decided so far, applied to a scratch copy so later rules of the same
+/// decision see their effect.
+struct Decision {
+    state: Order,
+    events: Vec<OrderEvent>,
+}
+
+impl Decision {
+    fn new(order: &Order) -> Self {
+        Decision {
+            state: order.clone(),
+            events: Vec::new(),
+        }
+    }
+
+    fn push(&mut self, e: OrderEvent) {
+        self.state.apply(&e);
+        self.events.push(e);
     }
 }
 
@@ -412,7 +637,14 @@ fn differences(old: &OrderSnapshot, new: &OrderSnapshot) -> Vec<String> {
             Some(o) if !o.cancelled && u.cancelled => {
                 out.push(format!("unit {id} ({}) cancelled", u.seller_sku))
             }
-            Some(o) if o != u => out.push(format!("unit {id} ({}) changed", u.seller_sku)),
+            // Shipping flags follow our own pushes; they are not edits.
+            Some(o)
+                if o.cancelled != u.cancelled
+                    || o.sale_price != u.sale_price
+                    || o.sku_id != u.sku_id =>
+            {
+                out.push(format!("unit {id} ({}) changed", u.seller_sku))
+            }
             _ => {}
         }
     }
@@ -424,6 +656,10 @@ fn differences(old: &OrderSnapshot, new: &OrderSnapshot) -> Vec<String> {
     if old.fulfillment_type != new.fulfillment_type || old.warehouse_id != new.warehouse_id {
         out.push("fulfilment changed".to_string());
     }
+    if out.is_empty() && old.units != new.units {
+        // Only shipping flags moved: keep the newest view without calling it an edit.
+        out.push("shipping progress".to_string());
+    }
     out
 }
 
@@ -433,11 +669,22 @@ impl Aggregate for Order {
     type Error = OrderError;
 
     const STREAM_PREFIX: &'static str = "order";
-    const STATE_VERSION: u32 = 1;
+    const STATE_VERSION: u32 = 2;
 
     fn decide(&self, command: &OrderCommand, ctx: &Ctx<'_>) -> Result<Vec<OrderEvent>, OrderError> {
         match command {
-            OrderCommand::Observe(snap) => self.decide_observe(snap, ctx),
+            OrderCommand::Signal {
+                by,
+                delivery_id,
+                what,
+            } => Ok(vec![OrderEvent::OrderSignalled(OrderSignalled {
+                by: *by,
+                delivery_id: delivery_id.clone(),
+                what: what.clone(),
+            })]),
+            OrderCommand::Observe { snapshot, source } => {
+                self.decide_observe(snapshot, *source, ctx)
+            }
             OrderCommand::ExpireHold => {
                 let Some(until) = self.hold_until else {
                     return Err(OrderError::NotPlaced);
@@ -450,16 +697,52 @@ impl Aggregate for Order {
                 // edits made in the last minutes of the hold are what Katana receives.
                 Ok(vec![OrderEvent::HoldExpired(HoldExpired { at: ctx.now })])
             }
+            OrderCommand::RecordSoBlocked { unmatched } => match &self.so {
+                SoState::Requested { .. } => {
+                    let mut d = Decision::new(self);
+                    d.push(OrderEvent::SoBlocked(SoBlocked {
+                        unmatched: unmatched.clone(),
+                    }));
+                    if let Some(e) = d.state.raise(
+                        keys::UNMATCHED_SKU,
+                        format!(
+                            "no Katana variant with SKU {}; the order is pushed as soon as it exists",
+                            unmatched.join(", ")
+                        ),
+                    ) {
+                        d.push(e);
+                    }
+                    Ok(d.events)
+                }
+                _ => Err(OrderError::NotRequested),
+            },
+            OrderCommand::RetrySo => match (&self.so, &self.snapshot) {
+                (SoState::Blocked { .. }, Some(snapshot)) if !self.cancelled => Ok(self
+                    .eligible_request(snapshot, ctx.policy.fbt_orders)
+                    .map(OrderEvent::SoRequested)
+                    .into_iter()
+                    .collect()),
+                _ => Ok(vec![]),
+            },
             OrderCommand::RecordSoCreated {
                 so_id,
                 order_no,
                 rows,
             } => match &self.so {
-                SoState::Requested { .. } => Ok(vec![OrderEvent::SoCreated(SoCreated {
-                    so_id: *so_id,
-                    order_no: order_no.clone(),
-                    rows: rows.clone(),
-                })]),
+                SoState::Requested { .. } | SoState::Blocked { .. } => {
+                    let mut d = Decision::new(self);
+                    d.push(OrderEvent::SoCreated(SoCreated {
+                        so_id: *so_id,
+                        order_no: order_no.clone(),
+                        rows: rows.clone(),
+                    }));
+                    for key in [keys::UNMATCHED_SKU, keys::SO_REJECTED] {
+                        if let Some(e) = d.state.resolve(key) {
+                            d.push(e);
+                        }
+                    }
+                    Ok(d.events)
+                }
                 SoState::Created {
                     so_id: existing, ..
                 } if existing == so_id => Ok(vec![]),
@@ -469,37 +752,100 @@ impl Aggregate for Order {
                     existing: *existing,
                     offered: *so_id,
                 }),
-                SoState::None => Err(OrderError::NotRequested),
+                SoState::None | SoState::Deleted { .. } => Err(OrderError::NotRequested),
             },
             OrderCommand::RecordSoCreateFailed { reason, retryable } => match &self.so {
-                SoState::Requested { .. } => Ok(vec![OrderEvent::SoCreateFailed(SoCreateFailed {
-                    reason: reason.clone(),
-                    retryable: *retryable,
-                })]),
+                SoState::Requested { .. } => {
+                    let mut d = Decision::new(self);
+                    d.push(OrderEvent::SoCreateFailed(SoCreateFailed {
+                        reason: reason.clone(),
+                        retryable: *retryable,
+                    }));
+                    if !retryable {
+                        if let Some(e) = d.state.raise(
+                            keys::SO_REJECTED,
+                            format!("Katana refused the SO: {reason}"),
+                        ) {
+                            d.push(e);
+                        }
+                    }
+                    Ok(d.events)
+                }
                 _ => Err(OrderError::NotRequested),
             },
+            OrderCommand::RecordSoDeleted => match &self.so {
+                SoState::Created { so_id, .. } => {
+                    let mut d = Decision::new(self);
+                    d.push(OrderEvent::SoDeleted(SoDeleted { so_id: *so_id }));
+                    if let Some(e) = d.state.resolve(keys::CANCELLED_AFTER_PUSH) {
+                        d.push(e);
+                    }
+                    Ok(d.events)
+                }
+                SoState::Deleted { .. } => Ok(vec![]),
+                _ => Err(OrderError::NoSalesOrder),
+            },
             OrderCommand::ObserveFulfillments(list) => self.decide_fulfillments(list),
+            OrderCommand::RetryFulfillment { fulfillment_id } => {
+                match self.deliveries.get(fulfillment_id) {
+                    None => Err(OrderError::UnknownFulfillment(*fulfillment_id)),
+                    Some(d) if d.package_id.is_some() => Ok(vec![]),
+                    Some(_) => {
+                        let mut scratch = self.clone();
+                        if let Some(d) = scratch.deliveries.get_mut(fulfillment_id) {
+                            d.requested = false;
+                        }
+                        let status = self.status().unwrap_or(TikTokOrderStatus::OnHold);
+                        Ok(scratch
+                            .releasable_fulfillments(status)
+                            .into_iter()
+                            .filter(|e| matches!(e, OrderEvent::FulfillmentRequested(r) if r.fulfillment_id == *fulfillment_id))
+                            .collect())
+                    }
+                }
+            }
             OrderCommand::RecordFulfillmentPushed {
                 fulfillment_id,
                 package_id,
             } => match self.deliveries.get(fulfillment_id) {
                 None => Err(OrderError::UnknownFulfillment(*fulfillment_id)),
                 Some(d) if d.package_id.is_some() => Ok(vec![]),
-                Some(_) => Ok(vec![OrderEvent::FulfillmentPushed(FulfillmentPushed {
-                    fulfillment_id: *fulfillment_id,
-                    package_id: package_id.clone(),
-                })]),
+                Some(_) => {
+                    let mut d = Decision::new(self);
+                    d.push(OrderEvent::FulfillmentPushed(FulfillmentPushed {
+                        fulfillment_id: *fulfillment_id,
+                        package_id: package_id.clone(),
+                    }));
+                    if let Some(e) = d
+                        .state
+                        .resolve(&keys::fulfillment_rejected(*fulfillment_id))
+                    {
+                        d.push(e);
+                    }
+                    Ok(d.events)
+                }
             },
+            OrderCommand::RaiseException { key, message } => {
+                Ok(self.raise(key, message.clone()).into_iter().collect())
+            }
+            OrderCommand::ResolveException { key } => Ok(self.resolve(key).into_iter().collect()),
         }
     }
 
     fn apply(&mut self, event: &OrderEvent) {
         match event {
+            OrderEvent::OrderSignalled(_) => self.signals += 1,
             OrderEvent::OrderPlaced(e) => {
+                self.skus_seen
+                    .extend(e.snapshot.units.iter().map(|u| u.seller_sku.clone()));
                 self.snapshot = Some(e.snapshot.clone());
                 self.hold_until = Some(e.hold_until);
             }
-            OrderEvent::OrderEdited(e) => self.snapshot = Some(e.snapshot.clone()),
+            OrderEvent::OrderEdited(e) => {
+                self.skus_seen
+                    .extend(e.snapshot.units.iter().map(|u| u.seller_sku.clone()));
+                self.snapshot = Some(e.snapshot.clone());
+            }
             OrderEvent::OrderCancelled(_) => self.cancelled = true,
             OrderEvent::HoldExpired(_) => self.hold_expired = true,
             OrderEvent::OrderSkipped(e) => self.skipped = Some(e.reason),
@@ -510,6 +856,11 @@ impl Aggregate for Order {
                     last_error: None,
                 }
             }
+            OrderEvent::SoBlocked(e) => {
+                self.so = SoState::Blocked {
+                    reason: format!("unmatched SKU {}", e.unmatched.join(", ")),
+                }
+            }
             OrderEvent::SoCreated(e) => {
                 self.so = SoState::Created {
                     so_id: e.so_id,
@@ -518,10 +869,17 @@ impl Aggregate for Order {
                 }
             }
             OrderEvent::SoCreateFailed(e) => {
-                if let SoState::Requested { last_error, .. } = &mut self.so {
-                    *last_error = Some(e.reason.clone());
+                if e.retryable {
+                    if let SoState::Requested { last_error, .. } = &mut self.so {
+                        *last_error = Some(e.reason.clone());
+                    }
+                } else {
+                    self.so = SoState::Blocked {
+                        reason: e.reason.clone(),
+                    };
                 }
             }
+            OrderEvent::SoDeleted(e) => self.so = SoState::Deleted { so_id: e.so_id },
             OrderEvent::SoDelivered(e) => {
                 self.assigned_units.extend(e.line_item_ids.iter().cloned());
                 self.deliveries.insert(
@@ -529,14 +887,26 @@ impl Aggregate for Order {
                     Delivery {
                         fulfillment: e.fulfillment.clone(),
                         line_item_ids: e.line_item_ids.clone(),
+                        requested: false,
                         package_id: None,
                     },
                 );
+            }
+            OrderEvent::FulfillmentRequested(e) => {
+                if let Some(d) = self.deliveries.get_mut(&e.fulfillment_id) {
+                    d.requested = true;
+                }
             }
             OrderEvent::FulfillmentPushed(e) => {
                 if let Some(d) = self.deliveries.get_mut(&e.fulfillment_id) {
                     d.package_id = Some(e.package_id.clone());
                 }
+            }
+            OrderEvent::ExceptionRaised(e) => {
+                self.exceptions.insert(e.key.clone(), e.message.clone());
+            }
+            OrderEvent::ExceptionResolved(e) => {
+                self.exceptions.remove(&e.key);
             }
         }
     }
@@ -548,6 +918,23 @@ impl Aggregate for Order {
                 due_at: e.hold_until,
             }],
             OrderEvent::HoldExpired(_) => vec![TimerChange::Disarm { kind: HOLD_TIMER }],
+            _ => vec![],
+        }
+    }
+
+    fn index(event: &OrderEvent) -> Vec<IndexChange> {
+        match event {
+            OrderEvent::SoCreated(e) => vec![IndexChange::Put {
+                kind: "so",
+                key: e.so_id.to_string(),
+            }],
+            OrderEvent::ExceptionRaised(e) => vec![IndexChange::PutException {
+                key: e.key.clone(),
+                message: e.message.clone(),
+            }],
+            OrderEvent::ExceptionResolved(e) => {
+                vec![IndexChange::DeleteException { key: e.key.clone() }]
+            }
             _ => vec![],
         }
     }
@@ -572,7 +959,7 @@ mod tests {
     fn placed(snap: &OrderSnapshot) -> Vec<OrderEvent> {
         given_when::<Order>(
             &[],
-            OrderCommand::Observe(Box::new(snap.clone())),
+            OrderCommand::observe(snap.clone(), Source::Poll),
             t0(),
             &policy(),
         )
@@ -597,7 +984,7 @@ mod tests {
         h.extend(
             given_when::<Order>(
                 &h,
-                OrderCommand::Observe(Box::new(reread(snap, 60, |_| {}))),
+                OrderCommand::observe(reread(snap, 60, |_| {}), Source::Poll),
                 mins(60),
                 &policy(),
             )
@@ -676,9 +1063,12 @@ mod tests {
         let h = placed(&snap);
         let e = given_when::<Order>(
             &h,
-            OrderCommand::Observe(Box::new(reread(&snap, 30, |s| {
-                s.status = TikTokOrderStatus::AwaitingShipment
-            }))),
+            OrderCommand::observe(
+                reread(&snap, 30, |s| {
+                    s.status = TikTokOrderStatus::AwaitingShipment
+                }),
+                Source::Poll,
+            ),
             mins(30),
             &policy(),
         )
@@ -692,7 +1082,7 @@ mod tests {
         let h = expired(&snap);
         let e = given_when::<Order>(
             &h,
-            OrderCommand::Observe(Box::new(reread(&snap, 60, |_| {}))),
+            OrderCommand::observe(reread(&snap, 60, |_| {}), Source::Poll),
             mins(60),
             &policy(),
         )
@@ -713,7 +1103,7 @@ mod tests {
         let edit = reread(&snap, 20, |s| s.units[1].cancelled = true);
         let e = given_when::<Order>(
             &h,
-            OrderCommand::Observe(Box::new(edit.clone())),
+            OrderCommand::observe(edit.clone(), Source::Poll),
             mins(20),
             &policy(),
         )
@@ -725,7 +1115,7 @@ mod tests {
         h.extend(given_when::<Order>(&h, OrderCommand::ExpireHold, mins(60), &policy()).unwrap());
         let e = given_when::<Order>(
             &h,
-            OrderCommand::Observe(Box::new(reread(&edit, 60, |_| {}))),
+            OrderCommand::observe(reread(&edit, 60, |_| {}), Source::Poll),
             mins(60),
             &policy(),
         )
@@ -741,7 +1131,7 @@ mod tests {
         let cancel = reread(&snap, 10, |s| s.status = TikTokOrderStatus::Cancelled);
         let e = given_when::<Order>(
             &h,
-            OrderCommand::Observe(Box::new(cancel.clone())),
+            OrderCommand::observe(cancel.clone(), Source::Poll),
             mins(10),
             &policy(),
         )
@@ -753,13 +1143,13 @@ mod tests {
         h.extend(given_when::<Order>(&h, OrderCommand::ExpireHold, mins(60), &policy()).unwrap());
         let e = given_when::<Order>(
             &h,
-            OrderCommand::Observe(Box::new(reread(&cancel, 61, |_| {}))),
+            OrderCommand::observe(reread(&cancel, 61, |_| {}), Source::Poll),
             mins(61),
             &policy(),
         )
         .unwrap();
         assert!(requested_rows(&e).is_none());
-        assert!(fold::<Order>(&h).pending_units().is_empty());
+        assert!(fold::<Order>(&h).pending_units().values().all(|&u| u == 0));
     }
 
     #[test]
@@ -771,7 +1161,7 @@ mod tests {
             let h = expired(&snap);
             let e = given_when::<Order>(
                 &h,
-                OrderCommand::Observe(Box::new(reread(&snap, 61, |_| {}))),
+                OrderCommand::observe(reread(&snap, 61, |_| {}), Source::Poll),
                 mins(61),
                 &policy(),
             )
@@ -782,7 +1172,7 @@ mod tests {
             });
             let e = given_when::<Order>(
                 &h,
-                OrderCommand::Observe(Box::new(released)),
+                OrderCommand::observe(released, Source::Poll),
                 mins(90),
                 &policy(),
             )
@@ -799,9 +1189,10 @@ mod tests {
         assert!(h.iter().any(|e| matches!(e, OrderEvent::OrderSkipped(_))));
         let e = given_when::<Order>(
             &h,
-            OrderCommand::Observe(Box::new(reread(&snap, 61, |s| {
-                s.status = TikTokOrderStatus::InTransit
-            }))),
+            OrderCommand::observe(
+                reread(&snap, 61, |s| s.status = TikTokOrderStatus::InTransit),
+                Source::Poll,
+            ),
             mins(61),
             &policy(),
         )
@@ -819,10 +1210,10 @@ mod tests {
         snap.fulfillment_type = FulfillmentType::FulfillmentByTiktok;
         let (_, h) = crate::domain::testkit::run::<Order>(
             vec![
-                (OrderCommand::Observe(Box::new(snap.clone())), t0()),
+                (OrderCommand::observe(snap.clone(), Source::Poll), t0()),
                 (OrderCommand::ExpireHold, mins(60)),
                 (
-                    OrderCommand::Observe(Box::new(reread(&snap, 60, |_| {}))),
+                    OrderCommand::observe(reread(&snap, 60, |_| {}), Source::Poll),
                     mins(60),
                 ),
             ],
@@ -831,9 +1222,10 @@ mod tests {
         assert!(requested_rows(&h).is_none(), "not before TikTok ships it");
         let e = given_when::<Order>(
             &h,
-            OrderCommand::Observe(Box::new(reread(&snap, 70, |s| {
-                s.status = TikTokOrderStatus::InTransit
-            }))),
+            OrderCommand::observe(
+                reread(&snap, 70, |s| s.status = TikTokOrderStatus::InTransit),
+                Source::Poll,
+            ),
             mins(70),
             &policy,
         )
@@ -850,7 +1242,7 @@ mod tests {
         for _ in 0..5 {
             let e = given_when::<Order>(
                 &h,
-                OrderCommand::Observe(Box::new(snap.clone())),
+                OrderCommand::observe(snap.clone(), Source::Poll),
                 mins(5),
                 &policy(),
             )
@@ -869,7 +1261,7 @@ mod tests {
         h.extend(
             given_when::<Order>(
                 &h,
-                OrderCommand::Observe(Box::new(newer)),
+                OrderCommand::observe(newer, Source::Poll),
                 mins(20),
                 &policy(),
             )
@@ -877,7 +1269,7 @@ mod tests {
         );
         let e = given_when::<Order>(
             &h,
-            OrderCommand::Observe(Box::new(reread(&snap, 10, |_| {}))),
+            OrderCommand::observe(reread(&snap, 10, |_| {}), Source::Poll),
             mins(21),
             &policy(),
         )
@@ -919,7 +1311,7 @@ mod tests {
         );
         let e = given_when::<Order>(
             &h,
-            OrderCommand::Observe(Box::new(reread(&order(&[("1", "A")]), 70, |_| {}))),
+            OrderCommand::observe(reread(&order(&[("1", "A")]), 70, |_| {}), Source::Poll),
             mins(70),
             &policy(),
         )
@@ -958,7 +1350,179 @@ mod tests {
         )
         .unwrap();
         assert!(
-            matches!(&again[..], [OrderEvent::SoDelivered(d)] if d.line_item_ids == vec!["2".to_string()] && d.unmatched_units == 0)
+            matches!(&again[..], [OrderEvent::SoDelivered(d), OrderEvent::FulfillmentRequested(r)]
+                if d.line_item_ids == vec!["2".to_string()] && d.unmatched_units == 0
+                    && r.fulfillment_id == 8 && r.line_item_ids == d.line_item_ids && r.tracking_number == "1Z8")
+        );
+    }
+
+    #[test]
+    fn tracking_is_never_requested_while_tiktok_shows_on_hold() {
+        let snap = order(&[("1", "A")]);
+        let mut h = created(&snap);
+        let held = reread(&snap, 70, |s| s.status = TikTokOrderStatus::OnHold);
+        h.extend(
+            given_when::<Order>(
+                &h,
+                OrderCommand::observe(held.clone(), Source::Webhook),
+                mins(70),
+                &policy(),
+            )
+            .unwrap(),
+        );
+        let e = given_when::<Order>(
+            &h,
+            OrderCommand::ObserveFulfillments(vec![fulfillment(7, &[(100, 1)])]),
+            mins(90),
+            &policy(),
+        )
+        .unwrap();
+        assert!(matches!(&e[..], [OrderEvent::SoDelivered(_)]), "{e:?}");
+        h.extend(e);
+        let released = reread(&held, 95, |s| {
+            s.status = TikTokOrderStatus::AwaitingShipment
+        });
+        let e = given_when::<Order>(
+            &h,
+            OrderCommand::observe(released, Source::Webhook),
+            mins(95),
+            &policy(),
+        )
+        .unwrap();
+        assert!(e
+            .iter()
+            .any(|e| matches!(e, OrderEvent::FulfillmentRequested(r) if r.fulfillment_id == 7)));
+    }
+
+    #[test]
+    fn a_delivery_without_tracking_is_an_exception_until_tracking_appears() {
+        let mut h = created(&order(&[("1", "A")]));
+        let mut untracked = fulfillment(7, &[(100, 1)]);
+        untracked.tracking_number = None;
+        let e = given_when::<Order>(
+            &h,
+            OrderCommand::ObserveFulfillments(vec![untracked.clone()]),
+            mins(90),
+            &policy(),
+        )
+        .unwrap();
+        assert!(
+            matches!(&e[..], [OrderEvent::ExceptionRaised(x)] if x.key == "missing-tracking-7")
+        );
+        h.extend(e);
+        let again = given_when::<Order>(
+            &h,
+            OrderCommand::ObserveFulfillments(vec![untracked]),
+            mins(91),
+            &policy(),
+        )
+        .unwrap();
+        assert!(again.is_empty(), "raised once");
+        let e = given_when::<Order>(
+            &h,
+            OrderCommand::ObserveFulfillments(vec![fulfillment(7, &[(100, 1)])]),
+            mins(92),
+            &policy(),
+        )
+        .unwrap();
+        assert!(
+            matches!(
+                &e[..],
+                [
+                    OrderEvent::ExceptionResolved(_),
+                    OrderEvent::SoDelivered(_),
+                    OrderEvent::FulfillmentRequested(_)
+                ]
+            ),
+            "{e:?}"
+        );
+        h.extend(e);
+        assert!(fold::<Order>(&h).exceptions.is_empty());
+    }
+
+    #[test]
+    fn an_unmatched_sku_blocks_the_order_until_a_retry_after_the_mapping() {
+        let snap = order(&[("1", "A")]);
+        let mut h = expired(&snap);
+        h.extend(
+            given_when::<Order>(
+                &h,
+                OrderCommand::observe(reread(&snap, 60, |_| {}), Source::HoldReread),
+                mins(60),
+                &policy(),
+            )
+            .unwrap(),
+        );
+        let e = given_when::<Order>(
+            &h,
+            OrderCommand::RecordSoBlocked {
+                unmatched: vec!["A".into()],
+            },
+            mins(60),
+            &policy(),
+        )
+        .unwrap();
+        assert!(
+            matches!(&e[..], [OrderEvent::SoBlocked(_), OrderEvent::ExceptionRaised(x)] if x.key == "unmatched-sku" && x.message.contains('A'))
+        );
+        h.extend(e);
+        assert_eq!(
+            fold::<Order>(&h).pending_units().get("A"),
+            Some(&1),
+            "still holds stock back"
+        );
+        let e = given_when::<Order>(&h, OrderCommand::RetrySo, mins(70), &policy()).unwrap();
+        assert!(matches!(&e[..], [OrderEvent::SoRequested(_)]));
+        h.extend(e);
+        let e = given_when::<Order>(
+            &h,
+            OrderCommand::RecordSoCreated {
+                so_id: 9,
+                order_no: "TT-1".into(),
+                rows: vec![],
+            },
+            mins(71),
+            &policy(),
+        )
+        .unwrap();
+        assert!(
+            matches!(&e[..], [OrderEvent::SoCreated(_), OrderEvent::ExceptionResolved(x)] if x.key == "unmatched-sku")
+        );
+    }
+
+    #[test]
+    fn a_cancellation_after_the_push_ends_with_the_so_deleted() {
+        let snap = order(&[("1", "A")]);
+        let mut h = created(&snap);
+        h.extend(
+            given_when::<Order>(
+                &h,
+                OrderCommand::observe(
+                    reread(&snap, 81, |s| s.status = TikTokOrderStatus::Cancelled),
+                    Source::Webhook,
+                ),
+                mins(81),
+                &policy(),
+            )
+            .unwrap(),
+        );
+        let e =
+            given_when::<Order>(&h, OrderCommand::RecordSoDeleted, mins(82), &policy()).unwrap();
+        assert!(matches!(&e[..], [OrderEvent::SoDeleted(d)] if d.so_id == 42));
+        h.extend(e);
+        assert!(
+            given_when::<Order>(&h, OrderCommand::RecordSoDeleted, mins(83), &policy())
+                .unwrap()
+                .is_empty()
+        );
+    }
+
+    #[test]
+    fn version_one_placements_are_read_with_an_unknown_source() {
+        let v1 = r#"{"snapshot":{"order_id":"1","status":"AWAITING_SHIPMENT","fulfillment_type":"FULFILLMENT_BY_SELLER","create_time":"2026-01-01T12:00:00Z","update_time":"2026-01-01T12:00:00Z","currency":"USD","warehouse_id":null,"recipient":null,"buyer_email":null,"units":[]},"hold_until":"2026-01-01T13:00:00Z"}"#;
+        let e = OrderEvent::decode("OrderPlaced", 1, v1).unwrap();
+        assert!(
+            matches!(e, OrderEvent::OrderPlaced(p) if p.source == Source::Unknown && p.hold_until == mins(60))
         );
     }
 
@@ -992,19 +1556,26 @@ mod tests {
         let h = created(&snap);
         let e = given_when::<Order>(
             &h,
-            OrderCommand::Observe(Box::new(reread(&snap, 80, |s| {
-                s.recipient.as_mut().unwrap().zip = "10001".into()
-            }))),
+            OrderCommand::observe(
+                reread(&snap, 80, |s| {
+                    s.recipient.as_mut().unwrap().zip = "10001".into()
+                }),
+                Source::Poll,
+            ),
             mins(80),
             &policy(),
         )
         .unwrap();
-        assert!(matches!(&e[..], [OrderEvent::OrderEdited(ed)] if ed.after_push));
+        assert!(
+            matches!(&e[..], [OrderEvent::OrderEdited(ed), OrderEvent::ExceptionRaised(x)] if ed.after_push && x.key == "edited-after-push"),
+            "{e:?}"
+        );
         let e = given_when::<Order>(
             &h,
-            OrderCommand::Observe(Box::new(reread(&snap, 81, |s| {
-                s.status = TikTokOrderStatus::Cancelled
-            }))),
+            OrderCommand::observe(
+                reread(&snap, 81, |s| s.status = TikTokOrderStatus::Cancelled),
+                Source::Poll,
+            ),
             mins(81),
             &policy(),
         )
@@ -1021,7 +1592,10 @@ mod tests {
         let pending = fold::<Order>(&h).pending_units();
         assert_eq!(pending.get("A"), Some(&2));
         assert_eq!(pending.get("B"), Some(&1));
-        assert!(fold::<Order>(&created(&snap)).pending_units().is_empty());
+        assert!(fold::<Order>(&created(&snap))
+            .pending_units()
+            .values()
+            .all(|&u| u == 0));
     }
 
     #[test]
@@ -1067,7 +1641,7 @@ mod tests {
                         u
                     })
                     .collect();
-                (OrderCommand::Observe(Box::new(s)), minute)
+                (OrderCommand::observe(s, Source::Poll), minute)
             }),
             (0..200i64).prop_map(|m| (OrderCommand::ExpireHold, m)),
             (1..3i64, 0..200i64).prop_map(|(id, m)| (

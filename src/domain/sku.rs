@@ -8,8 +8,9 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
 use super::codec::{domain_events, Upcaster};
+use super::exceptions::{keys, ExceptionRaised, ExceptionResolved};
 use super::observed::{Quantity, StockLevel};
-use super::{add, Aggregate, Ctx, TimerChange};
+use super::{add, Aggregate, Ctx, IndexChange, TimerChange};
 use crate::config::BufferMode;
 
 pub const FLUSH_TIMER: &str = "flush";
@@ -65,6 +66,12 @@ pub struct ChannelSyncToggled {
     pub enabled: bool,
 }
 
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SkuSignalled {
+    pub delivery_id: String,
+    pub what: String,
+}
+
 const SKU_UPCASTERS: &[Upcaster] = &[];
 
 domain_events! {
@@ -78,6 +85,9 @@ domain_events! {
         BufferClosed = 1,
         InventoryPushed = 1,
         ChannelSyncToggled = 1,
+        SkuSignalled = 1,
+        ExceptionRaised = 1,
+        ExceptionResolved = 1,
     }
 }
 
@@ -99,6 +109,18 @@ pub enum SkuCommand {
     },
     ToggleSync {
         enabled: bool,
+    },
+    /// Katana said this variant's stock changed: recorded, then re-read.
+    Signal {
+        delivery_id: String,
+        what: String,
+    },
+    RaiseException {
+        key: String,
+        message: String,
+    },
+    ResolveException {
+        key: String,
     },
 }
 
@@ -125,6 +147,9 @@ pub struct Sku {
     pub last_flushed: Option<i64>,
     /// The last quantity TikTok confirmed.
     pub last_pushed: Option<i64>,
+    /// Open exceptions: key -> message.
+    #[serde(default)]
+    pub exceptions: BTreeMap<String, String>,
 }
 
 impl Default for Sku {
@@ -137,6 +162,7 @@ impl Default for Sku {
             buffer_due: None,
             last_flushed: None,
             last_pushed: None,
+            exceptions: BTreeMap::new(),
         }
     }
 }
@@ -193,7 +219,7 @@ impl Aggregate for Sku {
     type Error = SkuError;
 
     const STREAM_PREFIX: &'static str = "sku";
-    const STATE_VERSION: u32 = 1;
+    const STATE_VERSION: u32 = 2;
 
     fn decide(&self, command: &SkuCommand, ctx: &Ctx<'_>) -> Result<Vec<SkuEvent>, SkuError> {
         let mut next = self.clone();
@@ -278,6 +304,49 @@ impl Aggregate for Sku {
                         quantity: *quantity,
                     }),
                 );
+                if next.exceptions.contains_key(keys::INVENTORY_REJECTED) {
+                    record(
+                        &mut next,
+                        &mut events,
+                        SkuEvent::ExceptionResolved(ExceptionResolved {
+                            key: keys::INVENTORY_REJECTED.into(),
+                        }),
+                    );
+                }
+                return Ok(events);
+            }
+            SkuCommand::Signal { delivery_id, what } => {
+                record(
+                    &mut next,
+                    &mut events,
+                    SkuEvent::SkuSignalled(SkuSignalled {
+                        delivery_id: delivery_id.clone(),
+                        what: what.clone(),
+                    }),
+                );
+                return Ok(events);
+            }
+            SkuCommand::RaiseException { key, message } => {
+                if self.exceptions.get(key) != Some(message) {
+                    record(
+                        &mut next,
+                        &mut events,
+                        SkuEvent::ExceptionRaised(ExceptionRaised {
+                            key: key.clone(),
+                            message: message.clone(),
+                        }),
+                    );
+                }
+                return Ok(events);
+            }
+            SkuCommand::ResolveException { key } => {
+                if self.exceptions.contains_key(key) {
+                    record(
+                        &mut next,
+                        &mut events,
+                        SkuEvent::ExceptionResolved(ExceptionResolved { key: key.clone() }),
+                    );
+                }
                 return Ok(events);
             }
             SkuCommand::ToggleSync { enabled } => {
@@ -333,6 +402,30 @@ impl Aggregate for Sku {
                     self.buffer_due = None;
                 }
             }
+            SkuEvent::SkuSignalled(_) => {}
+            SkuEvent::ExceptionRaised(e) => {
+                self.exceptions.insert(e.key.clone(), e.message.clone());
+            }
+            SkuEvent::ExceptionResolved(e) => {
+                self.exceptions.remove(&e.key);
+            }
+        }
+    }
+
+    fn index(event: &SkuEvent) -> Vec<IndexChange> {
+        match event {
+            SkuEvent::SkuMapped(e) => vec![IndexChange::Put {
+                kind: "variant",
+                key: e.variant_id.to_string(),
+            }],
+            SkuEvent::ExceptionRaised(e) => vec![IndexChange::PutException {
+                key: e.key.clone(),
+                message: e.message.clone(),
+            }],
+            SkuEvent::ExceptionResolved(e) => {
+                vec![IndexChange::DeleteException { key: e.key.clone() }]
+            }
+            _ => vec![],
         }
     }
 

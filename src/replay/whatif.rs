@@ -46,7 +46,7 @@ use crate::config::{BufferMode, FbtMode};
 use crate::domain::observed::{
     FulfillmentType, OrderSnapshot, Quantity, StockLevel, TikTokOrderStatus,
 };
-use crate::domain::order::{CreatedRow, Order, OrderCommand, OrderEvent, SoState};
+use crate::domain::order::{CreatedRow, Order, OrderCommand, OrderEvent, SoState, Source};
 use crate::domain::sku::{Sku, SkuCommand, SkuEvent, MAX_TIKTOK_QUANTITY};
 use crate::domain::{Aggregate, Ctx, DomainEvent, Policy, TimerChange};
 use crate::store::{EventStore, RecordedEvent, StoreError};
@@ -655,7 +655,7 @@ impl Simulation {
     }
 
     fn observe_order(&mut self, order_id: &str, snapshot: OrderSnapshot) {
-        self.exec_order(order_id, OrderCommand::Observe(Box::new(snapshot)));
+        self.exec_order(order_id, OrderCommand::observe(snapshot, Source::Poll));
     }
 
     /// Runs a command on the simulated order and plays the service's reactions.
@@ -745,7 +745,7 @@ impl Simulation {
         }
         if reread {
             if let Some(s) = latest {
-                self.exec_order(order_id, OrderCommand::Observe(Box::new(s)));
+                self.exec_order(order_id, OrderCommand::observe(s, Source::Poll));
             }
         }
     }

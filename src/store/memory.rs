@@ -9,8 +9,8 @@ use parking_lot::Mutex;
 use tokio::sync::watch;
 
 use super::{
-    Committed, EventStore, Expected, RawEvent, RecordedEvent, Snapshot, StoreError, Timer,
-    UnitOfWork,
+    Committed, EventStore, Expected, LookupEntry, RawEvent, RecordedEvent, Snapshot, StoreError,
+    Timer, UnitOfWork,
 };
 
 #[derive(Default)]
@@ -21,6 +21,7 @@ struct State {
     inbox: HashSet<(String, String)>,
     checkpoints: HashMap<String, u64>,
     snapshots: BTreeMap<String, Snapshot>,
+    lookup: BTreeMap<(String, String), String>,
 }
 
 impl State {
@@ -162,6 +163,12 @@ impl MemoryStore {
             let cp = st.checkpoints.entry(name).or_insert(0);
             *cp = (*cp).max(pos);
         }
+        for (kind, key) in unit.lookup_delete {
+            st.lookup.remove(&(kind, key));
+        }
+        for e in unit.lookup_put {
+            st.lookup.insert((e.kind, e.key), e.value);
+        }
         if let Some(s) = unit.snapshot {
             st.snapshots.insert(s.stream.clone(), s);
         }
@@ -281,6 +288,30 @@ impl EventStore for MemoryStore {
             .lock()
             .inbox
             .contains(&(source.to_string(), delivery_id.to_string())))
+    }
+
+    fn lookup(&self, kind: &str, key: &str) -> Result<Option<String>, StoreError> {
+        Ok(self
+            .state
+            .lock()
+            .lookup
+            .get(&(kind.to_string(), key.to_string()))
+            .cloned())
+    }
+
+    fn lookup_all(&self, kind: &str) -> Result<Vec<LookupEntry>, StoreError> {
+        Ok(self
+            .state
+            .lock()
+            .lookup
+            .iter()
+            .filter(|((k, _), _)| k == kind)
+            .map(|((k, key), v)| LookupEntry {
+                kind: k.clone(),
+                key: key.clone(),
+                value: v.clone(),
+            })
+            .collect())
     }
 
     fn streams(&self) -> Result<Vec<String>, StoreError> {

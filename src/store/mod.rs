@@ -167,6 +167,17 @@ pub struct UnitOfWork {
     /// (subscriber, position): only ever moves forward.
     pub checkpoint: Option<(String, u64)>,
     pub snapshot: Option<Snapshot>,
+    /// Lookup entries to write (replacing any with the same kind and key).
+    pub lookup_put: Vec<LookupEntry>,
+    /// (kind, key) lookup entries to remove.
+    pub lookup_delete: Vec<(String, String)>,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LookupEntry {
+    pub kind: String,
+    pub key: String,
+    pub value: String,
 }
 
 impl UnitOfWork {
@@ -266,6 +277,11 @@ pub trait EventStore: Send + Sync + 'static {
     fn all_snapshots(&self) -> Result<Vec<Snapshot>, StoreError>;
 
     fn inbox_contains(&self, source: &str, delivery_id: &str) -> Result<bool, StoreError>;
+
+    fn lookup(&self, kind: &str, key: &str) -> Result<Option<String>, StoreError>;
+
+    /// Every entry of one lookup kind, sorted by key.
+    fn lookup_all(&self, kind: &str) -> Result<Vec<LookupEntry>, StoreError>;
 
     /// Distinct stream names, sorted.
     fn streams(&self) -> Result<Vec<String>, StoreError>;

@@ -17,8 +17,8 @@ use uuid::Uuid;
 
 use super::migrations;
 use super::{
-    from_millis, to_millis, Committed, EventMeta, EventStore, Expected, RawEvent, RecordedEvent,
-    Snapshot, StoreError, Timer, UnitOfWork,
+    from_millis, to_millis, Committed, EventMeta, EventStore, Expected, LookupEntry, RawEvent,
+    RecordedEvent, Snapshot, StoreError, Timer, UnitOfWork,
 };
 
 /// Upper bound of units in one group commit: keeps a single transaction's latency
@@ -346,6 +346,17 @@ fn write_unit(
         )?
         .execute(params![name, *pos as i64])?;
     }
+    for (kind, key) in &unit.lookup_delete {
+        tx.prepare_cached("DELETE FROM lookup WHERE kind = ?1 AND key = ?2")?
+            .execute([kind, key])?;
+    }
+    for e in &unit.lookup_put {
+        tx.prepare_cached(
+            "INSERT INTO lookup (kind, key, value) VALUES (?1, ?2, ?3)
+             ON CONFLICT (kind, key) DO UPDATE SET value = excluded.value",
+        )?
+        .execute([&e.kind, &e.key, &e.value])?;
+    }
     if let Some(s) = &unit.snapshot {
         tx.prepare_cached(
             "INSERT INTO snapshots (stream, seq, state_version, state) VALUES (?1, ?2, ?3, ?4)
@@ -549,6 +560,32 @@ impl EventStore for SqliteStore {
                     .optional()?
                     .is_some(),
             )
+        })
+    }
+
+    fn lookup(&self, kind: &str, key: &str) -> Result<Option<String>, StoreError> {
+        self.with_reader(|c| {
+            Ok(
+                c.prepare_cached("SELECT value FROM lookup WHERE kind = ?1 AND key = ?2")?
+                    .query_row([kind, key], |r| r.get(0))
+                    .optional()?,
+            )
+        })
+    }
+
+    fn lookup_all(&self, kind: &str) -> Result<Vec<LookupEntry>, StoreError> {
+        self.with_reader(|c| {
+            let mut stmt = c.prepare_cached(
+                "SELECT kind, key, value FROM lookup WHERE kind = ?1 ORDER BY key",
+            )?;
+            let rows = stmt.query_map([kind], |r| {
+                Ok(LookupEntry {
+                    kind: r.get(0)?,
+                    key: r.get(1)?,
+                    value: r.get(2)?,
+                })
+            })?;
+            Ok(rows.collect::<Result<Vec<_>, _>>()?)
         })
     }
 

@@ -16,7 +16,7 @@ use tks::config::ActorSettings;
 use tks::domain::observed::{
     FulfillmentType, LineUnit, OrderSnapshot, Quantity, StockLevel, TikTokOrderStatus,
 };
-use tks::domain::order::{Order, OrderCommand};
+use tks::domain::order::{Order, OrderCommand, Source};
 use tks::domain::sku::{Sku, SkuCommand};
 use tks::domain::Policy;
 use tks::store::{EventStore, SharedStore, SqliteStore};
@@ -91,7 +91,7 @@ async fn place(core: &Core, id: &str, created: DateTime<Utc>) {
     core.orders
         .execute(
             id,
-            Execute::new(OrderCommand::Observe(Box::new(snapshot(id, created)))),
+            Execute::new(OrderCommand::observe(snapshot(id, created), Source::Poll)),
         )
         .await
         .unwrap();
@@ -194,7 +194,7 @@ async fn idle_actors_passivate_and_rehydrate_from_snapshot_and_log() {
         let mut s = snapshot("A", t0());
         s.update_time = clock.now();
         core.orders
-            .execute("A", Execute::new(OrderCommand::Observe(Box::new(s))))
+            .execute("A", Execute::new(OrderCommand::observe(s, Source::Poll)))
             .await
             .unwrap();
     }

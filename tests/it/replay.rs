@@ -15,7 +15,7 @@ use tks::domain::observed::{
     Address, FulfillmentType, KatanaFulfillment, LineUnit, OrderSnapshot, Quantity, StockLevel,
     TikTokOrderStatus,
 };
-use tks::domain::order::{CreatedRow, Order, OrderCommand};
+use tks::domain::order::{CreatedRow, Order, OrderCommand, Source};
 use tks::domain::sku::{Sku, SkuCommand};
 use tks::domain::{Aggregate, Ctx, DomainEvent, Policy};
 use tks::replay::capture::{self, CaptureError, Selection};
@@ -269,7 +269,7 @@ impl LogBuilder {
         let reread = self
             .order(
                 id,
-                OrderCommand::Observe(Box::new(snap.clone())),
+                OrderCommand::observe(snap.clone(), Source::Poll),
                 t,
                 Some(&expired),
             )
@@ -416,7 +416,7 @@ async fn scenario(connector: bool) -> LogBuilder {
     let e = b
         .order(
             "1001",
-            OrderCommand::Observe(Box::new(placed.clone())),
+            OrderCommand::observe(placed.clone(), Source::Poll),
             at(0, 30),
             webhook.as_ref(),
         )
@@ -428,7 +428,7 @@ async fn scenario(connector: bool) -> LogBuilder {
     let e = b
         .order(
             "1002",
-            OrderCommand::Observe(Box::new(other.clone())),
+            OrderCommand::observe(other.clone(), Source::Poll),
             at(5, 0),
             None,
         )
@@ -442,7 +442,7 @@ async fn scenario(connector: bool) -> LogBuilder {
     let e = b
         .order(
             "1001",
-            OrderCommand::Observe(Box::new(edited.clone())),
+            OrderCommand::observe(edited.clone(), Source::Poll),
             at(20, 0),
             None,
         )
@@ -463,7 +463,7 @@ async fn scenario(connector: bool) -> LogBuilder {
     let e = b
         .order(
             "1002",
-            OrderCommand::Observe(Box::new(cancelled)),
+            OrderCommand::observe(cancelled, Source::Poll),
             at(65, 0),
             None,
         )
@@ -507,13 +507,18 @@ async fn every_event_type() -> LogBuilder {
 
     let mut fbt = snapshot("2001", &[("1", "A")], at(0, 0));
     fbt.fulfillment_type = FulfillmentType::FulfillmentByTiktok;
-    b.order("2001", OrderCommand::Observe(Box::new(fbt)), at(0, 0), None)
-        .await;
+    b.order(
+        "2001",
+        OrderCommand::observe(fbt, Source::Poll),
+        at(0, 0),
+        None,
+    )
+    .await;
 
     let snap = snapshot("2002", &[("1", "A"), ("2", "A")], at(0, 0));
     b.order(
         "2002",
-        OrderCommand::Observe(Box::new(snap.clone())),
+        OrderCommand::observe(snap.clone(), Source::Poll),
         at(0, 0),
         None,
     )
@@ -522,7 +527,7 @@ async fn every_event_type() -> LogBuilder {
         .await;
     b.order(
         "2002",
-        OrderCommand::Observe(Box::new(snap.clone())),
+        OrderCommand::observe(snap.clone(), Source::Poll),
         at(60, 0),
         None,
     )
@@ -717,7 +722,7 @@ async fn a_jsonl_capture_rebuilds_to_the_same_hashes_as_the_database() {
     let header_json: Value = serde_json::from_str(first_line.lines().next().unwrap()).unwrap();
     assert_eq!(header_json["format"], "tks-capture");
     assert_eq!(header_json["schema_version"], tks::store::SCHEMA_VERSION);
-    assert_eq!(header_json["event_versions"]["OrderPlaced"], 1);
+    assert_eq!(header_json["event_versions"]["OrderPlaced"], 2);
 }
 
 fn bin(name: &str) -> Command {
@@ -804,7 +809,7 @@ async fn the_cli_captures_and_replays_on_another_machine() {
             .args(["timeline", "order", "1001", "--db"])
             .arg(&order),
     );
-    assert!(timeline.contains("OrderPlaced v1"), "{timeline}");
+    assert!(timeline.contains("OrderPlaced v2"), "{timeline}");
     assert!(
         timeline.contains("sales order requested: A×1, B×1"),
         "{timeline}"
@@ -1156,7 +1161,7 @@ async fn what_if_records_fbt_orders_as_done_only_once_tiktok_ships_them() {
     fbt.fulfillment_type = FulfillmentType::FulfillmentByTiktok;
     b.order(
         "3001",
-        OrderCommand::Observe(Box::new(fbt.clone())),
+        OrderCommand::observe(fbt.clone(), Source::Poll),
         at(0, 0),
         None,
     )
@@ -1168,7 +1173,7 @@ async fn what_if_records_fbt_orders_as_done_only_once_tiktok_ships_them() {
     shipped.status = TikTokOrderStatus::InTransit;
     b.order(
         "3001",
-        OrderCommand::Observe(Box::new(shipped)),
+        OrderCommand::observe(shipped, Source::Poll),
         at(90, 0),
         None,
     )
@@ -1365,7 +1370,7 @@ async fn an_event_version_without_an_upcaster_is_reported_not_guessed() {
     .unwrap();
     let text = String::from_utf8(bytes).unwrap();
     let edited = text.replacen(
-        "\"type\":\"OrderEdited\",\"version\":1",
+        "\"type\":\"OrderEdited\",\"version\":2",
         "\"type\":\"OrderEdited\",\"version\":0",
         1,
     );
@@ -1379,7 +1384,7 @@ async fn an_event_version_without_an_upcaster_is_reported_not_guessed() {
         (
             "old.jsonl",
             edited,
-            "OrderEdited v0 has no upcaster to v1",
+            "OrderEdited v0 has no upcaster to v2",
             order_stream("1001"),
         ),
         (

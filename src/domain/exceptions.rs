@@ -1,0 +1,35 @@
+//! Exceptions: problems an operator must see (an unmatched SKU, missing tracking,
+//! a rejected API call, a cancellation after the push). Raised and resolved as
+//! events on the stream they concern, so they are audited like everything else
+//! and resolve themselves when a later event shows the cause is gone.
+
+use serde::{Deserialize, Serialize};
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ExceptionRaised {
+    /// Stable per cause within the stream (e.g. `unmatched-sku`), so raising the
+    /// same problem twice is one open exception.
+    pub key: String,
+    pub message: String,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ExceptionResolved {
+    pub key: String,
+}
+
+pub mod keys {
+    pub const UNMATCHED_SKU: &str = "unmatched-sku";
+    pub const SO_REJECTED: &str = "so-rejected";
+    pub const CANCELLED_AFTER_PUSH: &str = "cancelled-after-push";
+    pub const EDITED_AFTER_PUSH: &str = "edited-after-push";
+    pub const INVENTORY_REJECTED: &str = "inventory-rejected";
+
+    pub fn missing_tracking(fulfillment_id: i64) -> String {
+        format!("missing-tracking-{fulfillment_id}")
+    }
+
+    pub fn fulfillment_rejected(fulfillment_id: i64) -> String {
+        format!("fulfillment-rejected-{fulfillment_id}")
+    }
+}
