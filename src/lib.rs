@@ -17,11 +17,15 @@
 //! - `bench`: the `tks bench` measurements.
 
 pub mod actors;
+pub mod app;
 pub mod bench;
+pub mod catalogue;
 pub mod clock;
 pub mod config;
 pub mod connectors;
 pub mod domain;
+pub mod http;
+pub mod metrics;
 pub mod replay;
 pub mod sandbox;
 pub mod store;

@@ -14,6 +14,12 @@ pub trait Subscriber: 'static {
     /// The checkpoint's name: stable across releases.
     fn name(&self) -> &str;
 
+    /// A durable subscriber resumes from its saved checkpoint; a projection kept
+    /// only in memory starts from the beginning of the log on every start.
+    fn durable(&self) -> bool {
+        true
+    }
+
     /// Handles one event. An error means "not done": the same event comes again.
     fn handle<'a>(&'a mut self, event: &'a RecordedEvent)
         -> LocalBoxFuture<'a, Result<(), String>>;
@@ -30,12 +36,17 @@ pub fn spawn_feed(
     actix::spawn(async move {
         let name = subscriber.name().to_string();
         let mut head = store.watch_head();
-        let mut position = match store.checkpoint(&name) {
-            Ok(p) => p,
-            Err(e) => {
-                tracing::error!(subscriber = %name, error = %e, "cannot read checkpoint");
-                return;
+        let durable = subscriber.durable();
+        let mut position = if durable {
+            match store.checkpoint(&name) {
+                Ok(p) => p,
+                Err(e) => {
+                    tracing::error!(subscriber = %name, error = %e, "cannot read checkpoint");
+                    return;
+                }
             }
+        } else {
+            0
         };
         loop {
             if *shutdown.borrow() {
@@ -68,6 +79,9 @@ pub fn spawn_feed(
                     wait = (wait * 2).min(Duration::from_secs(30));
                 }
                 position = event.position;
+            }
+            if !durable {
+                continue;
             }
             let unit = UnitOfWork {
                 checkpoint: Some((name.clone(), position)),

@@ -4,6 +4,7 @@
 
 pub mod aggregate;
 pub mod feed;
+pub mod policies;
 pub mod registry;
 pub mod timers;
 

@@ -3,6 +3,7 @@
 //! classification and back-off that both share.
 
 pub mod katana;
+pub mod pollers;
 pub mod tiktok;
 
 use std::time::Duration;

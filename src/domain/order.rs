@@ -110,6 +110,13 @@ pub struct SoRequested {
     pub as_done: bool,
 }
 
+/// Recorded before the first create call, so a restart knows an earlier POST
+/// may have reached Katana and looks it up before creating again.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SoCreateAttempted {
+    pub attempt: u32,
+}
+
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct SoBlocked {
     /// Seller SKUs with no Katana variant yet.
@@ -194,6 +201,7 @@ domain_events! {
         OrderSkipped = 1,
         SoRequested = 1,
         SoBlocked = 1,
+        SoCreateAttempted = 1,
         SoCreated = 1,
         SoCreateFailed = 1,
         SoDeleted = 1,
@@ -226,6 +234,7 @@ pub enum OrderCommand {
     },
     /// A blocked or refused SO may go through now (a mapping appeared).
     RetrySo,
+    RecordSoAttempt,
     RecordSoCreated {
         so_id: i64,
         order_no: String,
@@ -328,6 +337,8 @@ pub struct Order {
     /// Open exceptions: key -> message.
     pub exceptions: BTreeMap<String, String>,
     pub signals: u64,
+    /// Create calls started for the current request.
+    pub so_attempts: u32,
 }
 
 impl Order {
@@ -724,6 +735,14 @@ impl Aggregate for Order {
                     .collect()),
                 _ => Ok(vec![]),
             },
+            OrderCommand::RecordSoAttempt => match &self.so {
+                SoState::Requested { .. } => {
+                    Ok(vec![OrderEvent::SoCreateAttempted(SoCreateAttempted {
+                        attempt: self.so_attempts + 1,
+                    })])
+                }
+                _ => Err(OrderError::NotRequested),
+            },
             OrderCommand::RecordSoCreated {
                 so_id,
                 order_no,
@@ -861,6 +880,7 @@ impl Aggregate for Order {
                     reason: format!("unmatched SKU {}", e.unmatched.join(", ")),
                 }
             }
+            OrderEvent::SoCreateAttempted(e) => self.so_attempts = e.attempt,
             OrderEvent::SoCreated(e) => {
                 self.so = SoState::Created {
                     so_id: e.so_id,

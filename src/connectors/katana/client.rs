@@ -389,6 +389,26 @@ impl KatanaClient {
         &self,
         req: &CreateSalesOrder,
     ) -> Result<CreateOutcome, KatanaError> {
+        self.create_sales_order(req, false).await
+    }
+
+    /// Like [`Self::create_sales_order_once`], but the first attempt skips the
+    /// lookup: for callers that recorded durably that no earlier attempt for this
+    /// order was ever started. Every retry still looks up first, so a timed-out
+    /// POST cannot produce a second SO. This saves one call of Katana's 60 per
+    /// minute on every order.
+    pub async fn create_sales_order_first_attempt(
+        &self,
+        req: &CreateSalesOrder,
+    ) -> Result<CreateOutcome, KatanaError> {
+        self.create_sales_order(req, true).await
+    }
+
+    async fn create_sales_order(
+        &self,
+        req: &CreateSalesOrder,
+        known_unseen: bool,
+    ) -> Result<CreateOutcome, KatanaError> {
         let ext = req
             .ecommerce_order_id
             .clone()
@@ -404,12 +424,15 @@ impl KatanaClient {
         let body = serde_json::to_value(req).map_err(|e| KatanaError::Invalid(e.to_string()))?;
         self.cfg
             .backoff
-            .retry(&self.clock, |_| {
+            .retry(&self.clock, |attempt| {
                 let ext = ext.clone();
                 let body = &body;
                 async move {
-                    if let Some(existing) = self.lookup_by_ecommerce_id(&ext).await? {
-                        return Ok(CreateOutcome::Existing(existing));
+                    let skip_lookup = known_unseen && attempt == 1;
+                    if !skip_lookup {
+                        if let Some(existing) = self.lookup_by_ecommerce_id(&ext).await? {
+                            return Ok(CreateOutcome::Existing(existing));
+                        }
                     }
                     let r = self
                         .send_once(

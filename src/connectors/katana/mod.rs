@@ -2,6 +2,7 @@
 //! DTOs (`model`), their mapping to domain shapes (`mapping`) and webhook
 //! verification (`webhook`).
 
+pub mod actor;
 pub mod budget;
 pub mod client;
 pub mod mapping;

@@ -1,6 +1,7 @@
 //! TikTok Shop Partner API connector: request signing, OAuth tokens, the HTTP client, wire
 //! models, the mapping to domain observations, and webhook verification.
 
+pub mod actor;
 pub mod auth;
 pub mod client;
 pub mod mapping;

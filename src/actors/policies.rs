@@ -1,0 +1,185 @@
+//! Subscribers that turn one aggregate's events into commands for another, and the
+//! in-memory projection behind the order gauges of `/metrics`.
+
+use std::collections::{HashMap, HashSet};
+use std::sync::Arc;
+
+use futures::future::LocalBoxFuture;
+
+use super::{Execute, Subscriber};
+use crate::app::Services;
+use crate::domain::order::{Order, OrderEvent};
+use crate::domain::sku::{Sku, SkuCommand, SkuEvent};
+use crate::domain::{Aggregate, DomainEvent};
+use crate::store::RecordedEvent;
+
+/// The aggregate id of an order or SKU stream (`order-123` -> `123`).
+pub fn id_of<A: Aggregate>(stream: &str) -> Option<&str> {
+    stream
+        .strip_prefix(A::STREAM_PREFIX)
+        .and_then(|rest| rest.strip_prefix('-'))
+}
+
+pub fn decode_order(e: &RecordedEvent) -> Option<(String, OrderEvent)> {
+    let id = id_of::<Order>(&e.stream)?;
+    let ev = OrderEvent::decode(&e.event_type, e.version, &e.payload).ok()?;
+    Some((id.to_string(), ev))
+}
+
+pub fn decode_sku(e: &RecordedEvent) -> Option<(String, SkuEvent)> {
+    let id = id_of::<Sku>(&e.stream)?;
+    let ev = SkuEvent::decode(&e.event_type, e.version, &e.payload).ok()?;
+    Some((id.to_string(), ev))
+}
+
+/// Units sold on TikTok but not yet in Katana hold stock back from the ATP pushed
+/// to TikTok (F10): whenever an order's pending units may have changed, each SKU it
+/// ever had is told the order's current count.
+pub struct DemandPolicy {
+    services: Arc<Services>,
+}
+
+impl DemandPolicy {
+    pub fn new(services: Arc<Services>) -> Self {
+        DemandPolicy { services }
+    }
+
+    async fn handle_event(&self, event: &RecordedEvent) -> Result<(), String> {
+        let Some((order_id, ev)) = decode_order(event) else {
+            return Ok(());
+        };
+        let moves_demand = matches!(
+            ev,
+            OrderEvent::OrderPlaced(_)
+                | OrderEvent::OrderEdited(_)
+                | OrderEvent::OrderCancelled(_)
+                | OrderEvent::OrderSkipped(_)
+                | OrderEvent::SoCreated(_)
+                | OrderEvent::SoDeleted(_)
+        );
+        if !moves_demand {
+            return Ok(());
+        }
+        let (order, _) = self
+            .services
+            .orders
+            .state(&order_id)
+            .await
+            .map_err(|e| e.to_string())?;
+        for (sku, units) in order.pending_units() {
+            let msg = Execute::new(SkuCommand::SetDemand {
+                order_id: order_id.clone(),
+                units,
+            })
+            .caused_by(&event.meta);
+            self.services
+                .skus
+                .execute(&sku, msg)
+                .await
+                .map_err(|e| e.to_string())?;
+        }
+        Ok(())
+    }
+}
+
+impl Subscriber for DemandPolicy {
+    fn name(&self) -> &str {
+        "demand-policy"
+    }
+
+    fn handle<'a>(
+        &'a mut self,
+        event: &'a RecordedEvent,
+    ) -> LocalBoxFuture<'a, Result<(), String>> {
+        Box::pin(self.handle_event(event))
+    }
+}
+
+/// Order state labels and open exceptions for `/metrics`, folded from the whole
+/// log at every start.
+pub struct MetricsProjection {
+    services: Arc<Services>,
+    orders: HashMap<String, &'static str>,
+    exceptions: HashSet<String>,
+}
+
+impl MetricsProjection {
+    pub fn new(services: Arc<Services>) -> Self {
+        MetricsProjection {
+            services,
+            orders: HashMap::new(),
+            exceptions: HashSet::new(),
+        }
+    }
+
+    fn label(ev: &OrderEvent) -> Option<&'static str> {
+        Some(match ev {
+            OrderEvent::OrderPlaced(_) => "held",
+            OrderEvent::HoldExpired(_) => "hold_expired",
+            OrderEvent::OrderSkipped(_) => "skipped",
+            OrderEvent::OrderCancelled(_) => "cancelled",
+            OrderEvent::SoRequested(_) => "so_requested",
+            OrderEvent::SoBlocked(_) => "blocked",
+            OrderEvent::SoCreated(_) => "in_katana",
+            OrderEvent::SoDeleted(_) => "cancelled",
+            OrderEvent::SoDelivered(_) => "delivered",
+            OrderEvent::FulfillmentPushed(_) => "fulfilled",
+            _ => return None,
+        })
+    }
+
+    fn observe(&mut self, event: &RecordedEvent) {
+        let key = |k: &str| format!("{}#{k}", event.stream);
+        if let Some((order_id, ev)) = decode_order(event) {
+            match &ev {
+                OrderEvent::ExceptionRaised(x) => self.raised(key(&x.key)),
+                OrderEvent::ExceptionResolved(x) => self.resolved(&key(&x.key)),
+                _ => {}
+            }
+            if let Some(to) = Self::label(&ev) {
+                // A cancelled order stays cancelled in the gauge whatever follows.
+                let from = self.orders.get(&order_id).copied();
+                if from != Some("cancelled") && from != Some(to) {
+                    self.services.metrics.order_moved(from, to);
+                    self.orders.insert(order_id, to);
+                }
+            }
+        } else if let Some((_, ev)) = decode_sku(event) {
+            match &ev {
+                SkuEvent::ExceptionRaised(x) => self.raised(key(&x.key)),
+                SkuEvent::ExceptionResolved(x) => self.resolved(&key(&x.key)),
+                _ => {}
+            }
+        }
+    }
+
+    fn raised(&mut self, key: String) {
+        if self.exceptions.insert(key) {
+            self.services.metrics.exceptions_changed(1);
+        }
+    }
+
+    fn resolved(&mut self, key: &str) {
+        if self.exceptions.remove(key) {
+            self.services.metrics.exceptions_changed(-1);
+        }
+    }
+}
+
+impl Subscriber for MetricsProjection {
+    fn name(&self) -> &str {
+        "metrics"
+    }
+
+    fn durable(&self) -> bool {
+        false
+    }
+
+    fn handle<'a>(
+        &'a mut self,
+        event: &'a RecordedEvent,
+    ) -> LocalBoxFuture<'a, Result<(), String>> {
+        self.observe(event);
+        Box::pin(async { Ok(()) })
+    }
+}

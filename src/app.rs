@@ -1,0 +1,226 @@
+//! The composition root: opens the store, starts the aggregate registries, the
+//! timer service, the connector subscribers and pollers, and the HTTP server. Tests
+//! and the sandbox call [`start`] with their own clock and a port-0 listener.
+
+use std::net::{SocketAddr, TcpListener};
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::sync::watch;
+
+use crate::actors::aggregate::Env;
+use crate::actors::{spawn_feed, Registry, TimerService};
+use crate::catalogue::{Catalogue, SkuRules};
+use crate::clock::Clock;
+use crate::config::Settings;
+use crate::connectors::katana::client::{KatanaClient, KatanaConfig};
+use crate::connectors::tiktok::auth::{FileTokenStore, TokenStore};
+use crate::connectors::tiktok::client::{ClientOptions, TikTokClient};
+use crate::domain::order::Order;
+use crate::domain::sku::Sku;
+use crate::domain::Policy;
+use crate::metrics::Metrics;
+use crate::store::{SharedStore, SqliteStore};
+
+/// Everything the flows, the HTTP handlers and the operator commands share.
+pub struct Services {
+    pub settings: Arc<Settings>,
+    pub clock: Clock,
+    pub store: SharedStore,
+    pub orders: Registry<Order>,
+    pub skus: Registry<Sku>,
+    /// `None` until TikTok credentials are configured.
+    pub tiktok: Option<TikTokClient>,
+    /// `None` until a Katana API key is configured.
+    pub katana: Option<KatanaClient>,
+    pub catalogue: Arc<Catalogue>,
+    pub metrics: Arc<Metrics>,
+    pub tokens: Arc<dyn TokenStore>,
+}
+
+/// Knobs the sandbox and tests turn; production uses the defaults.
+#[derive(Clone, Debug)]
+pub struct StartOptions {
+    pub tiktok_client: ClientOptions,
+    pub katana_timeout: Duration,
+    /// Where TikTok tokens are kept (default: next to the database).
+    pub token_file: Option<PathBuf>,
+    /// Run the periodic reconciliation pollers.
+    pub pollers: bool,
+}
+
+impl Default for StartOptions {
+    fn default() -> Self {
+        StartOptions {
+            tiktok_client: ClientOptions::default(),
+            katana_timeout: Duration::from_secs(30),
+            token_file: None,
+            pollers: true,
+        }
+    }
+}
+
+/// The token file for a database path: `tks.db` -> `tks.tokens.json`.
+pub fn token_file_for(db: &str) -> PathBuf {
+    let p = PathBuf::from(db);
+    let stem = p
+        .file_stem()
+        .map(|s| s.to_string_lossy().into_owned())
+        .unwrap_or_else(|| "tks".into());
+    p.with_file_name(format!("{stem}.tokens.json"))
+}
+
+impl Services {
+    /// Builds the shared services (registries need a running actix system).
+    pub fn build(
+        settings: Settings,
+        clock: Clock,
+        store: SharedStore,
+        options: &StartOptions,
+    ) -> anyhow::Result<Arc<Services>> {
+        let settings = Arc::new(settings);
+        let env = Env {
+            store: store.clone(),
+            clock: clock.clone(),
+            policy: Arc::new(Policy::from(&settings.sync)),
+            settings: settings.actors.clone(),
+        };
+        let tokens: Arc<dyn TokenStore> = Arc::new(FileTokenStore::new(
+            options
+                .token_file
+                .clone()
+                .unwrap_or_else(|| token_file_for(&settings.store.path)),
+        ));
+        let tiktok = if settings.tiktok.app_key.is_empty() || settings.tiktok.app_secret.is_empty()
+        {
+            None
+        } else {
+            Some(TikTokClient::new(
+                &settings.tiktok,
+                clock.clone(),
+                tokens.clone(),
+                options.tiktok_client,
+            )?)
+        };
+        let katana = if settings.katana.api_key.is_empty() {
+            None
+        } else {
+            let mut cfg = KatanaConfig::from_settings(&settings.katana);
+            cfg.timeout = options.katana_timeout;
+            Some(KatanaClient::new(cfg, clock.clone())?)
+        };
+        Ok(Arc::new(Services {
+            orders: Registry::start(env.clone()),
+            skus: Registry::start(env),
+            catalogue: Arc::new(Catalogue::new(SkuRules::from_settings(&settings.sync))),
+            metrics: Arc::new(Metrics::default()),
+            settings,
+            clock,
+            store,
+            tiktok,
+            katana,
+            tokens,
+        }))
+    }
+}
+
+/// A running service.
+pub struct AppHandle {
+    pub services: Arc<Services>,
+    pub addr: SocketAddr,
+    shutdown: watch::Sender<bool>,
+    server: actix_web::dev::ServerHandle,
+    tasks: Vec<tokio::task::JoinHandle<()>>,
+}
+
+impl AppHandle {
+    pub fn base_url(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+
+    /// Stops the HTTP server and every background task.
+    pub async fn stop(self) {
+        let _ = self.shutdown.send(true);
+        self.server.stop(true).await;
+        for t in self.tasks {
+            let _ = t.await;
+        }
+    }
+}
+
+/// Starts the whole service on `listener`. Must run inside an actix system.
+pub async fn start(
+    settings: Settings,
+    clock: Clock,
+    listener: TcpListener,
+    options: StartOptions,
+) -> anyhow::Result<AppHandle> {
+    let store: SharedStore = Arc::new(SqliteStore::open(&settings.store.path)?);
+    let services = Services::build(settings, clock.clone(), store.clone(), &options)?;
+    let (shutdown, stopped) = watch::channel(false);
+    let mut tasks = Vec::new();
+
+    let timers = TimerService::new(store.clone(), clock.clone())
+        .route("order", services.orders.clone())
+        .route("sku", services.skus.clone());
+    tasks.push(actix::spawn(timers.run(stopped.clone())));
+
+    tasks.push(spawn_feed(
+        store.clone(),
+        crate::actors::policies::DemandPolicy::new(services.clone()),
+        stopped.clone(),
+    ));
+    tasks.push(spawn_feed(
+        store.clone(),
+        crate::actors::policies::MetricsProjection::new(services.clone()),
+        stopped.clone(),
+    ));
+    if services.tiktok.is_some() {
+        tasks.push(spawn_feed(
+            store.clone(),
+            crate::connectors::tiktok::actor::TikTokReader::new(services.clone()),
+            stopped.clone(),
+        ));
+        tasks.push(spawn_feed(
+            store.clone(),
+            crate::connectors::tiktok::actor::TikTokWriter::new(services.clone()),
+            stopped.clone(),
+        ));
+    }
+    if services.katana.is_some() {
+        tasks.push(spawn_feed(
+            store.clone(),
+            crate::connectors::katana::actor::KatanaWriter::new(services.clone()),
+            stopped.clone(),
+        ));
+        tasks.push(spawn_feed(
+            store.clone(),
+            crate::connectors::katana::actor::KatanaReader::new(services.clone()),
+            stopped.clone(),
+        ));
+    }
+    if options.pollers {
+        tasks.extend(crate::connectors::pollers::spawn_all(
+            services.clone(),
+            stopped.clone(),
+        ));
+    }
+
+    let addr = listener.local_addr()?;
+    let server = crate::http::server(services.clone(), listener)?;
+    let server_handle = server.handle();
+    tasks.push(actix::spawn(async move {
+        if let Err(e) = server.await {
+            tracing::error!(error = %e, "HTTP server stopped");
+        }
+    }));
+    tracing::info!(%addr, "tks is serving");
+    Ok(AppHandle {
+        services,
+        addr,
+        shutdown,
+        server: server_handle,
+        tasks,
+    })
+}

@@ -1,0 +1,626 @@
+//! The Katana side of the flows, as feed subscribers: the writer creates (or
+//! deletes) sales orders, the reader turns delivery and stock signals into
+//! observations. Results go back to the aggregates as commands.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use futures::future::LocalBoxFuture;
+use tokio::sync::OnceCell;
+
+use super::client::KatanaClient;
+use super::mapping::{self, SalesOrderContext};
+use super::model::{CreateFulfillment, CreateFulfillmentRow};
+use crate::actors::policies::{decode_order, decode_sku, id_of};
+use crate::actors::{CommandError, Execute, Subscriber};
+use crate::app::Services;
+use crate::config::{CustomerMode, OnCancel};
+use crate::connectors::{Classify, RetryClass};
+use crate::domain::exceptions::keys;
+use crate::domain::observed::{OrderSnapshot, StockLevel};
+use crate::domain::order::{CreatedRow, Order, OrderCommand, OrderEvent, Signaller, SoState};
+use crate::domain::sku::{SkuCommand, SkuEvent};
+use crate::store::{EventMeta, RecordedEvent};
+
+fn client(services: &Services) -> Result<&KatanaClient, String> {
+    services
+        .katana
+        .as_ref()
+        .ok_or_else(|| "Katana is not configured".to_string())
+}
+
+fn retryable<E: Classify>(e: &E) -> bool {
+    matches!(e.retry_class(), RetryClass::Retry { .. })
+}
+
+async fn order_cmd(
+    services: &Services,
+    order_id: &str,
+    command: OrderCommand,
+    cause: &EventMeta,
+    checkpoint: Option<(String, u64)>,
+) -> Result<(), String> {
+    let mut msg = Execute::new(command).caused_by(cause);
+    msg.checkpoint = checkpoint;
+    match services.orders.execute(order_id, msg).await {
+        Ok(_) => Ok(()),
+        Err(CommandError::Rejected(reason)) => {
+            tracing::info!(order_id, %reason, "command no longer applies");
+            Ok(())
+        }
+        Err(e) => Err(e.to_string()),
+    }
+}
+
+/// Mapped Katana locations whose stock counts for TikTok: the pickup location when
+/// configured, otherwise every location that allows sales.
+pub async fn stock_locations(services: &Services) -> Result<Vec<i64>, String> {
+    let pickup = services.settings.warehouses.pickup_location_id;
+    if pickup != 0 {
+        return Ok(vec![pickup]);
+    }
+    let katana = client(services)?;
+    Ok(katana
+        .locations()
+        .await
+        .map_err(|e| e.to_string())?
+        .into_iter()
+        .filter(|l| l.sales_allowed)
+        .map(|l| l.id)
+        .collect())
+}
+
+/// Creates sales orders (F1, F4, F5) and handles cancellations after the push (F6).
+pub struct KatanaWriter {
+    services: Arc<Services>,
+    customer: OnceCell<i64>,
+}
+
+impl KatanaWriter {
+    pub fn new(services: Arc<Services>) -> Self {
+        KatanaWriter {
+            services,
+            customer: OnceCell::new(),
+        }
+    }
+
+    fn store_name(&self) -> String {
+        let s = &self.services.settings.tiktok;
+        if !s.shop_id.is_empty() {
+            s.shop_id.clone()
+        } else {
+            "tiktok-shop".into()
+        }
+    }
+
+    async fn customer_for(&self, snapshot: &OrderSnapshot) -> Result<i64, super::KatanaError> {
+        let katana = client(&self.services).map_err(super::KatanaError::Invalid)?;
+        if self.services.settings.katana.customer == CustomerMode::PerBuyer {
+            if let Some(r) = &snapshot.recipient {
+                let name = if r.name.trim().is_empty() {
+                    format!("TikTok buyer {}", snapshot.order_id)
+                } else {
+                    r.name.clone()
+                };
+                return katana
+                    .find_or_create_customer(&name, snapshot.buyer_email.as_deref(), None)
+                    .await;
+            }
+        }
+        let shop = self.store_name();
+        self.customer
+            .get_or_try_init(|| katana.ensure_generic_customer(&shop))
+            .await
+            .copied()
+    }
+
+    /// Variant ids for every SKU of the order; the ones still missing after a
+    /// targeted lookup come back as the error.
+    async fn variants_for(
+        &self,
+        skus: &[String],
+    ) -> Result<Result<BTreeMap<String, i64>, Vec<String>>, String> {
+        let catalogue = &self.services.catalogue;
+        let missing: Vec<String> = skus
+            .iter()
+            .filter(|s| catalogue.variant_for(s).is_none())
+            .cloned()
+            .collect();
+        if !missing.is_empty() {
+            let katana = client(&self.services)?;
+            let keys: Vec<String> = missing
+                .iter()
+                .map(|s| catalogue.rules().katana_key(s))
+                .collect();
+            let found = katana.variants_by_sku(&keys).await;
+            self.services
+                .metrics
+                .api_call("katana", "variants_by_sku", found.is_ok());
+            match found {
+                Ok(v) => catalogue.add_katana_variants(&v),
+                Err(e) if retryable(&e) => return Err(e.to_string()),
+                Err(e) => tracing::warn!(error = %e, "variant lookup refused"),
+            }
+        }
+        let mut map = BTreeMap::new();
+        let mut unmatched = Vec::new();
+        for s in skus {
+            match catalogue.variant_for(s) {
+                Some(v) => {
+                    map.insert(s.clone(), v);
+                }
+                None => unmatched.push(s.clone()),
+            }
+        }
+        Ok(if unmatched.is_empty() {
+            Ok(map)
+        } else {
+            Err(unmatched)
+        })
+    }
+
+    async fn create_so(&self, order_id: &str, event: &RecordedEvent) -> Result<(), String> {
+        let services = &self.services;
+        let (order, _) = services
+            .orders
+            .state(order_id)
+            .await
+            .map_err(|e| e.to_string())?;
+        let SoState::Requested { as_done, .. } = order.so else {
+            return Ok(());
+        };
+        let (false, Some(snapshot)) = (order.cancelled, order.snapshot.clone()) else {
+            return Ok(());
+        };
+        let mut skus: Vec<String> = snapshot
+            .units
+            .iter()
+            .filter(|u| !u.cancelled)
+            .map(|u| u.seller_sku.clone())
+            .collect();
+        skus.sort();
+        skus.dedup();
+        let variants = match self.variants_for(&skus).await? {
+            Ok(v) => v,
+            Err(unmatched) => {
+                return order_cmd(
+                    services,
+                    order_id,
+                    OrderCommand::RecordSoBlocked { unmatched },
+                    &event.meta,
+                    Some((self.name().to_string(), event.position)),
+                )
+                .await
+            }
+        };
+        let customer_id = match self.customer_for(&snapshot).await {
+            Ok(id) => id,
+            Err(e) if retryable(&e) => return Err(format!("customer: {e}")),
+            Err(e) => {
+                return self
+                    .failed(order_id, event, format!("customer: {e}"), false)
+                    .await
+            }
+        };
+        let w = &services.settings.warehouses;
+        let ctx = SalesOrderContext {
+            store_name: self.store_name(),
+            order_no_prefix: services.settings.katana.order_no_prefix.clone(),
+            location_id: if as_done {
+                w.fbt_location_id
+            } else {
+                w.pickup_location_id
+            },
+            customer_id,
+            variant_by_sku: variants.clone(),
+            status: "NOT_SHIPPED".into(),
+        };
+        let request = match mapping::sales_order_request(&snapshot, &ctx) {
+            Ok(r) => r,
+            Err(e) => return self.failed(order_id, event, e.to_string(), false).await,
+        };
+        let first = order.so_attempts == 0;
+        order_cmd(
+            services,
+            order_id,
+            OrderCommand::RecordSoAttempt,
+            &event.meta,
+            None,
+        )
+        .await?;
+        let katana = client(services)?;
+        let outcome = if first {
+            katana.create_sales_order_first_attempt(&request).await
+        } else {
+            katana.create_sales_order_once(&request).await
+        };
+        services
+            .metrics
+            .api_call("katana", "create_sales_order", outcome.is_ok());
+        let outcome = match outcome {
+            Ok(o) => o,
+            Err(e) => {
+                let retry = retryable(&e);
+                self.failed(order_id, event, e.to_string(), retry).await?;
+                return if retry { Err(e.to_string()) } else { Ok(()) };
+            }
+        };
+        let so = outcome.sales_order();
+        let sku_of_variant: BTreeMap<i64, &String> =
+            variants.iter().map(|(s, v)| (*v, s)).collect();
+        let rows: Vec<CreatedRow> = so
+            .sales_order_rows
+            .iter()
+            .map(|r| CreatedRow {
+                row_id: r.id,
+                seller_sku: sku_of_variant
+                    .get(&r.variant_id)
+                    .map(|s| s.to_string())
+                    .unwrap_or_default(),
+                quantity: r.quantity.floor_units().max(0) as u32,
+            })
+            .collect();
+        if as_done && so.status != "DELIVERED" {
+            // F4: a Done SO from the FBT location, so the main location's stock is
+            // not moved twice.
+            let fulfil = CreateFulfillment {
+                sales_order_id: so.id,
+                status: "DELIVERED".into(),
+                sales_order_fulfillment_rows: so
+                    .sales_order_rows
+                    .iter()
+                    .map(|r| CreateFulfillmentRow {
+                        sales_order_row_id: r.id,
+                        quantity: mapping::quantity_number(r.quantity),
+                    })
+                    .collect(),
+                tracking_number: None,
+                tracking_url: None,
+                tracking_carrier: Some("Fulfilled by TikTok".into()),
+            };
+            let done = katana.create_fulfillment(&fulfil).await;
+            services
+                .metrics
+                .api_call("katana", "create_fulfillment", done.is_ok());
+            if let Err(e) = done {
+                if retryable(&e) {
+                    return Err(format!("marking FBT SO {} done: {e}", so.id));
+                }
+                order_cmd(
+                    services,
+                    order_id,
+                    OrderCommand::RaiseException {
+                        key: keys::SO_REJECTED.into(),
+                        message: format!("FBT SO {} created but not marked done: {e}", so.id),
+                    },
+                    &event.meta,
+                    None,
+                )
+                .await?;
+            }
+        }
+        services.metrics.pushed("sales_order");
+        order_cmd(
+            services,
+            order_id,
+            OrderCommand::RecordSoCreated {
+                so_id: so.id,
+                order_no: so.order_no.clone().unwrap_or_default(),
+                rows,
+            },
+            &event.meta,
+            Some((self.name().to_string(), event.position)),
+        )
+        .await
+    }
+
+    async fn failed(
+        &self,
+        order_id: &str,
+        event: &RecordedEvent,
+        reason: String,
+        retryable: bool,
+    ) -> Result<(), String> {
+        order_cmd(
+            &self.services,
+            order_id,
+            OrderCommand::RecordSoCreateFailed { reason, retryable },
+            &event.meta,
+            None,
+        )
+        .await
+    }
+
+    async fn cancel_after_push(&self, order_id: &str, event: &RecordedEvent) -> Result<(), String> {
+        let services = &self.services;
+        let (order, _) = services
+            .orders
+            .state(order_id)
+            .await
+            .map_err(|e| e.to_string())?;
+        let SoState::Created {
+            so_id, order_no, ..
+        } = &order.so
+        else {
+            return Ok(());
+        };
+        let raise = |message: String| OrderCommand::RaiseException {
+            key: keys::CANCELLED_AFTER_PUSH.into(),
+            message,
+        };
+        if services.settings.katana.on_cancel == OnCancel::Flag {
+            let message =
+                format!("cancelled on TikTok after SO {order_no} was created; cancel it in Katana");
+            return order_cmd(services, order_id, raise(message), &event.meta, None).await;
+        }
+        let katana = client(services)?;
+        let so = match katana.get_sales_order(*so_id).await {
+            Ok(so) => so,
+            Err(e) if retryable(&e) => return Err(e.to_string()),
+            Err(e) => {
+                let message = format!("cancelled on TikTok; SO {order_no} could not be read: {e}");
+                return order_cmd(services, order_id, raise(message), &event.meta, None).await;
+            }
+        };
+        if so.status != "NOT_SHIPPED" {
+            let message = format!(
+                "cancelled on TikTok after SO {order_no} became {}; handle it in Katana",
+                so.status
+            );
+            return order_cmd(services, order_id, raise(message), &event.meta, None).await;
+        }
+        let deleted = katana.delete_sales_order(*so_id).await;
+        services
+            .metrics
+            .api_call("katana", "delete_sales_order", deleted.is_ok());
+        match deleted {
+            Ok(()) => {
+                order_cmd(
+                    services,
+                    order_id,
+                    OrderCommand::RecordSoDeleted,
+                    &event.meta,
+                    Some((self.name().to_string(), event.position)),
+                )
+                .await
+            }
+            Err(e) if retryable(&e) => Err(e.to_string()),
+            Err(e) => {
+                let message = format!("cancelled on TikTok; deleting SO {order_no} failed: {e}");
+                order_cmd(services, order_id, raise(message), &event.meta, None).await
+            }
+        }
+    }
+
+    /// A SKU got its Katana variant: orders waiting only for mappings go through.
+    async fn retry_blocked(&self, event: &RecordedEvent) -> Result<(), String> {
+        retry_blocked_orders(&self.services, &event.meta).await
+    }
+
+    async fn handle_event(&self, event: &RecordedEvent) -> Result<(), String> {
+        if !self.services.settings.katana.push_orders {
+            return Ok(());
+        }
+        if let Some((order_id, ev)) = decode_order(event) {
+            match ev {
+                OrderEvent::SoRequested(_) => self.create_so(&order_id, event).await,
+                OrderEvent::OrderCancelled(c) if c.after_push => {
+                    self.cancel_after_push(&order_id, event).await
+                }
+                _ => Ok(()),
+            }
+        } else if let Some((_, SkuEvent::SkuMapped(_))) = decode_sku(event) {
+            self.retry_blocked(event).await
+        } else {
+            Ok(())
+        }
+    }
+}
+
+/// Every order blocked on unmatched SKUs whose SKUs all map now is retried.
+pub async fn retry_blocked_orders(services: &Services, cause: &EventMeta) -> Result<(), String> {
+    let open = services
+        .store
+        .lookup_all(crate::actors::aggregate::EXCEPTION_LOOKUP)
+        .map_err(|e| e.to_string())?;
+    for entry in open {
+        let Some((stream, key)) = entry.key.split_once('#') else {
+            continue;
+        };
+        if key != keys::UNMATCHED_SKU {
+            continue;
+        }
+        let Some(order_id) = id_of::<Order>(stream) else {
+            continue;
+        };
+        let (order, _) = services
+            .orders
+            .state(order_id)
+            .await
+            .map_err(|e| e.to_string())?;
+        let all_mapped = order.snapshot.as_ref().is_some_and(|s| {
+            s.units
+                .iter()
+                .filter(|u| !u.cancelled)
+                .all(|u| services.catalogue.variant_for(&u.seller_sku).is_some())
+        });
+        if all_mapped {
+            order_cmd(services, order_id, OrderCommand::RetrySo, cause, None).await?;
+        }
+    }
+    Ok(())
+}
+
+impl Subscriber for KatanaWriter {
+    fn name(&self) -> &str {
+        "katana-writer"
+    }
+
+    fn handle<'a>(
+        &'a mut self,
+        event: &'a RecordedEvent,
+    ) -> LocalBoxFuture<'a, Result<(), String>> {
+        Box::pin(self.handle_event(event))
+    }
+}
+
+/// Reads fulfillments after a delivery signal (F7) and stock after a stock signal.
+pub struct KatanaReader {
+    services: Arc<Services>,
+}
+
+impl KatanaReader {
+    pub fn new(services: Arc<Services>) -> Self {
+        KatanaReader { services }
+    }
+
+    async fn handle_event(&self, event: &RecordedEvent) -> Result<(), String> {
+        if let Some((order_id, OrderEvent::OrderSignalled(s))) = decode_order(event) {
+            if s.by == Signaller::Katana {
+                return read_fulfillments(
+                    &self.services,
+                    &order_id,
+                    &event.meta,
+                    Some((self.name().to_string(), event.position)),
+                )
+                .await;
+            }
+        } else if let Some((sku, SkuEvent::SkuSignalled(_))) = decode_sku(event) {
+            if self.services.settings.katana.pull_inventory {
+                return read_stock(&self.services, &[sku], &event.meta).await;
+            }
+        }
+        Ok(())
+    }
+}
+
+impl Subscriber for KatanaReader {
+    fn name(&self) -> &str {
+        "katana-reader"
+    }
+
+    fn handle<'a>(
+        &'a mut self,
+        event: &'a RecordedEvent,
+    ) -> LocalBoxFuture<'a, Result<(), String>> {
+        Box::pin(self.handle_event(event))
+    }
+}
+
+/// Reads the order's SO fulfillments and records them as an observation.
+pub async fn read_fulfillments(
+    services: &Services,
+    order_id: &str,
+    cause: &EventMeta,
+    checkpoint: Option<(String, u64)>,
+) -> Result<(), String> {
+    let (order, _) = services
+        .orders
+        .state(order_id)
+        .await
+        .map_err(|e| e.to_string())?;
+    let Some(so_id) = order.so_id() else {
+        return Ok(());
+    };
+    let katana = client(services)?;
+    let so = katana.get_sales_order(so_id).await;
+    services
+        .metrics
+        .api_call("katana", "get_sales_order", so.is_ok());
+    let so = match so {
+        Ok(so) => so,
+        Err(e) if retryable(&e) => return Err(e.to_string()),
+        Err(e) => {
+            tracing::warn!(order_id, so_id, error = %e, "sales order unreadable");
+            return Ok(());
+        }
+    };
+    if so.status == "NOT_SHIPPED" || so.status == "PENDING" {
+        return Ok(());
+    }
+    let fulfillments = katana.sales_order_fulfillments(&so).await;
+    services
+        .metrics
+        .api_call("katana", "list_fulfillments", fulfillments.is_ok());
+    match fulfillments {
+        Ok(list) => {
+            order_cmd(
+                services,
+                order_id,
+                OrderCommand::ObserveFulfillments(list),
+                cause,
+                checkpoint,
+            )
+            .await
+        }
+        Err(e) if retryable(&e) => Err(e.to_string()),
+        Err(e) => {
+            order_cmd(
+                services,
+                order_id,
+                OrderCommand::RaiseException {
+                    key: "fulfillment-read".into(),
+                    message: format!("fulfillments of SO {so_id} unreadable: {e}"),
+                },
+                cause,
+                None,
+            )
+            .await
+        }
+    }
+}
+
+/// Reads Katana stock of these SKUs' variants at the mapped locations and records it.
+pub async fn read_stock(
+    services: &Services,
+    skus: &[String],
+    cause: &EventMeta,
+) -> Result<(), String> {
+    let mut by_variant: BTreeMap<i64, Vec<String>> = BTreeMap::new();
+    for sku in skus {
+        if let Some(v) = services.catalogue.variant_for(sku) {
+            by_variant.entry(v).or_default().push(sku.clone());
+        }
+    }
+    if by_variant.is_empty() {
+        return Ok(());
+    }
+    let locations = stock_locations(services).await?;
+    let katana = client(services)?;
+    let variant_ids: Vec<i64> = by_variant.keys().copied().collect();
+    let rows = katana.inventory(&variant_ids, None).await;
+    services
+        .metrics
+        .api_call("katana", "inventory", rows.is_ok());
+    let rows = match rows {
+        Ok(r) => r,
+        Err(e) if retryable(&e) => return Err(e.to_string()),
+        Err(e) => {
+            tracing::warn!(error = %e, "inventory read refused");
+            return Ok(());
+        }
+    };
+    let mut levels: BTreeMap<i64, Vec<StockLevel>> = BTreeMap::new();
+    for r in rows
+        .into_iter()
+        .filter(|r| locations.contains(&r.location_id))
+    {
+        levels.entry(r.variant_id).or_default().push(r);
+    }
+    for (variant, skus) in by_variant {
+        let Some(levels) = levels.remove(&variant) else {
+            continue;
+        };
+        for sku in skus {
+            services
+                .skus
+                .execute(
+                    &sku,
+                    Execute::new(SkuCommand::ObserveStock(levels.clone())).caused_by(cause),
+                )
+                .await
+                .map_err(|e| e.to_string())?;
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,282 @@
+//! Periodic reconciliation (F13): webhooks get lost, so both sides are polled with
+//! overlapping windows, the catalogues refreshed, and open exceptions retried.
+//! Every loop sleeps through the injected clock.
+
+use std::future::Future;
+use std::sync::Arc;
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use tokio::sync::watch;
+
+use super::katana::actor::{read_fulfillments, read_stock, retry_blocked_orders};
+use crate::actors::aggregate::EXCEPTION_LOOKUP;
+use crate::actors::Execute;
+use crate::app::Services;
+use crate::domain::order::{Order, OrderCommand, Source};
+use crate::domain::sku::SkuCommand;
+use crate::domain::Aggregate;
+use crate::store::{EventMeta, LookupEntry, UnitOfWork};
+
+/// Polls look this far behind their last run: TikTok's update times can drift
+/// outside a window while an order is still being refreshed.
+const OVERLAP: Duration = Duration::from_secs(10 * 60);
+/// How far back the very first poll looks.
+const FIRST_LOOKBACK: Duration = Duration::from_secs(24 * 3600);
+
+pub fn spawn_all(
+    services: Arc<Services>,
+    shutdown: watch::Receiver<bool>,
+) -> Vec<tokio::task::JoinHandle<()>> {
+    let katana_every = services.settings.katana.poll_interval;
+    let tiktok_every = services.settings.tiktok.poll_interval;
+    let mut tasks = Vec::new();
+    if services.katana.is_some() {
+        tasks.push(every(
+            services.clone(),
+            katana_every,
+            shutdown.clone(),
+            "catalogue",
+            |s| async move { refresh_catalogue(&s).await },
+        ));
+        tasks.push(every(
+            services.clone(),
+            katana_every,
+            shutdown.clone(),
+            "katana-orders",
+            |s| async move { poll_katana_orders(&s).await },
+        ));
+        tasks.push(every(
+            services.clone(),
+            katana_every,
+            shutdown.clone(),
+            "katana-stock",
+            |s| async move { poll_stock(&s).await },
+        ));
+        tasks.push(every(
+            services.clone(),
+            katana_every,
+            shutdown.clone(),
+            "exceptions",
+            |s| async move { retry_exceptions(&s).await },
+        ));
+    }
+    if services.tiktok.is_some() {
+        tasks.push(every(
+            services.clone(),
+            tiktok_every,
+            shutdown,
+            "tiktok-orders",
+            |s| async move { poll_tiktok_orders(&s).await },
+        ));
+    }
+    tasks
+}
+
+/// Runs `job` now and then every `interval` of the clock, until shutdown.
+fn every<F, Fut>(
+    services: Arc<Services>,
+    interval: Duration,
+    mut shutdown: watch::Receiver<bool>,
+    name: &'static str,
+    job: F,
+) -> tokio::task::JoinHandle<()>
+where
+    F: Fn(Arc<Services>) -> Fut + 'static,
+    Fut: Future<Output = Result<(), String>> + 'static,
+{
+    actix::spawn(async move {
+        loop {
+            if *shutdown.borrow() {
+                return;
+            }
+            if let Err(e) = job(services.clone()).await {
+                tracing::warn!(poller = name, error = %e, "poll failed; next run retries");
+            }
+            tokio::select! {
+                _ = services.clock.sleep(interval) => {}
+                _ = shutdown.changed() => return,
+            }
+        }
+    })
+}
+
+fn root(services: &Services) -> EventMeta {
+    EventMeta::root(services.clock.now())
+}
+
+async fn cursor(services: &Services, name: &str) -> Result<DateTime<Utc>, String> {
+    let saved = services
+        .store
+        .lookup("cursor", name)
+        .map_err(|e| e.to_string())?
+        .and_then(|v| DateTime::parse_from_rfc3339(&v).ok())
+        .map(|t| t.with_timezone(&Utc));
+    let first = chrono::Duration::from_std(FIRST_LOOKBACK).unwrap_or_default();
+    Ok(saved.unwrap_or_else(|| services.clock.now() - first))
+}
+
+async fn save_cursor(services: &Services, name: &str, at: DateTime<Utc>) -> Result<(), String> {
+    services
+        .store
+        .commit(UnitOfWork {
+            lookup_put: vec![LookupEntry {
+                kind: "cursor".into(),
+                key: name.into(),
+                value: at.to_rfc3339(),
+            }],
+            ..Default::default()
+        })
+        .await
+        .map(|_| ())
+        .map_err(|e| e.to_string())
+}
+
+/// Both catalogues, and a `SkuMapped` for every TikTok SKU with a Katana variant.
+pub async fn refresh_catalogue(services: &Services) -> Result<(), String> {
+    if let (Some(katana), true) = (&services.katana, services.settings.katana.pull_products) {
+        let variants = katana.all_variants().await;
+        services
+            .metrics
+            .api_call("katana", "variants", variants.is_ok());
+        services
+            .catalogue
+            .set_katana_variants(&variants.map_err(|e| e.to_string())?);
+    }
+    if let (Some(tiktok), true) = (&services.tiktok, services.settings.tiktok.push_products) {
+        let entries = tiktok.catalogue().await;
+        services
+            .metrics
+            .api_call("tiktok", "search_products", entries.is_ok());
+        services
+            .catalogue
+            .set_tiktok(entries.map_err(|e| e.to_string())?);
+    }
+    let cause = root(services);
+    for (sku, variant_id) in services.catalogue.matched() {
+        services
+            .skus
+            .execute(
+                &sku,
+                Execute::new(SkuCommand::MapVariant { variant_id }).caused_by(&cause),
+            )
+            .await
+            .map_err(|e| e.to_string())?;
+    }
+    for sku in &services.settings.sync.sync_disabled_skus {
+        services
+            .skus
+            .execute(
+                sku,
+                Execute::new(SkuCommand::ToggleSync { enabled: false }).caused_by(&cause),
+            )
+            .await
+            .map_err(|e| e.to_string())?;
+    }
+    Ok(())
+}
+
+pub async fn poll_tiktok_orders(services: &Services) -> Result<(), String> {
+    let Some(tiktok) = &services.tiktok else {
+        return Ok(());
+    };
+    if !services.settings.tiktok.pull_orders {
+        return Ok(());
+    }
+    let started = services.clock.now();
+    let since = cursor(services, "tiktok-orders").await?;
+    let orders = tiktok.orders_updated_since(since, OVERLAP).await;
+    services
+        .metrics
+        .api_call("tiktok", "search_orders", orders.is_ok());
+    let cause = root(services);
+    for snapshot in orders.map_err(|e| e.to_string())? {
+        let id = snapshot.order_id.clone();
+        services
+            .orders
+            .execute(
+                &id,
+                Execute::new(OrderCommand::observe(snapshot, Source::Poll)).caused_by(&cause),
+            )
+            .await
+            .map_err(|e| e.to_string())?;
+    }
+    save_cursor(services, "tiktok-orders", started).await
+}
+
+/// Sales orders Katana changed since the last poll: deliveries of ours are read.
+pub async fn poll_katana_orders(services: &Services) -> Result<(), String> {
+    let Some(katana) = &services.katana else {
+        return Ok(());
+    };
+    let started = services.clock.now();
+    let since = cursor(services, "katana-orders").await?
+        - chrono::Duration::from_std(OVERLAP).unwrap_or_default();
+    let changed = katana.list_sales_orders_updated_since(since).await;
+    services
+        .metrics
+        .api_call("katana", "list_sales_orders", changed.is_ok());
+    let cause = root(services);
+    for so in changed.map_err(|e| e.to_string())? {
+        if !matches!(so.status.as_str(), "DELIVERED" | "PARTIALLY_DELIVERED") {
+            continue;
+        }
+        let Some(stream) = services
+            .store
+            .lookup("so", &so.id.to_string())
+            .map_err(|e| e.to_string())?
+        else {
+            continue;
+        };
+        let Some(order_id) = crate::actors::policies::id_of::<Order>(&stream) else {
+            continue;
+        };
+        read_fulfillments(services, order_id, &cause, None).await?;
+    }
+    save_cursor(services, "katana-orders", started).await
+}
+
+/// Stock of every matched SKU, the backstop for lost inventory webhooks.
+pub async fn poll_stock(services: &Services) -> Result<(), String> {
+    if !services.settings.katana.pull_inventory {
+        return Ok(());
+    }
+    let skus: Vec<String> = services
+        .catalogue
+        .matched()
+        .into_iter()
+        .map(|(s, _)| s)
+        .collect();
+    read_stock(services, &skus, &root(services)).await
+}
+
+/// Exceptions whose cause may be gone are retried: unmatched SKUs (after a catalogue
+/// refresh) and refused shipments (after a carrier mapping was added).
+pub async fn retry_exceptions(services: &Services) -> Result<(), String> {
+    let cause = root(services);
+    retry_blocked_orders(services, &cause).await?;
+    let open = services
+        .store
+        .lookup_all(EXCEPTION_LOOKUP)
+        .map_err(|e| e.to_string())?;
+    for entry in open {
+        let Some((stream, key)) = entry.key.split_once('#') else {
+            continue;
+        };
+        let (Some(order_id), Some(fid)) = (
+            stream.strip_prefix(&format!("{}-", Order::STREAM_PREFIX)),
+            key.strip_prefix("fulfillment-rejected-")
+                .and_then(|f| f.parse::<i64>().ok()),
+        ) else {
+            continue;
+        };
+        let msg = Execute::new(OrderCommand::RetryFulfillment {
+            fulfillment_id: fid,
+        })
+        .caused_by(&cause);
+        if let Err(e) = services.orders.execute(order_id, msg).await {
+            tracing::warn!(order_id, error = %e, "fulfillment retry not accepted");
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,364 @@
+//! The TikTok side of the flows, as feed subscribers: the reader re-reads orders
+//! when a webhook signals a change or a hold ends; the writer pushes shipments and
+//! inventory. Each records what TikTok answered back on the aggregate's stream.
+
+use std::sync::Arc;
+
+use futures::future::LocalBoxFuture;
+use tokio::sync::OnceCell;
+
+use super::client::TikTokClient;
+use super::model::ShippingProvider;
+use crate::actors::policies::{decode_order, decode_sku};
+use crate::actors::{CommandError, Execute, Subscriber};
+use crate::app::Services;
+use crate::connectors::{Classify, RetryClass};
+use crate::domain::exceptions::keys;
+use crate::domain::order::{FulfillmentRequested, OrderCommand, OrderEvent, Signaller, Source};
+use crate::domain::sku::{SkuCommand, SkuEvent};
+use crate::store::{EventMeta, RecordedEvent};
+
+fn client(services: &Services) -> Result<&TikTokClient, String> {
+    services
+        .tiktok
+        .as_ref()
+        .ok_or_else(|| "TikTok is not configured".to_string())
+}
+
+fn retryable<E: Classify>(e: &E) -> bool {
+    matches!(e.retry_class(), RetryClass::Retry { .. })
+}
+
+async fn order_cmd(
+    services: &Services,
+    order_id: &str,
+    command: OrderCommand,
+    cause: &EventMeta,
+    checkpoint: Option<(String, u64)>,
+) -> Result<(), String> {
+    let mut msg = Execute::new(command).caused_by(cause);
+    msg.checkpoint = checkpoint;
+    match services.orders.execute(order_id, msg).await {
+        Ok(_) => Ok(()),
+        // A rejected command means the order moved on (e.g. already pushed): done.
+        Err(CommandError::Rejected(reason)) => {
+            tracing::info!(order_id, %reason, "command no longer applies");
+            Ok(())
+        }
+        Err(e) => Err(e.to_string()),
+    }
+}
+
+async fn sku_cmd(
+    services: &Services,
+    sku: &str,
+    command: SkuCommand,
+    cause: &EventMeta,
+) -> Result<(), String> {
+    services
+        .skus
+        .execute(sku, Execute::new(command).caused_by(cause))
+        .await
+        .map(|_| ())
+        .map_err(|e| e.to_string())
+}
+
+/// Re-reads an order after a TikTok webhook or at the end of its hold.
+pub struct TikTokReader {
+    services: Arc<Services>,
+}
+
+impl TikTokReader {
+    pub fn new(services: Arc<Services>) -> Self {
+        TikTokReader { services }
+    }
+
+    async fn handle_event(&self, event: &RecordedEvent) -> Result<(), String> {
+        let Some((order_id, ev)) = decode_order(event) else {
+            return Ok(());
+        };
+        let source = match ev {
+            OrderEvent::OrderSignalled(s) if s.by == Signaller::TikTok => Source::Webhook,
+            OrderEvent::HoldExpired(_) => Source::HoldReread,
+            _ => return Ok(()),
+        };
+        if !self.services.settings.tiktok.pull_orders {
+            return Ok(());
+        }
+        let tiktok = client(&self.services)?;
+        let result = tiktok
+            .get_order_snapshots(std::slice::from_ref(&order_id))
+            .await;
+        self.services
+            .metrics
+            .api_call("tiktok", "get_order", result.is_ok());
+        match result {
+            Ok(snapshots) => {
+                for snapshot in snapshots.into_iter().filter(|s| s.order_id == order_id) {
+                    let checkpoint = Some((self.name().to_string(), event.position));
+                    order_cmd(
+                        &self.services,
+                        &order_id,
+                        OrderCommand::observe(snapshot, source),
+                        &event.meta,
+                        checkpoint,
+                    )
+                    .await?;
+                }
+                Ok(())
+            }
+            Err(e) if retryable(&e) => Err(format!("re-reading order {order_id}: {e}")),
+            Err(e) => {
+                order_cmd(
+                    &self.services,
+                    &order_id,
+                    OrderCommand::RaiseException {
+                        key: "tiktok-read".into(),
+                        message: format!("TikTok refused to return the order: {e}"),
+                    },
+                    &event.meta,
+                    None,
+                )
+                .await
+            }
+        }
+    }
+}
+
+impl Subscriber for TikTokReader {
+    fn name(&self) -> &str {
+        "tiktok-reader"
+    }
+
+    fn handle<'a>(
+        &'a mut self,
+        event: &'a RecordedEvent,
+    ) -> LocalBoxFuture<'a, Result<(), String>> {
+        Box::pin(self.handle_event(event))
+    }
+}
+
+/// Pushes shipments (F7-F9) and inventory (F10-F12) to TikTok.
+pub struct TikTokWriter {
+    services: Arc<Services>,
+    providers: OnceCell<Vec<ShippingProvider>>,
+}
+
+impl TikTokWriter {
+    pub fn new(services: Arc<Services>) -> Self {
+        TikTokWriter {
+            services,
+            providers: OnceCell::new(),
+        }
+    }
+
+    /// The shipping providers of the pickup warehouse's seller-shipping options.
+    async fn providers(&self) -> Result<&Vec<ShippingProvider>, String> {
+        self.providers
+            .get_or_try_init(|| async {
+                let tiktok = client(&self.services)?;
+                shipping_providers(
+                    tiktok,
+                    &self.services.settings.warehouses.pickup_warehouse_id,
+                )
+                .await
+            })
+            .await
+    }
+
+    /// F8: TikTok's provider list by name, then the `[carriers]` table, then its
+    /// `default` entry.
+    async fn provider_for(&self, carrier: Option<&str>) -> Result<Option<String>, String> {
+        let carriers = &self.services.settings.carriers;
+        let name = carrier.unwrap_or("").trim();
+        if !name.is_empty() {
+            let providers = self.providers().await?;
+            if let Some(p) = providers.iter().find(|p| p.name.eq_ignore_ascii_case(name)) {
+                return Ok(Some(p.id.clone()));
+            }
+            if let Some((_, id)) = carriers.iter().find(|(k, _)| k.eq_ignore_ascii_case(name)) {
+                return Ok(Some(id.clone()));
+            }
+        }
+        Ok(carriers.get("default").cloned())
+    }
+
+    async fn push_fulfillment(
+        &self,
+        order_id: &str,
+        req: &FulfillmentRequested,
+        event: &RecordedEvent,
+    ) -> Result<(), String> {
+        let key = keys::fulfillment_rejected(req.fulfillment_id);
+        let raise = |message: String| OrderCommand::RaiseException {
+            key: key.clone(),
+            message,
+        };
+        let Some(provider) = self.provider_for(req.carrier.as_deref()).await? else {
+            let message = format!(
+                "carrier {:?} of Katana fulfillment {} matches no TikTok shipping provider; add it under [carriers]",
+                req.carrier.as_deref().unwrap_or(""),
+                req.fulfillment_id
+            );
+            return order_cmd(&self.services, order_id, raise(message), &event.meta, None).await;
+        };
+        let tiktok = client(&self.services)?;
+        let result = tiktok
+            .mark_package_shipped(
+                order_id,
+                &req.line_item_ids,
+                &req.tracking_number,
+                &provider,
+            )
+            .await;
+        self.services
+            .metrics
+            .api_call("tiktok", "mark_package_shipped", result.is_ok());
+        match result {
+            Ok(shipped) => {
+                self.services.metrics.pushed("fulfillment");
+                order_cmd(
+                    &self.services,
+                    order_id,
+                    OrderCommand::RecordFulfillmentPushed {
+                        fulfillment_id: req.fulfillment_id,
+                        package_id: shipped.package_id,
+                    },
+                    &event.meta,
+                    Some((self.name().to_string(), event.position)),
+                )
+                .await
+            }
+            Err(e) if retryable(&e) => Err(format!("shipping order {order_id}: {e}")),
+            Err(e) => {
+                let message = format!("TikTok refused the shipment: {e}");
+                order_cmd(&self.services, order_id, raise(message), &event.meta, None).await
+            }
+        }
+    }
+
+    async fn push_inventory(
+        &self,
+        sku: &str,
+        atp: i64,
+        event: &RecordedEvent,
+    ) -> Result<(), String> {
+        let raise = |message: String| SkuCommand::RaiseException {
+            key: keys::INVENTORY_REJECTED.into(),
+            message,
+        };
+        let tiktok = client(&self.services)?;
+        let entry = match self.services.catalogue.tiktok_entry(sku) {
+            Some(e) => Some(e),
+            None => {
+                let fresh = tiktok.catalogue().await;
+                self.services
+                    .metrics
+                    .api_call("tiktok", "search_products", fresh.is_ok());
+                match fresh {
+                    Ok(entries) => {
+                        self.services.catalogue.set_tiktok(entries);
+                        self.services.catalogue.tiktok_entry(sku)
+                    }
+                    Err(e) if retryable(&e) => return Err(e.to_string()),
+                    Err(_) => None,
+                }
+            }
+        };
+        let Some(entry) = entry else {
+            let message = format!("SKU {sku} is not in the TikTok catalogue");
+            return sku_cmd(&self.services, sku, raise(message), &event.meta).await;
+        };
+        let warehouse = &self.services.settings.warehouses.pickup_warehouse_id;
+        let result = tiktok
+            .update_inventory(&entry.product_id, &entry.sku_id, warehouse, atp)
+            .await;
+        self.services
+            .metrics
+            .api_call("tiktok", "update_inventory", result.is_ok());
+        match result {
+            Ok(outcome) if outcome.is_ok() => {
+                self.services.metrics.pushed("inventory");
+                sku_cmd(
+                    &self.services,
+                    sku,
+                    SkuCommand::RecordInventoryPushed { quantity: atp },
+                    &event.meta,
+                )
+                .await
+            }
+            Ok(outcome) => {
+                let message = outcome
+                    .sku_errors
+                    .iter()
+                    .map(|e| format!("{e:?}"))
+                    .collect::<Vec<_>>()
+                    .join("; ");
+                sku_cmd(
+                    &self.services,
+                    sku,
+                    raise(format!("TikTok refused the quantity: {message}")),
+                    &event.meta,
+                )
+                .await
+            }
+            Err(e) if retryable(&e) => Err(format!("pushing inventory of {sku}: {e}")),
+            Err(e) => {
+                sku_cmd(
+                    &self.services,
+                    sku,
+                    raise(format!("TikTok refused the quantity: {e}")),
+                    &event.meta,
+                )
+                .await
+            }
+        }
+    }
+
+    async fn handle_event(&self, event: &RecordedEvent) -> Result<(), String> {
+        if let Some((order_id, OrderEvent::FulfillmentRequested(req))) = decode_order(event) {
+            if self.services.settings.tiktok.push_fulfillment {
+                return self.push_fulfillment(&order_id, &req, event).await;
+            }
+        } else if let Some((sku, SkuEvent::BufferFlushed(flush))) = decode_sku(event) {
+            if self.services.settings.tiktok.push_inventory {
+                return self.push_inventory(&sku, flush.atp, event).await;
+            }
+        }
+        Ok(())
+    }
+}
+
+impl Subscriber for TikTokWriter {
+    fn name(&self) -> &str {
+        "tiktok-writer"
+    }
+
+    fn handle<'a>(
+        &'a mut self,
+        event: &'a RecordedEvent,
+    ) -> LocalBoxFuture<'a, Result<(), String>> {
+        Box::pin(self.handle_event(event))
+    }
+}
+
+/// Providers of every seller-shipping delivery option of a warehouse.
+pub async fn shipping_providers(
+    tiktok: &TikTokClient,
+    warehouse_id: &str,
+) -> Result<Vec<ShippingProvider>, String> {
+    let options = tiktok
+        .delivery_options(warehouse_id)
+        .await
+        .map_err(|e| format!("delivery options of warehouse {warehouse_id}: {e}"))?;
+    let mut out = Vec::new();
+    for o in options.iter().filter(|o| o.option_type == "SEND_BY_SELLER") {
+        out.extend(
+            tiktok
+                .shipping_providers(&o.id)
+                .await
+                .map_err(|e| format!("shipping providers of option {}: {e}", o.id))?,
+        );
+    }
+    Ok(out)
+}

@@ -1,0 +1,33 @@
+//! The service's HTTP surface (actix-web): webhooks from TikTok and Katana, the
+//! OAuth callback, and the operator API with health and metrics.
+
+pub mod api;
+pub mod webhooks;
+
+use std::net::TcpListener;
+use std::sync::Arc;
+
+use actix_web::{web, App, HttpServer};
+
+use crate::app::Services;
+
+/// Webhook bodies above this are refused: neither API sends anything close.
+const MAX_BODY: usize = 1024 * 1024;
+
+pub fn server(
+    services: Arc<Services>,
+    listener: TcpListener,
+) -> std::io::Result<actix_web::dev::Server> {
+    let data = web::Data::from(services);
+    Ok(HttpServer::new(move || {
+        App::new()
+            .app_data(data.clone())
+            .app_data(web::PayloadConfig::new(MAX_BODY))
+            .configure(webhooks::routes)
+            .configure(api::routes)
+    })
+    .workers(2)
+    .disable_signals()
+    .listen(listener)?
+    .run())
+}

@@ -1,0 +1,223 @@
+//! Inbound webhooks. Each is verified on its raw bytes (401 and no effect when the
+//! signature is wrong), parsed (400 when malformed), and recorded durably as a
+//! signal on the stream it concerns, deduplicated, before the 200 goes out. The
+//! signal makes a connector re-read the object: the payloads are thin by design.
+
+use std::time::Instant;
+
+use actix_web::{web, HttpRequest, HttpResponse};
+use sha2::{Digest, Sha256};
+
+use crate::actors::{CommandError, Execute};
+use crate::app::Services;
+use crate::connectors::katana::webhook as katana_webhook;
+use crate::connectors::tiktok::webhook as tiktok_webhook;
+use crate::domain::order::{OrderCommand, Signaller};
+use crate::domain::sku::SkuCommand;
+use crate::store::{InboxEntry, StoreError, UnitOfWork};
+
+pub fn routes(cfg: &mut web::ServiceConfig) {
+    cfg.route("/webhooks/tiktok", web::post().to(tiktok))
+        .route("/webhooks/katana", web::post().to(katana));
+}
+
+fn refuse(status: u16, message: &str) -> HttpResponse {
+    HttpResponse::build(
+        actix_web::http::StatusCode::from_u16(status)
+            .unwrap_or(actix_web::http::StatusCode::BAD_REQUEST),
+    )
+    .json(serde_json::json!({ "error": message }))
+}
+
+/// The outcome of recording one delivery.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Recorded {
+    New,
+    Duplicate,
+    /// Not durable: answered 503 so the sender delivers it again.
+    Failed,
+}
+
+fn recorded(result: Result<(), CommandError>) -> Recorded {
+    match result {
+        Ok(()) => Recorded::New,
+        Err(CommandError::Store(StoreError::Duplicate { .. })) => Recorded::Duplicate,
+        Err(e) => {
+            tracing::error!(error = %e, "webhook not recorded; the sender will retry");
+            Recorded::Failed
+        }
+    }
+}
+
+async fn inbox_only(services: &Services, entry: InboxEntry) -> Recorded {
+    let unit = UnitOfWork {
+        inbox: Some(entry),
+        ..Default::default()
+    };
+    recorded(
+        services
+            .store
+            .commit(unit)
+            .await
+            .map(|_| ())
+            .map_err(CommandError::Store),
+    )
+}
+
+fn answer(services: &Services, source: &str, started: Instant, r: Recorded) -> HttpResponse {
+    let outcome = match r {
+        Recorded::New => "recorded",
+        Recorded::Duplicate => "duplicate",
+        Recorded::Failed => "failed",
+    };
+    services.metrics.webhook(source, outcome, started.elapsed());
+    match r {
+        Recorded::Failed => refuse(503, "not recorded, retry later"),
+        _ => HttpResponse::Ok().finish(),
+    }
+}
+
+async fn tiktok(services: web::Data<Services>, req: HttpRequest, body: web::Bytes) -> HttpResponse {
+    let started = Instant::now();
+    let s = &services.settings.tiktok;
+    let auth = req
+        .headers()
+        .get("authorization")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("");
+    if let Err(e) = tiktok_webhook::verify(&s.app_key, s.app_secret.expose(), &body, auth) {
+        services
+            .metrics
+            .webhook("tiktok", "unauthorized", started.elapsed());
+        return refuse(e.http_status(), &e.to_string());
+    }
+    let note = match tiktok_webhook::parse(&body) {
+        Ok(n) => n,
+        Err(e) => {
+            services
+                .metrics
+                .webhook("tiktok", "malformed", started.elapsed());
+            return refuse(e.http_status(), &e.to_string());
+        }
+    };
+    let entry = InboxEntry {
+        source: "tiktok".into(),
+        delivery_id: note.notification_id.clone(),
+        received_at: services.clock.now(),
+        payload: String::from_utf8_lossy(&body).into_owned(),
+    };
+    let result = match &note.order_id {
+        Some(order_id) => {
+            let mut msg = Execute::new(OrderCommand::Signal {
+                by: Signaller::TikTok,
+                delivery_id: note.notification_id.clone(),
+                what: format!("{:?}", note.kind),
+            });
+            msg.inbox = Some(entry);
+            recorded(services.orders.execute(order_id, msg).await.map(|_| ()))
+        }
+        None => inbox_only(&services, entry).await,
+    };
+    answer(&services, "tiktok", started, result)
+}
+
+async fn katana(services: web::Data<Services>, req: HttpRequest, body: web::Bytes) -> HttpResponse {
+    let started = Instant::now();
+    let signature = req
+        .headers()
+        .get("x-sha2-signature")
+        .and_then(|v| v.to_str().ok());
+    if let Err(e) = katana_webhook::verify(
+        services.settings.katana.webhook_token.expose(),
+        &body,
+        signature,
+    ) {
+        services
+            .metrics
+            .webhook("katana", "unauthorized", started.elapsed());
+        return refuse(e.http_status(), &e.to_string());
+    }
+    let event = match katana_webhook::parse(&body) {
+        Ok(e) => e,
+        Err(e) => {
+            services
+                .metrics
+                .webhook("katana", "malformed", started.elapsed());
+            return refuse(e.http_status(), &e.to_string());
+        }
+    };
+    // Katana sends no delivery id. `.delivered` and `.updated` arrive together for
+    // one change, so deliveries are keyed by object and status within a minute: the
+    // pair costs one re-read of Katana's scarce budget, and the poll backstops a
+    // genuinely new change that looked identical within that minute.
+    let minute = services.clock.now().timestamp() / 60;
+    let delivery_id = hex::encode(Sha256::digest(format!(
+        "{}|{}|{}|{minute}",
+        event.resource_type,
+        event.object_id,
+        event.status.as_deref().unwrap_or("")
+    )));
+    let entry = |suffix: &str| InboxEntry {
+        source: "katana".into(),
+        delivery_id: format!("{delivery_id}{suffix}"),
+        received_at: services.clock.now(),
+        payload: String::from_utf8_lossy(&body).into_owned(),
+    };
+    let object_id = event.object_id_int();
+    let result = if event.resource_type == "sales_order" {
+        let stream = match object_id {
+            Some(id) => services.store.lookup("so", &id.to_string()),
+            None => Ok(None),
+        };
+        match stream {
+            Ok(Some(stream)) => {
+                let mut msg = Execute::new(OrderCommand::Signal {
+                    by: Signaller::Katana,
+                    delivery_id: delivery_id.clone(),
+                    what: event.event.clone(),
+                });
+                msg.inbox = Some(entry(""));
+                recorded(
+                    services
+                        .orders
+                        .execute_on_stream(&stream, msg)
+                        .await
+                        .map(|_| ()),
+                )
+            }
+            // Not one of ours (or not yet recorded): keep the delivery, nothing to do.
+            Ok(None) => inbox_only(&services, entry("")).await,
+            Err(e) => recorded(Err(CommandError::Store(e))),
+        }
+    } else if event.resource_type.starts_with("current_inventory")
+        || event.event.starts_with("current_inventory")
+    {
+        let skus = object_id
+            .map(|v| services.catalogue.seller_skus_for_variant(v))
+            .unwrap_or_default();
+        if skus.is_empty() {
+            inbox_only(&services, entry("")).await
+        } else {
+            let mut outcome = Recorded::Duplicate;
+            for sku in skus {
+                let mut msg = Execute::new(SkuCommand::Signal {
+                    delivery_id: delivery_id.clone(),
+                    what: event.event.clone(),
+                });
+                msg.inbox = Some(entry(&format!("#{sku}")));
+                match recorded(services.skus.execute(&sku, msg).await.map(|_| ())) {
+                    Recorded::New => outcome = Recorded::New,
+                    Recorded::Duplicate => {}
+                    Recorded::Failed => {
+                        outcome = Recorded::Failed;
+                        break;
+                    }
+                }
+            }
+            outcome
+        }
+    } else {
+        inbox_only(&services, entry("")).await
+    };
+    answer(&services, "katana", started, result)
+}

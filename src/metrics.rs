@@ -1,0 +1,170 @@
+//! Counters and gauges for `/metrics`, in the Prometheus text format: orders by
+//! state, pushes, API calls and errors per connector, webhook latency.
+
+use std::collections::BTreeMap;
+use std::fmt::Write;
+use std::time::Duration;
+
+use parking_lot::Mutex;
+
+/// Webhook latency histogram bucket bounds, in seconds.
+const LATENCY_BUCKETS: [f64; 8] = [0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.5, 2.5];
+
+#[derive(Default)]
+struct Inner {
+    /// (connector, operation, outcome) -> count
+    api_calls: BTreeMap<(String, String, String), u64>,
+    /// kind ("sales_order", "fulfillment", "inventory") -> count
+    pushes: BTreeMap<String, u64>,
+    /// (source, outcome) -> count
+    webhooks: BTreeMap<(String, String), u64>,
+    /// source -> (bucket counts, sum, count)
+    webhook_latency: BTreeMap<String, ([u64; LATENCY_BUCKETS.len()], f64, u64)>,
+    /// order state -> number of orders in it
+    orders_by_state: BTreeMap<String, i64>,
+    open_exceptions: i64,
+}
+
+#[derive(Default)]
+pub struct Metrics {
+    inner: Mutex<Inner>,
+}
+
+impl Metrics {
+    pub fn api_call(&self, connector: &str, operation: &str, ok: bool) {
+        let outcome = if ok { "ok" } else { "error" };
+        *self
+            .inner
+            .lock()
+            .api_calls
+            .entry((connector.into(), operation.into(), outcome.into()))
+            .or_insert(0) += 1;
+    }
+
+    pub fn api_calls(&self, connector: &str) -> u64 {
+        self.inner
+            .lock()
+            .api_calls
+            .iter()
+            .filter(|((c, _, _), _)| c == connector)
+            .map(|(_, n)| *n)
+            .sum()
+    }
+
+    pub fn pushed(&self, kind: &str) {
+        *self.inner.lock().pushes.entry(kind.into()).or_insert(0) += 1;
+    }
+
+    pub fn pushes(&self, kind: &str) -> u64 {
+        self.inner.lock().pushes.get(kind).copied().unwrap_or(0)
+    }
+
+    pub fn webhook(&self, source: &str, outcome: &str, latency: Duration) {
+        let mut m = self.inner.lock();
+        *m.webhooks
+            .entry((source.into(), outcome.into()))
+            .or_insert(0) += 1;
+        let secs = latency.as_secs_f64();
+        let h =
+            m.webhook_latency
+                .entry(source.into())
+                .or_insert(([0; LATENCY_BUCKETS.len()], 0.0, 0));
+        for (i, bound) in LATENCY_BUCKETS.iter().enumerate() {
+            if secs <= *bound {
+                h.0[i] += 1;
+            }
+        }
+        h.1 += secs;
+        h.2 += 1;
+    }
+
+    /// An order moved from `from` (None: new) to `to`.
+    pub fn order_moved(&self, from: Option<&str>, to: &str) {
+        let mut m = self.inner.lock();
+        if let Some(f) = from {
+            *m.orders_by_state.entry(f.into()).or_insert(0) -= 1;
+        }
+        *m.orders_by_state.entry(to.into()).or_insert(0) += 1;
+    }
+
+    pub fn orders_in(&self, state: &str) -> i64 {
+        self.inner
+            .lock()
+            .orders_by_state
+            .get(state)
+            .copied()
+            .unwrap_or(0)
+    }
+
+    pub fn exceptions_changed(&self, delta: i64) {
+        self.inner.lock().open_exceptions += delta;
+    }
+
+    /// The Prometheus text exposition.
+    pub fn render(&self) -> String {
+        let m = self.inner.lock();
+        let mut out = String::new();
+        let _ = writeln!(out, "# HELP tks_orders Orders by sync state.");
+        let _ = writeln!(out, "# TYPE tks_orders gauge");
+        for (state, n) in &m.orders_by_state {
+            let _ = writeln!(out, "tks_orders{{state=\"{state}\"}} {n}");
+        }
+        let _ = writeln!(
+            out,
+            "# HELP tks_open_exceptions Exceptions waiting for their cause to be fixed."
+        );
+        let _ = writeln!(out, "# TYPE tks_open_exceptions gauge");
+        let _ = writeln!(out, "tks_open_exceptions {}", m.open_exceptions);
+        let _ = writeln!(out, "# HELP tks_pushes_total Successful pushes by kind.");
+        let _ = writeln!(out, "# TYPE tks_pushes_total counter");
+        for (kind, n) in &m.pushes {
+            let _ = writeln!(out, "tks_pushes_total{{kind=\"{kind}\"}} {n}");
+        }
+        let _ = writeln!(
+            out,
+            "# HELP tks_api_calls_total Calls to TikTok and Katana."
+        );
+        let _ = writeln!(out, "# TYPE tks_api_calls_total counter");
+        for ((c, op, outcome), n) in &m.api_calls {
+            let _ = writeln!(
+                out,
+                "tks_api_calls_total{{connector=\"{c}\",operation=\"{op}\",outcome=\"{outcome}\"}} {n}"
+            );
+        }
+        let _ = writeln!(
+            out,
+            "# HELP tks_webhooks_total Webhook deliveries by outcome."
+        );
+        let _ = writeln!(out, "# TYPE tks_webhooks_total counter");
+        for ((source, outcome), n) in &m.webhooks {
+            let _ = writeln!(
+                out,
+                "tks_webhooks_total{{source=\"{source}\",outcome=\"{outcome}\"}} {n}"
+            );
+        }
+        let _ = writeln!(
+            out,
+            "# HELP tks_webhook_seconds Time to record a webhook durably."
+        );
+        let _ = writeln!(out, "# TYPE tks_webhook_seconds histogram");
+        for (source, (buckets, sum, count)) in &m.webhook_latency {
+            for (i, bound) in LATENCY_BUCKETS.iter().enumerate() {
+                let _ = writeln!(
+                    out,
+                    "tks_webhook_seconds_bucket{{source=\"{source}\",le=\"{bound}\"}} {}",
+                    buckets[i]
+                );
+            }
+            let _ = writeln!(
+                out,
+                "tks_webhook_seconds_bucket{{source=\"{source}\",le=\"+Inf\"}} {count}"
+            );
+            let _ = writeln!(out, "tks_webhook_seconds_sum{{source=\"{source}\"}} {sum}");
+            let _ = writeln!(
+                out,
+                "tks_webhook_seconds_count{{source=\"{source}\"}} {count}"
+            );
+        }
+        out
+    }
+}
