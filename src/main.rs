@@ -19,6 +19,12 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
+    /// Run the service.
+    Serve {
+        /// The TOML settings file (default: tks.toml when present).
+        #[arg(long)]
+        config: Option<PathBuf>,
+    },
     /// Measure this machine (prints key=value lines).
     Bench {
         #[arg(value_enum)]
@@ -91,10 +97,14 @@ fn main() -> anyhow::Result<()> {
         .with_writer(std::io::stderr)
         .init();
     let cli = Cli::parse();
+    if let Command::Serve { config } = &cli.command {
+        return serve(config.as_deref());
+    }
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()?;
     match cli.command {
+        Command::Serve { .. } => Ok(()),
         Command::Bench {
             what,
             seconds,
@@ -214,4 +224,30 @@ async fn append_load(db: PathBuf, writers: usize) -> anyhow::Result<()> {
         out.flush()?;
     }
     Ok(())
+}
+
+/// `tks serve`: the service on the real clock until Ctrl-C or SIGTERM.
+fn serve(config: Option<&Path>) -> anyhow::Result<()> {
+    let settings = tks::config::Settings::load(config)?;
+    actix::System::new().block_on(async move {
+        let listener = std::net::TcpListener::bind(&settings.server.bind)
+            .map_err(|e| anyhow::anyhow!("cannot listen on {}: {e}", settings.server.bind))?;
+        let app = tks::app::start(
+            settings,
+            tks::clock::Clock::real(),
+            listener,
+            tks::app::StartOptions::default(),
+        )
+        .await?;
+        // The address on stdout lets a supervisor (or a test) find a port-0 bind.
+        println!("tks serving on {}", app.base_url());
+        let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
+        tokio::select! {
+            _ = tokio::signal::ctrl_c() => {}
+            _ = term.recv() => {}
+        }
+        tracing::info!("shutting down");
+        app.stop().await;
+        Ok(())
+    })
 }

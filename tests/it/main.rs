@@ -1,5 +1,6 @@
 //! The one integration-test binary: flows over HTTP against the simulators.
 
+mod flows;
 mod foundation;
 mod katana;
 mod replay;
