@@ -1,10 +1,15 @@
 //! `tks bench`: measurements of this machine, printed as `key=value` lines so they
 //! can be pasted into the README's table or compared by a script.
 
+use std::collections::BTreeMap;
+use std::path::Path;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use chrono::{TimeZone, Utc};
+
+use crate::clock::{Clock, ManualClock};
+use crate::sandbox::run::{World, WorldOptions};
 
 use crate::domain::observed::{
     FulfillmentType, LineUnit, OrderSnapshot, Quantity, TikTokOrderStatus,
@@ -306,6 +311,256 @@ pub async fn replay(dir: &std::path::Path, log_events: u64) -> anyhow::Result<()
     let (p50, p99) = state_at_latency(&store, 1000)?;
     print("replay.state_at_p50_ms", format!("{p50:.3}"));
     print("replay.state_at_p99_ms", format!("{p99:.3}"));
+    print("process.peak_rss_mib", format!("{:.0}", peak_rss_mib()));
+    Ok(())
+}
+
+// ------------------------------------------------------------------ flow
+
+/// Baskets of the bench orders: two or three units over one or two SKUs, like
+/// the sandbox's normal orders.
+const FLOW_BASKETS: &[&[(&str, u32)]] = &[
+    &[("MUG-WHITE", 2), ("TOTE-NAT", 1)],
+    &[("MUG-BLACK", 2)],
+    &[("TOTE-NAT", 1), ("MUG-BLACK", 1)],
+];
+
+/// What one flow run measured.
+pub struct FlowRun {
+    pub orders: usize,
+    pub seconds: f64,
+}
+
+/// Katana requests of a measured phase.
+pub struct KatanaCalls {
+    pub orders: usize,
+    pub requests: usize,
+    pub rate_limited: usize,
+    /// `method_path` (ids replaced by `id`) -> requests.
+    pub by_endpoint: BTreeMap<String, usize>,
+}
+
+/// `POST /sales_orders/42/x` -> `post_sales_orders_id_x`.
+fn endpoint_key(method: &str, path: &str) -> String {
+    let mut key = method.to_ascii_lowercase();
+    for seg in path.split('/').filter(|s| !s.is_empty()) {
+        key.push('_');
+        if seg.chars().all(|c| c.is_ascii_digit()) {
+            key.push_str("id");
+        } else {
+            key.push_str(seg);
+        }
+    }
+    key
+}
+
+/// Reads the log from `position` and counts `SoCreated` events; returns the new
+/// position and the count.
+fn count_created(
+    store: &dyn EventStore,
+    mut position: u64,
+) -> Result<(u64, usize), crate::store::StoreError> {
+    let mut created = 0;
+    loop {
+        let batch = store.read_all(position, 1024)?;
+        if batch.is_empty() {
+            return Ok((position, created));
+        }
+        for e in &batch {
+            if e.event_type == "SoCreated" {
+                created += 1;
+            }
+            position = e.position;
+        }
+    }
+}
+
+/// Orders per second through the whole pipeline: the TikTok simulator takes
+/// `orders` orders at once and sends its webhooks; the service re-reads each, holds
+/// it (0 s), re-reads it at hold expiry and creates its SO in the Katana simulator.
+/// Timed from the first order to the last `SoCreated`.
+///
+/// The real clock, because with a 0 s hold and Katana's limit lifted (simulator and
+/// client budget) nothing in this path waits on time; a manual clock would only add
+/// the stepping. Pollers are off so only the pipeline is measured.
+pub async fn flow_throughput(db: &Path, orders: usize) -> anyhow::Result<FlowRun> {
+    let world = World::start(
+        Clock::real(),
+        WorldOptions {
+            db_path: db.to_path_buf(),
+            katana_requests_per_minute: None,
+            pollers: false,
+        },
+        |s| {
+            s.sync.order_hold = Duration::ZERO;
+            s.tiktok.requests_per_second = 0;
+        },
+    )
+    .await?;
+    world.settle(Duration::from_secs(10)).await;
+    let store = world.store().clone();
+    let mut position = store.head();
+    let started = Instant::now();
+    for i in 0..orders {
+        world.place(
+            FLOW_BASKETS[i % FLOW_BASKETS.len()],
+            FulfillmentType::FulfillmentBySeller,
+        )?;
+    }
+    let mut created = 0;
+    let mut head = store.watch_head();
+    let limit = Duration::from_secs(120) + Duration::from_millis(200) * orders as u32;
+    while created < orders {
+        head.mark_unchanged();
+        let (p, n) = count_created(store.as_ref(), position)?;
+        position = p;
+        created += n;
+        if created >= orders {
+            break;
+        }
+        if started.elapsed() > limit {
+            world.stop().await;
+            anyhow::bail!("only {created} of {orders} SOs were created within {limit:?}");
+        }
+        tokio::select! {
+            _ = head.changed() => {}
+            _ = tokio::time::sleep(Duration::from_millis(50)) => {}
+        }
+    }
+    let seconds = started.elapsed().as_secs_f64();
+    let in_katana = world
+        .katana
+        .sales_orders()
+        .iter()
+        .filter(|so| so["deleted_at"].is_null())
+        .count();
+    world.stop().await;
+    if in_katana != orders {
+        anyhow::bail!("{orders} orders made {in_katana} SOs in Katana");
+    }
+    Ok(FlowRun { orders, seconds })
+}
+
+/// Katana requests per imported order with Katana's limit on (60 per 60 s in the
+/// simulator and in the client's budget), one order a minute, on a manual clock
+/// stepped 20 s at a time so an hour and more of shop time takes seconds. A
+/// warm-up order first makes the one-off reads (catalogue, stock, the generic
+/// customer) happen before counting starts; reconciliation polls are off (they
+/// cost a few calls per poll interval whatever the order volume).
+pub async fn katana_calls_per_order(db: &Path, orders: usize) -> anyhow::Result<KatanaCalls> {
+    const STEP: Duration = Duration::from_secs(20);
+    let manual = ManualClock::new(Utc.with_ymd_and_hms(2026, 5, 4, 9, 0, 0).unwrap());
+    let world = World::start(
+        manual.clock(),
+        WorldOptions {
+            db_path: db.to_path_buf(),
+            katana_requests_per_minute: Some(60),
+            pollers: false,
+        },
+        |s| s.tiktok.requests_per_second = 0,
+    )
+    .await?;
+    let hold = world.services().settings.sync.order_hold;
+    let settle = Duration::from_secs(2);
+    world.settle(settle).await;
+    let store = world.store().clone();
+
+    // Advances the clock until `want` SOs were created since `position`.
+    async fn run_until(
+        world: &World,
+        manual: &ManualClock,
+        position: &mut u64,
+        created: &mut usize,
+        want: usize,
+        budget: Duration,
+    ) -> anyhow::Result<()> {
+        let mut moved = Duration::ZERO;
+        while *created < want {
+            if moved > budget {
+                anyhow::bail!("only {created} of {want} SOs after {budget:?} of clock time");
+            }
+            manual.advance(STEP);
+            moved += STEP;
+            world.settle(Duration::from_secs(2)).await;
+            let (p, n) = count_created(world.store().as_ref(), *position)?;
+            *position = p;
+            *created += n;
+        }
+        Ok(())
+    }
+
+    let mut position = store.head();
+    let mut created = 0;
+    world.place(FLOW_BASKETS[0], FulfillmentType::FulfillmentBySeller)?;
+    world.settle(settle).await;
+    let budget = hold * 2 + Duration::from_secs(600);
+    run_until(&world, &manual, &mut position, &mut created, 1, budget).await?;
+    // The warm-up order's own aftermath (webhooks, stock re-reads) is not counted.
+    for _ in 0..3 {
+        manual.advance(STEP);
+        world.settle(settle).await;
+    }
+    let (p, _) = count_created(store.as_ref(), position)?;
+    position = p;
+    let counted_from = world.katana.requests().len();
+
+    created = 0;
+    for i in 0..orders {
+        world.place(
+            FLOW_BASKETS[(i + 1) % FLOW_BASKETS.len()],
+            FulfillmentType::FulfillmentBySeller,
+        )?;
+        world.settle(settle).await;
+        for _ in 0..3 {
+            manual.advance(STEP);
+            world.settle(settle).await;
+        }
+        let (p, n) = count_created(store.as_ref(), position)?;
+        position = p;
+        created += n;
+    }
+    run_until(&world, &manual, &mut position, &mut created, orders, budget).await?;
+    // Let the last orders' webhooks and their re-reads finish.
+    for _ in 0..6 {
+        manual.advance(STEP);
+        world.settle(settle).await;
+    }
+    let requests = world.katana.requests();
+    world.stop().await;
+    let measured = &requests[counted_from.min(requests.len())..];
+    let mut by_endpoint = BTreeMap::new();
+    for r in measured {
+        *by_endpoint.entry(endpoint_key(&r.method, &r.path)).or_default() += 1;
+    }
+    Ok(KatanaCalls {
+        orders: created,
+        requests: measured.len(),
+        rate_limited: measured.iter().filter(|r| r.status == 429).count(),
+        by_endpoint,
+    })
+}
+
+/// `tks bench flow`.
+pub async fn flow(orders: usize, limited_orders: usize) -> anyhow::Result<()> {
+    if orders == 0 || limited_orders == 0 {
+        anyhow::bail!("--orders and --limited-orders must be at least 1");
+    }
+    let dir = tempfile::Builder::new().prefix("tks-bench-flow-").tempdir()?;
+    let run = flow_throughput(&dir.path().join("flow.db"), orders).await?;
+    print("flow.orders", run.orders);
+    print("flow.seconds", format!("{:.2}", run.seconds));
+    print(
+        "flow.orders_per_sec",
+        format!("{:.0}", run.orders as f64 / run.seconds),
+    );
+    let calls = katana_calls_per_order(&dir.path().join("limited.db"), limited_orders).await?;
+    let per = |n: usize| format!("{:.2}", n as f64 / calls.orders.max(1) as f64);
+    print("flow.limited_orders", calls.orders);
+    print("flow.katana_calls_per_order", per(calls.requests));
+    for (endpoint, n) in &calls.by_endpoint {
+        print(&format!("flow.katana_calls_per_order.{endpoint}"), per(*n));
+    }
+    print("flow.katana_429", calls.rate_limited);
     print("process.peak_rss_mib", format!("{:.0}", peak_rss_mib()));
     Ok(())
 }

@@ -25,6 +25,21 @@ enum Command {
         #[arg(long)]
         config: Option<PathBuf>,
     },
+    /// Run everything on this machine against built-in TikTok and Katana simulators:
+    /// a scripted stream of orders with a live log, then a summary. Needs no
+    /// configuration.
+    Sandbox {
+        /// How many orders the script places on TikTok.
+        #[arg(long, default_value_t = 12)]
+        orders: usize,
+        /// How many times faster than a real shop time runs (120: the 60 minute hold
+        /// lasts 30 s).
+        #[arg(long, default_value_t = 120.0)]
+        speed: f64,
+        /// Where the database goes (a new file; default: a new temporary directory).
+        #[arg(long)]
+        db: Option<PathBuf>,
+    },
     /// Measure this machine (prints key=value lines).
     Bench {
         #[arg(value_enum)]
@@ -38,6 +53,12 @@ enum Command {
         /// Where the benchmark databases go (default: a temporary directory).
         #[arg(long)]
         dir: Option<PathBuf>,
+        /// Orders pushed through the whole pipeline by `flow` with Katana's limit lifted.
+        #[arg(long, default_value_t = 500)]
+        orders: usize,
+        /// Orders `flow` runs with Katana's 60/min limit on, to count calls per order.
+        #[arg(long, default_value_t = 60)]
+        limited_orders: usize,
     },
     /// Export events as JSONL (a capture) for `tks-replay` on any machine.
     #[command(group(clap::ArgGroup::new("what").required(true).args(["kind", "since"])))]
@@ -69,6 +90,7 @@ enum Command {
 enum BenchTarget {
     Store,
     Replay,
+    Flow,
 }
 
 #[derive(Clone, Copy, ValueEnum)]
@@ -90,31 +112,56 @@ enum DebugCommand {
 }
 
 fn main() -> anyhow::Result<()> {
+    let cli = Cli::parse();
+    // The sandbox and the flow bench own stdout (a live log, key=value lines):
+    // the service's own logs stay on stderr and only say something when wrong.
+    let quiet = matches!(
+        cli.command,
+        Command::Sandbox { .. }
+            | Command::Bench {
+                what: BenchTarget::Flow,
+                ..
+            }
+    );
     tracing_subscriber::fmt()
         .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| if quiet { "warn" } else { "info" }.into()),
         )
         .with_writer(std::io::stderr)
         .init();
-    let cli = Cli::parse();
-    if let Command::Serve { config } = &cli.command {
-        return serve(config.as_deref());
+    match cli.command {
+        Command::Serve { config } => return serve(config.as_deref()),
+        Command::Sandbox { orders, speed, db } => return sandbox(orders, speed, db),
+        Command::Bench {
+            what: BenchTarget::Flow,
+            orders,
+            limited_orders,
+            ..
+        } => {
+            return actix::System::new()
+                .block_on(tks::bench::flow(orders, limited_orders))
+        }
+        _ => {}
     }
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()?;
     match cli.command {
-        Command::Serve { .. } => Ok(()),
+        Command::Serve { .. } | Command::Sandbox { .. } => Ok(()),
         Command::Bench {
             what,
             seconds,
             events,
             dir,
+            ..
         } => runtime.block_on(async {
             let tmp = bench_dir(dir)?;
             match what {
                 BenchTarget::Store => tks::bench::store(tmp.path(), seconds, events).await,
                 BenchTarget::Replay => tks::bench::replay(tmp.path(), events).await,
+                // Handled above: it needs an actix system, not a plain runtime.
+                BenchTarget::Flow => Ok(()),
             }
         }),
         Command::Capture {
@@ -222,6 +269,25 @@ async fn append_load(db: PathBuf, writers: usize) -> anyhow::Result<()> {
         // Printed only after the commit was acknowledged: the test trusts each line.
         writeln!(out, "{stream} {seq}")?;
         out.flush()?;
+    }
+    Ok(())
+}
+
+/// `tks sandbox`: exits non-zero when the script did not finish in time.
+fn sandbox(orders: usize, speed: f64, db: Option<PathBuf>) -> anyhow::Result<()> {
+    let options = tks::sandbox::run::SandboxOptions {
+        orders,
+        speed,
+        db,
+        timeout: None,
+    };
+    let outcome = actix::System::new()
+        .block_on(tks::sandbox::run::run(options, std::io::stdout().lock()))?;
+    if !outcome.completed {
+        anyhow::bail!(
+            "the sandbox timed out with {} scripted step(s) unfinished",
+            outcome.missing.len()
+        );
     }
     Ok(())
 }

@@ -2,4 +2,6 @@
 //! drives them in `tks sandbox`.
 
 pub mod katana;
+pub mod run;
+pub mod scenario;
 pub mod tiktok;
