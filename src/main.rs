@@ -138,10 +138,7 @@ fn main() -> anyhow::Result<()> {
             orders,
             limited_orders,
             ..
-        } => {
-            return actix::System::new()
-                .block_on(tks::bench::flow(orders, limited_orders))
-        }
+        } => return actix::System::new().block_on(tks::bench::flow(orders, limited_orders)),
         _ => {}
     }
     let runtime = tokio::runtime::Builder::new_multi_thread()
@@ -281,8 +278,8 @@ fn sandbox(orders: usize, speed: f64, db: Option<PathBuf>) -> anyhow::Result<()>
         db,
         timeout: None,
     };
-    let outcome = actix::System::new()
-        .block_on(tks::sandbox::run::run(options, std::io::stdout().lock()))?;
+    let outcome =
+        actix::System::new().block_on(tks::sandbox::run::run(options, std::io::stdout().lock()))?;
     if !outcome.completed {
         anyhow::bail!(
             "the sandbox timed out with {} scripted step(s) unfinished",

@@ -18,8 +18,8 @@ use chrono::{DateTime, Utc};
 
 use super::katana::{KatanaSim, KatanaSimConfig, Tracking, WEBHOOK_EVENTS};
 use super::scenario::{self, Role, Script, ScriptedOrder};
-use super::tiktok::{NewOrder, NewProduct, NewSku, SimConfig, TikTokSim, MAIN_WAREHOUSE};
 use super::tiktok::{state::SimOrder, RETURN_WAREHOUSE};
+use super::tiktok::{NewOrder, NewProduct, NewSku, SimConfig, TikTokSim, MAIN_WAREHOUSE};
 use crate::actors::aggregate::EXCEPTION_LOOKUP;
 use crate::actors::policies::{decode_order, decode_sku};
 use crate::app::{self, AppHandle, Services, StartOptions};
@@ -125,8 +125,8 @@ impl World {
             rate_limit: options.katana_requests_per_minute.unwrap_or(60).max(1),
             ..KatanaSimConfig::default()
         };
-        let katana = KatanaSim::start(katana_cfg, clock.clone())
-            .context("starting the Katana simulator")?;
+        let katana =
+            KatanaSim::start(katana_cfg, clock.clone()).context("starting the Katana simulator")?;
         if options.katana_requests_per_minute.is_none() {
             katana.set_rate_limit(false, None);
         }
@@ -204,6 +204,21 @@ impl World {
             fbt_location,
             db_path: options.db_path,
         })
+    }
+
+    /// The sandbox's world: the real clock, Katana's limit and every business
+    /// duration scaled by `speed`, pollers on.
+    pub async fn sandbox(db_path: PathBuf, speed: f64) -> anyhow::Result<World> {
+        World::start(
+            Clock::real(),
+            WorldOptions {
+                db_path,
+                katana_requests_per_minute: Some(scaled_rate(60, speed)),
+                pollers: true,
+            },
+            |s| sandbox_settings(s, speed),
+        )
+        .await
     }
 
     pub fn services(&self) -> &Arc<Services> {
@@ -354,7 +369,9 @@ pub fn sandbox_settings(s: &mut Settings, speed: f64) {
 }
 
 fn scaled_rate(per_unit: u32, speed: f64) -> u32 {
-    (f64::from(per_unit) * speed).round().clamp(1.0, f64::from(u32::MAX)) as u32
+    (f64::from(per_unit) * speed)
+        .round()
+        .clamp(1.0, f64::from(u32::MAX)) as u32
 }
 
 /// Runs `tks sandbox`: starts the world on the real clock, plays the script with a
@@ -373,25 +390,28 @@ pub async fn run<W: Write>(options: SandboxOptions, out: W) -> anyhow::Result<Ou
             .join("tks.db"),
     };
     let speed = options.speed;
-    let world = World::start(
-        Clock::real(),
-        WorldOptions {
-            db_path,
-            katana_requests_per_minute: Some(scaled_rate(60, speed)),
-            pollers: true,
-        },
-        |s| sandbox_settings(s, speed),
-    )
-    .await?;
+    let world = World::sandbox(db_path, speed).await?;
     let script = Script::new(options.orders);
     let timeout = options
         .timeout
         .unwrap_or_else(|| default_timeout(&script, speed));
-    let mut runner = Runner::new(&world, &script, speed, out);
-    runner.header();
-    let outcome = runner.play(timeout).await;
+    let outcome = play(&world, &script, speed, timeout, out).await;
     world.stop().await;
     outcome
+}
+
+/// Plays `script` against a running world with the live log and summary on
+/// `out`, until every scripted order is final or `timeout` (real time) passed.
+pub async fn play<W: Write>(
+    world: &World,
+    script: &Script,
+    speed: f64,
+    timeout: Duration,
+    out: W,
+) -> anyhow::Result<Outcome> {
+    let mut runner = Runner::new(world, script, speed, out);
+    runner.header();
+    runner.play(timeout).await
 }
 
 /// Generous: three times what the script needs in merchant time, plus half a minute.
@@ -428,6 +448,8 @@ pub struct Summary {
     pub inventory_pushes: usize,
     pub katana_requests: usize,
     pub katana_429: usize,
+    /// `METHOD /path` (ids as `{id}`) -> requests, most called first.
+    pub katana_by_endpoint: Vec<(String, usize)>,
 }
 
 /// The end of a run.
@@ -512,6 +534,18 @@ fn status_name(s: TikTokOrderStatus) -> String {
         .unwrap_or_else(|| format!("{s:?}"))
 }
 
+/// `mm:ss` of `t` since the start of the run.
+fn stamp(t0: DateTime<Utc>, t: DateTime<Utc>) -> String {
+    let s = (t - t0).num_milliseconds().max(0) / 1000;
+    format!("{:02}:{:02}", s / 60, s % 60)
+}
+
+/// The order waited for a SKU mapping before this SO (the retry moved it from
+/// blocked back to requested, so the open exception is what tells).
+fn was_blocked(o: &Order) -> bool {
+    matches!(o.so, SoState::Blocked { .. }) || o.exceptions.contains_key(keys::UNMATCHED_SKU)
+}
+
 fn units(q: Quantity) -> i64 {
     q.floor_units()
 }
@@ -573,9 +607,10 @@ impl<'a, W: Write> Runner<'a, W> {
         for (i, o) in script.orders.iter().enumerate() {
             r.schedule_merchant(o.arrives, Action::Place(i));
             match o.role {
-                Role::EditedInHold => {
-                    r.schedule_merchant(o.arrives + script.delays.edit_after, Action::CancelOneUnit(i))
-                }
+                Role::EditedInHold => r.schedule_merchant(
+                    o.arrives + script.delays.edit_after,
+                    Action::CancelOneUnit(i),
+                ),
                 Role::CancelledInHold => {
                     r.schedule_merchant(o.arrives + script.delays.cancel_after, Action::Cancel(i))
                 }
@@ -610,9 +645,7 @@ impl<'a, W: Write> Runner<'a, W> {
     }
 
     fn stamp_of(&self, t: DateTime<Utc>) -> String {
-        let ms = (t - self.t0).num_milliseconds().max(0);
-        let s = ms / 1000;
-        format!("{:02}:{:02}", s / 60, s % 60)
+        stamp(self.t0, t)
     }
 
     fn say(&mut self, line: impl AsRef<str>) {
@@ -686,7 +719,8 @@ impl<'a, W: Write> Runner<'a, W> {
     // ------------------------------------------------------------ the loop
 
     async fn play(&mut self, timeout: Duration) -> anyhow::Result<Outcome> {
-        let deadline = self.t0 + chrono::Duration::from_std(timeout).unwrap_or(chrono::Duration::MAX);
+        let deadline =
+            self.t0 + chrono::Duration::from_std(timeout).unwrap_or(chrono::Duration::MAX);
         let store = self.world.store().clone();
         let mut head = store.watch_head();
         let completed = loop {
@@ -726,7 +760,9 @@ impl<'a, W: Write> Runner<'a, W> {
                 _ = self.world.clock.sleep_until(next) => {}
             }
         };
-        let elapsed = (self.world.clock.now() - self.t0).to_std().unwrap_or_default();
+        let elapsed = (self.world.clock.now() - self.t0)
+            .to_std()
+            .unwrap_or_default();
         let missing = self.pending();
         if !completed {
             self.say(format!(
@@ -799,9 +835,7 @@ impl<'a, W: Write> Runner<'a, W> {
                 self.say(line);
             }
             Action::CancelOneUnit(i) => {
-                let t = self.tracked[i]
-                    .as_ref()
-                    .context("order not placed yet")?;
+                let t = self.tracked[i].as_ref().context("order not placed yet")?;
                 // The last unit of the SKU with the most units: the order keeps every SKU.
                 let mut count: BTreeMap<&str, usize> = BTreeMap::new();
                 for (sku, _) in &t.units {
@@ -862,7 +896,10 @@ impl<'a, W: Write> Runner<'a, W> {
                 part,
             } => {
                 let n = order + 1;
-                let tracking = format!("1Z9SB403{part:02}{:08}", (so_id * 100 + n as i64) % 100_000_000);
+                let tracking = format!(
+                    "1Z9SB403{part:02}{:08}",
+                    (so_id * 100 + n as i64) % 100_000_000
+                );
                 let t = Tracking {
                     tracking_number: Some(tracking.clone()),
                     tracking_url: None,
@@ -884,7 +921,9 @@ impl<'a, W: Write> Runner<'a, W> {
                 self.world
                     .katana
                     .deliver(so_id, quantities.as_deref(), t)
-                    .map_err(|e| anyhow::anyhow!("Katana refused the delivery of SO {so_id}: {e}"))?;
+                    .map_err(|e| {
+                        anyhow::anyhow!("Katana refused the delivery of SO {so_id}: {e}")
+                    })?;
                 self.say(format!(
                     "Katana: warehouse delivers SO {order_no} of order #{n}: {what} (UPS {tracking})"
                 ));
@@ -939,7 +978,9 @@ impl<'a, W: Write> Runner<'a, W> {
                 SkuEvent::ExceptionResolved(_) => self.exceptions_resolved += 1,
                 _ => {}
             }
-            self.watch_stock(&sku, &ev);
+            if let Some(line) = self.watch_stock(&sku, &ev, &after) {
+                self.say(line);
+            }
             if let Some(line) = self.render_sku(&sku, &after, &ev) {
                 self.say(line);
             }
@@ -950,9 +991,7 @@ impl<'a, W: Write> Runner<'a, W> {
         match ev {
             OrderEvent::ExceptionRaised(_) => self.exceptions_raised += 1,
             OrderEvent::ExceptionResolved(_) => self.exceptions_resolved += 1,
-            OrderEvent::SoCreated(_) if matches!(before.so, SoState::Blocked { .. }) => {
-                self.pushed_after_exception += 1
-            }
+            OrderEvent::SoCreated(_) if was_blocked(before) => self.pushed_after_exception += 1,
             _ => {}
         }
     }
@@ -966,9 +1005,13 @@ impl<'a, W: Write> Runner<'a, W> {
         let o = &self.script.orders[i];
         match ev {
             OrderEvent::SoCreated(so) if o.role.ships() && before.so_id().is_none() => {
-                let rows: Vec<(i64, u32)> = so.rows.iter().map(|r| (r.row_id, r.quantity)).collect();
+                let rows: Vec<(i64, u32)> =
+                    so.rows.iter().map(|r| (r.row_id, r.quantity)).collect();
                 let delays = self.script.delays;
-                let first = o.partial_delivery.then(|| scenario::first_part(&rows)).flatten();
+                let first = o
+                    .partial_delivery
+                    .then(|| scenario::first_part(&rows))
+                    .flatten();
                 let deliver = |rows, part| Action::Deliver {
                     order: i,
                     so_id: so.so_id,
@@ -979,7 +1022,10 @@ impl<'a, W: Write> Runner<'a, W> {
                 match first {
                     Some(first) => {
                         self.schedule_in(delays.deliver_after, deliver(Some(first), 1));
-                        self.schedule_in(delays.deliver_after + delays.rest_after, deliver(None, 2));
+                        self.schedule_in(
+                            delays.deliver_after + delays.rest_after,
+                            deliver(None, 2),
+                        );
                     }
                     None => self.schedule_in(delays.deliver_after, deliver(None, 1)),
                 }
@@ -992,20 +1038,36 @@ impl<'a, W: Write> Runner<'a, W> {
         }
     }
 
-    fn watch_stock(&mut self, sku: &str, ev: &SkuEvent) {
+    /// Follows a scripted stock change through the service; says when the
+    /// service has read the new stock.
+    fn watch_stock(&mut self, sku: &str, ev: &SkuEvent, after: &Sku) -> Option<String> {
+        let mut line = None;
+        let t0 = self.t0;
         for (i, c) in self.script.stock_changes.iter().enumerate() {
             let w = &mut self.stock[i];
             if c.sku != sku || !w.done_action || w.settled {
                 continue;
             }
             match ev {
-                SkuEvent::StockChanged(s) if units(s.in_stock) == c.in_stock => w.seen = true,
+                SkuEvent::StockChanged(s) if !w.seen && units(s.in_stock) == c.in_stock => {
+                    w.seen = true;
+                    let window = match after.buffer_due {
+                        Some(due) => format!("buffer open until [{}]", stamp(t0, due)),
+                        None => "no buffer open".into(),
+                    };
+                    line = Some(format!(
+                        "SKU {sku}: Katana's webhook -> stock re-read: {} in stock, {} committed ({window})",
+                        c.in_stock,
+                        units(s.committed)
+                    ));
+                }
                 SkuEvent::InventoryPushed(_) | SkuEvent::BufferClosed(_) if w.seen => {
                     w.settled = true
                 }
                 _ => {}
             }
         }
+        line
     }
 
     fn render_order(
@@ -1037,20 +1099,31 @@ impl<'a, W: Write> Runner<'a, W> {
                 }
                 let only_status = e.changes.iter().all(|c| c.starts_with("status "));
                 if e.after_push && only_status {
-                    format!("{who}: TikTok now shows it {}", status_name(e.snapshot.status))
+                    format!(
+                        "{who}: TikTok now shows it {}",
+                        status_name(e.snapshot.status)
+                    )
                 } else if e.changes.iter().all(|c| c == "shipping progress") {
                     return None;
                 } else if e.after_push {
-                    format!("{who}: edited on TikTok after the push: {}", readable_changes(&e.changes))
+                    format!(
+                        "{who}: edited on TikTok after the push: {}",
+                        readable_changes(&e.changes)
+                    )
                 } else {
-                    format!("{who}: edit seen during the hold: {}", readable_changes(&e.changes))
+                    format!(
+                        "{who}: edit seen during the hold: {}",
+                        readable_changes(&e.changes)
+                    )
                 }
             }
             OrderEvent::OrderCancelled(c) => {
                 if c.after_push {
                     format!("{who}: cancelled on TikTok after the push")
                 } else {
-                    format!("{who}: cancelled on TikTok during the hold -> it will never reach Katana")
+                    format!(
+                        "{who}: cancelled on TikTok during the hold -> it will never reach Katana"
+                    )
                 }
             }
             OrderEvent::HoldExpired(_) if after.cancelled => {
@@ -1076,7 +1149,7 @@ impl<'a, W: Write> Runner<'a, W> {
                 } else {
                     String::new()
                 };
-                if matches!(before.so, SoState::Blocked { .. }) {
+                if was_blocked(before) {
                     format!(
                         "{who}: the variant exists now -> exception resolved, SO {} created in Katana ({rows}){note}",
                         so.order_no
@@ -1110,7 +1183,11 @@ impl<'a, W: Write> Runner<'a, W> {
                     .sum();
                 let d = after.deliveries.get(&p.fulfillment_id)?;
                 let items = d.line_item_ids.len();
-                let noun = if items == 1 { "line item" } else { "line items" };
+                let noun = if items == 1 {
+                    "line item"
+                } else {
+                    "line items"
+                };
                 format!(
                     "{who}: SO {order_no} delivered {delivered} of {total} -> TikTok shipment, {items} {noun} ({} {})",
                     d.fulfillment.tracking_carrier.as_deref().unwrap_or("no carrier"),
@@ -1173,15 +1250,25 @@ impl<'a, W: Write> Runner<'a, W> {
         for (i, o) in self.script.orders.iter().enumerate() {
             let n = o.number;
             let Some(t) = &self.tracked[i] else {
-                out.push(format!("order #{n} ({}): not placed yet", o.role.describe()));
+                out.push(format!(
+                    "order #{n} ({}): not placed yet",
+                    o.role.describe()
+                ));
                 continue;
             };
             let Some(state) = self.orders.get(&t.id) else {
-                out.push(format!("order #{n} {}: the service has not recorded it", t.id));
+                out.push(format!(
+                    "order #{n} {}: the service has not recorded it",
+                    t.id
+                ));
                 continue;
             };
             if let Some(why) = Self::not_final(o.role, state) {
-                out.push(format!("order #{n} {} ({}): {why}", t.id, o.role.describe()));
+                out.push(format!(
+                    "order #{n} {} ({}): {why}",
+                    t.id,
+                    o.role.describe()
+                ));
             }
         }
         for (i, c) in self.script.stock_changes.iter().enumerate() {
@@ -1195,7 +1282,10 @@ impl<'a, W: Write> Runner<'a, W> {
             } else {
                 continue;
             };
-            out.push(format!("stock change of {} to {}: {why}", c.sku, c.in_stock));
+            out.push(format!(
+                "stock change of {} to {}: {why}",
+                c.sku, c.in_stock
+            ));
         }
         out
     }
@@ -1235,14 +1325,18 @@ impl<'a, W: Write> Runner<'a, W> {
                 let unshipped = live.iter().filter(|u| !shipped.contains(u)).count();
                 match &o.so {
                     SoState::Created { .. } if unshipped == 0 && !live.is_empty() => None,
-                    SoState::Created { .. } => {
-                        Some(format!("{unshipped} of {} unit(s) not shipped on TikTok yet", live.len()))
-                    }
+                    SoState::Created { .. } => Some(format!(
+                        "{unshipped} of {} unit(s) not shipped on TikTok yet",
+                        live.len()
+                    )),
                     SoState::None if !o.hold_expired => Some("still in the hold".into()),
                     SoState::None => Some("hold over, SO not requested".into()),
                     SoState::Requested { last_error, .. } => Some(format!(
                         "SO requested, not created yet{}",
-                        last_error.as_ref().map(|e| format!(" ({e})")).unwrap_or_default()
+                        last_error
+                            .as_ref()
+                            .map(|e| format!(" ({e})"))
+                            .unwrap_or_default()
                     )),
                     SoState::Blocked { reason } => Some(format!("SO blocked: {reason}")),
                     SoState::Deleted { .. } => Some("SO deleted".into()),
@@ -1276,7 +1370,9 @@ impl<'a, W: Write> Runner<'a, W> {
                 s.cancelled += 1;
             }
             if self.script.orders[i].role == Role::EditedInHold
-                && o.snapshot.as_ref().is_some_and(|x| x.units.iter().any(|u| u.cancelled))
+                && o.snapshot
+                    .as_ref()
+                    .is_some_and(|x| x.units.iter().any(|u| u.cancelled))
             {
                 s.edited += 1;
             }
@@ -1300,6 +1396,23 @@ impl<'a, W: Write> Runner<'a, W> {
         let stats = self.world.katana.stats();
         s.katana_requests = stats.requests;
         s.katana_429 = stats.rate_limited;
+        let mut by: BTreeMap<String, usize> = BTreeMap::new();
+        for (endpoint, n) in stats.by_endpoint {
+            let generic: Vec<&str> = endpoint
+                .split('/')
+                .map(|seg| {
+                    if !seg.is_empty() && seg.chars().all(|c| c.is_ascii_digit()) {
+                        "{id}"
+                    } else {
+                        seg
+                    }
+                })
+                .collect();
+            *by.entry(generic.join("/")).or_default() += n;
+        }
+        s.katana_by_endpoint = by.into_iter().collect();
+        s.katana_by_endpoint
+            .sort_by(|a, b| b.1.cmp(&a.1).then(a.0.cmp(&b.0)));
         s
     }
 
@@ -1322,38 +1435,59 @@ impl<'a, W: Write> Runner<'a, W> {
         } else {
             "INCOMPLETE: see the list above"
         };
+        let poll = self.world.services().settings.katana.poll_interval;
+        let by_endpoint = s
+            .katana_by_endpoint
+            .iter()
+            .map(|(e, n)| format!("{e} {n}"))
+            .collect::<Vec<_>>()
+            .join(", ");
+        let row = |label: &str, value: String| format!("  {label:<30}{value}");
         let mut lines = vec![
             String::new(),
             format!(
                 "summary after {:.0}s: {verdict}",
                 outcome.elapsed.as_secs_f64()
             ),
-            format!("  orders placed on TikTok     {}", s.placed),
-            format!(
-                "  pushed to Katana as SOs     {} ({} after an exception was resolved; Katana holds {} TikTok SOs)",
-                s.pushed, s.pushed_after_exception, s.sales_orders_in_katana
+            row("orders placed on TikTok", s.placed.to_string()),
+            row(
+                "pushed to Katana as SOs",
+                format!(
+                    "{} ({} after an exception was resolved; Katana holds {} TikTok SOs)",
+                    s.pushed, s.pushed_after_exception, s.sales_orders_in_katana
+                ),
             ),
-            format!("  skipped (fulfilled by TikTok) {}", s.skipped),
-            format!("  cancelled in the hold       {} (never pushed)", s.cancelled),
-            format!("  edited in the hold          {}", s.edited),
-            format!(
-                "  exceptions                  {} raised, {} resolved, {} open",
-                s.exceptions_raised, s.exceptions_resolved, s.exceptions_open
+            row("skipped (fulfilled by TikTok)", s.skipped.to_string()),
+            row("cancelled in the hold", format!("{} (never pushed)", s.cancelled)),
+            row("edited in the hold", s.edited.to_string()),
+            row(
+                "exceptions",
+                format!(
+                    "{} raised, {} resolved, {} open",
+                    s.exceptions_raised, s.exceptions_resolved, s.exceptions_open
+                ),
             ),
-            format!(
-                "  shipments to TikTok         {} packages, {} line items",
-                s.shipments, s.shipped_line_items
+            row(
+                "shipments to TikTok",
+                format!("{} packages, {} line items", s.shipments, s.shipped_line_items),
             ),
-            format!("  inventory pushes to TikTok  {}", s.inventory_pushes),
-            format!(
-                "  Katana API calls            {} ({} per SO pushed, polls included; {} answered 429)",
-                s.katana_requests, per_so, s.katana_429
+            row("inventory pushes to TikTok", s.inventory_pushes.to_string()),
+            row(
+                "Katana API calls",
+                format!(
+                    "{} = {per_so} per SO pushed, reconciliation polls every {:.2}s included; {} answered 429",
+                    s.katana_requests,
+                    poll.as_secs_f64(),
+                    s.katana_429
+                ),
             ),
-            format!("  database                    {db}"),
+            row("  by endpoint", by_endpoint),
+            row("database", db.clone()),
         ];
         if let Some(id) = example {
-            lines.push(format!(
-                "  the whole story of an order: tks-replay timeline order {id} --db {db}"
+            lines.push(row(
+                "the whole story of an order",
+                format!("tks-replay timeline order {id} --db {db}"),
             ));
         }
         for l in lines {

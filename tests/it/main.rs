@@ -4,5 +4,6 @@ mod flows;
 mod foundation;
 mod katana;
 mod replay;
+mod sandbox;
 mod store;
 mod tiktok;
