@@ -337,7 +337,7 @@ fn write_unit(
             "INSERT INTO timers (id, stream, kind, due_at) VALUES (?1, ?2, ?3, ?4)
              ON CONFLICT (id) DO UPDATE SET due_at = excluded.due_at",
         )?
-        .execute(params![t.id(), t.stream, t.kind, to_millis(t.due_at)])?;
+        .execute(params![t.id(), t.stream, t.kind, due_millis(t.due_at)])?;
     }
     if let Some((name, pos)) = &unit.checkpoint {
         tx.prepare_cached(
@@ -608,10 +608,43 @@ fn row_to_snapshot(r: &rusqlite::Row<'_>) -> rusqlite::Result<Snapshot> {
     })
 }
 
+/// A timer's due time in whole milliseconds, rounded up. Events keep nanoseconds;
+/// rounding down would let a timer fire just before the instant its aggregate
+/// accepts (a buffer flush deciding "not yet"), and a fired timer is disarmed.
+fn due_millis(t: DateTime<Utc>) -> i64 {
+    let ms = to_millis(t);
+    if t.timestamp_subsec_nanos() % 1_000_000 == 0 {
+        ms
+    } else {
+        ms + 1
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::store::NewEvent;
+
+    #[tokio::test]
+    async fn a_timer_is_never_due_before_its_exact_instant() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = SqliteStore::open(dir.path().join("t.db")).unwrap();
+        let due = from_millis(1_700_000_000_000) + chrono::Duration::nanoseconds(400_000);
+        let unit = UnitOfWork {
+            arm_timers: vec![Timer {
+                stream: "sku-A".into(),
+                kind: "flush".into(),
+                due_at: due,
+            }],
+            ..Default::default()
+        };
+        store.commit(unit).await.unwrap();
+        let just_before = from_millis(1_700_000_000_000);
+        assert!(store.due_timers(just_before, 10).unwrap().is_empty());
+        assert!(store.next_timer_due().unwrap().unwrap() >= due);
+        let at_next = store.next_timer_due().unwrap().unwrap();
+        assert_eq!(store.due_timers(at_next, 10).unwrap().len(), 1);
+    }
 
     fn ev(n: u32) -> NewEvent {
         NewEvent {

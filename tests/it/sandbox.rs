@@ -186,7 +186,9 @@ async fn the_scripted_day_ends_with_every_order_where_it_belongs() {
         "exception resolved, SO",
         "fulfilled by TikTok -> recorded as skipped",
         "cancelled on TikTok during the hold",
-        "edit seen during the hold: 1 unit of TOTE-NAT cancelled",
+        // Whether the edit shows as its own event depends on whether the service
+        // read the order before the buyer's edit; the SO line says it either way.
+        "1 unit(s) cancelled in the hold left out",
         "buffer flushed -> TikTok shows",
         "every scripted order reached its final state",
     ] {
