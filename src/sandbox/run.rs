@@ -121,8 +121,14 @@ impl World {
         tiktok
             .set_catalogue(tiktok_catalogue())
             .map_err(|e| anyhow::anyhow!("seeding the TikTok catalogue: {e:?}"))?;
+        // Lifting the limit means the simulator's too: it advertises its limit in
+        // `X-Ratelimit-Limit`, and the client rightly lowers its budget to a
+        // smaller server-side limit.
         let katana_cfg = KatanaSimConfig {
-            rate_limit: options.katana_requests_per_minute.unwrap_or(60).max(1),
+            rate_limit: options
+                .katana_requests_per_minute
+                .unwrap_or(u32::MAX)
+                .max(1),
             ..KatanaSimConfig::default()
         };
         let katana =

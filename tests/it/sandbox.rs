@@ -9,7 +9,7 @@ use serde_json::Value;
 
 use tks::bench::{flow_throughput, katana_calls_per_order};
 use tks::domain::observed::TikTokOrderStatus;
-use tks::sandbox::run::{default_timeout, play, SandboxOptions, World};
+use tks::sandbox::run::{default_timeout, play, SandboxOptions, World, WorldOptions};
 use tks::sandbox::scenario::{Role, Script, UNMATCHED_SKU};
 
 /// Fast enough for a test (the 60 minute hold lasts 1.8 s), slow enough that a
@@ -272,4 +272,26 @@ async fn the_flow_bench_counts_katana_calls_within_the_limit() {
         calls.by_endpoint
     );
     assert!(calls.requests >= 3);
+}
+
+#[actix::test]
+async fn a_lifted_katana_limit_stays_lifted_after_the_simulators_headers() {
+    let dir = tempfile::tempdir().unwrap();
+    let world = World::start(
+        tks::clock::Clock::real(),
+        WorldOptions {
+            db_path: dir.path().join("tks.db"),
+            katana_requests_per_minute: None,
+            pollers: false,
+        },
+        |_| {},
+    )
+    .await
+    .unwrap();
+    // Startup already read the catalogue and stock, so the client has seen the
+    // simulator's X-Ratelimit-* headers; a 60 there would have lowered its budget.
+    assert!(world.katana.stats().requests > 0);
+    let budget = world.services().katana.as_ref().unwrap().budget().limit();
+    assert!(budget > 1_000_000, "budget lowered to {budget}");
+    world.stop().await;
 }
