@@ -6,7 +6,7 @@
 //! SKU state and rendered as it arrives) plus the scenario's own actions, so each
 //! line says what really happened, never what a timer guessed.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::io::Write;
 use std::net::TcpListener;
 use std::path::PathBuf;
@@ -385,18 +385,29 @@ fn scaled_rate(per_unit: u32, speed: f64) -> u32 {
 /// whether every scripted order reached its final state.
 pub async fn run<W: Write>(options: SandboxOptions, out: W) -> anyhow::Result<Outcome> {
     options.validate()?;
-    let db_path = match &options.db {
-        Some(p) => p.clone(),
-        None => tempfile::Builder::new()
-            .prefix("tks-sandbox-")
-            .tempdir()
-            .context("creating a directory for the sandbox database")?
-            // Kept on purpose: the summary tells the user to replay it.
-            .keep()
-            .join("tks.db"),
+    let (db_path, made_dir) = match &options.db {
+        Some(p) => (p.clone(), None),
+        None => {
+            let dir = tempfile::Builder::new()
+                .prefix("tks-sandbox-")
+                .tempdir()
+                .context("creating a directory for the sandbox database")?
+                // Kept on purpose: the summary tells the user to replay it.
+                .keep();
+            (dir.join("tks.db"), Some(dir))
+        }
     };
     let speed = options.speed;
-    let world = World::sandbox(db_path, speed).await?;
+    let world = match World::sandbox(db_path, speed).await {
+        Ok(w) => w,
+        Err(e) => {
+            // Nothing worth replaying was written.
+            if let Some(dir) = made_dir {
+                let _ = std::fs::remove_dir_all(dir);
+            }
+            return Err(e);
+        }
+    };
     let script = Script::new(options.orders);
     let timeout = options
         .timeout
@@ -520,6 +531,9 @@ struct Runner<'a, W: Write> {
     live_from: u64,
     stock: Vec<StockWatch>,
     variant_scheduled: bool,
+    /// Event ids of Katana stock webhooks recorded on SKU streams, to tell a
+    /// re-read the webhook caused from one the reconciliation poll made.
+    stock_signals: HashSet<uuid::Uuid>,
     exceptions_raised: usize,
     exceptions_resolved: usize,
     pushed_after_exception: usize,
@@ -606,6 +620,7 @@ impl<'a, W: Write> Runner<'a, W> {
                 .map(|_| StockWatch::default())
                 .collect(),
             variant_scheduled: false,
+            stock_signals: HashSet::new(),
             exceptions_raised: 0,
             exceptions_resolved: 0,
             pushed_after_exception: 0,
@@ -984,7 +999,14 @@ impl<'a, W: Write> Runner<'a, W> {
                 SkuEvent::ExceptionResolved(_) => self.exceptions_resolved += 1,
                 _ => {}
             }
-            if let Some(line) = self.watch_stock(&sku, &ev, &after) {
+            if matches!(ev, SkuEvent::SkuSignalled(_)) {
+                self.stock_signals.insert(e.meta.event_id);
+            }
+            let by_webhook = e
+                .meta
+                .causation_id
+                .is_some_and(|c| self.stock_signals.contains(&c));
+            if let Some(line) = self.watch_stock(&sku, &ev, &after, by_webhook) {
                 self.say(line);
             }
             if let Some(line) = self.render_sku(&sku, &after, &ev) {
@@ -1046,7 +1068,18 @@ impl<'a, W: Write> Runner<'a, W> {
 
     /// Follows a scripted stock change through the service; says when the
     /// service has read the new stock.
-    fn watch_stock(&mut self, sku: &str, ev: &SkuEvent, after: &Sku) -> Option<String> {
+    fn watch_stock(
+        &mut self,
+        sku: &str,
+        ev: &SkuEvent,
+        after: &Sku,
+        by_webhook: bool,
+    ) -> Option<String> {
+        let how = if by_webhook {
+            "Katana's webhook"
+        } else {
+            "the reconciliation poll"
+        };
         let mut line = None;
         let t0 = self.t0;
         for (i, c) in self.script.stock_changes.iter().enumerate() {
@@ -1062,7 +1095,7 @@ impl<'a, W: Write> Runner<'a, W> {
                         None => "no buffer open".into(),
                     };
                     line = Some(format!(
-                        "SKU {sku}: Katana's webhook -> stock re-read: {} in stock, {} committed ({window})",
+                        "SKU {sku}: {how} -> stock re-read: {} in stock, {} committed ({window})",
                         c.in_stock,
                         units(s.committed)
                     ));
