@@ -680,7 +680,7 @@ impl Aggregate for Order {
     type Error = OrderError;
 
     const STREAM_PREFIX: &'static str = "order";
-    const STATE_VERSION: u32 = 2;
+    const STATE_VERSION: u32 = 3;
 
     fn decide(&self, command: &OrderCommand, ctx: &Ctx<'_>) -> Result<Vec<OrderEvent>, OrderError> {
         match command {
