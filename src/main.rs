@@ -51,6 +51,29 @@ enum Command {
         #[arg(long)]
         out: Option<PathBuf>,
     },
+    /// Connectivity and prerequisites report; exits non-zero when anything blocks.
+    Check {
+        /// The settings file (default: tks.toml when present).
+        #[arg(long)]
+        config: Option<PathBuf>,
+        /// Print the report as JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// List the open exceptions recorded in the database (store.path).
+    Exceptions {
+        /// The settings file (default: tks.toml when present).
+        #[arg(long)]
+        config: Option<PathBuf>,
+        /// Print the list as JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Connect an account: exchange an authorisation code and store the tokens.
+    Connect {
+        #[command(subcommand)]
+        what: ConnectTarget,
+    },
     /// Tools for testing the service itself.
     #[command(hide = true)]
     Debug {
@@ -69,6 +92,19 @@ enum BenchTarget {
 enum CaptureKind {
     Order,
     Sku,
+}
+
+#[derive(Subcommand)]
+enum ConnectTarget {
+    /// Exchange a TikTok Shop authorisation code; tokens go next to the database.
+    Tiktok {
+        /// The `code` TikTok appended to the Redirect URL after consent.
+        #[arg(long)]
+        auth_code: String,
+        /// The settings file (default: tks.toml when present).
+        #[arg(long)]
+        config: Option<PathBuf>,
+    },
 }
 
 #[derive(Subcommand)]
@@ -121,6 +157,52 @@ fn main() -> anyhow::Result<()> {
                 _ => anyhow::bail!("give `order ID`, `sku SKU` or --since TIME"),
             };
             capture(&db, &selection, out.as_deref())
+        }
+        Command::Check { config, json } => {
+            let settings = tks::config::Settings::load(config.as_deref())?;
+            let report = runtime.block_on(tks::check::run(
+                &settings,
+                tks::clock::Clock::real(),
+                &tks::check::CheckOptions::default(),
+            ));
+            let mut out = std::io::stdout().lock();
+            if json {
+                writeln!(out, "{}", serde_json::to_string_pretty(&report.to_json())?)?;
+            } else {
+                write!(out, "{}", report.render())?;
+            }
+            out.flush()?;
+            if !report.passed() {
+                std::process::exit(1);
+            }
+            Ok(())
+        }
+        Command::Exceptions { config, json } => {
+            let settings = tks::config::Settings::load(config.as_deref())?;
+            let list = tks::operator::exceptions_in(Path::new(&settings.store.path))?;
+            let mut out = std::io::stdout().lock();
+            if json {
+                let body = tks::operator::exceptions_json(&list);
+                writeln!(out, "{}", serde_json::to_string_pretty(&body)?)?;
+            } else {
+                write!(out, "{}", tks::operator::render_exceptions(&list))?;
+            }
+            out.flush()?;
+            Ok(())
+        }
+        Command::Connect {
+            what: ConnectTarget::Tiktok { auth_code, config },
+        } => {
+            let settings = tks::config::Settings::load(config.as_deref())?;
+            let connected = runtime.block_on(tks::operator::connect_tiktok(
+                &settings,
+                tks::clock::Clock::real(),
+                &auth_code,
+                tks::connectors::tiktok::ClientOptions::default(),
+                None,
+            ))?;
+            print!("{}", connected.render());
+            Ok(())
         }
         Command::Debug {
             what: DebugCommand::AppendLoad { db, writers },
