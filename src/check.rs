@@ -282,6 +282,10 @@ async fn tiktok_inner(
         );
         return None;
     };
+    // The first call refreshes an access token that has expired: report the tokens
+    // as they are after it.
+    let warehouses = client.warehouses().await;
+    let tokens = client.tokens().await.unwrap_or(tokens);
     let now = clock.unix();
     let access = if tokens.access_token_expire_in > now {
         format!(
@@ -361,7 +365,7 @@ async fn tiktok_inner(
         ),
     }
 
-    let warehouses = match client.warehouses().await {
+    let warehouses = match warehouses {
         Ok(w) => w,
         Err(e) => {
             r.push(Status::Fail, "tiktok.api", e.to_string());

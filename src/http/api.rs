@@ -252,7 +252,12 @@ async fn toggle_sync(
     body: web::Bytes,
 ) -> HttpResponse {
     let sku = sku.into_inner();
-    let toggle: SyncToggle = match serde_json::from_slice(&body) {
+    // Through `Value` because serde would also take a struct from an array (`[true]`).
+    let parsed = serde_json::from_slice::<Value>(&body).and_then(|v| match v {
+        Value::Object(_) => serde_json::from_value::<SyncToggle>(v),
+        _ => Err(serde::de::Error::custom("not a JSON object")),
+    });
+    let toggle = match parsed {
         Ok(t) => t,
         Err(e) => {
             return error(

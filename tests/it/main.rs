@@ -2,6 +2,7 @@
 
 mod foundation;
 mod katana;
+mod operator;
 mod replay;
 mod store;
 mod tiktok;
