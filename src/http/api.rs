@@ -63,23 +63,42 @@ fn store_error(e: StoreError) -> HttpResponse {
     error(StatusCode::SERVICE_UNAVAILABLE, e.to_string())
 }
 
+/// A refused request, turned into its response at the edge (small to pass around).
+struct Refusal {
+    status: StatusCode,
+    message: String,
+}
+
+impl Refusal {
+    fn new(status: StatusCode, message: impl Into<String>) -> Self {
+        Refusal {
+            status,
+            message: message.into(),
+        }
+    }
+
+    fn response(self) -> HttpResponse {
+        let mut r = HttpResponse::build(self.status);
+        if self.status == StatusCode::UNAUTHORIZED {
+            r.insert_header((header::WWW_AUTHENTICATE, "Bearer realm=\"tks\""));
+        }
+        r.json(json!({ "error": self.message }))
+    }
+}
+
 // ----- access ------------------------------------------------------------------------
 
-/// Why a request may not use the API, as the response to send.
-fn authorize(services: &Services, authorization: Option<&str>) -> Result<(), HttpResponse> {
+/// Why a request may not use the API.
+fn authorize(services: &Services, authorization: Option<&str>) -> Result<(), Refusal> {
     let expected = services.settings.server.admin_token.expose();
     if expected.is_empty() {
-        return Err(error(
+        return Err(Refusal::new(
             StatusCode::FORBIDDEN,
             "the operator API is disabled: no admin token is configured; set TKS_SERVER__ADMIN_TOKEN \
              (or server.admin_token) and send it as `Authorization: Bearer <token>`",
         ));
     }
-    let unauthorized = |message: &str| {
-        HttpResponse::build(StatusCode::UNAUTHORIZED)
-            .insert_header((header::WWW_AUTHENTICATE, "Bearer realm=\"tks\""))
-            .json(json!({ "error": message }))
-    };
+    let unauthorized = |message: &str| Refusal::new(StatusCode::UNAUTHORIZED, message);
     let Some(value) = authorization else {
         return Err(unauthorized(
             "missing `Authorization: Bearer <token>` (the token is server.admin_token)",
@@ -114,14 +133,14 @@ async fn require_admin(
                 .get(header::AUTHORIZATION)
                 .and_then(|v| v.to_str().ok()),
         ),
-        None => Err(error(
+        None => Err(Refusal::new(
             StatusCode::INTERNAL_SERVER_ERROR,
             "services are not configured",
         )),
     };
     match verdict {
         Ok(()) => Ok(next.call(req).await?.map_into_left_body()),
-        Err(response) => Ok(req.into_response(response).map_into_right_body()),
+        Err(refusal) => Ok(req.into_response(refusal.response()).map_into_right_body()),
     }
 }
 
@@ -156,14 +175,14 @@ async fn metrics(services: web::Data<Services>) -> HttpResponse {
 
 /// The last sequence number of a stream, or the 404 for one that has no events.
 /// Checked in the log first so a lookup of a wrong id never starts an actor.
-fn existing(services: &Services, stream: &str, what: &str) -> Result<u64, HttpResponse> {
+fn existing(services: &Services, stream: &str, what: &str) -> Result<u64, Refusal> {
     match services.store.stream_seq(stream) {
-        Ok(0) => Err(error(
+        Ok(0) => Err(Refusal::new(
             StatusCode::NOT_FOUND,
             format!("no events for {what}"),
         )),
         Ok(seq) => Ok(seq),
-        Err(e) => Err(store_error(e)),
+        Err(e) => Err(Refusal::new(StatusCode::SERVICE_UNAVAILABLE, e.to_string())),
     }
 }
 
@@ -189,7 +208,7 @@ async fn order(services: web::Data<Services>, id: web::Path<String>) -> HttpResp
     let id = id.into_inner();
     let stream = Order::stream_id(&id);
     if let Err(r) = existing(&services, &stream, &format!("order {id}")) {
-        return r;
+        return r.response();
     }
     match services.orders.state(&id).await {
         Ok((state, seq)) => HttpResponse::Ok().json(json!({
@@ -222,7 +241,7 @@ async fn sku(services: web::Data<Services>, sku: web::Path<String>) -> HttpRespo
     let sku = sku.into_inner();
     let stream = Sku::stream_id(&sku);
     if let Err(r) = existing(&services, &stream, &format!("SKU {sku}")) {
-        return r;
+        return r.response();
     }
     let safety_stock = services.settings.sync.safety_stock;
     match services.skus.state(&sku).await {
