@@ -88,6 +88,12 @@ pub fn exceptions_json(list: &[OpenException]) -> serde_json::Value {
 /// Lists the open exceptions of the database at `db`. The file must already be a
 /// tks database: a mistyped path must not silently create an empty one.
 pub fn exceptions_in(db: &Path) -> anyhow::Result<Vec<OpenException>> {
+    if !db.exists() {
+        anyhow::bail!(
+            "{}: no such database (store.path; is --config pointing at the service's settings?)",
+            db.display()
+        );
+    }
     let log = crate::replay::source::open(db, &mut |_, _| {})?;
     if log.kind != crate::replay::source::LogKind::Database {
         anyhow::bail!(
