@@ -140,6 +140,10 @@ async fn callback(services: web::Data<Services>, req: HttpRequest) -> HttpRespon
                     StatusCode::BAD_REQUEST,
                     "Authorise again with the shop this service is configured for (tiktok.shop_id).",
                 ),
+                TikTokError::TokenStore(_) => (
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    "The tokens could not be stored next to the database: fix the file's permissions and authorise again.",
+                ),
                 e if matches!(e.retry_class(), RetryClass::Retry { .. }) => (
                     StatusCode::BAD_GATEWAY,
                     "TikTok could not be reached: authorise again in a few minutes (the code is single-use).",

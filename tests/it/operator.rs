@@ -1050,7 +1050,10 @@ async fn tks_exceptions_lists_what_the_database_holds() {
     let out = tks(&["exceptions", "--config", &config]);
     assert!(!out.status.success(), "no database yet");
     let err = String::from_utf8_lossy(&out.stderr);
-    assert!(err.starts_with("error: ") && err.contains("no such database"), "{err}");
+    assert!(
+        err.starts_with("error: ") && err.contains("no such database"),
+        "{err}"
+    );
     assert!(
         !Path::new(&settings.store.path).exists(),
         "not created by a listing"
