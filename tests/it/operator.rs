@@ -827,10 +827,6 @@ async fn connect_stores_tokens_next_to_the_database_and_reports_the_shop() {
 
 // ----- tks check -------------------------------------------------------------------------------
 
-fn statuses(r: &CheckReport) -> String {
-    r.render()
-}
-
 #[actix::test]
 async fn check_is_all_ok_against_seeded_simulators() {
     let sims = Sims::start();
@@ -841,7 +837,7 @@ async fn check_is_all_ok_against_seeded_simulators() {
     sims.connect(&settings).await;
 
     let report = sims.check(&settings).await;
-    let text = statuses(&report);
+    let text = report.render();
     assert_eq!(report.verdict(), Status::Ok, "{text}");
     assert!(report.passed());
     assert!(
@@ -909,7 +905,7 @@ async fn check_fails_on_an_unfit_warehouse_or_location_and_unknown_carriers() {
     bad.warehouses.pickup_warehouse_id = "7300000000000009999".into();
     bad.warehouses.pickup_location_id = sims.cat.no_sales_location_id;
     let report = sims.check(&bad).await;
-    let text = statuses(&report);
+    let text = report.render();
     assert_eq!(report.verdict(), Status::Fail, "{text}");
     assert!(!report.passed());
     let w = report.find("tiktok.pickup_warehouse").unwrap();
@@ -941,7 +937,7 @@ async fn check_fails_on_an_unfit_warehouse_or_location_and_unknown_carriers() {
     bad.warehouses.pickup_warehouse_id = RETURN_WAREHOUSE.into();
     bad.carriers.insert("DHL".into(), "1234".into());
     let report = sims.check(&bad).await;
-    let text = statuses(&report);
+    let text = report.render();
     let w = report.find("tiktok.pickup_warehouse").unwrap();
     assert_eq!(w.status, Status::Fail, "{text}");
     assert!(w.detail.contains("needs SALES_WAREHOUSE"), "{}", w.detail);
@@ -979,7 +975,7 @@ async fn check_says_how_to_connect_and_when_katana_refuses_the_key() {
     let mut settings = sims.settings();
     settings.katana.api_key = Secret::new("wrong-key");
     let report = sims.check(&settings).await;
-    let text = statuses(&report);
+    let text = report.render();
     let t = report.find("tiktok.token").unwrap();
     assert_eq!(t.status, Status::Fail, "{text}");
     assert!(
