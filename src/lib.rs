@@ -15,17 +15,21 @@
 //! - `sandbox`: strict HTTP simulators of both APIs.
 //! - `replay`: folding the log back into state, hashing and verifying it.
 //! - `bench`: the `tks bench` measurements.
+//! - `check`: the `tks check` prerequisites report.
+//! - `operator`: operator commands shared by CLI and API (exceptions, connecting TikTok).
 
 pub mod actors;
 pub mod app;
 pub mod bench;
 pub mod catalogue;
+pub mod check;
 pub mod clock;
 pub mod config;
 pub mod connectors;
 pub mod domain;
 pub mod http;
 pub mod metrics;
+pub mod operator;
 pub mod replay;
 pub mod sandbox;
 pub mod store;

@@ -3,6 +3,7 @@
 mod flows;
 mod foundation;
 mod katana;
+mod operator;
 mod replay;
 mod store;
 mod tiktok;
