@@ -965,3 +965,43 @@ async fn sigkill_between_hold_expiry_and_so_creation_loses_and_duplicates_nothin
     tiktok.stop().await;
     katana.stop().await;
 }
+
+#[actix::test]
+async fn the_timeline_tells_an_orders_whole_story_in_order() {
+    let t = spawn_app(|_| {}).await;
+    let id = t.place(&[("A", 1)]);
+    t.settle().await;
+    t.advance(61 * MIN, 10 * MIN).await;
+    let so_id = t.sales_orders()[0]["id"].as_i64().unwrap();
+    t.katana
+        .deliver(so_id, None, tracking(Some("1Z5"), "UPS"))
+        .unwrap();
+    t.settle().await;
+    let timeline =
+        tks::replay::timeline::timeline(t.store().as_ref(), &format!("order-{id}"), &mut |_| {})
+            .unwrap();
+    let types: Vec<&str> = timeline
+        .entries
+        .iter()
+        .map(|e| e.event_type.as_str())
+        .collect();
+    let position = |ty: &str| {
+        types
+            .iter()
+            .position(|t| *t == ty)
+            .unwrap_or_else(|| panic!("{ty} missing from {types:?}"))
+    };
+    let story = [
+        "OrderPlaced",
+        "HoldExpired",
+        "SoCreated",
+        "SoDelivered",
+        "FulfillmentPushed",
+    ]
+    .map(position);
+    assert!(story.windows(2).all(|w| w[0] < w[1]), "{types:?}");
+    // Each step carries its causation back to what triggered it.
+    let pushed = &timeline.entries[story[4]];
+    assert!(pushed.causation_id.is_some());
+    t.stop().await;
+}
