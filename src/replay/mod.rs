@@ -80,12 +80,12 @@ impl StreamState {
                 let e =
                     <Order as Aggregate>::Event::decode(rec.event_type, rec.version, rec.payload)
                         .map_err(|e| e.to_string())?;
-                s.apply(&e);
+                s.apply_owned(e);
             }
             StreamState::Sku(s) => {
                 let e = <Sku as Aggregate>::Event::decode(rec.event_type, rec.version, rec.payload)
                     .map_err(|e| e.to_string())?;
-                s.apply(&e);
+                s.apply_owned(e);
             }
         }
         Ok(())

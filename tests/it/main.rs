@@ -5,5 +5,6 @@ mod foundation;
 mod katana;
 mod operator;
 mod replay;
+mod schemas;
 mod store;
 mod tiktok;
