@@ -37,7 +37,18 @@ pub struct Services {
     pub catalogue: Arc<Catalogue>,
     pub metrics: Arc<Metrics>,
     pub tokens: Arc<dyn TokenStore>,
+    /// Verifies Katana's webhooks: the configured token, or the one Katana gave
+    /// when the service registered its webhook itself.
+    pub katana_webhook_token: parking_lot::RwLock<crate::config::Secret>,
 }
+
+/// What the service subscribes to when it registers its own Katana webhook.
+pub const KATANA_WEBHOOK_EVENTS: &[&str] = &[
+    "sales_order.delivered",
+    "sales_order.updated",
+    "sales_order.deleted",
+    "current_inventory.product_updated",
+];
 
 /// Knobs the sandbox and tests turn; production uses the defaults.
 #[derive(Clone, Debug)]
@@ -115,6 +126,7 @@ impl Services {
             skus: Registry::start(env),
             catalogue: Arc::new(Catalogue::new(SkuRules::from_settings(&settings.sync))),
             metrics: Arc::new(Metrics::default()),
+            katana_webhook_token: parking_lot::RwLock::new(settings.katana.webhook_token.clone()),
             settings,
             clock,
             store,
@@ -205,6 +217,27 @@ pub async fn start(
             services.clone(),
             stopped.clone(),
         ));
+    }
+
+    if let (Some(katana), false) = (
+        &services.katana,
+        services.settings.server.public_url.is_empty(),
+    ) {
+        let url = format!(
+            "{}/webhooks/katana",
+            services.settings.server.public_url.trim_end_matches('/')
+        );
+        let katana = katana.clone();
+        let services = services.clone();
+        tasks.push(actix::spawn(async move {
+            match katana.register_webhook(&url, KATANA_WEBHOOK_EVENTS).await {
+                Ok(w) => {
+                    tracing::info!(%url, id = w.id, "Katana webhook registered");
+                    *services.katana_webhook_token.write() = crate::config::Secret::new(w.token);
+                }
+                Err(e) => tracing::error!(%url, error = %e, "Katana webhook not registered; polling still reconciles"),
+            }
+        }));
     }
 
     let addr = listener.local_addr()?;

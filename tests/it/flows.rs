@@ -106,7 +106,10 @@ pub async fn spawn_app(tune: impl FnOnce(&mut Settings)) -> TestApp {
     let dir = tempfile::tempdir().unwrap();
     let db = dir.path().join("tks.db");
     let mut settings = settings_for(&tiktok, &katana, &db, main_location, fbt_location);
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    settings.server.bind = listener.local_addr().unwrap().to_string();
     tune(&mut settings);
+    let registers_itself = !settings.server.public_url.is_empty();
 
     // Connect once, as `tks connect tiktok` would: the service finds the tokens.
     let tokens = Arc::new(FileTokenStore::new(app::token_file_for(
@@ -124,7 +127,6 @@ pub async fn spawn_app(tune: impl FnOnce(&mut Settings)) -> TestApp {
         .await
         .unwrap();
 
-    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
     let options = StartOptions {
         pollers: false,
         katana_timeout: Duration::from_secs(5),
@@ -134,11 +136,13 @@ pub async fn spawn_app(tune: impl FnOnce(&mut Settings)) -> TestApp {
         .await
         .unwrap();
     tiktok.set_webhook_url(Some(format!("{}/webhooks/tiktok", app.base_url())));
-    katana.add_webhook(
-        &format!("{}/webhooks/katana", app.base_url()),
-        WEBHOOK_EVENTS,
-        Some(KATANA_WEBHOOK_TOKEN),
-    );
+    if !registers_itself {
+        katana.add_webhook(
+            &format!("{}/webhooks/katana", app.base_url()),
+            WEBHOOK_EVENTS,
+            Some(KATANA_WEBHOOK_TOKEN),
+        );
+    }
     // What the pollers do first thing at startup: map the catalogue, read stock.
     pollers::refresh_catalogue(&app.services).await.unwrap();
     pollers::poll_stock(&app.services).await.unwrap();
@@ -1003,5 +1007,26 @@ async fn the_timeline_tells_an_orders_whole_story_in_order() {
     // Each step carries its causation back to what triggered it.
     let pushed = &timeline.entries[story[4]];
     assert!(pushed.causation_id.is_some());
+    t.stop().await;
+}
+
+#[actix::test]
+async fn with_a_public_url_the_service_registers_its_katana_webhook_and_trusts_its_token() {
+    let t = spawn_app(|s| {
+        s.server.public_url = format!("http://{}", s.server.bind);
+        s.katana.webhook_token = Secret::default();
+    })
+    .await;
+    let id = t.place(&[("A", 1)]);
+    t.settle().await;
+    t.advance(61 * MIN, 10 * MIN).await;
+    let so_id = t.sales_orders()[0]["id"].as_i64().unwrap();
+    t.katana
+        .deliver(so_id, None, tracking(Some("1Z42"), "UPS"))
+        .unwrap();
+    t.settle().await;
+    let shipments = t.tiktok.shipments();
+    assert_eq!(shipments.len(), 1, "Katana's signed webhook was accepted");
+    assert_eq!(shipments[0].order_id, id);
     t.stop().await;
 }
