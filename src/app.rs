@@ -10,18 +10,18 @@ use std::time::Duration;
 use tokio::sync::watch;
 
 use crate::actors::aggregate::Env;
-use crate::actors::{spawn_feed, Registry, TimerService};
+use crate::actors::{spawn_feed, CommandError, Execute, Registry, TimerService};
 use crate::catalogue::{Catalogue, SkuRules};
 use crate::clock::Clock;
 use crate::config::Settings;
 use crate::connectors::katana::client::{KatanaClient, KatanaConfig};
 use crate::connectors::tiktok::auth::{FileTokenStore, TokenStore};
 use crate::connectors::tiktok::client::{ClientOptions, TikTokClient};
-use crate::domain::order::Order;
-use crate::domain::sku::Sku;
+use crate::domain::order::{Order, OrderCommand};
+use crate::domain::sku::{Sku, SkuCommand};
 use crate::domain::Policy;
 use crate::metrics::Metrics;
-use crate::store::{SharedStore, SqliteStore};
+use crate::store::{EventMeta, SharedStore, SqliteStore};
 
 /// Everything the flows, the HTTP handlers and the operator commands share.
 pub struct Services {
@@ -49,6 +49,44 @@ pub const KATANA_WEBHOOK_EVENTS: &[&str] = &[
     "sales_order.deleted",
     "current_inventory.product_updated",
 ];
+
+impl Services {
+    /// Runs a command a connector or policy derived from `cause`, optionally moving
+    /// a subscriber checkpoint in the same transaction. A command the order no
+    /// longer accepts (it moved on meanwhile) is done, not an error.
+    pub async fn order_command(
+        &self,
+        order_id: &str,
+        command: OrderCommand,
+        cause: &EventMeta,
+        checkpoint: Option<(String, u64)>,
+    ) -> Result<(), String> {
+        let mut msg = Execute::new(command).caused_by(cause);
+        msg.checkpoint = checkpoint;
+        match self.orders.execute(order_id, msg).await {
+            Ok(_) => Ok(()),
+            Err(CommandError::Rejected(reason)) => {
+                tracing::info!(order_id, %reason, "command no longer applies");
+                Ok(())
+            }
+            Err(e) => Err(e.to_string()),
+        }
+    }
+
+    /// The SKU counterpart of [`Services::order_command`].
+    pub async fn sku_command(
+        &self,
+        sku: &str,
+        command: SkuCommand,
+        cause: &EventMeta,
+    ) -> Result<(), String> {
+        self.skus
+            .execute(sku, Execute::new(command).caused_by(cause))
+            .await
+            .map(|_| ())
+            .map_err(|e| e.to_string())
+    }
+}
 
 /// Knobs the sandbox and tests turn; production uses the defaults.
 #[derive(Clone, Debug)]
