@@ -10,18 +10,18 @@ use std::time::Duration;
 use tokio::sync::watch;
 
 use crate::actors::aggregate::Env;
-use crate::actors::{spawn_feed, Registry, TimerService};
+use crate::actors::{spawn_feed, CommandError, Execute, Registry, TimerService};
 use crate::catalogue::{Catalogue, SkuRules};
 use crate::clock::Clock;
 use crate::config::Settings;
 use crate::connectors::katana::client::{KatanaClient, KatanaConfig};
 use crate::connectors::tiktok::auth::{FileTokenStore, TokenStore};
 use crate::connectors::tiktok::client::{ClientOptions, TikTokClient};
-use crate::domain::order::Order;
-use crate::domain::sku::Sku;
+use crate::domain::order::{Order, OrderCommand};
+use crate::domain::sku::{Sku, SkuCommand};
 use crate::domain::Policy;
 use crate::metrics::Metrics;
-use crate::store::{SharedStore, SqliteStore};
+use crate::store::{EventMeta, SharedStore, SqliteStore};
 
 /// Everything the flows, the HTTP handlers and the operator commands share.
 pub struct Services {
@@ -37,6 +37,55 @@ pub struct Services {
     pub catalogue: Arc<Catalogue>,
     pub metrics: Arc<Metrics>,
     pub tokens: Arc<dyn TokenStore>,
+    /// Verifies Katana's webhooks: the configured token, or the one Katana gave
+    /// when the service registered its webhook itself.
+    pub katana_webhook_token: parking_lot::RwLock<crate::config::Secret>,
+}
+
+/// What the service subscribes to when it registers its own Katana webhook.
+pub const KATANA_WEBHOOK_EVENTS: &[&str] = &[
+    "sales_order.delivered",
+    "sales_order.updated",
+    "sales_order.deleted",
+    "current_inventory.product_updated",
+];
+
+impl Services {
+    /// Runs a command a connector or policy derived from `cause`, optionally moving
+    /// a subscriber checkpoint in the same transaction. A command the order no
+    /// longer accepts (it moved on meanwhile) is done, not an error.
+    pub async fn order_command(
+        &self,
+        order_id: &str,
+        command: OrderCommand,
+        cause: &EventMeta,
+        checkpoint: Option<(String, u64)>,
+    ) -> Result<(), String> {
+        let mut msg = Execute::new(command).caused_by(cause);
+        msg.checkpoint = checkpoint;
+        match self.orders.execute(order_id, msg).await {
+            Ok(_) => Ok(()),
+            Err(CommandError::Rejected(reason)) => {
+                tracing::info!(order_id, %reason, "command no longer applies");
+                Ok(())
+            }
+            Err(e) => Err(e.to_string()),
+        }
+    }
+
+    /// The SKU counterpart of [`Services::order_command`].
+    pub async fn sku_command(
+        &self,
+        sku: &str,
+        command: SkuCommand,
+        cause: &EventMeta,
+    ) -> Result<(), String> {
+        self.skus
+            .execute(sku, Execute::new(command).caused_by(cause))
+            .await
+            .map(|_| ())
+            .map_err(|e| e.to_string())
+    }
 }
 
 /// Knobs the sandbox and tests turn; production uses the defaults.
@@ -115,6 +164,7 @@ impl Services {
             skus: Registry::start(env),
             catalogue: Arc::new(Catalogue::new(SkuRules::from_settings(&settings.sync))),
             metrics: Arc::new(Metrics::default()),
+            katana_webhook_token: parking_lot::RwLock::new(settings.katana.webhook_token.clone()),
             settings,
             clock,
             store,
@@ -205,6 +255,27 @@ pub async fn start(
             services.clone(),
             stopped.clone(),
         ));
+    }
+
+    if let (Some(katana), false) = (
+        &services.katana,
+        services.settings.server.public_url.is_empty(),
+    ) {
+        let url = format!(
+            "{}/webhooks/katana",
+            services.settings.server.public_url.trim_end_matches('/')
+        );
+        let katana = katana.clone();
+        let services = services.clone();
+        tasks.push(actix::spawn(async move {
+            match katana.register_webhook(&url, KATANA_WEBHOOK_EVENTS).await {
+                Ok(w) => {
+                    tracing::info!(%url, id = w.id, "Katana webhook registered");
+                    *services.katana_webhook_token.write() = crate::config::Secret::new(w.token);
+                }
+                Err(e) => tracing::error!(%url, error = %e, "Katana webhook not registered; polling still reconciles"),
+            }
+        }));
     }
 
     let addr = listener.local_addr()?;

@@ -37,6 +37,40 @@ impl std::fmt::Debug for Secret {
     }
 }
 
+/// Reads a string that may have arrived as a number: environment variables carry
+/// no types, and TikTok ids (`7494726673780148744`) look like integers to figment.
+fn lenient_string<'de, D: serde::Deserializer<'de>>(d: D) -> Result<String, D::Error> {
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum Text {
+        S(String),
+        U(u64),
+        I(i64),
+        F(f64),
+        B(bool),
+    }
+    Ok(match Text::deserialize(d)? {
+        Text::S(s) => s,
+        Text::U(n) => n.to_string(),
+        Text::I(n) => n.to_string(),
+        Text::F(n) => n.to_string(),
+        Text::B(b) => b.to_string(),
+    })
+}
+
+fn lenient_secret<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Secret, D::Error> {
+    lenient_string(d).map(Secret)
+}
+
+fn lenient_map<'de, D: serde::Deserializer<'de>>(
+    d: D,
+) -> Result<BTreeMap<String, String>, D::Error> {
+    #[derive(Deserialize)]
+    struct Lenient(#[serde(deserialize_with = "lenient_string")] String);
+    let raw: BTreeMap<String, Lenient> = BTreeMap::deserialize(d)?;
+    Ok(raw.into_iter().map(|(k, v)| (k, v.0)).collect())
+}
+
 #[derive(Clone, Debug, Default, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct Settings {
@@ -46,7 +80,8 @@ pub struct Settings {
     pub katana: KatanaSettings,
     pub sync: SyncSettings,
     pub warehouses: WarehouseSettings,
-    /// Katana carrier name -> TikTok `shipping_provider_id`.
+    /// Katana carrier name -> TikTok `shipping_provider_id` (`default` for the rest).
+    #[serde(deserialize_with = "lenient_map")]
     pub carriers: BTreeMap<String, String>,
     pub actors: ActorSettings,
 }
@@ -69,6 +104,7 @@ impl Default for StoreSettings {
 #[serde(default, deny_unknown_fields)]
 pub struct ServerSettings {
     pub bind: String,
+    #[serde(deserialize_with = "lenient_secret")]
     pub admin_token: Secret,
     pub public_url: String,
 }
@@ -88,9 +124,13 @@ impl Default for ServerSettings {
 pub struct TikTokSettings {
     pub api_base: String,
     pub auth_base: String,
+    #[serde(deserialize_with = "lenient_string")]
     pub app_key: String,
+    #[serde(deserialize_with = "lenient_secret")]
     pub app_secret: Secret,
+    #[serde(deserialize_with = "lenient_string")]
     pub shop_cipher: String,
+    #[serde(deserialize_with = "lenient_string")]
     pub shop_id: String,
     pub pull_orders: bool,
     pub push_products: bool,
@@ -139,7 +179,9 @@ pub enum OnCancel {
 #[serde(default, deny_unknown_fields)]
 pub struct KatanaSettings {
     pub api_base: String,
+    #[serde(deserialize_with = "lenient_secret")]
     pub api_key: Secret,
+    #[serde(deserialize_with = "lenient_secret")]
     pub webhook_token: Secret,
     pub push_orders: bool,
     pub pull_products: bool,
@@ -226,8 +268,10 @@ impl Default for SyncSettings {
 #[derive(Clone, Debug, Default, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct WarehouseSettings {
+    #[serde(deserialize_with = "lenient_string")]
     pub pickup_warehouse_id: String,
     pub pickup_location_id: i64,
+    #[serde(deserialize_with = "lenient_string")]
     pub return_warehouse_id: String,
     pub return_location_id: i64,
     pub fbt_location_id: i64,
@@ -275,6 +319,8 @@ impl Settings {
 }
 
 #[cfg(test)]
+// figment's Jail closures return figment's own (large) error type.
+#[allow(clippy::result_large_err)]
 mod tests {
     use super::*;
 
@@ -289,26 +335,57 @@ mod tests {
 
     #[test]
     fn toml_durations_and_env_overrides() {
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("tks.toml");
-        std::fs::write(
-            &path,
-            "[sync]\norder_hold = \"30m\"\nbuffer_mode = \"increases_only\"\n[carriers]\n\"UPS\" = \"7117\"\n",
-        )
-        .unwrap();
-        let s = Settings::load(Some(&path)).unwrap();
-        assert_eq!(s.sync.order_hold, Duration::from_secs(1800));
-        assert_eq!(s.sync.buffer_mode, BufferMode::IncreasesOnly);
-        assert_eq!(s.carriers.get("UPS").map(String::as_str), Some("7117"));
-        assert_eq!(s.katana.requests_per_minute, 60);
+        // Jail serialises tests that touch the process environment.
+        figment::Jail::expect_with(|jail| {
+            jail.create_file(
+                "tks.toml",
+                "[sync]\norder_hold = \"30m\"\nbuffer_mode = \"increases_only\"\n[carriers]\n\"UPS\" = \"7117\"\n",
+            )?;
+            jail.set_env("TKS_KATANA__REQUESTS_PER_MINUTE", "30");
+            let s = Settings::load(None).map_err(|e| e.to_string())?;
+            assert_eq!(s.sync.order_hold, Duration::from_secs(1800));
+            assert_eq!(s.sync.buffer_mode, BufferMode::IncreasesOnly);
+            assert_eq!(s.carriers.get("UPS").map(String::as_str), Some("7117"));
+            assert_eq!(s.katana.requests_per_minute, 30);
+            Ok(())
+        });
+    }
+
+    #[test]
+    fn numeric_looking_ids_from_the_environment_stay_strings() {
+        figment::Jail::expect_with(|jail| {
+            jail.set_env("TKS_TIKTOK__SHOP_ID", "7494726673780148744");
+            jail.set_env("TKS_TIKTOK__APP_SECRET", "123456");
+            jail.set_env("TKS_WAREHOUSES__PICKUP_WAREHOUSE_ID", "7300000000000000001");
+            jail.set_env("TKS_CARRIERS__UPS", "6617675021119438849");
+            jail.set_env("TKS_SYNC__ORDER_HOLD", "1s");
+            let s = Settings::load(None).map_err(|e| e.to_string())?;
+            assert_eq!(s.tiktok.shop_id, "7494726673780148744");
+            assert_eq!(s.tiktok.app_secret.expose(), "123456");
+            assert_eq!(s.warehouses.pickup_warehouse_id, "7300000000000000001");
+            // Environment keys arrive lower-cased; carrier names match case-insensitively.
+            assert_eq!(
+                s.carriers.get("ups").map(String::as_str),
+                Some("6617675021119438849")
+            );
+            assert_eq!(s.sync.order_hold, Duration::from_secs(1));
+            Ok(())
+        });
     }
 
     #[test]
     fn unknown_key_is_a_clear_error() {
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("tks.toml");
-        std::fs::write(&path, "[sync]\norder_hodl = \"30m\"\n").unwrap();
-        let err = Settings::load(Some(&path)).unwrap_err().to_string();
-        assert!(err.contains("order_hodl"), "{err}");
+        figment::Jail::expect_with(|jail| {
+            jail.create_file("custom.toml", "[sync]\norder_hodl = \"30m\"\n")?;
+            let err = Settings::load(Some(Path::new("custom.toml")))
+                .unwrap_err()
+                .to_string();
+            assert!(err.contains("order_hodl"), "{err}");
+            let missing = Settings::load(Some(Path::new("nope.toml")))
+                .unwrap_err()
+                .to_string();
+            assert!(missing.contains("does not exist"), "{missing}");
+            Ok(())
+        });
     }
 }

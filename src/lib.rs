@@ -1,31 +1,43 @@
 //! # tiktok-katana-sync
 //!
+//! An event-sourced actor system that syncs a TikTok Shop store with Katana MRP.
+//!
 //! # Layout
 //!
 //! - `clock`: the injected clock, the only reader of wall time.
 //! - `config`: typed settings from TOML and `TKS_*` environment variables.
-//! - `domain`: the pure business rules: order and SKU aggregates (`decide`/`apply`)
-//!   and the events they record. No I/O, no async, no clock reads.
+//! - `domain`: the pure business rules: order and SKU aggregates (`decide`/`apply`),
+//!   the events they record, exceptions. No I/O, no async, no clock reads.
 //! - `store`: the append-only event log (SQLite with one writer and group commit, or
-//!   in memory), timers, inbox, checkpoints and snapshots.
+//!   in memory), timers, inbox, checkpoints, snapshots and lookups.
 //! - `actors`: actix shells around the aggregates, the registry that routes commands
-//!   to them, the feed of committed events and the durable timer service.
+//!   to them, the feed of committed events, the durable timer service, and the
+//!   policies that turn one aggregate's events into another's commands.
 //! - `connectors`: TikTok and Katana clients, wire models, mappings and webhook
-//!   verification; shared retry classification.
-//! - `sandbox`: strict HTTP simulators of both APIs.
-//! - `replay`: folding the log back into state, hashing and verifying it.
+//!   verification; their feed subscribers (`actor`); the reconciliation pollers;
+//!   the retry classification both share.
+//! - `catalogue`: which TikTok SKU is which Katana variant.
+//! - `app`: the composition root that starts everything.
+//! - `http`: webhooks, the OAuth callback, the operator API and metrics.
+//! - `metrics`: the Prometheus counters and gauges.
+//! - `sandbox`: strict HTTP simulators of both APIs and the `tks sandbox` scenario.
+//! - `replay`: rebuild and verify, timelines, time travel, captures and what-if.
+//! - `check`: the `tks check` prerequisites report.
+//! - `operator`: operator commands shared by CLI and API (exceptions, connecting TikTok).
 //! - `bench`: the `tks bench` measurements.
 
 pub mod actors;
 pub mod app;
 pub mod bench;
 pub mod catalogue;
+pub mod check;
 pub mod clock;
 pub mod config;
 pub mod connectors;
 pub mod domain;
 pub mod http;
 pub mod metrics;
+pub mod operator;
 pub mod replay;
 pub mod sandbox;
 pub mod store;

@@ -78,6 +78,29 @@ enum Command {
         #[arg(long)]
         out: Option<PathBuf>,
     },
+    /// Connectivity and prerequisites report; exits non-zero when anything blocks.
+    Check {
+        /// The settings file (default: tks.toml when present).
+        #[arg(long)]
+        config: Option<PathBuf>,
+        /// Print the report as JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// List the open exceptions recorded in the database (store.path).
+    Exceptions {
+        /// The settings file (default: tks.toml when present).
+        #[arg(long)]
+        config: Option<PathBuf>,
+        /// Print the list as JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Connect an account: exchange an authorisation code and store the tokens.
+    Connect {
+        #[command(subcommand)]
+        what: ConnectTarget,
+    },
     /// Tools for testing the service itself.
     #[command(hide = true)]
     Debug {
@@ -97,6 +120,19 @@ enum BenchTarget {
 enum CaptureKind {
     Order,
     Sku,
+}
+
+#[derive(Subcommand)]
+enum ConnectTarget {
+    /// Exchange a TikTok Shop authorisation code; tokens go next to the database.
+    Tiktok {
+        /// The `code` TikTok appended to the Redirect URL after consent.
+        #[arg(long)]
+        auth_code: String,
+        /// The settings file (default: tks.toml when present).
+        #[arg(long)]
+        config: Option<PathBuf>,
+    },
 }
 
 #[derive(Subcommand)]
@@ -176,10 +212,100 @@ fn main() -> anyhow::Result<()> {
             };
             capture(&db, &selection, out.as_deref())
         }
+        Command::Check { config, json } => {
+            let passed = exit_on_error(check(config, json, &runtime));
+            if !passed {
+                std::process::exit(1);
+            }
+            Ok(())
+        }
+        Command::Exceptions { config, json } => {
+            exit_on_error(exceptions(config, json));
+            Ok(())
+        }
+        Command::Connect {
+            what: ConnectTarget::Tiktok { auth_code, config },
+        } => {
+            exit_on_error(connect_tiktok(&auth_code, config, &runtime));
+            Ok(())
+        }
         Command::Debug {
             what: DebugCommand::AppendLoad { db, writers },
         } => runtime.block_on(append_load(db, writers)),
     }
+}
+
+/// Operator commands end with one readable line on failure, not a trace.
+fn exit_on_error<T>(result: anyhow::Result<T>) -> T {
+    match result {
+        Ok(v) => v,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            std::process::exit(1);
+        }
+    }
+}
+
+/// Prints the report; returns whether it has no FAIL line.
+fn check(
+    config: Option<PathBuf>,
+    json: bool,
+    runtime: &tokio::runtime::Runtime,
+) -> anyhow::Result<bool> {
+    let settings = tks::config::Settings::load(config.as_deref())?;
+    let report = runtime.block_on(tks::check::run(
+        &settings,
+        tks::clock::Clock::real(),
+        &tks::check::CheckOptions::default(),
+    ));
+    let mut out = std::io::stdout().lock();
+    if json {
+        writeln!(out, "{}", serde_json::to_string_pretty(&report.to_json())?)?;
+    } else {
+        write!(out, "{}", report.render())?;
+    }
+    out.flush()?;
+    Ok(report.passed())
+}
+
+fn exceptions(config: Option<PathBuf>, json: bool) -> anyhow::Result<()> {
+    let settings = tks::config::Settings::load(config.as_deref())?;
+    let list = tks::operator::exceptions_in(Path::new(&settings.store.path))?;
+    let mut out = std::io::stdout().lock();
+    if json {
+        let body = tks::operator::exceptions_json(&list);
+        writeln!(out, "{}", serde_json::to_string_pretty(&body)?)?;
+    } else {
+        write!(out, "{}", tks::operator::render_exceptions(&list))?;
+    }
+    out.flush()?;
+    Ok(())
+}
+
+fn connect_tiktok(
+    auth_code: &str,
+    config: Option<PathBuf>,
+    runtime: &tokio::runtime::Runtime,
+) -> anyhow::Result<()> {
+    let settings = tks::config::Settings::load(config.as_deref())?;
+    let options = tks::connectors::tiktok::ClientOptions {
+        // Someone is waiting at the terminal: give up within seconds.
+        backoff: tks::connectors::Backoff {
+            base: std::time::Duration::from_millis(500),
+            max: std::time::Duration::from_secs(4),
+            max_attempts: 3,
+        },
+        ..Default::default()
+    };
+    let connected = runtime.block_on(tks::operator::connect_tiktok(
+        &settings,
+        tks::clock::Clock::real(),
+        auth_code,
+        options,
+        None,
+    ))?;
+    print!("{}", connected.render());
+    Ok(())
 }
 
 /// Writes the capture to `out` (or stdout). A partial file is removed on failure,

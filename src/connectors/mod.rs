@@ -27,6 +27,12 @@ pub trait Classify {
     fn retry_class(&self) -> RetryClass;
 }
 
+/// Whether retrying can help: decides between "try the same event again later" and
+/// "record an exception and move on".
+pub fn is_retryable<E: Classify>(e: &E) -> bool {
+    matches!(e.retry_class(), RetryClass::Retry { .. })
+}
+
 /// Exponential back-off with full jitter, slept through the injected clock.
 #[derive(Clone, Copy, Debug)]
 pub struct Backoff {

@@ -91,6 +91,18 @@ macro_rules! domain_events {
             $( $variant($variant) ),*
         }
 
+        impl $name {
+            /// The JSON Schema of every event type's current version, for
+            /// `schema/events/<Type>.v<N>.json`.
+            pub fn json_schemas() -> Vec<(&'static str, u32, serde_json::Value)> {
+                vec![ $( (
+                    stringify!($variant),
+                    $version,
+                    serde_json::to_value(schemars::schema_for!($variant)).unwrap_or_default(),
+                ) ),* ]
+            }
+        }
+
         impl $crate::domain::codec::DomainEvent for $name {
             fn event_type(&self) -> &'static str {
                 match self { $( Self::$variant(_) => stringify!($variant) ),* }

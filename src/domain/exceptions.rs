@@ -5,7 +5,7 @@
 
 use serde::{Deserialize, Serialize};
 
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct ExceptionRaised {
     /// Stable per cause within the stream (e.g. `unmatched-sku`), so raising the
     /// same problem twice is one open exception.
@@ -13,7 +13,7 @@ pub struct ExceptionRaised {
     pub message: String,
 }
 
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct ExceptionResolved {
     pub key: String,
 }

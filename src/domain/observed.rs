@@ -10,7 +10,18 @@ use serde::{Deserialize, Serialize};
 /// An exact decimal quantity in hundred-thousandths (Katana sends five decimals,
 /// e.g. `"7.00000"`). Integer arithmetic keeps ATP sums exact.
 #[derive(
-    Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize,
+    Clone,
+    Copy,
+    Debug,
+    Default,
+    PartialEq,
+    Eq,
+    PartialOrd,
+    Ord,
+    Hash,
+    Serialize,
+    Deserialize,
+    schemars::JsonSchema,
 )]
 #[serde(transparent)]
 pub struct Quantity(pub i64);
@@ -84,7 +95,7 @@ impl fmt::Display for Quantity {
 }
 
 /// The nine TikTok order statuses, exactly as on the wire.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "SCREAMING_SNAKE_CASE")]
 pub enum TikTokOrderStatus {
     Unpaid,
@@ -113,7 +124,7 @@ impl TikTokOrderStatus {
     }
 }
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "SCREAMING_SNAKE_CASE")]
 pub enum FulfillmentType {
     FulfillmentBySeller,
@@ -122,7 +133,7 @@ pub enum FulfillmentType {
     Other,
 }
 
-#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct Address {
     pub name: String,
     pub first_name: String,
@@ -137,7 +148,7 @@ pub struct Address {
 }
 
 /// One TikTok line item: one unit of one SKU.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct LineUnit {
     pub line_item_id: String,
     pub sku_id: String,
@@ -150,7 +161,7 @@ pub struct LineUnit {
 }
 
 /// An order as TikTok showed it at one moment.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct OrderSnapshot {
     pub order_id: String,
     pub status: TikTokOrderStatus,
@@ -166,7 +177,7 @@ pub struct OrderSnapshot {
 }
 
 /// A Katana sales order fulfillment as read back from the API.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct KatanaFulfillment {
     pub fulfillment_id: i64,
     pub status: String,
@@ -178,7 +189,7 @@ pub struct KatanaFulfillment {
 }
 
 /// One Katana inventory row: a variant at a location.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct StockLevel {
     pub variant_id: i64,
     pub location_id: i64,

@@ -19,7 +19,9 @@ use crate::config::FbtMode;
 pub const HOLD_TIMER: &str = "hold";
 
 /// Where an observation of the order came from.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(
+    Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema,
+)]
 pub enum Source {
     /// A TikTok webhook made us re-read the order.
     Webhook,
@@ -33,14 +35,14 @@ pub enum Source {
 }
 
 /// Which system signalled a change.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 pub enum Signaller {
     TikTok,
     Katana,
 }
 
 /// One Katana row requested for an order: all units of one SKU.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct RequestedRow {
     pub sku_id: String,
     pub seller_sku: String,
@@ -49,19 +51,19 @@ pub struct RequestedRow {
 }
 
 /// A row of the SO Katana created, to map its fulfillments back to SKUs.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct CreatedRow {
     pub row_id: i64,
     pub seller_sku: String,
     pub quantity: u32,
 }
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 pub enum SkipReason {
     FulfilledByTikTok,
 }
 
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct OrderSignalled {
     pub by: Signaller,
     pub delivery_id: String,
@@ -69,7 +71,7 @@ pub struct OrderSignalled {
     pub what: String,
 }
 
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct OrderPlaced {
     pub snapshot: OrderSnapshot,
     pub hold_until: DateTime<Utc>,
@@ -77,7 +79,7 @@ pub struct OrderPlaced {
     pub source: Source,
 }
 
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct OrderEdited {
     pub snapshot: OrderSnapshot,
     /// Human-readable differences, for the operator and the audit trail.
@@ -88,22 +90,22 @@ pub struct OrderEdited {
     pub source: Source,
 }
 
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct OrderCancelled {
     pub after_push: bool,
 }
 
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct HoldExpired {
     pub at: DateTime<Utc>,
 }
 
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct OrderSkipped {
     pub reason: SkipReason,
 }
 
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct SoRequested {
     pub rows: Vec<RequestedRow>,
     /// Record as an already delivered ("Done") SO: fulfilled-by-TikTok orders.
@@ -112,36 +114,36 @@ pub struct SoRequested {
 
 /// Recorded before the first create call, so a restart knows an earlier POST
 /// may have reached Katana and looks it up before creating again.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct SoCreateAttempted {
     pub attempt: u32,
 }
 
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct SoBlocked {
     /// Seller SKUs with no Katana variant yet.
     pub unmatched: Vec<String>,
 }
 
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct SoCreated {
     pub so_id: i64,
     pub order_no: String,
     pub rows: Vec<CreatedRow>,
 }
 
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct SoCreateFailed {
     pub reason: String,
     pub retryable: bool,
 }
 
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct SoDeleted {
     pub so_id: i64,
 }
 
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct SoDelivered {
     pub fulfillment: KatanaFulfillment,
     /// The TikTok line items this delivery ships: as many not-yet-shipped units of
@@ -151,7 +153,7 @@ pub struct SoDelivered {
     pub unmatched_units: u32,
 }
 
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct FulfillmentRequested {
     pub fulfillment_id: i64,
     pub line_item_ids: Vec<String>,
@@ -159,7 +161,7 @@ pub struct FulfillmentRequested {
     pub carrier: Option<String>,
 }
 
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct FulfillmentPushed {
     pub fulfillment_id: i64,
     pub package_id: String,
@@ -289,7 +291,7 @@ pub enum OrderError {
     UnknownFulfillment(i64),
 }
 
-#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 pub enum SoState {
     #[default]
     None,
@@ -312,7 +314,7 @@ pub enum SoState {
     },
 }
 
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct Delivery {
     pub fulfillment: KatanaFulfillment,
     pub line_item_ids: Vec<String>,
@@ -320,7 +322,7 @@ pub struct Delivery {
     pub package_id: Option<String>,
 }
 
-#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct Order {
     pub snapshot: Option<OrderSnapshot>,
     pub hold_until: Option<DateTime<Utc>>,
@@ -680,7 +682,7 @@ impl Aggregate for Order {
     type Error = OrderError;
 
     const STREAM_PREFIX: &'static str = "order";
-    const STATE_VERSION: u32 = 2;
+    const STATE_VERSION: u32 = 3;
 
     fn decide(&self, command: &OrderCommand, ctx: &Ctx<'_>) -> Result<Vec<OrderEvent>, OrderError> {
         match command {
@@ -928,6 +930,23 @@ impl Aggregate for Order {
             OrderEvent::ExceptionResolved(e) => {
                 self.exceptions.remove(&e.key);
             }
+        }
+    }
+
+    fn apply_owned(&mut self, event: OrderEvent) {
+        match event {
+            OrderEvent::OrderPlaced(e) => {
+                self.skus_seen
+                    .extend(e.snapshot.units.iter().map(|u| u.seller_sku.clone()));
+                self.hold_until = Some(e.hold_until);
+                self.snapshot = Some(e.snapshot);
+            }
+            OrderEvent::OrderEdited(e) => {
+                self.skus_seen
+                    .extend(e.snapshot.units.iter().map(|u| u.seller_sku.clone()));
+                self.snapshot = Some(e.snapshot);
+            }
+            other => self.apply(&other),
         }
     }
 
@@ -1708,6 +1727,11 @@ mod tests {
             let decoded: Vec<OrderEvent> = history.iter()
                 .map(|e| OrderEvent::decode(e.event_type(), e.version(), &e.encode()).unwrap())
                 .collect();
+            let mut owned = Order::default();
+            for e in decoded.iter().cloned() {
+                owned.apply_owned(e);
+            }
+            prop_assert_eq!(&owned, &live);
             prop_assert_eq!(fold::<Order>(&decoded), live);
         }
     }

@@ -18,31 +18,31 @@ pub const FLUSH_TIMER: &str = "flush";
 /// TikTok refuses inventory quantities outside 0..=99,999.
 pub const MAX_TIKTOK_QUANTITY: i64 = 99_999;
 
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct SkuMapped {
     pub variant_id: i64,
 }
 
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct StockChanged {
     pub location_id: i64,
     pub in_stock: Quantity,
     pub committed: Quantity,
 }
 
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct DemandChanged {
     pub order_id: String,
     /// Units of this SKU in that order not yet in Katana (0: none any more).
     pub units: u32,
 }
 
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct BufferOpened {
     pub due_at: DateTime<Utc>,
 }
 
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct BufferFlushed {
     /// The ATP to push, computed when the window closed (or at once for a
     /// decrease in `increases_only` mode).
@@ -50,23 +50,23 @@ pub struct BufferFlushed {
     pub immediate: bool,
 }
 
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct BufferClosed {
     /// The ATP at the window's end, equal to what TikTok already has: not pushed.
     pub atp: i64,
 }
 
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct InventoryPushed {
     pub quantity: i64,
 }
 
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct ChannelSyncToggled {
     pub enabled: bool,
 }
 
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct SkuSignalled {
     pub delivery_id: String,
     pub what: String,
@@ -130,13 +130,13 @@ pub enum SkuError {
     WrongVariant { expected: i64, got: i64 },
 }
 
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct LocationStock {
     pub in_stock: Quantity,
     pub committed: Quantity,
 }
 
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct Sku {
     pub variant_id: Option<i64>,
     pub locations: BTreeMap<i64, LocationStock>,

@@ -1,17 +1,311 @@
-//! The operator API: health, metrics, orders and SKUs with their events,
-//! exceptions, and the per-SKU channel sync toggle.
+//! The operator API (F23): health, metrics, orders and SKUs with their events,
+//! open exceptions, and the per-SKU channel sync toggle (F12).
+//!
+//! Access: everything under `/api` needs `Authorization: Bearer <server.admin_token>`,
+//! compared in constant time. Without a configured token `/api` stays closed (403
+//! naming `TKS_SERVER__ADMIN_TOKEN`): an unset secret must never mean "open".
+//! `/health` and `/metrics` are unauthenticated on purpose: load balancers and
+//! Prometheus scrapers rarely carry credentials, and neither endpoint reveals order
+//! contents or secrets (counts, the log head and which connectors are configured).
+//! Bind the server to loopback (the default) or a private network accordingly.
+//!
+//! Errors are JSON `{"error": "..."}` with the status that says whose fault it is.
 
+use actix_web::body::MessageBody;
+use actix_web::dev::{ServiceRequest, ServiceResponse};
+use actix_web::http::{header, StatusCode};
+use actix_web::middleware::{from_fn, Next};
 use actix_web::{web, HttpResponse};
+use serde::Deserialize;
+use serde_json::{json, Value};
+use sha2::{Digest, Sha256};
+use subtle::ConstantTimeEq;
 
+use crate::actors::{CommandError, Execute};
 use crate::app::Services;
+use crate::domain::order::Order;
+use crate::domain::sku::{Sku, SkuCommand};
+use crate::domain::Aggregate;
+use crate::store::{RecordedEvent, StoreError};
 
 pub fn routes(cfg: &mut web::ServiceConfig) {
-    cfg.route("/health", web::get().to(health));
+    cfg.route("/health", web::get().to(health))
+        .route("/metrics", web::get().to(metrics))
+        .service(
+            web::scope("/api")
+                .wrap(from_fn(require_admin))
+                .route("/orders/{id}", web::get().to(order))
+                .route("/orders/{id}/events", web::get().to(order_events))
+                .route("/skus/{sku}", web::get().to(sku))
+                .route("/skus/{sku}/sync", web::post().to(toggle_sync))
+                .route("/exceptions", web::get().to(exceptions))
+                .default_service(web::to(unknown_route)),
+        );
 }
 
+fn error(status: StatusCode, message: impl Into<String>) -> HttpResponse {
+    HttpResponse::build(status).json(json!({ "error": message.into() }))
+}
+
+/// Store failures are ours and passing (503, try again); an undecodable stream
+/// needs a newer build (500); a rejected command is a conflict with the state.
+fn command_error(e: CommandError) -> HttpResponse {
+    match e {
+        CommandError::Rejected(reason) => error(StatusCode::CONFLICT, reason),
+        CommandError::Undecodable { .. } => error(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()),
+        CommandError::Store(_) | CommandError::Unavailable(_) => {
+            error(StatusCode::SERVICE_UNAVAILABLE, e.to_string())
+        }
+    }
+}
+
+fn store_error(e: StoreError) -> HttpResponse {
+    error(StatusCode::SERVICE_UNAVAILABLE, e.to_string())
+}
+
+/// A refused request, turned into its response at the edge (small to pass around).
+struct Refusal {
+    status: StatusCode,
+    message: String,
+}
+
+impl Refusal {
+    fn new(status: StatusCode, message: impl Into<String>) -> Self {
+        Refusal {
+            status,
+            message: message.into(),
+        }
+    }
+
+    fn response(self) -> HttpResponse {
+        let mut r = HttpResponse::build(self.status);
+        if self.status == StatusCode::UNAUTHORIZED {
+            r.insert_header((header::WWW_AUTHENTICATE, "Bearer realm=\"tks\""));
+        }
+        r.json(json!({ "error": self.message }))
+    }
+}
+
+// ----- access ------------------------------------------------------------------------
+
+/// Why a request may not use the API.
+fn authorize(services: &Services, authorization: Option<&str>) -> Result<(), Refusal> {
+    let expected = services.settings.server.admin_token.expose();
+    if expected.is_empty() {
+        return Err(Refusal::new(
+            StatusCode::FORBIDDEN,
+            "the operator API is disabled: no admin token is configured; set TKS_SERVER__ADMIN_TOKEN \
+             (or server.admin_token) and send it as `Authorization: Bearer <token>`",
+        ));
+    }
+    let unauthorized = |message: &str| Refusal::new(StatusCode::UNAUTHORIZED, message);
+    let Some(value) = authorization else {
+        return Err(unauthorized(
+            "missing `Authorization: Bearer <token>` (the token is server.admin_token)",
+        ));
+    };
+    let presented = match value.trim().split_once(' ') {
+        Some((scheme, token)) if scheme.eq_ignore_ascii_case("bearer") => token.trim(),
+        _ => {
+            return Err(unauthorized(
+                "the Authorization header must be `Bearer <token>`",
+            ))
+        }
+    };
+    // Comparing digests keeps the comparison constant-time in the length too.
+    let a = Sha256::digest(presented.as_bytes());
+    let b = Sha256::digest(expected.as_bytes());
+    if bool::from(a.ct_eq(&b)) {
+        Ok(())
+    } else {
+        Err(unauthorized("wrong admin token"))
+    }
+}
+
+async fn require_admin(
+    req: ServiceRequest,
+    next: Next<impl MessageBody + 'static>,
+) -> Result<ServiceResponse<impl MessageBody>, actix_web::Error> {
+    let verdict = match req.app_data::<web::Data<Services>>() {
+        Some(services) => authorize(
+            services,
+            req.headers()
+                .get(header::AUTHORIZATION)
+                .and_then(|v| v.to_str().ok()),
+        ),
+        None => Err(Refusal::new(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "services are not configured",
+        )),
+    };
+    match verdict {
+        Ok(()) => Ok(next.call(req).await?.map_into_left_body()),
+        Err(refusal) => Ok(req.into_response(refusal.response()).map_into_right_body()),
+    }
+}
+
+async fn unknown_route() -> HttpResponse {
+    error(
+        StatusCode::NOT_FOUND,
+        "no such API endpoint: see /api/orders/{id}, /api/orders/{id}/events, /api/skus/{sku}, \
+         POST /api/skus/{sku}/sync, /api/exceptions",
+    )
+}
+
+// ----- unauthenticated -----------------------------------------------------------------
+
 async fn health(services: web::Data<Services>) -> HttpResponse {
-    HttpResponse::Ok().json(serde_json::json!({
+    HttpResponse::Ok().json(json!({
         "status": "ok",
         "log_head": services.store.head(),
+        "connectors": {
+            "tiktok": { "configured": services.tiktok.is_some() },
+            "katana": { "configured": services.katana.is_some() },
+        },
     }))
+}
+
+async fn metrics(services: web::Data<Services>) -> HttpResponse {
+    HttpResponse::Ok()
+        .content_type("text/plain; version=0.0.4; charset=utf-8")
+        .body(services.metrics.render())
+}
+
+// ----- orders and SKUs -------------------------------------------------------------------
+
+/// The last sequence number of a stream, or the 404 for one that has no events.
+/// Checked in the log first so a lookup of a wrong id never starts an actor.
+fn existing(services: &Services, stream: &str, what: &str) -> Result<u64, Refusal> {
+    match services.store.stream_seq(stream) {
+        Ok(0) => Err(Refusal::new(
+            StatusCode::NOT_FOUND,
+            format!("no events for {what}"),
+        )),
+        Ok(seq) => Ok(seq),
+        Err(e) => Err(Refusal::new(StatusCode::SERVICE_UNAVAILABLE, e.to_string())),
+    }
+}
+
+fn event_json(e: &RecordedEvent) -> Value {
+    // Payloads are JSON written by the domain codec; a payload that is not (never
+    // expected) is still shown rather than hidden.
+    let payload = serde_json::from_str::<Value>(&e.payload)
+        .unwrap_or_else(|_| Value::String(e.payload.clone()));
+    json!({
+        "position": e.position,
+        "seq": e.seq,
+        "type": e.event_type,
+        "version": e.version,
+        "payload": payload,
+        "recorded_at": e.meta.recorded_at,
+        "event_id": e.meta.event_id,
+        "correlation": e.meta.correlation_id,
+        "causation": e.meta.causation_id,
+    })
+}
+
+async fn order(services: web::Data<Services>, id: web::Path<String>) -> HttpResponse {
+    let id = id.into_inner();
+    let stream = Order::stream_id(&id);
+    if let Err(r) = existing(&services, &stream, &format!("order {id}")) {
+        return r.response();
+    }
+    match services.orders.state(&id).await {
+        Ok((state, seq)) => HttpResponse::Ok().json(json!({
+            "order_id": id,
+            "stream": stream,
+            "seq": seq,
+            "state": state,
+        })),
+        Err(e) => command_error(e),
+    }
+}
+
+async fn order_events(services: web::Data<Services>, id: web::Path<String>) -> HttpResponse {
+    let id = id.into_inner();
+    let stream = Order::stream_id(&id);
+    match services.store.read_stream(&stream, 0) {
+        Ok(events) if events.is_empty() => {
+            error(StatusCode::NOT_FOUND, format!("no events for order {id}"))
+        }
+        Ok(events) => HttpResponse::Ok().json(json!({
+            "order_id": id,
+            "stream": stream,
+            "events": events.iter().map(event_json).collect::<Vec<_>>(),
+        })),
+        Err(e) => store_error(e),
+    }
+}
+
+async fn sku(services: web::Data<Services>, sku: web::Path<String>) -> HttpResponse {
+    let sku = sku.into_inner();
+    let stream = Sku::stream_id(&sku);
+    if let Err(r) = existing(&services, &stream, &format!("SKU {sku}")) {
+        return r.response();
+    }
+    let safety_stock = services.settings.sync.safety_stock;
+    match services.skus.state(&sku).await {
+        Ok((state, seq)) => HttpResponse::Ok().json(json!({
+            "sku": sku,
+            "stream": stream,
+            "seq": seq,
+            // Streams start at seq 1 and never skip, so the last seq is the count.
+            "events": seq,
+            "safety_stock": safety_stock,
+            "atp": state.atp(safety_stock),
+            "state": state,
+        })),
+        Err(e) => command_error(e),
+    }
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct SyncToggle {
+    enabled: bool,
+}
+
+async fn toggle_sync(
+    services: web::Data<Services>,
+    sku: web::Path<String>,
+    body: web::Bytes,
+) -> HttpResponse {
+    let sku = sku.into_inner();
+    // Through `Value` because serde would also take a struct from an array (`[true]`).
+    let parsed = serde_json::from_slice::<Value>(&body).and_then(|v| match v {
+        Value::Object(_) => serde_json::from_value::<SyncToggle>(v),
+        _ => Err(serde::de::Error::custom("not a JSON object")),
+    });
+    let toggle = match parsed {
+        Ok(t) => t,
+        Err(e) => {
+            return error(
+                StatusCode::BAD_REQUEST,
+                format!("the body must be JSON {{\"enabled\": true|false}}: {e}"),
+            )
+        }
+    };
+    let command = SkuCommand::ToggleSync {
+        enabled: toggle.enabled,
+    };
+    match services.skus.execute(&sku, Execute::new(command)).await {
+        Ok(events) => HttpResponse::Ok().json(json!({
+            "sku": sku,
+            "sync_enabled": toggle.enabled,
+            // Toggling to the current value records nothing.
+            "changed": !events.is_empty(),
+            "events": events
+                .iter()
+                .map(|e| json!({ "position": e.position, "seq": e.seq, "type": e.event_type }))
+                .collect::<Vec<_>>(),
+        })),
+        Err(e) => command_error(e),
+    }
+}
+
+async fn exceptions(services: web::Data<Services>) -> HttpResponse {
+    match crate::operator::open_exceptions(services.store.as_ref()) {
+        Ok(list) => HttpResponse::Ok().json(crate::operator::exceptions_json(&list)),
+        Err(e) => store_error(e),
+    }
 }

@@ -2,6 +2,7 @@
 //! OAuth callback, and the operator API with health and metrics.
 
 pub mod api;
+pub mod oauth;
 pub mod webhooks;
 
 use std::net::TcpListener;
@@ -25,6 +26,7 @@ pub fn server(
             .app_data(web::PayloadConfig::new(MAX_BODY))
             .configure(webhooks::routes)
             .configure(api::routes)
+            .configure(oauth::routes)
     })
     .workers(2)
     .disable_signals()

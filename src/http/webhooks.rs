@@ -127,11 +127,8 @@ async fn katana(services: web::Data<Services>, req: HttpRequest, body: web::Byte
         .headers()
         .get("x-sha2-signature")
         .and_then(|v| v.to_str().ok());
-    if let Err(e) = katana_webhook::verify(
-        services.settings.katana.webhook_token.expose(),
-        &body,
-        signature,
-    ) {
+    let token = services.katana_webhook_token.read().clone();
+    if let Err(e) = katana_webhook::verify(token.expose(), &body, signature) {
         services
             .metrics
             .webhook("katana", "unauthorized", started.elapsed());

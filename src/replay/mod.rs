@@ -80,12 +80,12 @@ impl StreamState {
                 let e =
                     <Order as Aggregate>::Event::decode(rec.event_type, rec.version, rec.payload)
                         .map_err(|e| e.to_string())?;
-                s.apply(&e);
+                s.apply_owned(e);
             }
             StreamState::Sku(s) => {
                 let e = <Sku as Aggregate>::Event::decode(rec.event_type, rec.version, rec.payload)
                     .map_err(|e| e.to_string())?;
-                s.apply(&e);
+                s.apply_owned(e);
             }
         }
         Ok(())
@@ -218,23 +218,17 @@ pub fn rebuild(
     let by_stream: HashMap<&str, &Snapshot> =
         snapshots.iter().map(|s| (s.stream.as_str(), s)).collect();
     let started = std::time::Instant::now();
-    let mut folding: HashMap<String, Folding> = HashMap::new();
     let mut out = Rebuilt::default();
-    let mut store_error = None;
-    store
-        .scan(0, &mut |rec| {
-            fold_one(&mut folding, &rec, &by_stream, &mut out);
-            out.events += 1;
-            if out.events % 65_536 == 0 {
-                progress(out.events);
-            }
-            true
-        })
-        .map_err(|e| store_error = Some(e))
-        .ok();
-    if let Some(e) = store_error {
-        return Err(e);
-    }
+    let workers = std::thread::available_parallelism()
+        .map_or(1, |n| n.get())
+        .clamp(1, 4);
+    let folding = if workers == 1 {
+        fold_serial(store, &by_stream, &mut out, &mut progress)?
+    } else {
+        fold_parallel(store, &by_stream, &mut out, &mut progress, workers)?
+    };
+    // Workers report in their own order; sort so reports are stable.
+    out.problems.sort_by_key(|p| p.to_string());
     progress(out.events);
     for (stream, snap) in &by_stream {
         let log_seq = folding.get(*stream).map_or(0, |f| f.seq);
@@ -279,6 +273,130 @@ pub fn rebuild(
     out.hash_seconds = hashing.elapsed().as_secs_f64();
     out.total_hash = hex::encode(total.finalize());
     Ok(out)
+}
+
+fn fold_serial(
+    store: &dyn EventStore,
+    snapshots: &HashMap<&str, &Snapshot>,
+    out: &mut Rebuilt,
+    progress: &mut dyn FnMut(u64),
+) -> Result<HashMap<String, Folding>, StoreError> {
+    let mut folding = HashMap::new();
+    store.scan(0, &mut |rec| {
+        fold_one(&mut folding, &rec, snapshots, out);
+        out.events += 1;
+        if out.events % 65_536 == 0 {
+            progress(out.events);
+        }
+        true
+    })?;
+    Ok(folding)
+}
+
+/// An event copied out of the scan, to travel to a folding thread.
+struct OwnedEvent {
+    position: u64,
+    stream: String,
+    seq: u64,
+    event_type: String,
+    version: u32,
+    payload: String,
+    recorded_at_ms: i64,
+}
+
+impl OwnedEvent {
+    fn raw(&self) -> RawEvent<'_> {
+        RawEvent {
+            position: self.position,
+            stream: &self.stream,
+            seq: self.seq,
+            event_type: &self.event_type,
+            version: self.version,
+            payload: &self.payload,
+            recorded_at_ms: self.recorded_at_ms,
+        }
+    }
+}
+
+/// Decoding and applying dominate a rebuild, and streams are independent: each
+/// stream goes to one worker (by a hash of its name), so its events keep their
+/// order while the workers fold in parallel with the scan.
+fn fold_parallel(
+    store: &dyn EventStore,
+    snapshots: &HashMap<&str, &Snapshot>,
+    out: &mut Rebuilt,
+    progress: &mut dyn FnMut(u64),
+    workers: usize,
+) -> Result<HashMap<String, Folding>, StoreError> {
+    const BATCH: usize = 2048;
+    std::thread::scope(|scope| {
+        let mut senders = Vec::with_capacity(workers);
+        let mut handles = Vec::with_capacity(workers);
+        for _ in 0..workers {
+            let (tx, rx) = std::sync::mpsc::sync_channel::<Vec<OwnedEvent>>(4);
+            senders.push(tx);
+            handles.push(scope.spawn(move || {
+                let mut folding = HashMap::new();
+                let mut part = Rebuilt::default();
+                for batch in rx {
+                    for e in &batch {
+                        fold_one(&mut folding, &e.raw(), snapshots, &mut part);
+                    }
+                }
+                (folding, part)
+            }));
+        }
+        let mut buffers: Vec<Vec<OwnedEvent>> =
+            (0..workers).map(|_| Vec::with_capacity(BATCH)).collect();
+        let mut events = 0u64;
+        let scanned = store.scan(0, &mut |rec| {
+            let worker = stream_worker(rec.stream, workers);
+            buffers[worker].push(OwnedEvent {
+                position: rec.position,
+                stream: rec.stream.to_string(),
+                seq: rec.seq,
+                event_type: rec.event_type.to_string(),
+                version: rec.version,
+                payload: rec.payload.to_string(),
+                recorded_at_ms: rec.recorded_at_ms,
+            });
+            if buffers[worker].len() >= BATCH {
+                let full = std::mem::replace(&mut buffers[worker], Vec::with_capacity(BATCH));
+                // A worker only stops early by panicking; the join below reports it.
+                let _ = senders[worker].send(full);
+            }
+            events += 1;
+            if events % 65_536 == 0 {
+                progress(events);
+            }
+            true
+        });
+        for (worker, rest) in buffers.into_iter().enumerate() {
+            let _ = senders[worker].send(rest);
+        }
+        drop(senders);
+        let mut folding = HashMap::new();
+        for h in handles {
+            let (part_folding, part) = h
+                .join()
+                .map_err(|_| StoreError::Storage("a replay worker panicked".into()))?;
+            folding.extend(part_folding);
+            out.problems.extend(part.problems);
+            out.snapshots_checked += part.snapshots_checked;
+        }
+        out.events = events;
+        scanned.map(|_| folding)
+    })
+}
+
+/// FNV-1a of the stream name: cheap, and stable across runs.
+fn stream_worker(stream: &str, workers: usize) -> usize {
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    for b in stream.bytes() {
+        h ^= u64::from(b);
+        h = h.wrapping_mul(0x0100_0000_01b3);
+    }
+    (h % workers as u64) as usize
 }
 
 fn fold_one(

@@ -16,7 +16,7 @@ use std::time::Duration;
 use anyhow::Context;
 use chrono::{DateTime, Utc};
 
-use super::katana::{KatanaSim, KatanaSimConfig, Tracking, WEBHOOK_EVENTS};
+use super::katana::{KatanaSim, KatanaSimConfig, Tracking};
 use super::scenario::{self, Role, Script, ScriptedOrder};
 use super::tiktok::{state::SimOrder, RETURN_WAREHOUSE};
 use super::tiktok::{NewOrder, NewProduct, NewSku, SimConfig, TikTokSim, MAIN_WAREHOUSE};
@@ -35,8 +35,6 @@ use crate::domain::sku::{Sku, SkuEvent};
 use crate::domain::Aggregate;
 use crate::store::{RecordedEvent, SharedStore};
 
-/// The Katana webhook's signing token in the sandbox (16 hex digits, like Katana's).
-pub const KATANA_WEBHOOK_TOKEN: &str = "5a4db0c5e1f2a3b4";
 /// The operator API's bearer token in the sandbox.
 pub const ADMIN_TOKEN: &str = "sandbox";
 
@@ -63,7 +61,8 @@ pub struct WorldOptions {
 }
 
 /// Both simulators seeded with the sandbox catalogue, and the service connected to
-/// them (TikTok authorised with an auth code, webhooks registered on both sides).
+/// them (TikTok authorised with an auth code, TikTok's webhook URL set as in the
+/// app's settings, Katana's webhook registered by the service itself).
 pub struct World {
     pub clock: Clock,
     pub tiktok: TikTokSim,
@@ -149,8 +148,10 @@ impl World {
             variants.insert(sku.to_string(), id);
         }
 
+        let listener = TcpListener::bind("127.0.0.1:0").context("binding the service")?;
         let demo = SimConfig::demo();
         let mut s = Settings::default();
+        s.server.public_url = format!("http://{}", listener.local_addr()?);
         s.store.path = options.db_path.to_string_lossy().into_owned();
         s.server.bind = "127.0.0.1:0".into();
         s.server.admin_token = Secret::new(ADMIN_TOKEN);
@@ -162,7 +163,6 @@ impl World {
         s.tiktok.shop_cipher = demo.shop_cipher;
         s.katana.api_base = katana.base_url().to_string();
         s.katana.api_key = Secret::new(katana.api_key());
-        s.katana.webhook_token = Secret::new(KATANA_WEBHOOK_TOKEN);
         s.katana.requests_per_minute = options.katana_requests_per_minute.unwrap_or(u32::MAX);
         s.warehouses.pickup_warehouse_id = MAIN_WAREHOUSE.into();
         s.warehouses.return_warehouse_id = RETURN_WAREHOUSE.into();
@@ -179,7 +179,6 @@ impl World {
             .await
             .context("connecting TikTok with an auth code")?;
 
-        let listener = TcpListener::bind("127.0.0.1:0").context("binding the service")?;
         let start = StartOptions {
             pollers: options.pollers,
             katana_timeout: Duration::from_secs(10),
@@ -187,11 +186,20 @@ impl World {
         };
         let app = app::start(s, clock.clone(), listener, start).await?;
         tiktok.set_webhook_url(Some(format!("{}/webhooks/tiktok", app.base_url())));
-        katana.add_webhook(
-            &format!("{}/webhooks/katana", app.base_url()),
-            WEBHOOK_EVENTS,
-            Some(KATANA_WEBHOOK_TOKEN),
-        );
+        // TikTok's webhook URL lives in the app's Partner Center settings; the
+        // Katana one the service registers itself (public_url is set).
+        let registered = tokio::time::Instant::now() + Duration::from_secs(10);
+        while !katana
+            .requests()
+            .iter()
+            .any(|r| r.method == "POST" && r.path == "/webhooks" && r.status < 300)
+        {
+            if tokio::time::Instant::now() > registered {
+                app.stop().await;
+                anyhow::bail!("the service did not register its Katana webhook");
+            }
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
         // What the pollers do first thing; done here too so the catalogue is mapped
         // before the first order, with or without pollers.
         pollers::refresh_catalogue(&app.services)
@@ -712,7 +720,7 @@ impl<'a, W: Write> Runner<'a, W> {
                 katana_stock.join(", "),
                 scenario::UNMATCHED_SKU
             ),
-            format!("  service {service} (operator token \"{ADMIN_TOKEN}\"), TikTok connected with an auth code, webhooks registered on both sides"),
+            format!("  service {service} (operator token \"{ADMIN_TOKEN}\"), TikTok connected with an auth code, Katana webhook registered by the service"),
             format!("  database {db}"),
             format!(
                 "  script: {} orders ({} normal, {} fulfilled by TikTok, {} with an unmatched SKU, {} edited and {} cancelled in the hold), {} stock changes",

@@ -106,7 +106,10 @@ pub async fn spawn_app(tune: impl FnOnce(&mut Settings)) -> TestApp {
     let dir = tempfile::tempdir().unwrap();
     let db = dir.path().join("tks.db");
     let mut settings = settings_for(&tiktok, &katana, &db, main_location, fbt_location);
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    settings.server.bind = listener.local_addr().unwrap().to_string();
     tune(&mut settings);
+    let registers_itself = !settings.server.public_url.is_empty();
 
     // Connect once, as `tks connect tiktok` would: the service finds the tokens.
     let tokens = Arc::new(FileTokenStore::new(app::token_file_for(
@@ -124,7 +127,6 @@ pub async fn spawn_app(tune: impl FnOnce(&mut Settings)) -> TestApp {
         .await
         .unwrap();
 
-    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
     let options = StartOptions {
         pollers: false,
         katana_timeout: Duration::from_secs(5),
@@ -134,11 +136,13 @@ pub async fn spawn_app(tune: impl FnOnce(&mut Settings)) -> TestApp {
         .await
         .unwrap();
     tiktok.set_webhook_url(Some(format!("{}/webhooks/tiktok", app.base_url())));
-    katana.add_webhook(
-        &format!("{}/webhooks/katana", app.base_url()),
-        WEBHOOK_EVENTS,
-        Some(KATANA_WEBHOOK_TOKEN),
-    );
+    if !registers_itself {
+        katana.add_webhook(
+            &format!("{}/webhooks/katana", app.base_url()),
+            WEBHOOK_EVENTS,
+            Some(KATANA_WEBHOOK_TOKEN),
+        );
+    }
     // What the pollers do first thing at startup: map the catalogue, read stock.
     pollers::refresh_catalogue(&app.services).await.unwrap();
     pollers::poll_stock(&app.services).await.unwrap();
@@ -209,6 +213,26 @@ impl TestApp {
             let next = (self.clock.now() + chrono::Duration::from_std(step).unwrap()).min(target);
             self.clock.set(next);
             self.settle().await;
+        }
+    }
+
+    /// Waits until the log stops growing for a while, even if a subscriber is still
+    /// waiting (for Katana's rate budget to refill on the clock, say).
+    pub async fn quiet(&self) {
+        let mut last = self.store().head();
+        let mut still = 0;
+        for _ in 0..2000 {
+            tokio::time::sleep(Duration::from_millis(5)).await;
+            let head = self.store().head();
+            if head == last {
+                still += 1;
+                if still >= 20 {
+                    return;
+                }
+            } else {
+                still = 0;
+                last = head;
+            }
         }
     }
 
@@ -417,5 +441,592 @@ async fn held_orders_reduce_the_atp_pushed() {
         vec![9],
         "{pushes:?}"
     );
+    t.stop().await;
+}
+
+fn exceptions(t: &TestApp) -> Vec<(String, String)> {
+    t.store()
+        .lookup_all("exception")
+        .unwrap()
+        .into_iter()
+        .map(|e| (e.key, e.value))
+        .collect()
+}
+
+fn tracking(number: Option<&str>, carrier: &str) -> Tracking {
+    Tracking {
+        tracking_number: number.map(str::to_string),
+        tracking_url: None,
+        tracking_carrier: Some(carrier.into()),
+    }
+}
+
+#[actix::test]
+async fn edits_in_the_hold_are_what_reaches_katana() {
+    let t = spawn_app(|_| {}).await;
+    let id = t.place(&[("A", 2), ("B", 1)]);
+    t.settle().await;
+    t.advance(20 * MIN, 10 * MIN).await;
+    let unit = t
+        .tiktok
+        .order(&id)
+        .unwrap()
+        .units
+        .iter()
+        .find(|u| u.seller_sku == "A")
+        .unwrap()
+        .id
+        .clone();
+    t.tiktok.cancel_order(&id, Some(vec![unit])).unwrap();
+    t.settle().await;
+    assert!(t
+        .events(&format!("order-{id}"))
+        .contains(&"OrderEdited".to_string()));
+    t.advance(41 * MIN, 10 * MIN).await;
+    let so = t.sales_orders().pop().expect("SO created");
+    assert_eq!(
+        t.rows(&so),
+        vec![("A".to_string(), 1.0), ("B".to_string(), 1.0)]
+    );
+    t.stop().await;
+}
+
+#[actix::test]
+async fn an_order_cancelled_in_the_hold_is_never_pushed_and_releases_its_stock() {
+    let t = spawn_app(|s| s.sync.inventory_buffer = Duration::from_secs(5 * 60)).await;
+    let id = t.place(&[("A", 4)]);
+    t.settle().await;
+    t.advance(10 * MIN, MIN).await;
+    t.tiktok.cancel_order(&id, None).unwrap();
+    t.settle().await;
+    t.advance(60 * MIN, 10 * MIN).await;
+    assert!(t.sales_orders().is_empty());
+    assert!(t
+        .events(&format!("order-{id}"))
+        .contains(&"OrderCancelled".to_string()));
+    let pushes: Vec<i64> = t
+        .tiktok
+        .inventory_pushes()
+        .into_iter()
+        .filter(|p| p.sku_id == "1729100000000000101")
+        .map(|p| p.quantity)
+        .collect();
+    assert_eq!(
+        pushes.last(),
+        Some(&10),
+        "the 4 held units are released: {pushes:?}"
+    );
+    t.stop().await;
+}
+
+#[actix::test]
+async fn an_unmatched_sku_is_an_exception_until_the_variant_appears_then_pushes_by_itself() {
+    let t = spawn_app(|_| {}).await;
+    let id = t.place(&[("C", 1), ("A", 1)]);
+    t.settle().await;
+    t.advance(61 * MIN, 10 * MIN).await;
+    assert!(t.sales_orders().is_empty());
+    let open = exceptions(&t);
+    assert_eq!(open.len(), 1, "{open:?}");
+    assert_eq!(open[0].0, format!("order-{id}#unmatched-sku"));
+    assert!(open[0].1.contains('C'), "{}", open[0].1);
+
+    let c = t.katana.add_product("Gamma", &[("C", "7.00")]).unwrap()[0];
+    t.katana
+        .set_stock(c, t.main_location, Quantity::from_units(3))
+        .unwrap();
+    pollers::refresh_catalogue(&t.app.services).await.unwrap();
+    t.settle().await;
+    let so = t
+        .sales_orders()
+        .pop()
+        .expect("pushed once the variant exists");
+    assert_eq!(so["ecommerce_order_id"], id.as_str());
+    assert!(exceptions(&t).is_empty(), "resolved by itself");
+    t.stop().await;
+}
+
+#[actix::test]
+async fn fulfilled_by_tiktok_orders_are_skipped() {
+    let t = spawn_app(|_| {}).await;
+    let mut order = NewOrder::of(&[("A", 1)], TikTokOrderStatus::AwaitingShipment);
+    order.fulfillment_type = Some(tks::domain::observed::FulfillmentType::FulfillmentByTiktok);
+    let id = t.tiktok.create_order(order).unwrap().id;
+    t.settle().await;
+    t.advance(61 * MIN, 10 * MIN).await;
+    assert!(t.sales_orders().is_empty());
+    assert!(t
+        .events(&format!("order-{id}"))
+        .contains(&"OrderSkipped".to_string()));
+    t.stop().await;
+}
+
+#[actix::test]
+async fn fulfilled_by_tiktok_orders_can_be_recorded_as_done_from_the_fbt_location() {
+    let t = spawn_app(|s| s.sync.fbt_orders = tks::config::FbtMode::RecordAsDone).await;
+    let mut order = NewOrder::of(&[("B", 2)], TikTokOrderStatus::AwaitingShipment);
+    order.fulfillment_type = Some(tks::domain::observed::FulfillmentType::FulfillmentByTiktok);
+    let id = t.tiktok.create_order(order).unwrap().id;
+    t.settle().await;
+    t.advance(61 * MIN, 10 * MIN).await;
+    assert!(t.sales_orders().is_empty(), "not before TikTok ships it");
+    t.tiktok
+        .set_order_status(&id, TikTokOrderStatus::InTransit)
+        .unwrap();
+    t.settle().await;
+    let so = t.sales_orders().pop().expect("recorded as done");
+    assert_eq!(so["status"], "DELIVERED");
+    assert_eq!(
+        so["location_id"],
+        t.app.services.settings.warehouses.fbt_location_id
+    );
+    let (main_in_stock, _) = t.katana.stock(t.variants["B"], t.main_location);
+    assert_eq!(
+        main_in_stock,
+        Quantity::from_units(5),
+        "main location untouched"
+    );
+    t.stop().await;
+}
+
+#[actix::test]
+async fn a_cancellation_after_the_push_deletes_a_not_shipped_so() {
+    let t = spawn_app(|_| {}).await;
+    let id = t.place(&[("A", 1)]);
+    t.settle().await;
+    t.advance(61 * MIN, 10 * MIN).await;
+    assert_eq!(t.sales_orders().len(), 1);
+    t.tiktok.cancel_order(&id, None).unwrap();
+    t.settle().await;
+    assert!(t.sales_orders().is_empty(), "deleted");
+    let (_, committed) = t.katana.stock(t.variants["A"], t.main_location);
+    assert_eq!(committed, Quantity(0), "commitment released");
+    assert!(t
+        .events(&format!("order-{id}"))
+        .contains(&"SoDeleted".to_string()));
+    t.stop().await;
+}
+
+#[actix::test]
+async fn with_on_cancel_flag_a_late_cancellation_is_an_exception_and_the_so_stays() {
+    let t = spawn_app(|s| s.katana.on_cancel = tks::config::OnCancel::Flag).await;
+    let id = t.place(&[("A", 1)]);
+    t.settle().await;
+    t.advance(61 * MIN, 10 * MIN).await;
+    t.tiktok.cancel_order(&id, None).unwrap();
+    t.settle().await;
+    assert_eq!(t.sales_orders().len(), 1);
+    let open = exceptions(&t);
+    assert!(
+        open.iter()
+            .any(|(k, _)| k == &format!("order-{id}#cancelled-after-push")),
+        "{open:?}"
+    );
+    t.stop().await;
+}
+
+#[actix::test]
+async fn tracking_waits_while_tiktok_shows_the_order_on_hold() {
+    let t = spawn_app(|_| {}).await;
+    let id = t.place(&[("A", 1)]);
+    t.settle().await;
+    t.advance(61 * MIN, 10 * MIN).await;
+    let so_id = t.sales_orders()[0]["id"].as_i64().unwrap();
+    t.tiktok
+        .set_order_status(&id, TikTokOrderStatus::OnHold)
+        .unwrap();
+    t.settle().await;
+    t.katana
+        .deliver(so_id, None, tracking(Some("1Z900"), "UPS"))
+        .unwrap();
+    t.settle().await;
+    assert!(t.tiktok.shipments().is_empty(), "sent while ON_HOLD");
+    t.tiktok
+        .set_order_status(&id, TikTokOrderStatus::AwaitingShipment)
+        .unwrap();
+    t.settle().await;
+    assert_eq!(t.tiktok.shipments().len(), 1);
+    t.stop().await;
+}
+
+#[actix::test]
+async fn missing_tracking_and_unknown_carriers_are_exceptions_not_silent_skips() {
+    let t = spawn_app(|_| {}).await;
+    let first = t.place(&[("A", 1)]);
+    let second = t.place(&[("B", 1)]);
+    t.settle().await;
+    t.advance(61 * MIN, 10 * MIN).await;
+    let so_of = |id: &str| {
+        t.sales_orders()
+            .into_iter()
+            .find(|so| so["ecommerce_order_id"] == id)
+            .unwrap()["id"]
+            .as_i64()
+            .unwrap()
+    };
+    t.katana
+        .deliver(so_of(&first), None, tracking(None, "UPS"))
+        .unwrap();
+    t.katana
+        .deliver(so_of(&second), None, tracking(Some("ZZ1"), "Pigeon Post"))
+        .unwrap();
+    t.settle().await;
+    assert!(t.tiktok.shipments().is_empty());
+    let open: Vec<String> = exceptions(&t).into_iter().map(|(k, _)| k).collect();
+    assert!(
+        open.iter()
+            .any(|k| k.starts_with(&format!("order-{first}#missing-tracking-"))),
+        "{open:?}"
+    );
+    assert!(
+        open.iter()
+            .any(|k| k.starts_with(&format!("order-{second}#fulfillment-rejected-"))),
+        "{open:?}"
+    );
+    t.stop().await;
+}
+
+#[actix::test]
+async fn a_bad_signature_is_refused_with_nothing_recorded_and_a_malformed_body_is_400() {
+    let t = spawn_app(|_| {}).await;
+    let head = t.store().head();
+    let http = reqwest::Client::new();
+    let body = r#"{"type":1,"tts_notification_id":"n-1","shop_id":"1","timestamp":1,"data":{"order_id":"999","order_status":"AWAITING_SHIPMENT","update_time":1}}"#;
+    let url = format!("{}/webhooks/tiktok", t.app.base_url());
+    let r = http
+        .post(&url)
+        .header("Authorization", "00".repeat(32))
+        .body(body)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 401);
+    let r = http.post(&url).body(body).send().await.unwrap();
+    assert_eq!(r.status(), 401, "no signature at all");
+    let garbage = b"{not json";
+    let demo = SimConfig::demo();
+    let sig =
+        tks::connectors::tiktok::sign::webhook_signature(&demo.app_key, &demo.app_secret, garbage);
+    let r = http
+        .post(&url)
+        .header("Authorization", sig)
+        .body(&garbage[..])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 400);
+    let kurl = format!("{}/webhooks/katana", t.app.base_url());
+    let kbody = br#"{"resource_type":"sales_order","action":"sales_order.delivered","webhook_id":1,"object":{"id":"1","status":"DELIVERED"}}"#;
+    let r = http
+        .post(&kurl)
+        .header("x-sha2-signature", "ab".repeat(32))
+        .body(&kbody[..])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 401);
+    assert_eq!(t.store().head(), head, "nothing recorded");
+    assert!(!t.store().inbox_contains("tiktok", "n-1").unwrap());
+    let good = tks::connectors::katana::webhook::sign(KATANA_WEBHOOK_TOKEN, &kbody[..]);
+    let r = http
+        .post(&kurl)
+        .header("x-sha2-signature", good)
+        .body(&kbody[..])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        r.status(),
+        200,
+        "a valid delivery for an unknown SO is accepted and kept"
+    );
+    t.stop().await;
+}
+
+#[actix::test]
+async fn orders_whose_webhooks_were_lost_are_found_by_the_poll() {
+    let t = spawn_app(|_| {}).await;
+    let mut faults = t.tiktok.faults();
+    faults.drop_webhooks = 10;
+    t.tiktok.set_faults(faults);
+    let id = t.place(&[("B", 1)]);
+    t.settle().await;
+    assert!(t.events(&format!("order-{id}")).is_empty());
+    pollers::poll_tiktok_orders(&t.app.services).await.unwrap();
+    t.settle().await;
+    t.advance(61 * MIN, 10 * MIN).await;
+    assert_eq!(t.sales_orders().len(), 1);
+    t.stop().await;
+}
+
+#[actix::test]
+async fn a_burst_of_orders_is_paced_under_katanas_limit_without_a_429() {
+    let t = spawn_app(|_| {}).await;
+    let ids: Vec<String> = (0..90)
+        .map(|i| t.place(&[(if i % 2 == 0 { "A" } else { "B" }, 1)]))
+        .collect();
+    t.settle().await;
+    t.advance(59 * MIN, 10 * MIN).await;
+    let mut minutes = 0;
+    while t.sales_orders().len() < ids.len() {
+        t.clock.advance(MIN);
+        t.quiet().await;
+        minutes += 1;
+        assert!(
+            minutes < 30,
+            "only {} of {} SOs after {minutes} min",
+            t.sales_orders().len(),
+            ids.len()
+        );
+    }
+    let stats = t.katana.stats();
+    assert_eq!(stats.rate_limited, 0, "{stats:?}");
+    assert!(t.katana.max_requests_in_any_window() <= 60);
+    assert_eq!(t.sales_orders().len(), ids.len(), "no duplicates");
+    t.stop().await;
+}
+
+/// The service as a child process on the real clock, configured through `TKS_*`
+/// environment variables as an operator would.
+fn spawn_service(env: &[(String, String)]) -> (std::process::Child, String) {
+    use std::io::{BufRead, BufReader};
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_tks"))
+        .arg("serve")
+        .envs(env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
+        .env("RUST_LOG", "warn")
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut line = String::new();
+    BufReader::new(child.stdout.take().unwrap())
+        .read_line(&mut line)
+        .unwrap();
+    let url = line
+        .trim()
+        .strip_prefix("tks serving on ")
+        .unwrap_or_else(|| panic!("unexpected first line {line:?}"))
+        .to_string();
+    (child, url)
+}
+
+async fn wait_for(what: &str, secs: u64, mut done: impl FnMut() -> bool) {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(secs);
+    while !done() {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "timed out waiting for {what}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+#[actix::test]
+async fn sigkill_between_hold_expiry_and_so_creation_loses_and_duplicates_nothing() {
+    let clock = tks::clock::Clock::real();
+    let tiktok = TikTokSim::start(SimConfig::demo(), clock.clone()).unwrap();
+    tiktok
+        .set_catalogue(vec![product(
+            "1729000000000000101",
+            "1729100000000000101",
+            "A",
+            "10.00",
+        )])
+        .unwrap();
+    let katana = KatanaSim::start(KatanaSimConfig::default(), clock.clone()).unwrap();
+    // A generous limit, still announced in Katana's headers, which the client obeys.
+    katana.set_rate_limit(true, Some(100_000));
+    let main = katana.add_location("Main warehouse", true);
+    let a = katana.add_product("Alpha", &[("A", "10.00")]).unwrap()[0];
+    katana
+        .set_stock(a, main, Quantity::from_units(500))
+        .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("tks.db");
+    let settings = settings_for(&tiktok, &katana, &db, main, main);
+    let tokens = Arc::new(FileTokenStore::new(app::token_file_for(
+        &settings.store.path,
+    )));
+    TikTokClient::new(
+        &settings.tiktok,
+        clock.clone(),
+        tokens,
+        ClientOptions::default(),
+    )
+    .unwrap()
+    .exchange_auth_code(&tiktok.issue_auth_code())
+    .await
+    .unwrap();
+    let port = TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let env: Vec<(String, String)> = [
+        ("TKS_STORE__PATH", settings.store.path.clone()),
+        ("TKS_SERVER__BIND", format!("127.0.0.1:{port}")),
+        ("TKS_TIKTOK__API_BASE", settings.tiktok.api_base.clone()),
+        ("TKS_TIKTOK__AUTH_BASE", settings.tiktok.auth_base.clone()),
+        ("TKS_TIKTOK__APP_KEY", settings.tiktok.app_key.clone()),
+        (
+            "TKS_TIKTOK__APP_SECRET",
+            settings.tiktok.app_secret.expose().to_string(),
+        ),
+        ("TKS_TIKTOK__SHOP_ID", settings.tiktok.shop_id.clone()),
+        (
+            "TKS_TIKTOK__SHOP_CIPHER",
+            settings.tiktok.shop_cipher.clone(),
+        ),
+        ("TKS_KATANA__API_BASE", settings.katana.api_base.clone()),
+        (
+            "TKS_KATANA__API_KEY",
+            settings.katana.api_key.expose().to_string(),
+        ),
+        (
+            "TKS_KATANA__WEBHOOK_TOKEN",
+            KATANA_WEBHOOK_TOKEN.to_string(),
+        ),
+        ("TKS_KATANA__REQUESTS_PER_MINUTE", "100000".to_string()),
+        ("TKS_SYNC__ORDER_HOLD", "1s".to_string()),
+        (
+            "TKS_WAREHOUSES__PICKUP_WAREHOUSE_ID",
+            MAIN_WAREHOUSE.to_string(),
+        ),
+        ("TKS_WAREHOUSES__PICKUP_LOCATION_ID", main.to_string()),
+    ]
+    .into_iter()
+    .map(|(k, v)| (k.to_string(), v))
+    .collect();
+
+    let (mut child, url) = spawn_service(&env);
+    tiktok.set_webhook_url(Some(format!("{url}/webhooks/tiktok")));
+    katana.add_webhook(
+        &format!("{url}/webhooks/katana"),
+        WEBHOOK_EVENTS,
+        Some(KATANA_WEBHOOK_TOKEN),
+    );
+    // Every create takes a while, so the kill lands with creates still to do.
+    katana.delay_next_method(Some("POST"), 1000, Duration::from_millis(150));
+    let ids: Vec<String> = (0..50)
+        .map(|_| {
+            tiktok
+                .create_order(NewOrder::of(
+                    &[("A", 1)],
+                    TikTokOrderStatus::AwaitingShipment,
+                ))
+                .unwrap()
+                .id
+        })
+        .collect();
+    let live = |k: &KatanaSim| {
+        k.sales_orders()
+            .into_iter()
+            .filter(|so| so["deleted_at"].is_null())
+            .count()
+    };
+    wait_for("the first SOs", 60, || live(&katana) >= 5).await;
+    child.kill().unwrap();
+    child.wait().unwrap();
+    let at_kill = live(&katana);
+    assert!(
+        at_kill < 50,
+        "the kill came too late to prove anything ({at_kill} SOs)"
+    );
+
+    let (mut child, _) = spawn_service(&env);
+    wait_for("50 SOs after the restart", 120, || live(&katana) >= 50).await;
+    // Give a duplicate every chance to appear before counting.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let sos: Vec<Value> = katana
+        .sales_orders()
+        .into_iter()
+        .filter(|so| so["deleted_at"].is_null())
+        .collect();
+    let mut seen: Vec<String> = sos
+        .iter()
+        .map(|so| so["ecommerce_order_id"].as_str().unwrap().to_string())
+        .collect();
+    seen.sort();
+    let mut expected = ids.clone();
+    expected.sort();
+    assert_eq!(seen, expected, "exactly one SO per order");
+
+    for so in &sos {
+        katana
+            .deliver(
+                so["id"].as_i64().unwrap(),
+                None,
+                tracking(Some("1Z77"), "UPS"),
+            )
+            .unwrap();
+    }
+    wait_for("50 shipments", 120, || tiktok.shipments().len() >= 50).await;
+    let mut shipped: Vec<String> = tiktok.shipments().into_iter().map(|s| s.order_id).collect();
+    shipped.sort();
+    assert_eq!(shipped, expected, "every fulfilment pushed once");
+    child.kill().unwrap();
+    child.wait().unwrap();
+    tiktok.stop().await;
+    katana.stop().await;
+}
+
+#[actix::test]
+async fn the_timeline_tells_an_orders_whole_story_in_order() {
+    let t = spawn_app(|_| {}).await;
+    let id = t.place(&[("A", 1)]);
+    t.settle().await;
+    t.advance(61 * MIN, 10 * MIN).await;
+    let so_id = t.sales_orders()[0]["id"].as_i64().unwrap();
+    t.katana
+        .deliver(so_id, None, tracking(Some("1Z5"), "UPS"))
+        .unwrap();
+    t.settle().await;
+    let timeline =
+        tks::replay::timeline::timeline(t.store().as_ref(), &format!("order-{id}"), &mut |_| {})
+            .unwrap();
+    let types: Vec<&str> = timeline
+        .entries
+        .iter()
+        .map(|e| e.event_type.as_str())
+        .collect();
+    let position = |ty: &str| {
+        types
+            .iter()
+            .position(|t| *t == ty)
+            .unwrap_or_else(|| panic!("{ty} missing from {types:?}"))
+    };
+    let story = [
+        "OrderPlaced",
+        "HoldExpired",
+        "SoCreated",
+        "SoDelivered",
+        "FulfillmentPushed",
+    ]
+    .map(position);
+    assert!(story.windows(2).all(|w| w[0] < w[1]), "{types:?}");
+    // Each step carries its causation back to what triggered it.
+    let pushed = &timeline.entries[story[4]];
+    assert!(pushed.causation_id.is_some());
+    t.stop().await;
+}
+
+#[actix::test]
+async fn with_a_public_url_the_service_registers_its_katana_webhook_and_trusts_its_token() {
+    let t = spawn_app(|s| {
+        s.server.public_url = format!("http://{}", s.server.bind);
+        s.katana.webhook_token = Secret::default();
+    })
+    .await;
+    let id = t.place(&[("A", 1)]);
+    t.settle().await;
+    t.advance(61 * MIN, 10 * MIN).await;
+    let so_id = t.sales_orders()[0]["id"].as_i64().unwrap();
+    t.katana
+        .deliver(so_id, None, tracking(Some("1Z42"), "UPS"))
+        .unwrap();
+    t.settle().await;
+    let shipments = t.tiktok.shipments();
+    assert_eq!(shipments.len(), 1, "Katana's signed webhook was accepted");
+    assert_eq!(shipments[0].order_id, id);
     t.stop().await;
 }

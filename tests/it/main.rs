@@ -3,7 +3,9 @@
 mod flows;
 mod foundation;
 mod katana;
+mod operator;
 mod replay;
 mod sandbox;
+mod schemas;
 mod store;
 mod tiktok;

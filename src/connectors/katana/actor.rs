@@ -12,10 +12,10 @@ use super::client::KatanaClient;
 use super::mapping::{self, SalesOrderContext};
 use super::model::{CreateFulfillment, CreateFulfillmentRow};
 use crate::actors::policies::{decode_order, decode_sku, id_of};
-use crate::actors::{CommandError, Execute, Subscriber};
+use crate::actors::{Execute, Subscriber};
 use crate::app::Services;
 use crate::config::{CustomerMode, OnCancel};
-use crate::connectors::{Classify, RetryClass};
+use crate::connectors::is_retryable;
 use crate::domain::exceptions::keys;
 use crate::domain::observed::{OrderSnapshot, StockLevel};
 use crate::domain::order::{CreatedRow, Order, OrderCommand, OrderEvent, Signaller, SoState};
@@ -27,29 +27,6 @@ fn client(services: &Services) -> Result<&KatanaClient, String> {
         .katana
         .as_ref()
         .ok_or_else(|| "Katana is not configured".to_string())
-}
-
-fn retryable<E: Classify>(e: &E) -> bool {
-    matches!(e.retry_class(), RetryClass::Retry { .. })
-}
-
-async fn order_cmd(
-    services: &Services,
-    order_id: &str,
-    command: OrderCommand,
-    cause: &EventMeta,
-    checkpoint: Option<(String, u64)>,
-) -> Result<(), String> {
-    let mut msg = Execute::new(command).caused_by(cause);
-    msg.checkpoint = checkpoint;
-    match services.orders.execute(order_id, msg).await {
-        Ok(_) => Ok(()),
-        Err(CommandError::Rejected(reason)) => {
-            tracing::info!(order_id, %reason, "command no longer applies");
-            Ok(())
-        }
-        Err(e) => Err(e.to_string()),
-    }
 }
 
 /// Mapped Katana locations whose stock counts for TikTok: the pickup location when
@@ -138,7 +115,7 @@ impl KatanaWriter {
                 .api_call("katana", "variants_by_sku", found.is_ok());
             match found {
                 Ok(v) => catalogue.add_katana_variants(&v),
-                Err(e) if retryable(&e) => return Err(e.to_string()),
+                Err(e) if is_retryable(&e) => return Err(e.to_string()),
                 Err(e) => tracing::warn!(error = %e, "variant lookup refused"),
             }
         }
@@ -183,19 +160,19 @@ impl KatanaWriter {
         let variants = match self.variants_for(&skus).await? {
             Ok(v) => v,
             Err(unmatched) => {
-                return order_cmd(
-                    services,
-                    order_id,
-                    OrderCommand::RecordSoBlocked { unmatched },
-                    &event.meta,
-                    Some((self.name().to_string(), event.position)),
-                )
-                .await
+                return services
+                    .order_command(
+                        order_id,
+                        OrderCommand::RecordSoBlocked { unmatched },
+                        &event.meta,
+                        Some((self.name().to_string(), event.position)),
+                    )
+                    .await
             }
         };
         let customer_id = match self.customer_for(&snapshot).await {
             Ok(id) => id,
-            Err(e) if retryable(&e) => return Err(format!("customer: {e}")),
+            Err(e) if is_retryable(&e) => return Err(format!("customer: {e}")),
             Err(e) => {
                 return self
                     .failed(order_id, event, format!("customer: {e}"), false)
@@ -220,14 +197,9 @@ impl KatanaWriter {
             Err(e) => return self.failed(order_id, event, e.to_string(), false).await,
         };
         let first = order.so_attempts == 0;
-        order_cmd(
-            services,
-            order_id,
-            OrderCommand::RecordSoAttempt,
-            &event.meta,
-            None,
-        )
-        .await?;
+        services
+            .order_command(order_id, OrderCommand::RecordSoAttempt, &event.meta, None)
+            .await?;
         let katana = client(services)?;
         let outcome = if first {
             katana.create_sales_order_first_attempt(&request).await
@@ -240,7 +212,7 @@ impl KatanaWriter {
         let outcome = match outcome {
             Ok(o) => o,
             Err(e) => {
-                let retry = retryable(&e);
+                let retry = is_retryable(&e);
                 self.failed(order_id, event, e.to_string(), retry).await?;
                 return if retry { Err(e.to_string()) } else { Ok(()) };
             }
@@ -283,35 +255,35 @@ impl KatanaWriter {
                 .metrics
                 .api_call("katana", "create_fulfillment", done.is_ok());
             if let Err(e) = done {
-                if retryable(&e) {
+                if is_retryable(&e) {
                     return Err(format!("marking FBT SO {} done: {e}", so.id));
                 }
-                order_cmd(
-                    services,
-                    order_id,
-                    OrderCommand::RaiseException {
-                        key: keys::SO_REJECTED.into(),
-                        message: format!("FBT SO {} created but not marked done: {e}", so.id),
-                    },
-                    &event.meta,
-                    None,
-                )
-                .await?;
+                services
+                    .order_command(
+                        order_id,
+                        OrderCommand::RaiseException {
+                            key: keys::SO_REJECTED.into(),
+                            message: format!("FBT SO {} created but not marked done: {e}", so.id),
+                        },
+                        &event.meta,
+                        None,
+                    )
+                    .await?;
             }
         }
         services.metrics.pushed("sales_order");
-        order_cmd(
-            services,
-            order_id,
-            OrderCommand::RecordSoCreated {
-                so_id: so.id,
-                order_no: so.order_no.clone().unwrap_or_default(),
-                rows,
-            },
-            &event.meta,
-            Some((self.name().to_string(), event.position)),
-        )
-        .await
+        services
+            .order_command(
+                order_id,
+                OrderCommand::RecordSoCreated {
+                    so_id: so.id,
+                    order_no: so.order_no.clone().unwrap_or_default(),
+                    rows,
+                },
+                &event.meta,
+                Some((self.name().to_string(), event.position)),
+            )
+            .await
     }
 
     async fn failed(
@@ -321,14 +293,14 @@ impl KatanaWriter {
         reason: String,
         retryable: bool,
     ) -> Result<(), String> {
-        order_cmd(
-            &self.services,
-            order_id,
-            OrderCommand::RecordSoCreateFailed { reason, retryable },
-            &event.meta,
-            None,
-        )
-        .await
+        self.services
+            .order_command(
+                order_id,
+                OrderCommand::RecordSoCreateFailed { reason, retryable },
+                &event.meta,
+                None,
+            )
+            .await
     }
 
     async fn cancel_after_push(&self, order_id: &str, event: &RecordedEvent) -> Result<(), String> {
@@ -351,15 +323,19 @@ impl KatanaWriter {
         if services.settings.katana.on_cancel == OnCancel::Flag {
             let message =
                 format!("cancelled on TikTok after SO {order_no} was created; cancel it in Katana");
-            return order_cmd(services, order_id, raise(message), &event.meta, None).await;
+            return services
+                .order_command(order_id, raise(message), &event.meta, None)
+                .await;
         }
         let katana = client(services)?;
         let so = match katana.get_sales_order(*so_id).await {
             Ok(so) => so,
-            Err(e) if retryable(&e) => return Err(e.to_string()),
+            Err(e) if is_retryable(&e) => return Err(e.to_string()),
             Err(e) => {
                 let message = format!("cancelled on TikTok; SO {order_no} could not be read: {e}");
-                return order_cmd(services, order_id, raise(message), &event.meta, None).await;
+                return services
+                    .order_command(order_id, raise(message), &event.meta, None)
+                    .await;
             }
         };
         if so.status != "NOT_SHIPPED" {
@@ -367,7 +343,9 @@ impl KatanaWriter {
                 "cancelled on TikTok after SO {order_no} became {}; handle it in Katana",
                 so.status
             );
-            return order_cmd(services, order_id, raise(message), &event.meta, None).await;
+            return services
+                .order_command(order_id, raise(message), &event.meta, None)
+                .await;
         }
         let deleted = katana.delete_sales_order(*so_id).await;
         services
@@ -375,19 +353,21 @@ impl KatanaWriter {
             .api_call("katana", "delete_sales_order", deleted.is_ok());
         match deleted {
             Ok(()) => {
-                order_cmd(
-                    services,
-                    order_id,
-                    OrderCommand::RecordSoDeleted,
-                    &event.meta,
-                    Some((self.name().to_string(), event.position)),
-                )
-                .await
+                services
+                    .order_command(
+                        order_id,
+                        OrderCommand::RecordSoDeleted,
+                        &event.meta,
+                        Some((self.name().to_string(), event.position)),
+                    )
+                    .await
             }
-            Err(e) if retryable(&e) => Err(e.to_string()),
+            Err(e) if is_retryable(&e) => Err(e.to_string()),
             Err(e) => {
                 let message = format!("cancelled on TikTok; deleting SO {order_no} failed: {e}");
-                order_cmd(services, order_id, raise(message), &event.meta, None).await
+                services
+                    .order_command(order_id, raise(message), &event.meta, None)
+                    .await
             }
         }
     }
@@ -445,7 +425,9 @@ pub async fn retry_blocked_orders(services: &Services, cause: &EventMeta) -> Res
                 .all(|u| services.catalogue.variant_for(&u.seller_sku).is_some())
         });
         if all_mapped {
-            order_cmd(services, order_id, OrderCommand::RetrySo, cause, None).await?;
+            services
+                .order_command(order_id, OrderCommand::RetrySo, cause, None)
+                .await?;
         }
     }
     Ok(())
@@ -529,7 +511,7 @@ pub async fn read_fulfillments(
         .api_call("katana", "get_sales_order", so.is_ok());
     let so = match so {
         Ok(so) => so,
-        Err(e) if retryable(&e) => return Err(e.to_string()),
+        Err(e) if is_retryable(&e) => return Err(e.to_string()),
         Err(e) => {
             tracing::warn!(order_id, so_id, error = %e, "sales order unreadable");
             return Ok(());
@@ -544,28 +526,28 @@ pub async fn read_fulfillments(
         .api_call("katana", "list_fulfillments", fulfillments.is_ok());
     match fulfillments {
         Ok(list) => {
-            order_cmd(
-                services,
-                order_id,
-                OrderCommand::ObserveFulfillments(list),
-                cause,
-                checkpoint,
-            )
-            .await
+            services
+                .order_command(
+                    order_id,
+                    OrderCommand::ObserveFulfillments(list),
+                    cause,
+                    checkpoint,
+                )
+                .await
         }
-        Err(e) if retryable(&e) => Err(e.to_string()),
+        Err(e) if is_retryable(&e) => Err(e.to_string()),
         Err(e) => {
-            order_cmd(
-                services,
-                order_id,
-                OrderCommand::RaiseException {
-                    key: "fulfillment-read".into(),
-                    message: format!("fulfillments of SO {so_id} unreadable: {e}"),
-                },
-                cause,
-                None,
-            )
-            .await
+            services
+                .order_command(
+                    order_id,
+                    OrderCommand::RaiseException {
+                        key: "fulfillment-read".into(),
+                        message: format!("fulfillments of SO {so_id} unreadable: {e}"),
+                    },
+                    cause,
+                    None,
+                )
+                .await
         }
     }
 }
@@ -594,7 +576,7 @@ pub async fn read_stock(
         .api_call("katana", "inventory", rows.is_ok());
     let rows = match rows {
         Ok(r) => r,
-        Err(e) if retryable(&e) => return Err(e.to_string()),
+        Err(e) if is_retryable(&e) => return Err(e.to_string()),
         Err(e) => {
             tracing::warn!(error = %e, "inventory read refused");
             return Ok(());

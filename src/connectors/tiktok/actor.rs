@@ -10,57 +10,19 @@ use tokio::sync::OnceCell;
 use super::client::TikTokClient;
 use super::model::ShippingProvider;
 use crate::actors::policies::{decode_order, decode_sku};
-use crate::actors::{CommandError, Execute, Subscriber};
+use crate::actors::Subscriber;
 use crate::app::Services;
-use crate::connectors::{Classify, RetryClass};
+use crate::connectors::is_retryable;
 use crate::domain::exceptions::keys;
 use crate::domain::order::{FulfillmentRequested, OrderCommand, OrderEvent, Signaller, Source};
 use crate::domain::sku::{SkuCommand, SkuEvent};
-use crate::store::{EventMeta, RecordedEvent};
+use crate::store::RecordedEvent;
 
 fn client(services: &Services) -> Result<&TikTokClient, String> {
     services
         .tiktok
         .as_ref()
         .ok_or_else(|| "TikTok is not configured".to_string())
-}
-
-fn retryable<E: Classify>(e: &E) -> bool {
-    matches!(e.retry_class(), RetryClass::Retry { .. })
-}
-
-async fn order_cmd(
-    services: &Services,
-    order_id: &str,
-    command: OrderCommand,
-    cause: &EventMeta,
-    checkpoint: Option<(String, u64)>,
-) -> Result<(), String> {
-    let mut msg = Execute::new(command).caused_by(cause);
-    msg.checkpoint = checkpoint;
-    match services.orders.execute(order_id, msg).await {
-        Ok(_) => Ok(()),
-        // A rejected command means the order moved on (e.g. already pushed): done.
-        Err(CommandError::Rejected(reason)) => {
-            tracing::info!(order_id, %reason, "command no longer applies");
-            Ok(())
-        }
-        Err(e) => Err(e.to_string()),
-    }
-}
-
-async fn sku_cmd(
-    services: &Services,
-    sku: &str,
-    command: SkuCommand,
-    cause: &EventMeta,
-) -> Result<(), String> {
-    services
-        .skus
-        .execute(sku, Execute::new(command).caused_by(cause))
-        .await
-        .map(|_| ())
-        .map_err(|e| e.to_string())
 }
 
 /// Re-reads an order after a TikTok webhook or at the end of its hold.
@@ -96,30 +58,30 @@ impl TikTokReader {
             Ok(snapshots) => {
                 for snapshot in snapshots.into_iter().filter(|s| s.order_id == order_id) {
                     let checkpoint = Some((self.name().to_string(), event.position));
-                    order_cmd(
-                        &self.services,
-                        &order_id,
-                        OrderCommand::observe(snapshot, source),
-                        &event.meta,
-                        checkpoint,
-                    )
-                    .await?;
+                    self.services
+                        .order_command(
+                            &order_id,
+                            OrderCommand::observe(snapshot, source),
+                            &event.meta,
+                            checkpoint,
+                        )
+                        .await?;
                 }
                 Ok(())
             }
-            Err(e) if retryable(&e) => Err(format!("re-reading order {order_id}: {e}")),
+            Err(e) if is_retryable(&e) => Err(format!("re-reading order {order_id}: {e}")),
             Err(e) => {
-                order_cmd(
-                    &self.services,
-                    &order_id,
-                    OrderCommand::RaiseException {
-                        key: "tiktok-read".into(),
-                        message: format!("TikTok refused to return the order: {e}"),
-                    },
-                    &event.meta,
-                    None,
-                )
-                .await
+                self.services
+                    .order_command(
+                        &order_id,
+                        OrderCommand::RaiseException {
+                            key: "tiktok-read".into(),
+                            message: format!("TikTok refused to return the order: {e}"),
+                        },
+                        &event.meta,
+                        None,
+                    )
+                    .await
             }
         }
     }
@@ -200,7 +162,10 @@ impl TikTokWriter {
                 req.carrier.as_deref().unwrap_or(""),
                 req.fulfillment_id
             );
-            return order_cmd(&self.services, order_id, raise(message), &event.meta, None).await;
+            return self
+                .services
+                .order_command(order_id, raise(message), &event.meta, None)
+                .await;
         };
         let tiktok = client(&self.services)?;
         let result = tiktok
@@ -217,22 +182,24 @@ impl TikTokWriter {
         match result {
             Ok(shipped) => {
                 self.services.metrics.pushed("fulfillment");
-                order_cmd(
-                    &self.services,
-                    order_id,
-                    OrderCommand::RecordFulfillmentPushed {
-                        fulfillment_id: req.fulfillment_id,
-                        package_id: shipped.package_id,
-                    },
-                    &event.meta,
-                    Some((self.name().to_string(), event.position)),
-                )
-                .await
+                self.services
+                    .order_command(
+                        order_id,
+                        OrderCommand::RecordFulfillmentPushed {
+                            fulfillment_id: req.fulfillment_id,
+                            package_id: shipped.package_id,
+                        },
+                        &event.meta,
+                        Some((self.name().to_string(), event.position)),
+                    )
+                    .await
             }
-            Err(e) if retryable(&e) => Err(format!("shipping order {order_id}: {e}")),
+            Err(e) if is_retryable(&e) => Err(format!("shipping order {order_id}: {e}")),
             Err(e) => {
                 let message = format!("TikTok refused the shipment: {e}");
-                order_cmd(&self.services, order_id, raise(message), &event.meta, None).await
+                self.services
+                    .order_command(order_id, raise(message), &event.meta, None)
+                    .await
             }
         }
     }
@@ -260,14 +227,17 @@ impl TikTokWriter {
                         self.services.catalogue.set_tiktok(entries);
                         self.services.catalogue.tiktok_entry(sku)
                     }
-                    Err(e) if retryable(&e) => return Err(e.to_string()),
+                    Err(e) if is_retryable(&e) => return Err(e.to_string()),
                     Err(_) => None,
                 }
             }
         };
         let Some(entry) = entry else {
             let message = format!("SKU {sku} is not in the TikTok catalogue");
-            return sku_cmd(&self.services, sku, raise(message), &event.meta).await;
+            return self
+                .services
+                .sku_command(sku, raise(message), &event.meta)
+                .await;
         };
         let warehouse = &self.services.settings.warehouses.pickup_warehouse_id;
         let result = tiktok
@@ -279,13 +249,13 @@ impl TikTokWriter {
         match result {
             Ok(outcome) if outcome.is_ok() => {
                 self.services.metrics.pushed("inventory");
-                sku_cmd(
-                    &self.services,
-                    sku,
-                    SkuCommand::RecordInventoryPushed { quantity: atp },
-                    &event.meta,
-                )
-                .await
+                self.services
+                    .sku_command(
+                        sku,
+                        SkuCommand::RecordInventoryPushed { quantity: atp },
+                        &event.meta,
+                    )
+                    .await
             }
             Ok(outcome) => {
                 let message = outcome
@@ -294,23 +264,23 @@ impl TikTokWriter {
                     .map(|e| format!("{e:?}"))
                     .collect::<Vec<_>>()
                     .join("; ");
-                sku_cmd(
-                    &self.services,
-                    sku,
-                    raise(format!("TikTok refused the quantity: {message}")),
-                    &event.meta,
-                )
-                .await
+                self.services
+                    .sku_command(
+                        sku,
+                        raise(format!("TikTok refused the quantity: {message}")),
+                        &event.meta,
+                    )
+                    .await
             }
-            Err(e) if retryable(&e) => Err(format!("pushing inventory of {sku}: {e}")),
+            Err(e) if is_retryable(&e) => Err(format!("pushing inventory of {sku}: {e}")),
             Err(e) => {
-                sku_cmd(
-                    &self.services,
-                    sku,
-                    raise(format!("TikTok refused the quantity: {e}")),
-                    &event.meta,
-                )
-                .await
+                self.services
+                    .sku_command(
+                        sku,
+                        raise(format!("TikTok refused the quantity: {e}")),
+                        &event.meta,
+                    )
+                    .await
             }
         }
     }

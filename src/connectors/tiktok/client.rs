@@ -680,13 +680,28 @@ impl TikTokClient {
             });
         }
         let tokens = Self::tokens_from(data, None);
-        {
+        let previous = {
             let mut guard = self.inner.tokens.lock().await;
-            *guard = Some(tokens.clone());
-        }
+            guard.replace(tokens.clone())
+        };
         self.inner.store.save(&tokens)?;
-        let shops = self.authorized_shops().await?;
-        let shop = self.pick_shop(shops)?;
+        let picked = match self.authorized_shops().await {
+            Ok(shops) => self.pick_shop(shops),
+            Err(e) => Err(e),
+        };
+        let shop = match picked {
+            Ok(shop) => shop,
+            Err(e) => {
+                // A code for another shop (or one whose shops cannot be listed) must
+                // not replace a working connection: the OAuth callback is reachable
+                // without credentials.
+                if let Some(prev) = previous {
+                    *self.inner.tokens.lock().await = Some(prev.clone());
+                    self.inner.store.save(&prev)?;
+                }
+                return Err(e);
+            }
+        };
         {
             let mut guard = self.inner.tokens.lock().await;
             if let Some(t) = guard.as_mut() {
