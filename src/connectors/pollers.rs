@@ -9,7 +9,7 @@ use std::time::Duration;
 use chrono::{DateTime, Utc};
 use tokio::sync::watch;
 
-use super::katana::actor::{read_fulfillments, read_stock, retry_blocked_orders};
+use super::katana::actor::{read_fulfillments, read_stock, retry_blocked_orders, SO_READ_LOOKUP};
 use crate::actors::aggregate::EXCEPTION_LOOKUP;
 use crate::actors::Execute;
 use crate::app::Services;
@@ -231,6 +231,15 @@ pub async fn poll_katana_orders(services: &Services) -> Result<(), String> {
         let Some(order_id) = crate::actors::policies::id_of::<Order>(&stream) else {
             continue;
         };
+        // The overlap shows an SO again on later polls: re-read only what changed
+        // since it was last read (by a webhook or a poll), Katana's budget is small.
+        let seen = services
+            .store
+            .lookup(SO_READ_LOOKUP, &so.id.to_string())
+            .map_err(|e| e.to_string())?;
+        if seen.is_some() && seen == so.updated_at {
+            continue;
+        }
         read_fulfillments(services, order_id, &cause, None).await?;
     }
     save_cursor(services, "katana-orders", started).await

@@ -1030,3 +1030,29 @@ async fn with_a_public_url_the_service_registers_its_katana_webhook_and_trusts_i
     assert_eq!(shipments[0].order_id, id);
     t.stop().await;
 }
+
+#[actix::test]
+async fn the_reconciliation_poll_does_not_reread_a_delivery_it_already_has() {
+    let t = spawn_app(|_| {}).await;
+    t.place(&[("A", 1)]);
+    t.settle().await;
+    t.advance(61 * MIN, 10 * MIN).await;
+    let so_id = t.sales_orders()[0]["id"].as_i64().unwrap();
+    t.katana
+        .deliver(so_id, None, tracking(Some("1Z8"), "UPS"))
+        .unwrap();
+    t.settle().await;
+    assert_eq!(t.tiktok.shipments().len(), 1);
+    let before = t.katana.stats().requests;
+    for _ in 0..2 {
+        pollers::poll_katana_orders(&t.app.services).await.unwrap();
+        t.settle().await;
+    }
+    assert_eq!(
+        t.katana.stats().requests - before,
+        2,
+        "only the two list calls"
+    );
+    assert_eq!(t.tiktok.shipments().len(), 1);
+    t.stop().await;
+}

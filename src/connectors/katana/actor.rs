@@ -20,7 +20,7 @@ use crate::domain::exceptions::keys;
 use crate::domain::observed::{OrderSnapshot, StockLevel};
 use crate::domain::order::{CreatedRow, Order, OrderCommand, OrderEvent, Signaller, SoState};
 use crate::domain::sku::{SkuCommand, SkuEvent};
-use crate::store::{EventMeta, RecordedEvent};
+use crate::store::{EventMeta, LookupEntry, RecordedEvent, UnitOfWork};
 
 fn client(services: &Services) -> Result<&KatanaClient, String> {
     services
@@ -489,6 +489,9 @@ impl Subscriber for KatanaReader {
     }
 }
 
+/// Lookup kind: Katana SO id -> its `updated_at` when its fulfillments were last read.
+pub const SO_READ_LOOKUP: &str = "so-read";
+
 /// Reads the order's SO fulfillments and records them as an observation.
 pub async fn read_fulfillments(
     services: &Services,
@@ -533,7 +536,23 @@ pub async fn read_fulfillments(
                     cause,
                     checkpoint,
                 )
-                .await
+                .await?;
+            if let Some(updated_at) = so.updated_at {
+                let unit = UnitOfWork {
+                    lookup_put: vec![LookupEntry {
+                        kind: SO_READ_LOOKUP.into(),
+                        key: so.id.to_string(),
+                        value: updated_at,
+                    }],
+                    ..Default::default()
+                };
+                services
+                    .store
+                    .commit(unit)
+                    .await
+                    .map_err(|e| e.to_string())?;
+            }
+            Ok(())
         }
         Err(e) if is_retryable(&e) => Err(e.to_string()),
         Err(e) => {
