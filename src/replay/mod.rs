@@ -293,34 +293,10 @@ fn fold_serial(
     Ok(folding)
 }
 
-/// An event copied out of the scan, to travel to a folding thread.
-struct OwnedEvent {
-    position: u64,
-    stream: String,
-    seq: u64,
-    event_type: String,
-    version: u32,
-    payload: String,
-    recorded_at_ms: i64,
-}
-
-impl OwnedEvent {
-    fn raw(&self) -> RawEvent<'_> {
-        RawEvent {
-            position: self.position,
-            stream: &self.stream,
-            seq: self.seq,
-            event_type: &self.event_type,
-            version: self.version,
-            payload: &self.payload,
-            recorded_at_ms: self.recorded_at_ms,
-        }
-    }
-}
-
-/// Decoding and applying dominate a rebuild, and streams are independent: each
-/// stream goes to one worker (by a hash of its name), so its events keep their
-/// order while the workers fold in parallel with the scan.
+/// Decoding and applying dominate a rebuild, and streams are independent: every
+/// worker scans the log with its own read connection and folds only the streams
+/// that hash to it, so each stream keeps its order and nothing is copied between
+/// threads.
 fn fold_parallel(
     store: &dyn EventStore,
     snapshots: &HashMap<&str, &Snapshot>,
@@ -328,64 +304,45 @@ fn fold_parallel(
     progress: &mut dyn FnMut(u64),
     workers: usize,
 ) -> Result<HashMap<String, Folding>, StoreError> {
-    const BATCH: usize = 2048;
     std::thread::scope(|scope| {
-        let mut senders = Vec::with_capacity(workers);
-        let mut handles = Vec::with_capacity(workers);
-        for _ in 0..workers {
-            let (tx, rx) = std::sync::mpsc::sync_channel::<Vec<OwnedEvent>>(4);
-            senders.push(tx);
-            handles.push(scope.spawn(move || {
-                let mut folding = HashMap::new();
-                let mut part = Rebuilt::default();
-                for batch in rx {
-                    for e in &batch {
-                        fold_one(&mut folding, &e.raw(), snapshots, &mut part);
-                    }
-                }
-                (folding, part)
-            }));
-        }
-        let mut buffers: Vec<Vec<OwnedEvent>> =
-            (0..workers).map(|_| Vec::with_capacity(BATCH)).collect();
+        let handles: Vec<_> = (1..workers)
+            .map(|me| {
+                scope.spawn(move || {
+                    let mut folding = HashMap::new();
+                    let mut part = Rebuilt::default();
+                    let scanned = store.scan(0, &mut |rec| {
+                        if stream_worker(rec.stream, workers) == me {
+                            fold_one(&mut folding, &rec, snapshots, &mut part);
+                        }
+                        true
+                    });
+                    scanned.map(|_| (folding, part))
+                })
+            })
+            .collect();
+        // This thread is worker 0 and reports progress for the whole scan.
+        let mut folding = HashMap::new();
         let mut events = 0u64;
-        let scanned = store.scan(0, &mut |rec| {
-            let worker = stream_worker(rec.stream, workers);
-            buffers[worker].push(OwnedEvent {
-                position: rec.position,
-                stream: rec.stream.to_string(),
-                seq: rec.seq,
-                event_type: rec.event_type.to_string(),
-                version: rec.version,
-                payload: rec.payload.to_string(),
-                recorded_at_ms: rec.recorded_at_ms,
-            });
-            if buffers[worker].len() >= BATCH {
-                let full = std::mem::replace(&mut buffers[worker], Vec::with_capacity(BATCH));
-                // A worker only stops early by panicking; the join below reports it.
-                let _ = senders[worker].send(full);
+        store.scan(0, &mut |rec| {
+            if stream_worker(rec.stream, workers) == 0 {
+                fold_one(&mut folding, &rec, snapshots, out);
             }
             events += 1;
             if events % 65_536 == 0 {
                 progress(events);
             }
             true
-        });
-        for (worker, rest) in buffers.into_iter().enumerate() {
-            let _ = senders[worker].send(rest);
-        }
-        drop(senders);
-        let mut folding = HashMap::new();
+        })?;
+        out.events = events;
         for h in handles {
             let (part_folding, part) = h
                 .join()
-                .map_err(|_| StoreError::Storage("a replay worker panicked".into()))?;
+                .map_err(|_| StoreError::Storage("a replay worker panicked".into()))??;
             folding.extend(part_folding);
             out.problems.extend(part.problems);
             out.snapshots_checked += part.snapshots_checked;
         }
-        out.events = events;
-        scanned.map(|_| folding)
+        Ok(folding)
     })
 }
 
