@@ -147,7 +147,10 @@ impl Catalogue {
 
     /// Every TikTok SKU with a Katana variant.
     pub fn matched(&self) -> Vec<(String, i64)> {
-        let m = self.maps.read();
+        self.matched_in(&self.maps.read())
+    }
+
+    fn matched_in(&self, m: &Maps) -> Vec<(String, i64)> {
         let mut out: Vec<(String, i64)> = m
             .tiktok
             .keys()
@@ -163,11 +166,7 @@ impl Catalogue {
 
     pub fn report(&self) -> MatchReport {
         let m = self.maps.read();
-        let matched = {
-            drop(m);
-            self.matched()
-        };
-        let m = self.maps.read();
+        let matched = self.matched_in(&m);
         let matched_variants: BTreeSet<i64> = matched.iter().map(|(_, v)| *v).collect();
         let mut only_tiktok: Vec<String> = m
             .tiktok
