@@ -573,3 +573,85 @@ pub async fn flow(orders: usize, limited_orders: usize) -> anyhow::Result<()> {
     print("process.peak_rss_mib", format!("{:.0}", peak_rss_mib()));
     Ok(())
 }
+
+/// Webhook acceptance: signed TikTok webhooks offered at 1,000/s to a running
+/// service; each answer comes only after the delivery is durable (inbox row and
+/// signal in one group-committed transaction). Prints latency percentiles as the
+/// sender saw them.
+pub async fn webhooks(dir: &std::path::Path, seconds: u64) -> anyhow::Result<()> {
+    use crate::app::{self, StartOptions};
+    use crate::config::{Secret, Settings};
+    let mut settings = Settings::default();
+    settings.store.path = dir.join("webhooks.db").to_string_lossy().into_owned();
+    settings.tiktok.app_key = "bench_app_key".into();
+    settings.tiktok.app_secret = Secret::new("bench_app_secret");
+    // Nothing listens there: the re-reads the signals cause wait in their back-off
+    // and do not compete with the webhooks being measured.
+    settings.tiktok.api_base = "http://127.0.0.1:9".into();
+    settings.tiktok.auth_base = "http://127.0.0.1:9".into();
+    let listener = std::net::TcpListener::bind("127.0.0.1:0")?;
+    let options = StartOptions {
+        pollers: false,
+        ..StartOptions::default()
+    };
+    let service = app::start(settings, crate::clock::Clock::real(), listener, options).await?;
+    let url = format!("{}/webhooks/tiktok", service.base_url());
+    let http = reqwest::Client::new();
+    let per_second = 1000u64;
+    let mut ticker = tokio::time::interval(Duration::from_secs_f64(1.0 / per_second as f64));
+    ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Burst);
+    let start = Instant::now();
+    let mut tasks = Vec::new();
+    let mut n = 0u64;
+    while start.elapsed() < Duration::from_secs(seconds) {
+        ticker.tick().await;
+        n += 1;
+        let body = format!(
+            "{{\"type\":1,\"tts_notification_id\":\"bench-{n}\",\"shop_id\":\"1\",\"timestamp\":1,\"data\":{{\"order_id\":\"57700{:08}\",\"order_status\":\"AWAITING_SHIPMENT\",\"update_time\":1}}}}",
+            n % 2000
+        );
+        let signature = crate::connectors::tiktok::sign::webhook_signature(
+            "bench_app_key",
+            "bench_app_secret",
+            body.as_bytes(),
+        );
+        let (http, url) = (http.clone(), url.clone());
+        tasks.push(actix::spawn(async move {
+            let t = Instant::now();
+            let ok = http
+                .post(&url)
+                .header("Authorization", signature)
+                .body(body)
+                .send()
+                .await
+                .map(|r| r.status().is_success())
+                .unwrap_or(false);
+            (t.elapsed(), ok)
+        }));
+    }
+    let mut lat = Vec::with_capacity(tasks.len());
+    let mut failed = 0;
+    for t in tasks {
+        if let Ok((d, ok)) = t.await {
+            lat.push(d.as_secs_f64() * 1000.0);
+            if !ok {
+                failed += 1;
+            }
+        }
+    }
+    let rate = lat.len() as f64 / start.elapsed().as_secs_f64();
+    lat.sort_by(|a, b| a.total_cmp(b));
+    let pct = |p: f64| {
+        lat.get(((lat.len() as f64 - 1.0) * p) as usize)
+            .copied()
+            .unwrap_or(0.0)
+    };
+    print("webhooks.offered_per_sec", per_second);
+    print("webhooks.achieved_per_sec", format!("{rate:.0}"));
+    print("webhooks.accepted_p50_ms", format!("{:.2}", pct(0.50)));
+    print("webhooks.accepted_p99_ms", format!("{:.2}", pct(0.99)));
+    print("webhooks.not_accepted", failed);
+    print("process.peak_rss_mib", format!("{:.0}", peak_rss_mib()));
+    service.stop().await;
+    Ok(())
+}

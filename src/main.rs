@@ -114,6 +114,7 @@ enum BenchTarget {
     Store,
     Replay,
     Flow,
+    Webhooks,
 }
 
 #[derive(Clone, Copy, ValueEnum)]
@@ -155,7 +156,7 @@ fn main() -> anyhow::Result<()> {
         cli.command,
         Command::Sandbox { .. }
             | Command::Bench {
-                what: BenchTarget::Flow,
+                what: BenchTarget::Flow | BenchTarget::Webhooks,
                 ..
             }
     );
@@ -175,6 +176,15 @@ fn main() -> anyhow::Result<()> {
             limited_orders,
             ..
         } => return actix::System::new().block_on(tks::bench::flow(orders, limited_orders)),
+        Command::Bench {
+            what: BenchTarget::Webhooks,
+            seconds,
+            dir,
+            ..
+        } => {
+            let tmp = bench_dir(dir)?;
+            return actix::System::new().block_on(tks::bench::webhooks(tmp.path(), seconds));
+        }
         _ => {}
     }
     let runtime = tokio::runtime::Builder::new_multi_thread()
@@ -194,7 +204,7 @@ fn main() -> anyhow::Result<()> {
                 BenchTarget::Store => tks::bench::store(tmp.path(), seconds, events).await,
                 BenchTarget::Replay => tks::bench::replay(tmp.path(), events).await,
                 // Handled above: it needs an actix system, not a plain runtime.
-                BenchTarget::Flow => Ok(()),
+                BenchTarget::Flow | BenchTarget::Webhooks => Ok(()),
             }
         }),
         Command::Capture {
