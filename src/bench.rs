@@ -655,3 +655,109 @@ pub async fn webhooks(dir: &std::path::Path, seconds: u64) -> anyhow::Result<()>
     service.stop().await;
     Ok(())
 }
+
+/// Restart: a log of `orders` placed orders whose hold timers are all overdue;
+/// measures how long until the restarted service answers `/health`, and until
+/// every overdue timer has fired (each one rehydrates its order's actor).
+pub async fn restart(dir: &std::path::Path, orders: u64) -> anyhow::Result<()> {
+    use crate::app::{self, StartOptions};
+    use crate::config::Settings;
+    use crate::store::{StreamAppend, Timer};
+    let path = dir.join("restart.db");
+    let t0 = Utc.with_ymd_and_hms(2026, 1, 1, 0, 0, 0).unwrap();
+    {
+        let store = SqliteStore::open(&path)?;
+        let mut unit = UnitOfWork::default();
+        for n in 0..orders {
+            let id = format!("57700{n:012}");
+            let placed = OrderEvent::OrderPlaced(OrderPlaced {
+                snapshot: OrderSnapshot {
+                    order_id: id.clone(),
+                    status: TikTokOrderStatus::AwaitingShipment,
+                    fulfillment_type: FulfillmentType::FulfillmentBySeller,
+                    create_time: t0,
+                    update_time: t0,
+                    currency: "USD".into(),
+                    warehouse_id: None,
+                    recipient: None,
+                    buyer_email: None,
+                    units: vec![LineUnit {
+                        line_item_id: format!("{id}1"),
+                        sku_id: "1".into(),
+                        seller_sku: "SKU-1".into(),
+                        sale_price: "9.99".into(),
+                        cancelled: false,
+                        shipped: false,
+                    }],
+                },
+                hold_until: t0 + chrono::Duration::hours(1),
+                source: Source::Poll,
+            });
+            let stream = format!("order-{id}");
+            unit.arm_timers.push(Timer {
+                stream: stream.clone(),
+                kind: crate::domain::order::HOLD_TIMER.into(),
+                due_at: t0 + chrono::Duration::hours(1),
+            });
+            unit.appends.push(StreamAppend {
+                stream,
+                expected: Expected::Seq(0),
+                events: vec![NewEvent {
+                    event_type: placed.event_type().into(),
+                    version: placed.version(),
+                    payload: placed.encode(),
+                    meta: bench_meta(),
+                }],
+            });
+            if unit.appends.len() == 1000 {
+                store.commit(std::mem::take(&mut unit)).await?;
+            }
+        }
+        if !unit.appends.is_empty() {
+            store.commit(unit).await?;
+        }
+    }
+    let mut settings = Settings::default();
+    settings.store.path = path.to_string_lossy().into_owned();
+    let listener = std::net::TcpListener::bind("127.0.0.1:0")?;
+    let options = StartOptions {
+        pollers: false,
+        ..StartOptions::default()
+    };
+    // The clock stands two hours after placement: every hold is overdue.
+    let clock = crate::clock::ManualClock::new(t0 + chrono::Duration::hours(2));
+    let started = Instant::now();
+    let service = app::start(settings, clock.clock(), listener, options).await?;
+    let health = format!("{}/health", service.base_url());
+    let http = reqwest::Client::new();
+    while !http
+        .get(&health)
+        .send()
+        .await
+        .map(|r| r.status().is_success())
+        .unwrap_or(false)
+    {
+        tokio::time::sleep(Duration::from_millis(1)).await;
+    }
+    let serving = started.elapsed();
+    // Firing them arms other timers (SKU buffer windows) that are not due yet.
+    while !service
+        .services
+        .store
+        .due_timers(clock.now(), 1)?
+        .is_empty()
+    {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let fired = started.elapsed();
+    print("restart.orders", orders);
+    print("restart.serving_ms", serving.as_millis());
+    print("restart.overdue_timers_fired_ms", fired.as_millis());
+    print(
+        "restart.timers_fired_per_sec",
+        format!("{:.0}", orders as f64 / fired.as_secs_f64()),
+    );
+    print("process.peak_rss_mib", format!("{:.0}", peak_rss_mib()));
+    service.stop().await;
+    Ok(())
+}

@@ -115,6 +115,7 @@ enum BenchTarget {
     Replay,
     Flow,
     Webhooks,
+    Restart,
 }
 
 #[derive(Clone, Copy, ValueEnum)]
@@ -156,7 +157,7 @@ fn main() -> anyhow::Result<()> {
         cli.command,
         Command::Sandbox { .. }
             | Command::Bench {
-                what: BenchTarget::Flow | BenchTarget::Webhooks,
+                what: BenchTarget::Flow | BenchTarget::Webhooks | BenchTarget::Restart,
                 ..
             }
     );
@@ -185,6 +186,15 @@ fn main() -> anyhow::Result<()> {
             let tmp = bench_dir(dir)?;
             return actix::System::new().block_on(tks::bench::webhooks(tmp.path(), seconds));
         }
+        Command::Bench {
+            what: BenchTarget::Restart,
+            orders,
+            dir,
+            ..
+        } => {
+            let tmp = bench_dir(dir)?;
+            return actix::System::new().block_on(tks::bench::restart(tmp.path(), orders as u64));
+        }
         _ => {}
     }
     let runtime = tokio::runtime::Builder::new_multi_thread()
@@ -204,7 +214,7 @@ fn main() -> anyhow::Result<()> {
                 BenchTarget::Store => tks::bench::store(tmp.path(), seconds, events).await,
                 BenchTarget::Replay => tks::bench::replay(tmp.path(), events).await,
                 // Handled above: it needs an actix system, not a plain runtime.
-                BenchTarget::Flow | BenchTarget::Webhooks => Ok(()),
+                BenchTarget::Flow | BenchTarget::Webhooks | BenchTarget::Restart => Ok(()),
             }
         }),
         Command::Capture {

@@ -75,16 +75,26 @@ impl TimerService {
             if due.is_empty() {
                 return Ok(fired);
             }
+            // Timers of one batch belong to different streams: firing them together
+            // lets the store commit their events in shared transactions.
+            let results = futures::future::join_all(due.into_iter().map(|timer| {
+                let route = self.route_of(&timer.stream);
+                async move {
+                    let id = timer.id();
+                    let result = match route {
+                        Some(route) => route.fire(timer.clone()).await,
+                        None => Err(CommandError::Rejected(format!(
+                            "no aggregate handles timers of {}",
+                            timer.stream
+                        ))),
+                    };
+                    (id, result)
+                }
+            }))
+            .await;
             let mut progressed = false;
-            for timer in due {
-                let id = timer.id();
-                let result = match self.route_of(&timer.stream) {
-                    Some(route) => route.fire(timer.clone()).await,
-                    None => Err(CommandError::Rejected(format!(
-                        "no aggregate handles timers of {}",
-                        timer.stream
-                    ))),
-                };
+            let mut failure = None;
+            for (id, result) in results {
                 match result {
                     Ok(()) => {
                         fired += 1;
@@ -106,8 +116,11 @@ impl TimerService {
                             .await?;
                         progressed = true;
                     }
-                    Err(e) => return Err(e),
+                    Err(e) => failure = Some(e),
                 }
+            }
+            if let Some(e) = failure {
+                return Err(e);
             }
             if !progressed {
                 return Ok(fired);
