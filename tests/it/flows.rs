@@ -252,6 +252,14 @@ impl TestApp {
         o.id
     }
 
+    /// Places an order and lets its hold run out: the SO exists afterwards.
+    pub async fn place_past_hold(&self, items: &[(&str, u32)]) -> String {
+        let id = self.place(items);
+        self.settle().await;
+        self.advance(61 * MIN, 10 * MIN).await;
+        id
+    }
+
     /// Rows of a Katana SO as (sku, quantity), via the seeded variant ids.
     pub fn rows(&self, so: &Value) -> Vec<(String, f64)> {
         let sku_of: BTreeMap<i64, &String> = self.variants.iter().map(|(s, v)| (*v, s)).collect();
@@ -349,9 +357,7 @@ async fn duplicate_webhooks_and_polls_still_make_one_so() {
 #[actix::test]
 async fn a_partial_delivery_ships_one_line_item_then_the_rest() {
     let t = spawn_app(|_| {}).await;
-    let id = t.place(&[("A", 2)]);
-    t.settle().await;
-    t.advance(61 * MIN, 10 * MIN).await;
+    let id = t.place_past_hold(&[("A", 2)]).await;
     let so = t.sales_orders().pop().expect("SO created");
     let so_id = so["id"].as_i64().unwrap();
     let row = so["sales_order_rows"][0]["id"].as_i64().unwrap();
@@ -522,9 +528,7 @@ async fn an_order_cancelled_in_the_hold_is_never_pushed_and_releases_its_stock()
 #[actix::test]
 async fn an_unmatched_sku_is_an_exception_until_the_variant_appears_then_pushes_by_itself() {
     let t = spawn_app(|_| {}).await;
-    let id = t.place(&[("C", 1), ("A", 1)]);
-    t.settle().await;
-    t.advance(61 * MIN, 10 * MIN).await;
+    let id = t.place_past_hold(&[("C", 1), ("A", 1)]).await;
     assert!(t.sales_orders().is_empty());
     let open = exceptions(&t);
     assert_eq!(open.len(), 1, "{open:?}");
@@ -592,9 +596,7 @@ async fn fulfilled_by_tiktok_orders_can_be_recorded_as_done_from_the_fbt_locatio
 #[actix::test]
 async fn a_cancellation_after_the_push_deletes_a_not_shipped_so() {
     let t = spawn_app(|_| {}).await;
-    let id = t.place(&[("A", 1)]);
-    t.settle().await;
-    t.advance(61 * MIN, 10 * MIN).await;
+    let id = t.place_past_hold(&[("A", 1)]).await;
     assert_eq!(t.sales_orders().len(), 1);
     t.tiktok.cancel_order(&id, None).unwrap();
     t.settle().await;
@@ -610,9 +612,7 @@ async fn a_cancellation_after_the_push_deletes_a_not_shipped_so() {
 #[actix::test]
 async fn with_on_cancel_flag_a_late_cancellation_is_an_exception_and_the_so_stays() {
     let t = spawn_app(|s| s.katana.on_cancel = tks::config::OnCancel::Flag).await;
-    let id = t.place(&[("A", 1)]);
-    t.settle().await;
-    t.advance(61 * MIN, 10 * MIN).await;
+    let id = t.place_past_hold(&[("A", 1)]).await;
     t.tiktok.cancel_order(&id, None).unwrap();
     t.settle().await;
     assert_eq!(t.sales_orders().len(), 1);
@@ -628,9 +628,7 @@ async fn with_on_cancel_flag_a_late_cancellation_is_an_exception_and_the_so_stay
 #[actix::test]
 async fn tracking_waits_while_tiktok_shows_the_order_on_hold() {
     let t = spawn_app(|_| {}).await;
-    let id = t.place(&[("A", 1)]);
-    t.settle().await;
-    t.advance(61 * MIN, 10 * MIN).await;
+    let id = t.place_past_hold(&[("A", 1)]).await;
     let so_id = t.sales_orders()[0]["id"].as_i64().unwrap();
     t.tiktok
         .set_order_status(&id, TikTokOrderStatus::OnHold)
@@ -973,9 +971,7 @@ async fn sigkill_between_hold_expiry_and_so_creation_loses_and_duplicates_nothin
 #[actix::test]
 async fn the_timeline_tells_an_orders_whole_story_in_order() {
     let t = spawn_app(|_| {}).await;
-    let id = t.place(&[("A", 1)]);
-    t.settle().await;
-    t.advance(61 * MIN, 10 * MIN).await;
+    let id = t.place_past_hold(&[("A", 1)]).await;
     let so_id = t.sales_orders()[0]["id"].as_i64().unwrap();
     t.katana
         .deliver(so_id, None, tracking(Some("1Z5"), "UPS"))
@@ -1017,9 +1013,7 @@ async fn with_a_public_url_the_service_registers_its_katana_webhook_and_trusts_i
         s.katana.webhook_token = Secret::default();
     })
     .await;
-    let id = t.place(&[("A", 1)]);
-    t.settle().await;
-    t.advance(61 * MIN, 10 * MIN).await;
+    let id = t.place_past_hold(&[("A", 1)]).await;
     let so_id = t.sales_orders()[0]["id"].as_i64().unwrap();
     t.katana
         .deliver(so_id, None, tracking(Some("1Z42"), "UPS"))
