@@ -1,5 +1,6 @@
 //! The one integration-test binary: flows over HTTP against the simulators.
 
+mod exactly_once;
 mod flows;
 mod foundation;
 mod katana;

@@ -73,7 +73,12 @@ pub enum KatanaError {
     #[error("Katana {request} timed out after {timeout:?}")]
     Timeout { request: String, timeout: Duration },
     #[error("cannot reach Katana ({request}): {message}")]
-    Transport { request: String, message: String },
+    Transport {
+        request: String,
+        message: String,
+        /// The connection was never made, so Katana cannot have seen the request.
+        unsent: bool,
+    },
     #[error("unexpected Katana response to {request}: {message}")]
     Decode { request: String, message: String },
     /// The caller asked for something that cannot be sent.
@@ -85,6 +90,18 @@ pub enum KatanaError {
 }
 
 impl KatanaError {
+    /// Whether Katana may have applied the request although we did not learn it: a
+    /// timeout, a connection lost after sending, or a server error (a gateway's 502
+    /// or 504 can hide a commit). A 429, a 4xx or an unsent request was not applied.
+    pub fn outcome_unknown(&self) -> bool {
+        match self {
+            KatanaError::Timeout { .. } => true,
+            KatanaError::Transport { unsent, .. } => !unsent,
+            KatanaError::Api { status, .. } => *status >= 500,
+            _ => false,
+        }
+    }
+
     pub fn status(&self) -> Option<u16> {
         match self {
             KatanaError::Api { status, .. } => Some(*status),
@@ -108,7 +125,7 @@ impl Classify for KatanaError {
                 status,
                 retry_after,
                 ..
-            } if *status == 429 || *status >= 500 => RetryClass::Retry {
+            } if *status == 408 || *status == 429 || *status >= 500 => RetryClass::Retry {
                 after: *retry_after,
             },
             KatanaError::Timeout { .. } | KatanaError::Transport { .. } => {
@@ -287,10 +304,13 @@ impl KatanaClient {
                 request: format!("{method} {path}"),
                 timeout: self.cfg.timeout,
             }
+        } else if e.is_builder() {
+            KatanaError::Invalid(format!("{method} {path}: {e}"))
         } else {
             KatanaError::Transport {
                 request: format!("{method} {path}"),
                 message: e.to_string(),
+                unsent: e.is_connect(),
             }
         }
     }

@@ -113,7 +113,9 @@ impl Classify for TikTokError {
                     RetryClass::Permanent
                 }
             }
-            TikTokError::Http { status, .. } if *status == 429 || *status >= 500 => {
+            TikTokError::Http { status, .. }
+                if *status == 408 || *status == 429 || *status >= 500 =>
+            {
                 RetryClass::Retry { after: None }
             }
             TikTokError::Transport(_) | TikTokError::Timeout => RetryClass::Retry { after: None },
@@ -403,6 +405,10 @@ impl TikTokClient {
     fn transport_error(e: reqwest::Error) -> TikTokError {
         if e.is_timeout() {
             TikTokError::Timeout
+        } else if e.is_builder() {
+            // The request itself cannot be built (an id no URL can carry): sending it
+            // again can never succeed.
+            TikTokError::InvalidInput(e.without_url().to_string())
         } else {
             // Token calls carry the app secret and refresh token in the query: never let the
             // URL reach an error message or a log line.
