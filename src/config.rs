@@ -192,6 +192,11 @@ pub struct KatanaSettings {
     pub customer: CustomerMode,
     pub order_no_prefix: String,
     pub on_cancel: OnCancel,
+    /// How long a create whose outcome is unknown (timeout, lost connection, server
+    /// error, restart mid-call) may still commit in Katana; the SO is looked up, and
+    /// created only if absent, after this. Longer than any Katana request can take.
+    #[serde(with = "humantime_serde")]
+    pub create_settle: Duration,
 }
 
 impl Default for KatanaSettings {
@@ -208,6 +213,7 @@ impl Default for KatanaSettings {
             customer: CustomerMode::Generic,
             order_no_prefix: "TT-".into(),
             on_cancel: OnCancel::Delete,
+            create_settle: Duration::from_secs(300),
         }
     }
 }

@@ -7,7 +7,9 @@ use tks::config::Secret;
 use tks::connectors::tiktok::sign::webhook_signature;
 use tks::sandbox::tiktok::SimConfig;
 
-use crate::flows::{spawn_app, KATANA_WEBHOOK_TOKEN};
+use tks::connectors::pollers;
+
+use crate::flows::{spawn_app, spawn_app_with, wait_for, KATANA_WEBHOOK_TOKEN};
 
 const MIN: Duration = Duration::from_secs(60);
 
@@ -115,5 +117,142 @@ async fn signed_bodies_that_are_not_utf8_are_refused_and_valid_ones_are_kept_byt
         .collect();
     assert!(kept.iter().any(|p| p == kbody), "{kept:?}");
     t.advance(MIN, MIN).await;
+    t.stop().await;
+}
+
+fn live_sos_for(t: &crate::flows::TestApp, order_id: &str) -> Vec<i64> {
+    t.sales_orders()
+        .iter()
+        .filter(|so| so["ecommerce_order_id"].as_str() == Some(order_id))
+        .map(|so| so["id"].as_i64().unwrap())
+        .collect()
+}
+
+fn posts(t: &crate::flows::TestApp) -> usize {
+    t.katana
+        .requests()
+        .iter()
+        .filter(|r| r.method == "POST" && r.path == "/sales_orders")
+        .count()
+}
+
+#[actix::test]
+async fn a_create_that_commits_after_the_client_timed_out_is_found_not_repeated() {
+    let t = spawn_app_with(|_| {}, |o| o.katana_timeout = Duration::from_millis(300)).await;
+    // Katana takes the create, is slow, and commits it after the client gave up.
+    t.katana
+        .commit_late_next(Some("POST /sales_orders"), 1, Duration::from_millis(1200));
+    let id = t.place_past_hold(&[("A", 1)]).await;
+    let stream = format!("order-{id}");
+    assert!(
+        t.events(&stream)
+            .contains(&"SoCreateUnconfirmed".to_string()),
+        "{:?}",
+        t.events(&stream)
+    );
+    assert!(!t.events(&stream).contains(&"SoCreated".to_string()));
+    wait_for("the late commit", 20, || {
+        t.katana.late_commits_in_flight() == 0
+    })
+    .await;
+    assert_eq!(
+        live_sos_for(&t, &id).len(),
+        1,
+        "the timed-out POST committed"
+    );
+    // Nothing is looked up or created again until it can no longer commit (the
+    // hold ended at 60 min, the create's wait ends at 65).
+    t.advance(3 * MIN, MIN).await;
+    assert!(!t.events(&stream).contains(&"SoCreated".to_string()));
+    t.advance(2 * MIN, MIN).await;
+    let live = live_sos_for(&t, &id);
+    assert_eq!(live.len(), 1, "exactly one SO");
+    let (order, _) = t.app.services.orders.state(&id).await.unwrap();
+    assert_eq!(
+        order.so_id(),
+        Some(live[0]),
+        "the order adopted the late SO"
+    );
+    assert_eq!(posts(&t), 1, "no second POST");
+    t.stop().await;
+}
+
+#[actix::test]
+async fn a_create_that_commits_after_the_wait_is_found_by_the_poll_and_deleted() {
+    let t = spawn_app_with(|_| {}, |o| o.katana_timeout = Duration::from_millis(300)).await;
+    t.katana
+        .commit_late_next(Some("POST /sales_orders"), 1, Duration::from_millis(2500));
+    let id = t.place_past_hold(&[("A", 1)]).await;
+    // The wait ends before Katana commits (longer than `create_settle` promised):
+    // the lookup finds nothing and the SO is created again.
+    t.advance(6 * MIN, MIN).await;
+    let (order, _) = t.app.services.orders.state(&id).await.unwrap();
+    let kept = order.so_id().expect("created after the wait");
+    wait_for("the late commit", 20, || {
+        t.katana.late_commits_in_flight() == 0
+    })
+    .await;
+    assert_eq!(
+        live_sos_for(&t, &id).len(),
+        2,
+        "the late commit made a second SO"
+    );
+    pollers::poll_katana_orders(&t.app.services).await.unwrap();
+    t.settle().await;
+    assert_eq!(
+        live_sos_for(&t, &id),
+        vec![kept],
+        "the duplicate was deleted"
+    );
+    let events = t.events(&format!("order-{id}"));
+    for ty in [
+        "SoCreateUnconfirmed",
+        "DuplicateSoFound",
+        "DuplicateSoDeleted",
+    ] {
+        assert!(events.contains(&ty.to_string()), "{ty} in {events:?}");
+    }
+    // The story says it, and a second poll changes nothing.
+    pollers::poll_katana_orders(&t.app.services).await.unwrap();
+    t.settle().await;
+    assert_eq!(t.events(&format!("order-{id}")).len(), events.len());
+    t.stop().await;
+}
+
+#[actix::test]
+async fn a_duplicate_that_katana_already_shipped_is_an_exception_not_a_deletion() {
+    let t = spawn_app_with(|_| {}, |o| o.katana_timeout = Duration::from_millis(300)).await;
+    t.katana
+        .commit_late_next(Some("POST /sales_orders"), 1, Duration::from_millis(2500));
+    let id = t.place_past_hold(&[("A", 1)]).await;
+    t.advance(6 * MIN, MIN).await;
+    let (order, _) = t.app.services.orders.state(&id).await.unwrap();
+    let kept = order.so_id().unwrap();
+    wait_for("the late commit", 20, || {
+        t.katana.late_commits_in_flight() == 0
+    })
+    .await;
+    let dup = *live_sos_for(&t, &id).iter().find(|s| **s != kept).unwrap();
+    t.katana
+        .deliver(dup, None, crate::flows::tracking(Some("1Z1"), "UPS"))
+        .unwrap();
+    pollers::poll_katana_orders(&t.app.services).await.unwrap();
+    t.settle().await;
+    assert_eq!(
+        live_sos_for(&t, &id).len(),
+        2,
+        "a shipped SO is not deleted"
+    );
+    let open = t
+        .app
+        .services
+        .store
+        .lookup_all(tks::actors::aggregate::EXCEPTION_LOOKUP)
+        .unwrap();
+    assert!(
+        open.iter()
+            .any(|e| e.key == format!("order-{id}#duplicate-so-{dup}")),
+        "{open:?}"
+    );
     t.stop().await;
 }
