@@ -9,7 +9,12 @@ use tks::sandbox::tiktok::SimConfig;
 
 use tks::connectors::pollers;
 
-use crate::flows::{spawn_app, spawn_app_with, wait_for, KATANA_WEBHOOK_TOKEN};
+use tks::domain::observed::TikTokOrderStatus;
+use tks::sandbox::tiktok::NewOrder;
+
+use crate::flows::{
+    crash_world, spawn_app, spawn_app_with, spawn_service, wait_for, KATANA_WEBHOOK_TOKEN,
+};
 
 const MIN: Duration = Duration::from_secs(60);
 
@@ -255,4 +260,82 @@ async fn a_duplicate_that_katana_already_shipped_is_an_exception_not_a_deletion(
         "{open:?}"
     );
     t.stop().await;
+}
+
+#[actix::test]
+async fn a_hundred_kills_with_a_create_in_flight_leave_exactly_one_so_per_order() {
+    let mut w = crash_world().await;
+    set_env(&mut w.env, "TKS_KATANA__CREATE_SETTLE", "3s");
+    // Every create is taken at once and committed 1.5 s later (longer than the
+    // service takes to restart), whether or not the process that sent it lives.
+    w.katana.commit_late_next(
+        Some("POST /sales_orders"),
+        u32::MAX,
+        Duration::from_millis(1500),
+    );
+    let (mut child, url) = spawn_service(&w.env);
+    w.tiktok
+        .set_webhook_url(Some(format!("{url}/webhooks/tiktok")));
+    let ids: Vec<String> = (0..110)
+        .map(|_| {
+            w.tiktok
+                .create_order(NewOrder::of(
+                    &[("A", 1)],
+                    TikTokOrderStatus::AwaitingShipment,
+                ))
+                .unwrap()
+                .id
+        })
+        .collect();
+    let mut kills = 0;
+    while kills < 100 {
+        let taken = w.katana.late_commits_taken();
+        wait_for("a create in flight", 60, || {
+            w.katana.late_commits_taken() > taken
+        })
+        .await;
+        // SIGKILL while Katana holds a create it will still commit.
+        child.kill().unwrap();
+        child.wait().unwrap();
+        kills += 1;
+        child = spawn_service(&w.env).0;
+    }
+    let live = |k: &tks::sandbox::katana::KatanaSim| -> Vec<String> {
+        let mut ids: Vec<String> = k
+            .sales_orders()
+            .into_iter()
+            .filter(|so| so["deleted_at"].is_null())
+            .map(|so| so["ecommerce_order_id"].as_str().unwrap().to_string())
+            .collect();
+        ids.sort();
+        ids
+    };
+    let mut expected = ids.clone();
+    expected.sort();
+    wait_for("every order in Katana", 180, || {
+        let mut distinct = live(&w.katana);
+        distinct.dedup();
+        distinct.len() == expected.len() && w.katana.late_commits_in_flight() == 0
+    })
+    .await;
+    // Give a late duplicate every chance (longer than create_settle) to appear.
+    tokio::time::sleep(Duration::from_millis(3500)).await;
+    assert_eq!(live(&w.katana), expected, "exactly one live SO per order");
+    // Not even a duplicate that was deleted again: waiting out the create's
+    // lifetime means the second POST never happens.
+    let ever = w.katana.sales_orders().len();
+    assert_eq!(
+        ever,
+        expected.len(),
+        "SOs ever created, deleted ones included"
+    );
+    child.kill().unwrap();
+    child.wait().unwrap();
+    w.tiktok.stop().await;
+    w.katana.stop().await;
+}
+
+fn set_env(env: &mut Vec<(String, String)>, key: &str, value: &str) {
+    env.retain(|(k, _)| k != key);
+    env.push((key.to_string(), value.to_string()));
 }

@@ -831,8 +831,17 @@ pub async fn wait_for(what: &str, secs: u64, mut done: impl FnMut() -> bool) {
     }
 }
 
-#[actix::test]
-async fn sigkill_between_hold_expiry_and_so_creation_loses_and_duplicates_nothing() {
+/// Both simulators on the real clock, SKU A stocked, TikTok connected, and the
+/// `TKS_*` environment that runs `tks serve` against them: for tests that kill the
+/// service as a child process.
+pub struct CrashWorld {
+    pub tiktok: TikTokSim,
+    pub katana: KatanaSim,
+    pub env: Vec<(String, String)>,
+    pub _dir: tempfile::TempDir,
+}
+
+pub async fn crash_world() -> CrashWorld {
     let clock = tks::clock::Clock::real();
     let tiktok = TikTokSim::start(SimConfig::demo(), clock.clone()).unwrap();
     tiktok
@@ -910,6 +919,22 @@ async fn sigkill_between_hold_expiry_and_so_creation_loses_and_duplicates_nothin
     .into_iter()
     .map(|(k, v)| (k.to_string(), v))
     .collect();
+    CrashWorld {
+        tiktok,
+        katana,
+        env,
+        _dir: dir,
+    }
+}
+
+#[actix::test]
+async fn sigkill_between_hold_expiry_and_so_creation_loses_and_duplicates_nothing() {
+    let CrashWorld {
+        tiktok,
+        katana,
+        env,
+        _dir,
+    } = crash_world().await;
 
     let (mut child, url) = spawn_service(&env);
     tiktok.set_webhook_url(Some(format!("{url}/webhooks/tiktok")));

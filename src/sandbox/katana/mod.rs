@@ -344,6 +344,11 @@ impl KatanaSim {
         self.shared.state.lock().faults.late_commits_in_flight
     }
 
+    /// Requests held by [`Self::commit_late_next`] so far.
+    pub fn late_commits_taken(&self) -> u64 {
+        self.shared.state.lock().faults.late_commits_taken
+    }
+
     pub fn set_rate_limit(&self, enabled: bool, limit: Option<u32>) {
         let mut st = self.shared.state.lock();
         st.rate_limit_enabled = enabled;
@@ -401,6 +406,7 @@ async fn handle(
         (f.late_commit_next > 0 && matches && api).then(|| {
             f.late_commit_next -= 1;
             f.late_commits_in_flight += 1;
+            f.late_commits_taken += 1;
             Duration::from_millis(f.late_commit_ms)
         })
     };

@@ -251,6 +251,8 @@ pub struct Faults {
     pub late_commit_request: Option<String>,
     /// Requests taken but not applied yet.
     pub late_commits_in_flight: u32,
+    /// Requests held back so far, applied or not.
+    pub late_commits_taken: u64,
     pub drop_next_webhooks: u32,
     pub duplicate_next_webhooks: u32,
 }
