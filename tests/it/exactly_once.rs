@@ -339,3 +339,32 @@ fn set_env(env: &mut Vec<(String, String)>, key: &str, value: &str) {
     env.retain(|(k, _)| k != key);
     env.push((key.to_string(), value.to_string()));
 }
+
+#[actix::test]
+async fn the_katana_budget_follows_the_servers_limit_back_up_after_a_dip() {
+    let t = spawn_app(|_| {}).await;
+    // One minute of Katana announcing 5 requests a minute.
+    t.katana.set_rate_limit(true, Some(5));
+    t.place_past_hold(&[("A", 1)]).await;
+    let budget = t.app.services.katana.as_ref().unwrap().budget().clone();
+    assert_eq!(budget.limit(), 5, "the client follows the dip");
+    t.katana.set_rate_limit(true, Some(60));
+    let ids: Vec<String> = (0..20).map(|_| t.place(&[("B", 1)])).collect();
+    t.settle().await;
+    t.advance(61 * MIN, 10 * MIN).await;
+    let mut minutes = 0;
+    while t.sales_orders().len() < ids.len() + 1 {
+        t.clock.advance(MIN);
+        t.quiet().await;
+        minutes += 1;
+        assert!(
+            minutes <= 2,
+            "{} of 21 SOs after {minutes} min: the budget stayed low ({})",
+            t.sales_orders().len(),
+            budget.limit()
+        );
+    }
+    assert_eq!(budget.limit(), 60);
+    assert_eq!(t.katana.stats().rate_limited, 0);
+    t.stop().await;
+}
