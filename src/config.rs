@@ -107,6 +107,10 @@ pub struct ServerSettings {
     #[serde(deserialize_with = "lenient_secret")]
     pub admin_token: Secret,
     pub public_url: String,
+    /// A request must arrive whole (headers and body) within this; a sender that
+    /// trickles or stops halfway gets 408 and its connection back.
+    #[serde(with = "humantime_serde")]
+    pub request_timeout: Duration,
 }
 
 impl Default for ServerSettings {
@@ -115,6 +119,7 @@ impl Default for ServerSettings {
             bind: "127.0.0.1:8080".into(),
             admin_token: Secret::default(),
             public_url: String::new(),
+            request_timeout: Duration::from_secs(10),
         }
     }
 }

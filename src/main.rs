@@ -337,7 +337,7 @@ fn capture(db: &Path, selection: &Selection, out: Option<&Path>) -> anyhow::Resu
     let log = tks::replay::source::open(db, &mut |_, _| {})?;
     let header = match out {
         Some(path) => {
-            let file = std::fs::File::create(path)
+            let file = tks::store::private_file::create(path)
                 .map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
             let mut w = std::io::BufWriter::new(file);
             let result = write_capture(log.store(), selection, &mut w, &mut |_| {});

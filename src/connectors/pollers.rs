@@ -35,12 +35,18 @@ pub fn spawn_all(
     let tiktok_every = services.settings.tiktok.poll_interval;
     let mut tasks = Vec::new();
     if services.katana.is_some() {
+        // The stock read follows the catalogue in one job: read before the first
+        // refresh, no SKU would be matched yet and the stock of every SKU would
+        // stay unknown for a whole interval.
         tasks.push(every(
             services.clone(),
             katana_every,
             shutdown.clone(),
-            "catalogue",
-            |s| async move { refresh_catalogue(&s).await },
+            "catalogue-and-stock",
+            |s| async move {
+                refresh_catalogue(&s).await?;
+                poll_stock(&s).await
+            },
         ));
         tasks.push(every(
             services.clone(),
@@ -48,13 +54,6 @@ pub fn spawn_all(
             shutdown.clone(),
             "katana-orders",
             |s| async move { poll_katana_orders(&s).await },
-        ));
-        tasks.push(every(
-            services.clone(),
-            katana_every,
-            shutdown.clone(),
-            "katana-stock",
-            |s| async move { poll_stock(&s).await },
         ));
         tasks.push(every(
             services.clone(),

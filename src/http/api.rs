@@ -285,6 +285,15 @@ async fn toggle_sync(
             )
         }
     };
+    // A SKU that exists nowhere (no events, in neither catalogue) is a typo: do
+    // not create a stream for it.
+    let known = services.catalogue.tiktok_entry(&sku).is_some()
+        || services.catalogue.variant_for(&sku).is_some();
+    if !known {
+        if let Err(refusal) = existing(&services, &format!("sku-{sku}"), "SKU") {
+            return refusal.response();
+        }
+    }
     let command = SkuCommand::ToggleSync {
         enabled: toggle.enabled,
     };

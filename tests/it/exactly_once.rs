@@ -9,11 +9,11 @@ use tks::sandbox::tiktok::SimConfig;
 
 use tks::connectors::pollers;
 
-use tks::domain::observed::TikTokOrderStatus;
+use tks::domain::observed::{Quantity, TikTokOrderStatus};
 use tks::sandbox::tiktok::NewOrder;
 
 use crate::flows::{
-    crash_world, spawn_app, spawn_app_with, spawn_service, wait_for, KATANA_WEBHOOK_TOKEN,
+    crash_world, product, spawn_app, spawn_app_with, spawn_service, wait_for, KATANA_WEBHOOK_TOKEN,
 };
 
 const MIN: Duration = Duration::from_secs(60);
@@ -366,5 +366,73 @@ async fn the_katana_budget_follows_the_servers_limit_back_up_after_a_dip() {
     }
     assert_eq!(budget.limit(), 60);
     assert_eq!(t.katana.stats().rate_limited, 0);
+    t.stop().await;
+}
+
+#[actix::test]
+async fn an_order_before_the_first_stock_read_pushes_nothing_until_stock_is_known() {
+    let t = spawn_app(|s| s.sync.inventory_buffer = Duration::from_secs(10 * 60)).await;
+    // A SKU listed after start-up: mapped by the catalogue refresh, stock not read
+    // (its stock webhook lost).
+    t.katana.drop_next_webhooks(10);
+    let d = t.katana.add_product("Delta", &[("D", "9.00")]).unwrap()[0];
+    t.katana
+        .set_stock(d, t.main_location, Quantity::from_units(8))
+        .unwrap();
+    t.tiktok
+        .set_catalogue(vec![
+            product("1729000000000000101", "1729100000000000101", "A", "10.00"),
+            product("1729000000000000102", "1729100000000000102", "B", "5.00"),
+            product("1729000000000000104", "1729100000000000104", "D", "9.00"),
+        ])
+        .unwrap();
+    pollers::refresh_catalogue(&t.app.services).await.unwrap();
+    t.settle().await;
+    let (sku, _) = t.app.services.skus.state("D").await.unwrap();
+    assert!(!sku.stock_known(), "mapped, never read");
+    t.place(&[("D", 1)]);
+    t.settle().await;
+    t.advance(11 * MIN, MIN).await;
+    let pushes: Vec<i64> = t
+        .tiktok
+        .inventory_pushes()
+        .into_iter()
+        .filter(|p| p.sku_id == "1729100000000000104")
+        .map(|p| p.quantity)
+        .collect();
+    // 8 in Katana, 1 held in the order: 7, and never a 0 for stock not yet read.
+    assert_eq!(pushes, vec![7], "{:?}", t.events("sku-D"));
+    t.stop().await;
+}
+
+#[actix::test]
+async fn a_sender_that_stops_halfway_through_a_body_gets_408_and_its_connection_closed() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let t = spawn_app(|s| s.server.request_timeout = Duration::from_millis(300)).await;
+    let addr = t.app.addr;
+    let mut held = Vec::new();
+    for _ in 0..50 {
+        let mut c = tokio::net::TcpStream::connect(addr).await.unwrap();
+        c.write_all(
+            b"POST /webhooks/tiktok HTTP/1.1\r\nHost: tks\r\nContent-Length: 1000\r\n\r\n{\"type\":",
+        )
+        .await
+        .unwrap();
+        held.push(c);
+    }
+    for mut c in held {
+        let mut answer = Vec::new();
+        tokio::time::timeout(Duration::from_secs(10), c.read_to_end(&mut answer))
+            .await
+            .expect("the server closed the connection")
+            .unwrap();
+        let answer = String::from_utf8_lossy(&answer);
+        assert!(answer.starts_with("HTTP/1.1 408"), "{answer}");
+    }
+    // And the service still answers.
+    let r = reqwest::get(format!("{}/health", t.app.base_url()))
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
     t.stop().await;
 }

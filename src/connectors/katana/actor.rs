@@ -17,7 +17,7 @@ use crate::app::Services;
 use crate::config::{CustomerMode, OnCancel};
 use crate::connectors::is_retryable;
 use crate::domain::exceptions::keys;
-use crate::domain::observed::{OrderSnapshot, StockLevel};
+use crate::domain::observed::{OrderSnapshot, Quantity, StockLevel};
 use crate::domain::order::{CreatedRow, Order, OrderCommand, OrderEvent, Signaller, SoState};
 use crate::domain::sku::{SkuCommand, SkuEvent};
 use crate::store::{EventMeta, LookupEntry, RecordedEvent, UnitOfWork};
@@ -589,9 +589,28 @@ impl KatanaReader {
                 )
                 .await;
             }
-        } else if let Some((sku, SkuEvent::SkuSignalled(_))) = decode_sku(event) {
-            if self.services.settings.katana.pull_inventory {
-                return read_stock(&self.services, &[sku], &event.meta).await;
+        } else if let Some((sku, ev)) = decode_sku(event) {
+            if !self.services.settings.katana.pull_inventory {
+                return Ok(());
+            }
+            match ev {
+                SkuEvent::SkuSignalled(_) => {
+                    return read_stock(&self.services, &[sku], &event.meta).await;
+                }
+                // Demand for a SKU whose stock was never read: read it now, so the
+                // window it would open has a real ATP to push.
+                SkuEvent::DemandChanged(_) => {
+                    let (state, _) = self
+                        .services
+                        .skus
+                        .state(&sku)
+                        .await
+                        .map_err(|e| e.to_string())?;
+                    if !state.stock_known() {
+                        return read_stock(&self.services, &[sku], &event.meta).await;
+                    }
+                }
+                _ => {}
             }
         }
         Ok(())
@@ -731,9 +750,19 @@ pub async fn read_stock(
         levels.entry(r.variant_id).or_default().push(r);
     }
     for (variant, skus) in by_variant {
-        let Some(levels) = levels.remove(&variant) else {
-            continue;
-        };
+        // No inventory row at a location is Katana's way of saying none there: a
+        // known 0, unlike a SKU whose stock was never read.
+        let levels = levels.remove(&variant).unwrap_or_else(|| {
+            locations
+                .iter()
+                .map(|&location_id| StockLevel {
+                    variant_id: variant,
+                    location_id,
+                    in_stock: Quantity(0),
+                    committed: Quantity(0),
+                })
+                .collect()
+        });
         for sku in skus {
             services
                 .skus
