@@ -3,6 +3,7 @@
 mod exactly_once;
 mod flows;
 mod foundation;
+mod health;
 mod katana;
 mod operator;
 mod replay;
