@@ -333,6 +333,17 @@ impl Settings {
     }
 }
 
+impl Settings {
+    /// Defaults, then `text` as the TOML file, without the environment: what the
+    /// file alone says (the fuzzer reads settings this way).
+    pub fn from_toml(text: &str) -> Result<Settings, ConfigError> {
+        Figment::from(Serialized::defaults(Settings::default()))
+            .merge(Toml::string(text))
+            .extract_lossy()
+            .map_err(|e| ConfigError(e.to_string()))
+    }
+}
+
 /// `TKS_<SECTION>__<KEY>` variables as plain text. figment's own `Env` guesses
 /// types (`0123456789` becomes the number 123456789, `[a]` an array), which would
 /// re-type secrets and ids; here every value stays the exact string it was, and

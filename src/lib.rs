@@ -25,6 +25,7 @@
 //! - `check`: the `tks check` prerequisites report.
 //! - `operator`: operator commands shared by CLI and API (exceptions, connecting TikTok).
 //! - `bench`: the `tks bench` measurements.
+//! - `fuzz`: mutation fuzzing of every parser that reads outside input.
 
 pub mod actors;
 pub mod app;
@@ -35,6 +36,7 @@ pub mod clock;
 pub mod config;
 pub mod connectors;
 pub mod domain;
+pub mod fuzz;
 pub mod http;
 pub mod metrics;
 pub mod operator;

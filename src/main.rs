@@ -59,6 +59,12 @@ enum Command {
         /// Orders `flow` runs with Katana's 60/min limit on, to count calls per order.
         #[arg(long, default_value_t = 60)]
         limited_orders: usize,
+        /// Inputs `fuzz` feeds the parsers.
+        #[arg(long, default_value_t = 1_000_000)]
+        inputs: u64,
+        /// The seed of `fuzz`'s random inputs (a run is repeatable from it).
+        #[arg(long, default_value_t = 1)]
+        seed: u64,
     },
     /// Export events as JSONL (a capture) for `tks-replay` on any machine.
     #[command(group(clap::ArgGroup::new("what").required(true).args(["kind", "since"])))]
@@ -116,6 +122,7 @@ enum BenchTarget {
     Flow,
     Webhooks,
     Restart,
+    Fuzz,
 }
 
 #[derive(Clone, Copy, ValueEnum)]
@@ -195,6 +202,12 @@ fn main() -> anyhow::Result<()> {
             let tmp = bench_dir(dir)?;
             return actix::System::new().block_on(tks::bench::restart(tmp.path(), orders as u64));
         }
+        Command::Bench {
+            what: BenchTarget::Fuzz,
+            inputs,
+            seed,
+            ..
+        } => return bench_fuzz(inputs, seed),
         _ => {}
     }
     let runtime = tokio::runtime::Builder::new_multi_thread()
@@ -213,8 +226,11 @@ fn main() -> anyhow::Result<()> {
             match what {
                 BenchTarget::Store => tks::bench::store(tmp.path(), seconds, events).await,
                 BenchTarget::Replay => tks::bench::replay(tmp.path(), events).await,
-                // Handled above: it needs an actix system, not a plain runtime.
-                BenchTarget::Flow | BenchTarget::Webhooks | BenchTarget::Restart => Ok(()),
+                // Handled above: they need an actix system (or no runtime at all).
+                BenchTarget::Flow
+                | BenchTarget::Webhooks
+                | BenchTarget::Restart
+                | BenchTarget::Fuzz => Ok(()),
             }
         }),
         Command::Capture {
@@ -325,6 +341,30 @@ fn connect_tiktok(
         None,
     ))?;
     print!("{}", connected.render());
+    Ok(())
+}
+
+/// `tks bench fuzz`: key=value lines, and a non-zero exit with the input when a
+/// parser panicked.
+fn bench_fuzz(inputs: u64, seed: u64) -> anyhow::Result<()> {
+    let report = tks::fuzz::run(inputs, seed);
+    println!("fuzz_seed={}", report.seed);
+    for (target, n) in &report.runs {
+        println!("fuzz_inputs_{}={n}", target.name());
+    }
+    println!("fuzz_inputs={}", report.inputs());
+    println!("fuzz_panics={}", report.panics);
+    println!(
+        "fuzz_inputs_per_s={:.0}",
+        report.inputs() as f64 / report.seconds.max(1e-9)
+    );
+    if let Some((target, input)) = report.first_panic {
+        anyhow::bail!(
+            "{} panicked on input (hex) {}",
+            target.name(),
+            hex::encode(input)
+        );
+    }
     Ok(())
 }
 
