@@ -192,6 +192,19 @@ impl AppHandle {
         format!("http://{}", self.addr)
     }
 
+    /// Stops as a crash would: every background task is dropped wherever it is
+    /// waiting (mid-call, mid-retry), nothing is finished. What was committed stays.
+    pub async fn kill(self) {
+        let _ = self.shutdown.send(true);
+        for t in &self.tasks {
+            t.abort();
+        }
+        self.server.stop(false).await;
+        for t in self.tasks {
+            let _ = t.await;
+        }
+    }
+
     /// Stops the HTTP server and every background task.
     pub async fn stop(self) {
         let _ = self.shutdown.send(true);

@@ -65,6 +65,15 @@ enum Command {
         /// The seed of `fuzz`'s random inputs (a run is repeatable from it).
         #[arg(long, default_value_t = 1)]
         seed: u64,
+        /// Shop days `sim` plays, one per seed.
+        #[arg(long, default_value_t = 100)]
+        seeds: u64,
+        /// The first seed `sim` plays; the others follow it.
+        #[arg(long, default_value_t = 1)]
+        first_seed: u64,
+        /// Five-minute steps of activity in each of `sim`'s days.
+        #[arg(long, default_value_t = 24)]
+        steps: u32,
     },
     /// Export events as JSONL (a capture) for `tks-replay` on any machine.
     #[command(group(clap::ArgGroup::new("what").required(true).args(["kind", "since"])))]
@@ -123,6 +132,7 @@ enum BenchTarget {
     Webhooks,
     Restart,
     Fuzz,
+    Sim,
 }
 
 #[derive(Clone, Copy, ValueEnum)]
@@ -164,7 +174,10 @@ fn main() -> anyhow::Result<()> {
         cli.command,
         Command::Sandbox { .. }
             | Command::Bench {
-                what: BenchTarget::Flow | BenchTarget::Webhooks | BenchTarget::Restart,
+                what: BenchTarget::Flow
+                    | BenchTarget::Webhooks
+                    | BenchTarget::Restart
+                    | BenchTarget::Sim,
                 ..
             }
     );
@@ -208,6 +221,17 @@ fn main() -> anyhow::Result<()> {
             seed,
             ..
         } => return bench_fuzz(inputs, seed),
+        Command::Bench {
+            what: BenchTarget::Sim,
+            seeds,
+            first_seed,
+            steps,
+            dir,
+            ..
+        } => {
+            let tmp = bench_dir(dir)?;
+            return actix::System::new().block_on(bench_sim(tmp.path(), seeds, first_seed, steps));
+        }
         _ => {}
     }
     let runtime = tokio::runtime::Builder::new_multi_thread()
@@ -230,7 +254,8 @@ fn main() -> anyhow::Result<()> {
                 BenchTarget::Flow
                 | BenchTarget::Webhooks
                 | BenchTarget::Restart
-                | BenchTarget::Fuzz => Ok(()),
+                | BenchTarget::Fuzz
+                | BenchTarget::Sim => Ok(()),
             }
         }),
         Command::Capture {
@@ -341,6 +366,48 @@ fn connect_tiktok(
         None,
     ))?;
     print!("{}", connected.render());
+    Ok(())
+}
+
+/// `tks bench sim`: one line per seed, totals as key=value lines, and a non-zero
+/// exit naming each failing seed's replay command.
+async fn bench_sim(dir: &Path, seeds: u64, first_seed: u64, steps: u32) -> anyhow::Result<()> {
+    use tks::sandbox::sim::{run_seeds, DaySize};
+    let size = DaySize { steps };
+    let started = std::time::Instant::now();
+    let (mut checks, mut orders, mut crashes, mut faults) = (0, 0, 0, 0);
+    let mut failed = Vec::new();
+    let reports = run_seeds(first_seed..first_seed.saturating_add(seeds), size, dir).await?;
+    for r in reports {
+        let seed = r.seed;
+        println!(
+            "seed={seed} orders={} deliveries={} stock_changes={} cancellations={} faults={} crashes={} checks={} violations={} seconds={:.1}",
+            r.orders, r.deliveries, r.stock_changes, r.cancellations, r.faults, r.crashes, r.checks, r.violations.len(), r.seconds
+        );
+        for v in &r.violations {
+            println!("  violated {}: {}", v.invariant, v.detail);
+        }
+        checks += r.checks;
+        orders += r.orders;
+        crashes += r.crashes;
+        faults += r.faults;
+        if r.violations.is_empty() {
+            // Each day leaves a database behind; only a failing one is worth keeping.
+            let _ = std::fs::remove_file(dir.join(format!("sim-{seed}.db")));
+        } else {
+            failed.push(r.replay_command(size));
+        }
+    }
+    println!("sim_seeds={seeds}");
+    println!("sim_orders={orders}");
+    println!("sim_faults={faults}");
+    println!("sim_crashes={crashes}");
+    println!("sim_checks={checks}");
+    println!("sim_failed_seeds={}", failed.len());
+    println!("sim_seconds={:.1}", started.elapsed().as_secs_f64());
+    if !failed.is_empty() {
+        anyhow::bail!("failing seeds; replay each with:\n{}", failed.join("\n"));
+    }
     Ok(())
 }
 

@@ -4,4 +4,5 @@
 pub mod katana;
 pub mod run;
 pub mod scenario;
+pub mod sim;
 pub mod tiktok;

@@ -73,6 +73,9 @@ pub struct World {
     pub main_location: i64,
     pub fbt_location: i64,
     pub db_path: PathBuf,
+    /// What the service was started with, for a restart on the same port.
+    settings: Settings,
+    start_options: StartOptions,
 }
 
 fn tiktok_catalogue() -> Vec<NewProduct> {
@@ -184,7 +187,8 @@ impl World {
             katana_timeout: Duration::from_secs(10),
             ..StartOptions::default()
         };
-        let app = app::start(s, clock.clone(), listener, start).await?;
+        let settings = s.clone();
+        let app = app::start(s, clock.clone(), listener, start.clone()).await?;
         tiktok.set_webhook_url(Some(format!("{}/webhooks/tiktok", app.base_url())));
         // TikTok's webhook URL lives in the app's Partner Center settings; the
         // Katana one the service registers itself (public_url is set).
@@ -217,6 +221,56 @@ impl World {
             main_location,
             fbt_location,
             db_path: options.db_path,
+            settings,
+            start_options: start,
+        })
+    }
+
+    /// Kills the service as a crash would and starts it again on the same database
+    /// and port; the simulators notice no more than dropped connections.
+    pub async fn crash_and_restart(self) -> anyhow::Result<World> {
+        let World {
+            clock,
+            tiktok,
+            katana,
+            app,
+            variants,
+            main_location,
+            fbt_location,
+            db_path,
+            settings,
+            start_options,
+        } = self;
+        let addr = app.addr;
+        app.kill().await;
+        // The old listener is closed; the port may take a moment to be free again.
+        let mut listener = TcpListener::bind(addr);
+        for _ in 0..200 {
+            if listener.is_ok() {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+            listener = TcpListener::bind(addr);
+        }
+        let listener = listener.with_context(|| format!("binding {addr} again"))?;
+        let app = app::start(
+            settings.clone(),
+            clock.clone(),
+            listener,
+            start_options.clone(),
+        )
+        .await?;
+        Ok(World {
+            clock,
+            tiktok,
+            katana,
+            app,
+            variants,
+            main_location,
+            fbt_location,
+            db_path,
+            settings,
+            start_options,
         })
     }
 

@@ -9,5 +9,6 @@ mod operator;
 mod replay;
 mod sandbox;
 mod schemas;
+mod simulation;
 mod store;
 mod tiktok;
