@@ -40,6 +40,8 @@ pub struct Services {
     /// Verifies Katana's webhooks: the configured token, or the one Katana gave
     /// when the service registered its webhook itself.
     pub katana_webhook_token: parking_lot::RwLock<crate::config::Secret>,
+    /// The operator console's sessions and read model.
+    pub console: crate::console::Console,
 }
 
 /// What the service subscribes to when it registers its own Katana webhook.
@@ -163,7 +165,8 @@ impl Services {
             orders: Registry::start(env.clone()),
             skus: Registry::start(env),
             catalogue: Arc::new(Catalogue::new(SkuRules::from_settings(&settings.sync))),
-            metrics: Arc::new(Metrics::default()),
+            metrics: Arc::new(Metrics::with_clock(clock.clone())),
+            console: crate::console::Console::new(&settings, clock.clone()),
             katana_webhook_token: parking_lot::RwLock::new(settings.katana.webhook_token.clone()),
             settings,
             clock,
@@ -207,9 +210,15 @@ pub async fn start(
     options: StartOptions,
 ) -> anyhow::Result<AppHandle> {
     let store: SharedStore = Arc::new(SqliteStore::open(&settings.store.path)?);
+    crate::console::health::log_missing(&settings);
     let services = Services::build(settings, clock.clone(), store.clone(), &options)?;
     let (shutdown, stopped) = watch::channel(false);
     let mut tasks = Vec::new();
+    tasks.push(crate::console::readmodel::spawn(
+        store.clone(),
+        PathBuf::from(&services.settings.store.path),
+        stopped.clone(),
+    ));
 
     let timers = TimerService::new(store.clone(), clock.clone())
         .route("order", services.orders.clone())
