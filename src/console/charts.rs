@@ -25,17 +25,23 @@ pub struct Band {
     pub until: DateTime<Utc>,
 }
 
+/// The axis top: four equal steps of 1, 2, 2.5 or 5 times a power of ten, so every
+/// tick is a whole number of units.
 fn nice_max(v: f64) -> f64 {
-    if v <= 0.0 {
-        return 1.0;
-    }
-    let mag = 10f64.powf(v.log10().floor());
-    for m in [1.0, 2.0, 5.0, 10.0] {
-        if v <= m * mag {
-            return m * mag;
-        }
-    }
-    10.0 * mag
+    let quarter = (v / 4.0).max(1.0);
+    let mag = 10f64.powf(quarter.log10().floor());
+    // 2.5 only from tens up, where 2.5 × 10ⁿ is still whole.
+    let steps: &[f64] = if mag >= 10.0 {
+        &[1.0, 2.0, 2.5, 5.0, 10.0]
+    } else {
+        &[1.0, 2.0, 5.0, 10.0]
+    };
+    let step = steps
+        .iter()
+        .map(|m| m * mag)
+        .find(|s| *s >= quarter)
+        .unwrap_or(10.0 * mag);
+    step * 4.0
 }
 
 fn axis_label(t: DateTime<Utc>, span_secs: i64) -> String {
@@ -172,6 +178,26 @@ pub fn compare(title: &str, rows: &[(&str, f64, f64)]) -> Markup {
         div.legend {
             span { i style="background:#5b6474" {} "what happened" }
             span { i style="background:#2457c5" {} "proposed settings" }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::nice_max;
+
+    #[test]
+    fn axis_tops_split_into_four_whole_steps() {
+        for (v, top) in [
+            (0.0, 4.0),
+            (1.0, 4.0),
+            (5.0, 8.0),
+            (40.0, 40.0),
+            (41.0, 80.0),
+            (90.0, 100.0),
+            (999.0, 1000.0),
+        ] {
+            assert_eq!(nice_max(v), top, "{v}");
         }
     }
 }

@@ -6,6 +6,7 @@
 //! redirects to `/login`. Every form that changes state carries the session's CSRF
 //! token; the what-if form only simulates, so it is a GET a person can bookmark.
 
+pub mod bench;
 pub mod charts;
 pub mod health;
 pub mod layout;

@@ -290,25 +290,30 @@ impl ReadModel {
         let mut args: Vec<rusqlite::types::Value> = Vec::new();
         use rusqlite::types::Value as V;
         if let Some(s) = filter.state {
-            clauses.push("state = ?");
+            clauses.push("o.state = ?");
             args.push(V::Text(s.key().into()));
         }
         if let Some(t) = filter.from {
-            clauses.push("placed_at >= ?");
+            clauses.push("o.placed_at >= ?");
             args.push(V::Integer(t.timestamp_millis()));
         }
         if let Some(t) = filter.until {
-            clauses.push("placed_at < ?");
+            clauses.push("o.placed_at < ?");
             args.push(V::Integer(t.timestamp_millis()));
         }
-        if let Some(sku) = &filter.sku {
-            clauses.push("order_id IN (SELECT order_id FROM console_order_sku WHERE sku = ?)");
+        // With a SKU the SKU's orders are the outer loop (CROSS JOIN fixes the
+        // order in SQLite): a few thousand rows, not every order of a state.
+        let from = if let Some(sku) = &filter.sku {
+            clauses.push("s.sku = ?");
             args.push(V::Text(sku.clone()));
-        }
+            "console_order_sku s CROSS JOIN console_order o ON o.order_id = s.order_id"
+        } else {
+            "console_order o"
+        };
         if let Some(id) = &filter.id {
             // A range instead of LIKE: ids may hold `%` or `_`, and the range uses
             // the primary key.
-            clauses.push("order_id >= ? AND order_id < ?");
+            clauses.push("o.order_id >= ? AND o.order_id < ?");
             args.push(V::Text(id.clone()));
             args.push(V::Text(format!("{id}\u{10FFFF}")));
         }
@@ -319,7 +324,7 @@ impl ReadModel {
         };
         self.with(|c| {
             let total: i64 = c.query_row(
-                &format!("SELECT count(*) FROM console_order {filter_sql}"),
+                &format!("SELECT count(*) FROM {from} {filter_sql}"),
                 rusqlite::params_from_iter(args.iter()),
                 |r| r.get(0),
             )?;
@@ -327,9 +332,9 @@ impl ReadModel {
             page_args.push(V::Integer(limit as i64));
             page_args.push(V::Integer(offset as i64));
             let mut st = c.prepare_cached(&format!(
-                "SELECT order_id, placed_at, updated_at, state, stage, so_id, skus
-                 FROM console_order {filter_sql}
-                 ORDER BY placed_at DESC, order_id DESC LIMIT ? OFFSET ?"
+                "SELECT o.order_id, o.placed_at, o.updated_at, o.state, o.stage, o.so_id, o.skus
+                 FROM {from} {filter_sql}
+                 ORDER BY o.placed_at DESC, o.order_id DESC LIMIT ? OFFSET ?"
             ))?;
             let rows = st
                 .query_map(rusqlite::params_from_iter(page_args.iter()), |r| {

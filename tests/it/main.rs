@@ -1,5 +1,7 @@
 //! The one integration-test binary: flows over HTTP against the simulators.
 
+mod console;
+mod console_browser;
 mod flows;
 mod foundation;
 mod katana;

@@ -90,8 +90,7 @@ pub fn render(services: &Services, csrf: &str, id: &str) -> Result<Markup, Refus
         csrf,
         html! {
             h1 { "Order " (id) " " span.pill #order-state { (state.label()) } }
-            (layout::progress(stage))
-            div style="max-width:420px" { (layout::progress_labels()) }
+            div style="max-width:640px" { (layout::progress(stage)) (layout::progress_labels()) }
             @if state == OrderState::Held {
                 @if let Some(until) = o.hold_until { p.muted { "Held until " (layout::time(until)) "." } }
             }
