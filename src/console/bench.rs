@@ -209,6 +209,13 @@ pub async fn run(dir: &Path, orders: u64) -> anyhow::Result<()> {
             if !status.is_success() {
                 anyhow::bail!("{page}: {status}: {}", String::from_utf8_lossy(&body));
             }
+            // A fast page that shows the wrong thing measures nothing.
+            if i == 0 && name == "orders" {
+                let expected = format!("{orders} orders");
+                if !String::from_utf8_lossy(&body).contains(&expected) {
+                    anyhow::bail!("{page} does not say {expected:?}");
+                }
+            }
             // The first requests warm the caches; they are not the page's time.
             if i >= 20 {
                 ms.push(t.elapsed().as_secs_f64() * 1000.0);

@@ -44,6 +44,11 @@ pub fn log_missing(settings: &Settings) {
     for m in missing(settings) {
         tracing::warn!(fix = m.fix, "{} not configured: {}", m.connector, m.meaning);
     }
+    if settings.server.admin_token.expose().is_empty() {
+        tracing::warn!(
+            "no admin token: the console and /api stay closed; set TKS_SERVER__ADMIN_TOKEN"
+        );
+    }
 }
 
 /// The `/health` fields for unconfigured connectors.

@@ -38,7 +38,9 @@ a { color:var(--accent); }
 .progress { display:flex; gap:2px; min-width:220px; }
 .progress span { flex:1; height:.55rem; background:#dde2ea; border-radius:2px; }
 .progress span.done { background:var(--ok); }
-.progress-labels { display:flex; justify-content:space-between; font-size:.7rem; color:var(--muted); }
+.progress-labels { display:flex; gap:.4rem; font-size:.7rem; color:var(--muted); }
+.progress-labels span { flex:1; }
+.stages { text-transform:none; letter-spacing:0; font-weight:normal; }
 form.inline { display:inline; }
 input, select, button { font:inherit; padding:.25rem .45rem; border:1px solid var(--line); border-radius:4px; background:#fff; }
 button { background:var(--accent); color:#fff; border-color:var(--accent); cursor:pointer; }
@@ -127,8 +129,8 @@ pub fn progress(stage: u8) -> Markup {
         .unwrap_or("Not placed");
     html! {
         div.progress title=(format!("{reached} ({stage} of {})", STAGES.len())) aria-label=(reached) {
-            @for i in 0..STAGES.len() {
-                span class=[(i < usize::from(stage)).then_some("done")] {}
+            @for (i, label) in STAGES.iter().enumerate() {
+                span class=[(i < usize::from(stage)).then_some("done")] title=(label) {}
             }
         }
     }

@@ -385,3 +385,33 @@ async fn the_console_bench_prints_page_times() {
     let dir = tempfile::tempdir().unwrap();
     tks::console::bench::run(dir.path(), 2000).await.unwrap();
 }
+
+#[actix::test]
+async fn exceptions_are_grouped_by_kind_with_their_resolution_and_link() {
+    let t = spawn_app(|_| {}).await;
+    let base = t.app.base_url();
+    let cookie = login(&base).await;
+    // C is sold on TikTok but has no Katana variant: the SO is blocked.
+    let id = t.place_past_hold(&[("C", 1)]).await;
+    read_model_caught_up(&t.app).await;
+    let (status, body) = page(&base, &cookie, "/exceptions").await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(body.contains("id=\"unmatched-sku\""), "{body}");
+    assert!(body.contains("What resolves it"), "{body}");
+    assert!(body.contains(&format!("href=\"/orders/{id}\"")), "{body}");
+    let (_, body) = page(&base, &cookie, "/").await;
+    assert!(body.contains("/exceptions#unmatched-sku"), "{body}");
+    let counts: std::collections::BTreeMap<String, u64> = t
+        .app
+        .services
+        .console
+        .read
+        .orders_by_state()
+        .unwrap()
+        .into_iter()
+        .collect();
+    assert_eq!(counts.get("blocked"), Some(&1), "{counts:?}");
+    let (_, body) = page(&base, &cookie, &format!("/orders/{id}")).await;
+    assert!(body.contains("unmatched-sku"), "{body}");
+    t.stop().await;
+}

@@ -127,7 +127,7 @@ pub fn render(services: &Services, csrf: &str, query: &str) -> Result<Markup, Re
             }
             p.muted #order-count { (total) " orders" @if pages > 1 { ", page " (page) " of " (pages) } }
             table #orders {
-                tr { th { "order" } th { "placed" } th { "SKUs" } th { "state" } th { "progress" (layout::progress_labels()) } th { "Katana SO" } }
+                tr { th { "order" } th { "placed" } th { "SKUs" } th { "state" } th { "progress" br; span.stages { (crate::console::readmodel::STAGES.join(" → ")) } } th { "Katana SO" } }
                 @for r in &rows {
                     tr {
                         td { a.order-link href=(format!("/orders/{}", r.order_id)) { (r.order_id) } }
