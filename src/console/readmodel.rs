@@ -28,6 +28,8 @@ use crate::store::{from_millis, EventStore, SharedStore};
 
 /// The checkpoint row's name.
 const CHECKPOINT: &str = "console";
+/// The row recording which state versions the folded JSON has.
+const STATE_SHAPES: &str = "console-state-versions";
 pub const BATCH: usize = 2048;
 
 /// Where an order stands, coarsely, for counting and filtering.
@@ -406,6 +408,26 @@ pub struct Projection {
 impl Projection {
     pub fn open(path: &Path) -> Result<Projection, ReadError> {
         let conn = connect(path)?;
+        // Folded states are kept as JSON: a build whose states have another shape
+        // cannot read them, so it starts the projection over instead.
+        let shapes = i64::from(Order::STATE_VERSION) * 1_000_000 + i64::from(Sku::STATE_VERSION);
+        let stored: Option<i64> = conn
+            .query_row(
+                "SELECT position FROM console_checkpoint WHERE name = ?1",
+                [STATE_SHAPES],
+                |r| r.get(0),
+            )
+            .optional()?;
+        if stored != Some(shapes) {
+            let mut fresh = Projection { conn, position: 0 };
+            fresh.reset()?;
+            fresh.conn.execute(
+                "INSERT INTO console_checkpoint (name, position) VALUES (?1, ?2)
+                 ON CONFLICT (name) DO UPDATE SET position = ?2",
+                params![STATE_SHAPES, shapes],
+            )?;
+            return Ok(fresh);
+        }
         let position = conn
             .query_row(
                 "SELECT position FROM console_checkpoint WHERE name = ?1",
@@ -423,12 +445,15 @@ impl Projection {
 
     /// Forgets everything: the next [`Projection::catch_up`] replays the log.
     pub fn reset(&mut self) -> Result<(), ReadError> {
-        self.conn.execute_batch(
-            "BEGIN;
-             DELETE FROM console_order; DELETE FROM console_order_sku;
-             DELETE FROM console_sku; DELETE FROM console_checkpoint;
-             COMMIT;",
+        let tx = self.conn.transaction()?;
+        tx.execute_batch(
+            "DELETE FROM console_order; DELETE FROM console_order_sku; DELETE FROM console_sku;",
         )?;
+        tx.execute(
+            "DELETE FROM console_checkpoint WHERE name = ?1",
+            [CHECKPOINT],
+        )?;
+        tx.commit()?;
         self.position = 0;
         Ok(())
     }
@@ -638,4 +663,51 @@ pub fn rebuild(store: &dyn EventStore, path: &Path) -> Result<u64, ReadError> {
     let mut p = Projection::open(path)?;
     p.reset()?;
     p.catch_up(store, 8192)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_projection_of_states_with_another_shape_starts_over() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("tks.db");
+        drop(crate::store::SqliteStore::open(&path).unwrap());
+        let conn = Connection::open(&path).unwrap();
+        conn.execute_batch(
+            "INSERT INTO console_checkpoint (name, position) VALUES ('console', 42);
+             INSERT INTO console_checkpoint (name, position) VALUES ('console-state-versions', 1);
+             INSERT INTO console_sku (sku, updated_at, position, state_json) VALUES ('A', 0, 42, '{\"old\":1}');",
+        )
+        .unwrap();
+        let p = Projection::open(&path).unwrap();
+        assert_eq!(p.position(), 0);
+        let rows: i64 = conn
+            .query_row("SELECT count(*) FROM console_sku", [], |r| r.get(0))
+            .unwrap();
+        assert_eq!(rows, 0);
+        drop(p);
+        // Same shapes now: the checkpoint is kept across opens.
+        conn.execute(
+            "INSERT OR REPLACE INTO console_checkpoint (name, position) VALUES ('console', 7)",
+            [],
+        )
+        .unwrap();
+        assert_eq!(Projection::open(&path).unwrap().position(), 7);
+    }
+
+    #[test]
+    fn orders_are_classified_by_how_far_they_got() {
+        let mut o = Order::default();
+        assert_eq!(classify(&o), (OrderState::Held, 0));
+        o.hold_expired = true;
+        assert_eq!(classify(&o), (OrderState::Released, 2));
+        o.so = SoState::Blocked {
+            reason: "unmatched".into(),
+        };
+        assert_eq!(classify(&o).0, OrderState::Blocked);
+        o.cancelled = true;
+        assert_eq!(classify(&o).0, OrderState::Cancelled);
+    }
 }
