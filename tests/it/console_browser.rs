@@ -108,13 +108,41 @@ async fn shot(c: &Client, name: &str) {
     std::fs::write(shots_dir().join(format!("{name}.png")), png).unwrap();
 }
 
+/// How long the browser may take to load a page (real time: page loads, not
+/// business time).
+const LOAD: Duration = Duration::from_secs(20);
+
+/// The text of the first element matching `css`, once the page has one.
 async fn text_of(c: &Client, css: &str) -> String {
-    c.find(Locator::Css(css))
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap()
+    let found = c.wait().at_most(LOAD).for_element(Locator::Css(css)).await;
+    match found {
+        Ok(e) => e.text().await.unwrap(),
+        Err(e) => panic!("no {css} on {:?}: {e}", c.current_url().await),
+    }
+}
+
+/// Waits until the text of `css` satisfies `ok` (a click's page load has landed).
+async fn text_until(c: &Client, css: &str, ok: impl Fn(&str) -> bool) -> String {
+    let deadline = std::time::Instant::now() + LOAD;
+    loop {
+        if let Ok(e) = c.find(Locator::Css(css)).await {
+            if let Ok(t) = e.text().await {
+                if ok(&t) {
+                    return t;
+                }
+                assert!(
+                    std::time::Instant::now() < deadline,
+                    "{css} still says {t:?}"
+                );
+            }
+        }
+        assert!(std::time::Instant::now() < deadline, "no {css} appeared");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+async fn path_of(c: &Client) -> String {
+    c.current_url().await.unwrap().path().to_string()
 }
 
 #[actix::test]
@@ -126,7 +154,7 @@ async fn console_browser_end_to_end() {
 
     // Refused without a session.
     c.goto(&format!("{base}/orders")).await.unwrap();
-    assert!(c.current_url().await.unwrap().path() == "/login");
+    assert_eq!(path_of(&c).await, "/login");
     shot(&c, "login").await;
 
     // A wrong token first, then the right one.
@@ -157,7 +185,8 @@ async fn console_browser_end_to_end() {
         .click()
         .await
         .unwrap();
-    assert_eq!(c.current_url().await.unwrap().path(), "/");
+    text_of(&c, "#orders-by-state").await;
+    assert_eq!(path_of(&c).await, "/");
 
     // An order placed on TikTok, past its hold: it is in Katana.
     let id = t.place_past_hold(&[("A", 2), ("B", 1)]).await;
@@ -178,11 +207,8 @@ async fn console_browser_end_to_end() {
         .click()
         .await
         .unwrap();
-    assert_eq!(
-        c.current_url().await.unwrap().path(),
-        format!("/orders/{id}")
-    );
     assert_eq!(text_of(&c, "#order-state").await, "In Katana");
+    assert_eq!(path_of(&c).await, format!("/orders/{id}"));
     assert!(text_of(&c, "#katana-so").await.contains("Sales order"));
     // The timeline tells the story; an event opens to its JSON.
     let events = text_of(&c, "#events").await;
@@ -224,8 +250,8 @@ async fn console_browser_end_to_end() {
         .click()
         .await
         .unwrap();
-    assert_eq!(c.current_url().await.unwrap().path(), "/skus/A");
-    assert!(text_of(&c, "#sync-state").await.contains("off"));
+    text_until(&c, "#sync-state", |t| t.contains("off")).await;
+    assert_eq!(path_of(&c).await, "/skus/A");
     let a_sku = "1729100000000000101";
     let before = t
         .tiktok
@@ -306,9 +332,11 @@ async fn console_browser_end_to_end() {
         .click()
         .await
         .unwrap();
-    assert_eq!(c.current_url().await.unwrap().path(), "/login");
+    text_of(&c, "#token").await;
+    assert_eq!(path_of(&c).await, "/login");
     c.goto(&format!("{base}/orders/{id}")).await.unwrap();
-    assert_eq!(c.current_url().await.unwrap().path(), "/login");
+    text_of(&c, "#token").await;
+    assert_eq!(path_of(&c).await, "/login");
     shot(&c, "logged-out").await;
 
     c.close().await.unwrap();
