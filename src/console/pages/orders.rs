@@ -7,6 +7,7 @@ use chrono::{DateTime, NaiveDate, Utc};
 use maud::{html, Markup};
 
 use crate::app::Services;
+use crate::console::pages::order::urlencode;
 use crate::console::readmodel::{OrderFilter, OrderState};
 use crate::console::{gate, given, layout, ok, parse_form, Refused};
 
@@ -130,7 +131,7 @@ pub fn render(services: &Services, csrf: &str, query: &str) -> Result<Markup, Re
                 tr { th { "order" } th { "placed" } th { "SKUs" } th { "state" } th { "progress" br; span.stages { (crate::console::readmodel::STAGES.join(" → ")) } } th { "Katana SO" } }
                 @for r in &rows {
                     tr {
-                        td { a.order-link href=(format!("/orders/{}", r.order_id)) { (r.order_id) } }
+                        td { a.order-link href=(format!("/orders/{}", urlencode(&r.order_id))) { (r.order_id) } }
                         td { (layout::time(r.placed_at)) }
                         td { (r.skus) }
                         td { span.pill { (OrderState::parse(&r.state).map_or(r.state.as_str(), |s| s.label())) } }

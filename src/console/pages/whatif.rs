@@ -248,7 +248,8 @@ pub async fn get(req: HttpRequest, services: web::Data<Services>) -> HttpRespons
         &session.csrf,
         html! {
             h1 { "What-if" }
-            p { "Re-runs the recorded history with other settings. Empty fields keep what the log shows was used." }
+            p { "Re-runs the recorded history with other settings. Empty fields keep what the log shows was used. "
+                "The simulation always replays the whole log, so state before the range is right; the range picks the orders placed, pushes made and oversell windows opened that are compared." }
             (form(&q))
             @match &outcome {
                 None => {},
