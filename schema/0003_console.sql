@@ -29,6 +29,17 @@ CREATE TABLE console_sku (
     state_json TEXT NOT NULL
 );
 
+-- Orders per state and per placement hour (ms / 3,600,000), kept with the rows
+-- so the overview reads a handful of rows instead of counting every order.
+CREATE TABLE console_state_count (
+    state TEXT PRIMARY KEY,
+    n     INTEGER NOT NULL
+);
+CREATE TABLE console_hour_count (
+    hour INTEGER PRIMARY KEY,
+    n    INTEGER NOT NULL
+);
+
 CREATE TABLE console_checkpoint (
     name     TEXT PRIMARY KEY,
     position INTEGER NOT NULL

@@ -28,7 +28,10 @@ use crate::store::{from_millis, EventStore, SharedStore};
 
 /// The checkpoint row's name.
 const CHECKPOINT: &str = "console";
-/// The row recording which state versions the folded JSON has.
+/// Bumped when what the projection derives changes (states, stages, counts), so
+/// a new build folds the log again instead of mixing two derivations.
+const PROJECTION_VERSION: i64 = 1;
+/// The row recording which projection and state versions the tables hold.
 const STATE_SHAPES: &str = "console-state-versions";
 pub const BATCH: usize = 2048;
 
@@ -177,6 +180,23 @@ struct Row {
     state: StreamState,
     updated_at: i64,
     position: u64,
+    /// What the counts hold for this order now: its state and placement hour.
+    counted: Option<(OrderState, i64)>,
+}
+
+const HOUR_MS: i64 = 3_600_000;
+
+/// The counts an order contributes to: its state and the hour it was placed.
+fn counted(state: &StreamState) -> Option<(OrderState, i64)> {
+    match state {
+        StreamState::Order(o) => o.snapshot.as_ref().map(|s| {
+            (
+                classify(o).0,
+                s.create_time.timestamp_millis().div_euclid(HOUR_MS),
+            )
+        }),
+        StreamState::Sku(_) => None,
+    }
 }
 
 /// Opens a connection to the service's database for the read model. The store
@@ -242,7 +262,7 @@ impl ReadModel {
     pub fn orders_by_state(&self) -> Result<Vec<(String, u64)>, ReadError> {
         self.with(|c| {
             let mut st = c.prepare_cached(
-                "SELECT state, count(*) FROM console_order GROUP BY state ORDER BY state",
+                "SELECT state, n FROM console_state_count WHERE n > 0 ORDER BY state",
             )?;
             let rows = st
                 .query_map([], |r| {
@@ -258,25 +278,25 @@ impl ReadModel {
         &self,
         now: DateTime<Utc>,
     ) -> Result<Vec<(DateTime<Utc>, u64)>, ReadError> {
-        let hour = 3_600_000i64;
-        let end = (now.timestamp_millis() / hour + 1) * hour;
-        let start = end - 24 * hour;
+        let end = now.timestamp_millis().div_euclid(HOUR_MS) + 1;
+        let start = end - 24;
         let counts: HashMap<i64, u64> = self.with(|c| {
             let mut st = c.prepare_cached(
-                "SELECT placed_at / 3600000, count(*) FROM console_order
-                 WHERE placed_at >= ?1 AND placed_at < ?2 GROUP BY 1",
+                "SELECT hour, n FROM console_hour_count WHERE hour >= ?1 AND hour < ?2",
             )?;
             let rows = st
                 .query_map(params![start, end], |r| {
-                    Ok((r.get::<_, i64>(0)?, r.get::<_, i64>(1)? as u64))
+                    Ok((r.get::<_, i64>(0)?, r.get::<_, i64>(1)?.max(0) as u64))
                 })?
                 .collect::<Result<HashMap<_, _>, _>>()?;
             Ok(rows)
         })?;
-        Ok((0..24)
-            .map(|i| {
-                let h = start / hour + i;
-                (from_millis(h * hour), counts.get(&h).copied().unwrap_or(0))
+        Ok((start..end)
+            .map(|h| {
+                (
+                    from_millis(h * HOUR_MS),
+                    counts.get(&h).copied().unwrap_or(0),
+                )
             })
             .collect())
     }
@@ -390,12 +410,7 @@ impl ReadModel {
     }
 
     pub fn order_count(&self) -> Result<u64, ReadError> {
-        self.with(|c| {
-            c.query_row("SELECT count(*) FROM console_order", [], |r| {
-                r.get::<_, i64>(0)
-            })
-        })
-        .map(|n| n as u64)
+        Ok(self.orders_by_state()?.iter().map(|(_, n)| n).sum())
     }
 }
 
@@ -410,7 +425,9 @@ impl Projection {
         let conn = connect(path)?;
         // Folded states are kept as JSON: a build whose states have another shape
         // cannot read them, so it starts the projection over instead.
-        let shapes = i64::from(Order::STATE_VERSION) * 1_000_000 + i64::from(Sku::STATE_VERSION);
+        let shapes = PROJECTION_VERSION * 1_000_000_000_000
+            + i64::from(Order::STATE_VERSION) * 1_000_000
+            + i64::from(Sku::STATE_VERSION);
         let stored: Option<i64> = conn
             .query_row(
                 "SELECT position FROM console_checkpoint WHERE name = ?1",
@@ -447,7 +464,8 @@ impl Projection {
     pub fn reset(&mut self) -> Result<(), ReadError> {
         let tx = self.conn.transaction()?;
         tx.execute_batch(
-            "DELETE FROM console_order; DELETE FROM console_order_sku; DELETE FROM console_sku;",
+            "DELETE FROM console_order; DELETE FROM console_order_sku; DELETE FROM console_sku;
+             DELETE FROM console_state_count; DELETE FROM console_hour_count;",
         )?;
         tx.execute(
             "DELETE FROM console_checkpoint WHERE name = ?1",
@@ -492,6 +510,7 @@ impl Projection {
             None => (0, 0),
         };
         Ok(Some(Row {
+            counted: if position > 0 { counted(&state) } else { None },
             state,
             updated_at,
             position,
@@ -549,6 +568,14 @@ impl Projection {
             let mut put_order_sku = tx.prepare_cached(
                 "INSERT OR IGNORE INTO console_order_sku (sku, order_id) VALUES (?1, ?2)",
             )?;
+            let mut add_state = tx.prepare_cached(
+                "INSERT INTO console_state_count (state, n) VALUES (?1, ?2)
+                 ON CONFLICT (state) DO UPDATE SET n = n + ?2",
+            )?;
+            let mut add_hour = tx.prepare_cached(
+                "INSERT INTO console_hour_count (hour, n) VALUES (?1, ?2)
+                 ON CONFLICT (hour) DO UPDATE SET n = n + ?2",
+            )?;
             let mut put_sku = tx.prepare_cached(
                 "INSERT INTO console_sku (sku, updated_at, position, state_json)
                  VALUES (?1, ?2, ?3, ?4)
@@ -568,6 +595,17 @@ impl Projection {
                             continue;
                         };
                         let (state, stage) = classify(o);
+                        let now = counted(&row.state);
+                        if now != row.counted {
+                            if let Some((old_state, old_hour)) = row.counted {
+                                add_state.execute(params![old_state.key(), -1])?;
+                                add_hour.execute(params![old_hour, -1])?;
+                            }
+                            if let Some((new_state, new_hour)) = now {
+                                add_state.execute(params![new_state.key(), 1])?;
+                                add_hour.execute(params![new_hour, 1])?;
+                            }
+                        }
                         let skus: Vec<&str> = o.skus_seen.iter().map(String::as_str).collect();
                         put_order.execute(params![
                             id,

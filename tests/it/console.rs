@@ -228,6 +228,8 @@ async fn unconfigured_connectors_are_named_on_health_the_overview_and_setup() {
         assert!(body.contains("Katana not configured"), "{path}: {body}");
         assert!(body.contains("no orders will be pulled"), "{path}");
     }
+    let (_, body) = page(&base, &cookie, "/setup").await;
+    assert!(body.contains("Fix first: "), "{body}");
     app.stop().await;
 }
 
@@ -297,6 +299,8 @@ async fn setup_shows_the_check_report_with_secrets_redacted() {
     let (status, body) = page(&base, &cookie, "/setup").await;
     assert_eq!(status, StatusCode::OK);
     assert!(body.contains("verdict:"), "{body}");
+    // C is on TikTok only: a warning, the first thing to review.
+    assert!(body.contains("Review first: </strong>sku_match"), "{body}");
     assert!(body.contains("redacted"), "{body}");
     let s = &t.app.services.settings;
     for secret in [
@@ -349,6 +353,14 @@ async fn the_orders_list_reads_the_projection_with_its_filters() {
         rm.orders_by_state().unwrap().into_iter().collect();
     assert_eq!(counts.get("held"), Some(&1), "{counts:?}");
     assert_eq!(counts.values().sum::<u64>(), 2, "{counts:?}");
+    assert_eq!(rm.order_count().unwrap(), 2);
+    let per_hour = rm.orders_per_hour(t.clock.now()).unwrap();
+    assert_eq!(per_hour.len(), 24);
+    assert_eq!(
+        per_hour.iter().map(|(_, n)| n).sum::<u64>(),
+        2,
+        "{per_hour:?}"
+    );
 
     for bad in [
         "/orders?state=lost",
@@ -376,6 +388,7 @@ async fn the_orders_list_reads_the_projection_with_its_filters() {
     let again: std::collections::BTreeMap<String, u64> =
         rm.orders_by_state().unwrap().into_iter().collect();
     assert_eq!(again, counts);
+    assert_eq!(rm.orders_per_hour(t.clock.now()).unwrap(), per_hour);
     t.advance(MIN, MIN).await;
     t.stop().await;
 }

@@ -22,7 +22,7 @@ pub fn render(services: &Services, csrf: &str, report: &CheckReport) -> Markup {
     let mut findings = report.findings.clone();
     // What to fix first: blocking problems, then warnings, each in check order.
     findings.sort_by_key(|f| std::cmp::Reverse(f.status));
-    let first = findings.iter().find(|f| f.status == Status::Fail);
+    let first = findings.first().filter(|f| f.status != Status::Ok);
     // `Secret`'s Debug form is redacted, so this never shows a key or token.
     let settings = format!("{:#?}", services.settings);
     layout::page(
@@ -35,7 +35,12 @@ pub fn render(services: &Services, csrf: &str, report: &CheckReport) -> Markup {
             p #verdict class=(match report.verdict() { Status::Ok => "notice ok", Status::Warn => "notice", Status::Fail => "notice bad" }) {
                 (report.verdict_line())
             }
-            @if let Some(f) = first { p #fix-first { strong { "Fix first: " } (f.check) ": " (f.detail) } }
+            @if let Some(f) = first {
+                p #fix-first {
+                    strong { @if f.status == Status::Fail { "Fix first: " } @else { "Review first: " } }
+                    (f.check) ": " (f.detail)
+                }
+            }
             table #check {
                 tr { th { "status" } th { "check" } th { "detail" } }
                 @for f in &findings { tr { td { (pill(f.status)) } td { (f.check) } td { (f.detail) } } }
