@@ -218,8 +218,12 @@ pub async fn run(dir: &Path, orders: u64) -> anyhow::Result<()> {
                 anyhow::bail!("{page}: {status}: {}", String::from_utf8_lossy(&body));
             }
             // A fast page that shows the wrong thing measures nothing.
-            if i == 0 && name == "orders" {
-                let expected = format!("{orders} orders");
+            let expected = match name {
+                "orders" => Some(format!("{orders} orders")),
+                "overview" => Some(format!("<th class=\"num\">{orders}</th>")),
+                _ => None,
+            };
+            if let (0, Some(expected)) = (i, expected) {
                 if !String::from_utf8_lossy(&body).contains(&expected) {
                     anyhow::bail!("{page} does not say {expected:?}");
                 }
