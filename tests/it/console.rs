@@ -378,8 +378,23 @@ async fn the_orders_list_reads_the_projection_with_its_filters() {
     assert_eq!(status, StatusCode::NOT_FOUND);
     let (status, _) = page(&base, &cookie, "/skus/NO-SUCH").await;
     assert_eq!(status, StatusCode::NOT_FOUND);
-    let (status, _) = page(&base, &cookie, "/what-if?run=1&order_hold=soon").await;
-    assert_eq!(status, StatusCode::BAD_REQUEST);
+    for bad in [
+        "order_hold=soon",
+        "inventory_buffer=-5m",
+        "buffer_mode=sometimes",
+        "fbt_orders=ship",
+        "safety_stock=-1",
+        "from=last+tuesday",
+    ] {
+        let (status, body) = page(&base, &cookie, &format!("/what-if?run=1&{bad}")).await;
+        assert_eq!(status, StatusCode::BAD_REQUEST, "{bad}");
+        let field = bad.split('=').next().unwrap();
+        assert!(body.contains(field), "{bad}: {body}");
+    }
+    // A good what-if shows both sides.
+    let (status, body) = page(&base, &cookie, "/what-if?run=1&order_hold=5m").await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(body.contains("what-if-result"), "{body}");
 
     // Rebuilt from the log, the projection says the same.
     let path = std::path::PathBuf::from(&t.app.services.settings.store.path);
