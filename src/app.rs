@@ -10,7 +10,7 @@ use std::time::Duration;
 use tokio::sync::watch;
 
 use crate::actors::aggregate::Env;
-use crate::actors::{spawn_feed, CommandError, Execute, Registry, TimerService};
+use crate::actors::{spawn_feed, CommandError, Execute, FeedHealth, Registry, TimerService};
 use crate::catalogue::{Catalogue, SkuRules};
 use crate::clock::Clock;
 use crate::config::Settings;
@@ -36,6 +36,8 @@ pub struct Services {
     pub katana: Option<KatanaClient>,
     pub catalogue: Arc<Catalogue>,
     pub metrics: Arc<Metrics>,
+    /// Which feed subscribers are retrying an event right now.
+    pub feeds: Arc<FeedHealth>,
     pub tokens: Arc<dyn TokenStore>,
     /// Verifies Katana's webhooks: the configured token, or the one Katana gave
     /// when the service registered its webhook itself.
@@ -166,6 +168,7 @@ impl Services {
             skus: Registry::start(env),
             catalogue: Arc::new(Catalogue::new(SkuRules::from_settings(&settings.sync))),
             metrics: Arc::new(Metrics::with_clock(clock.clone())),
+            feeds: Arc::new(FeedHealth::default()),
             console: crate::console::Console::new(&settings, clock.clone()),
             katana_webhook_token: parking_lot::RwLock::new(settings.katana.webhook_token.clone()),
             settings,
@@ -210,6 +213,17 @@ pub async fn start(
     options: StartOptions,
 ) -> anyhow::Result<AppHandle> {
     let store: SharedStore = Arc::new(SqliteStore::open(&settings.store.path)?);
+    start_on(store, settings, clock, listener, options).await
+}
+
+/// [`start`] on a store the caller opened (tests wrap one to inject faults).
+pub async fn start_on(
+    store: SharedStore,
+    settings: Settings,
+    clock: Clock,
+    listener: TcpListener,
+    options: StartOptions,
+) -> anyhow::Result<AppHandle> {
     crate::console::health::log_missing(&settings);
     let services = Services::build(settings, clock.clone(), store.clone(), &options)?;
     let (shutdown, stopped) = watch::channel(false);
@@ -228,22 +242,26 @@ pub async fn start(
     tasks.push(spawn_feed(
         store.clone(),
         crate::actors::policies::DemandPolicy::new(services.clone()),
+        services.feeds.clone(),
         stopped.clone(),
     ));
     tasks.push(spawn_feed(
         store.clone(),
         crate::actors::policies::MetricsProjection::new(services.clone()),
+        services.feeds.clone(),
         stopped.clone(),
     ));
     if services.tiktok.is_some() {
         tasks.push(spawn_feed(
             store.clone(),
             crate::connectors::tiktok::actor::TikTokReader::new(services.clone()),
+            services.feeds.clone(),
             stopped.clone(),
         ));
         tasks.push(spawn_feed(
             store.clone(),
             crate::connectors::tiktok::actor::TikTokWriter::new(services.clone()),
+            services.feeds.clone(),
             stopped.clone(),
         ));
     }
@@ -251,11 +269,13 @@ pub async fn start(
         tasks.push(spawn_feed(
             store.clone(),
             crate::connectors::katana::actor::KatanaWriter::new(services.clone()),
+            services.feeds.clone(),
             stopped.clone(),
         ));
         tasks.push(spawn_feed(
             store.clone(),
             crate::connectors::katana::actor::KatanaReader::new(services.clone()),
+            services.feeds.clone(),
             stopped.clone(),
         ));
     }

@@ -107,6 +107,10 @@ pub struct ServerSettings {
     #[serde(deserialize_with = "lenient_secret")]
     pub admin_token: Secret,
     pub public_url: String,
+    /// A request must arrive whole (headers and body) within this; a sender that
+    /// trickles or stops halfway gets 408 and its connection back.
+    #[serde(with = "humantime_serde")]
+    pub request_timeout: Duration,
 }
 
 impl Default for ServerSettings {
@@ -115,6 +119,7 @@ impl Default for ServerSettings {
             bind: "127.0.0.1:8080".into(),
             admin_token: Secret::default(),
             public_url: String::new(),
+            request_timeout: Duration::from_secs(10),
         }
     }
 }
@@ -192,6 +197,11 @@ pub struct KatanaSettings {
     pub customer: CustomerMode,
     pub order_no_prefix: String,
     pub on_cancel: OnCancel,
+    /// How long a create whose outcome is unknown (timeout, lost connection, server
+    /// error, restart mid-call) may still commit in Katana; the SO is looked up, and
+    /// created only if absent, after this. Longer than any Katana request can take.
+    #[serde(with = "humantime_serde")]
+    pub create_settle: Duration,
 }
 
 impl Default for KatanaSettings {
@@ -208,6 +218,7 @@ impl Default for KatanaSettings {
             customer: CustomerMode::Generic,
             order_no_prefix: "TT-".into(),
             on_cancel: OnCancel::Delete,
+            create_settle: Duration::from_secs(300),
         }
     }
 }
@@ -313,8 +324,70 @@ impl Settings {
             Some(p) => figment = figment.merge(Toml::file(p)),
             None => figment = figment.merge(Toml::file("tks.toml")),
         }
-        figment = figment.merge(Env::prefixed("TKS_").split("__"));
-        figment.extract().map_err(|e| ConfigError(e.to_string()))
+        figment = figment.merge(TextEnv::prefixed("TKS_"));
+        // Lossy: a number or a boolean may arrive as text (every environment value
+        // does), while text stays the bytes it was.
+        figment
+            .extract_lossy()
+            .map_err(|e| ConfigError(e.to_string()))
+    }
+}
+
+impl Settings {
+    /// Defaults, then `text` as the TOML file, without the environment: what the
+    /// file alone says (the fuzzer reads settings this way).
+    pub fn from_toml(text: &str) -> Result<Settings, ConfigError> {
+        Figment::from(Serialized::defaults(Settings::default()))
+            .merge(Toml::string(text))
+            .extract_lossy()
+            .map_err(|e| ConfigError(e.to_string()))
+    }
+}
+
+/// `TKS_<SECTION>__<KEY>` variables as plain text. figment's own `Env` guesses
+/// types (`0123456789` becomes the number 123456789, `[a]` an array), which would
+/// re-type secrets and ids; here every value stays the exact string it was, and
+/// numeric and boolean settings are read from text by the lossy extraction.
+struct TextEnv {
+    inner: Env,
+}
+
+impl TextEnv {
+    fn prefixed(prefix: &str) -> Self {
+        TextEnv {
+            inner: Env::prefixed(prefix).split("__"),
+        }
+    }
+}
+
+impl figment::Provider for TextEnv {
+    fn metadata(&self) -> figment::Metadata {
+        self.inner.metadata()
+    }
+
+    fn data(
+        &self,
+    ) -> Result<figment::value::Map<figment::Profile, figment::value::Dict>, figment::Error> {
+        let mut dict = figment::value::Dict::new();
+        for (key, value) in self.inner.iter() {
+            let nested = figment::util::nest(key.as_str(), figment::value::Value::from(value))
+                .into_dict()
+                .ok_or_else(|| figment::Error::from(format!("empty variable name {key}")))?;
+            merge_into(&mut dict, nested);
+        }
+        Ok(figment::Profile::Default.collect(dict))
+    }
+}
+
+fn merge_into(into: &mut figment::value::Dict, from: figment::value::Dict) {
+    use figment::value::Value;
+    for (k, v) in from {
+        match (into.get_mut(&k), v) {
+            (Some(Value::Dict(_, existing)), Value::Dict(_, more)) => merge_into(existing, more),
+            (_, v) => {
+                into.insert(k, v);
+            }
+        }
     }
 }
 
@@ -369,6 +442,46 @@ mod tests {
                 Some("6617675021119438849")
             );
             assert_eq!(s.sync.order_hold, Duration::from_secs(1));
+            Ok(())
+        });
+    }
+
+    #[test]
+    fn secrets_from_the_environment_stay_byte_exact() {
+        figment::Jail::expect_with(|jail| {
+            jail.set_env("TKS_KATANA__WEBHOOK_TOKEN", "0123456789");
+            jail.set_env("TKS_KATANA__API_KEY", "1.50");
+            jail.set_env("TKS_TIKTOK__APP_SECRET", "+5");
+            jail.set_env("TKS_SERVER__ADMIN_TOKEN", "[a]");
+            jail.set_env("TKS_TIKTOK__APP_KEY", "'q'");
+            jail.set_env("TKS_TIKTOK__SHOP_ID", "{x}");
+            jail.set_env("TKS_KATANA__REQUESTS_PER_MINUTE", "45");
+            jail.set_env("TKS_TIKTOK__PULL_ORDERS", "false");
+            let s = Settings::load(None).map_err(|e| e.to_string())?;
+            assert_eq!(s.katana.webhook_token.expose(), "0123456789");
+            assert_eq!(s.katana.api_key.expose(), "1.50");
+            assert_eq!(s.tiktok.app_secret.expose(), "+5");
+            assert_eq!(s.server.admin_token.expose(), "[a]");
+            assert_eq!(s.tiktok.app_key, "'q'");
+            assert_eq!(s.tiktok.shop_id, "{x}");
+            assert_eq!(s.katana.requests_per_minute, 45);
+            assert!(!s.tiktok.pull_orders);
+            Ok(())
+        });
+    }
+
+    #[test]
+    fn an_unparseable_environment_value_names_its_key() {
+        figment::Jail::expect_with(|jail| {
+            jail.set_env("TKS_KATANA__REQUESTS_PER_MINUTE", "sixty");
+            let err = Settings::load(None).unwrap_err().to_string();
+            assert!(err.to_lowercase().contains("requests_per_minute"), "{err}");
+            Ok(())
+        });
+        figment::Jail::expect_with(|jail| {
+            jail.set_env("TKS_SYNC__ORDER_HOLD", "[1]");
+            let err = Settings::load(None).unwrap_err().to_string();
+            assert!(err.to_lowercase().contains("order_hold"), "{err}");
             Ok(())
         });
     }

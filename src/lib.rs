@@ -26,6 +26,7 @@
 //! - `check`: the `tks check` prerequisites report.
 //! - `operator`: operator commands shared by CLI and API (exceptions, connecting TikTok).
 //! - `bench`: the `tks bench` measurements.
+//! - `fuzz`: mutation fuzzing of every parser that reads outside input.
 
 pub mod actors;
 pub mod app;
@@ -37,6 +38,7 @@ pub mod config;
 pub mod connectors;
 pub mod console;
 pub mod domain;
+pub mod fuzz;
 pub mod http;
 pub mod metrics;
 pub mod operator;

@@ -62,6 +62,12 @@ enum Command {
         /// Orders `flow` runs with Katana's 60/min limit on, to count calls per order.
         #[arg(long, default_value_t = 60)]
         limited_orders: usize,
+        /// Inputs `fuzz` feeds the parsers.
+        #[arg(long, default_value_t = 1_000_000)]
+        inputs: u64,
+        /// The seed of `fuzz`'s random inputs (a run is repeatable from it).
+        #[arg(long, default_value_t = 1)]
+        seed: u64,
     },
     /// Export events as JSONL (a capture) for `tks-replay` on any machine.
     #[command(group(clap::ArgGroup::new("what").required(true).args(["kind", "since"])))]
@@ -119,6 +125,7 @@ enum BenchTarget {
     Flow,
     Webhooks,
     Restart,
+    Fuzz,
     /// Console page times with 100,000 orders in the log.
     Console,
 }
@@ -212,6 +219,12 @@ fn main() -> anyhow::Result<()> {
             return actix::System::new().block_on(tks::bench::restart(tmp.path(), orders as u64));
         }
         Command::Bench {
+            what: BenchTarget::Fuzz,
+            inputs,
+            seed,
+            ..
+        } => return bench_fuzz(inputs, seed),
+        Command::Bench {
             what: BenchTarget::Console,
             dir,
             ..
@@ -238,10 +251,11 @@ fn main() -> anyhow::Result<()> {
             match what {
                 BenchTarget::Store => tks::bench::store(tmp.path(), seconds, events).await,
                 BenchTarget::Replay => tks::bench::replay(tmp.path(), events).await,
-                // Handled above: it needs an actix system, not a plain runtime.
+                // Handled above: they need an actix system (or no runtime at all).
                 BenchTarget::Flow
                 | BenchTarget::Webhooks
                 | BenchTarget::Restart
+                | BenchTarget::Fuzz
                 | BenchTarget::Console => Ok(()),
             }
         }),
@@ -356,6 +370,30 @@ fn connect_tiktok(
     Ok(())
 }
 
+/// `tks bench fuzz`: key=value lines, and a non-zero exit with the input when a
+/// parser panicked.
+fn bench_fuzz(inputs: u64, seed: u64) -> anyhow::Result<()> {
+    let report = tks::fuzz::run(inputs, seed);
+    println!("fuzz_seed={}", report.seed);
+    for (target, n) in &report.runs {
+        println!("fuzz_inputs_{}={n}", target.name());
+    }
+    println!("fuzz_inputs={}", report.inputs());
+    println!("fuzz_panics={}", report.panics);
+    println!(
+        "fuzz_inputs_per_s={:.0}",
+        report.inputs() as f64 / report.seconds.max(1e-9)
+    );
+    if let Some((target, input)) = report.first_panic {
+        anyhow::bail!(
+            "{} panicked on input (hex) {}",
+            target.name(),
+            hex::encode(input)
+        );
+    }
+    Ok(())
+}
+
 /// Writes the capture to `out` (or stdout). A partial file is removed on failure,
 /// so a half-written capture is never mistaken for a complete one.
 fn capture(db: &Path, selection: &Selection, out: Option<&Path>) -> anyhow::Result<()> {
@@ -365,7 +403,7 @@ fn capture(db: &Path, selection: &Selection, out: Option<&Path>) -> anyhow::Resu
     let log = tks::replay::source::open(db, &mut |_, _| {})?;
     let header = match out {
         Some(path) => {
-            let file = std::fs::File::create(path)
+            let file = tks::store::private_file::create(path)
                 .map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
             let mut w = std::io::BufWriter::new(file);
             let result = write_capture(log.store(), selection, &mut w, &mut |_| {});

@@ -8,6 +8,7 @@ use std::time::Duration;
 use futures::future::LocalBoxFuture;
 use tokio::sync::watch;
 
+use super::feed_health::FeedHealth;
 use crate::store::{RecordedEvent, SharedStore, UnitOfWork};
 
 pub trait Subscriber: 'static {
@@ -31,6 +32,7 @@ const BATCH: usize = 512;
 pub fn spawn_feed(
     store: SharedStore,
     mut subscriber: impl Subscriber,
+    health: std::sync::Arc<FeedHealth>,
     mut shutdown: watch::Receiver<bool>,
 ) -> tokio::task::JoinHandle<()> {
     actix::spawn(async move {
@@ -70,13 +72,19 @@ pub fn spawn_feed(
             }
             for event in &batch {
                 let mut wait = Duration::from_millis(50);
+                let mut failed = false;
                 while let Err(e) = subscriber.handle(event).await {
                     tracing::warn!(subscriber = %name, position = event.position, error = %e, "subscriber failed; retrying");
+                    health.failing(&name, event.position, &e);
+                    failed = true;
                     tokio::select! {
                         _ = tokio::time::sleep(wait) => {}
                         _ = shutdown.changed() => return,
                     }
                     wait = (wait * 2).min(Duration::from_secs(30));
+                }
+                if failed {
+                    health.recovered(&name);
                 }
                 position = event.position;
             }

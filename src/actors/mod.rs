@@ -4,11 +4,13 @@
 
 pub mod aggregate;
 pub mod feed;
+pub mod feed_health;
 pub mod policies;
 pub mod registry;
 pub mod timers;
 
 pub use aggregate::{AggregateActor, CommandError, Execute};
 pub use feed::{spawn_feed, Subscriber};
+pub use feed_health::FeedHealth;
 pub use registry::Registry;
 pub use timers::{TimerRoute, TimerService};

@@ -9,7 +9,10 @@ use std::time::Duration;
 use chrono::{DateTime, Utc};
 use tokio::sync::watch;
 
-use super::katana::actor::{read_fulfillments, read_stock, retry_blocked_orders, SO_READ_LOOKUP};
+use super::katana::actor::{
+    read_fulfillments, read_stock, retry_blocked_orders, settle_duplicates, SO_READ_LOOKUP,
+};
+use super::katana::model::SalesOrder;
 use crate::actors::aggregate::EXCEPTION_LOOKUP;
 use crate::actors::Execute;
 use crate::app::Services;
@@ -32,12 +35,18 @@ pub fn spawn_all(
     let tiktok_every = services.settings.tiktok.poll_interval;
     let mut tasks = Vec::new();
     if services.katana.is_some() {
+        // The stock read follows the catalogue in one job: read before the first
+        // refresh, no SKU would be matched yet and the stock of every SKU would
+        // stay unknown for a whole interval.
         tasks.push(every(
             services.clone(),
             katana_every,
             shutdown.clone(),
-            "catalogue",
-            |s| async move { refresh_catalogue(&s).await },
+            "catalogue-and-stock",
+            |s| async move {
+                refresh_catalogue(&s).await?;
+                poll_stock(&s).await
+            },
         ));
         tasks.push(every(
             services.clone(),
@@ -45,13 +54,6 @@ pub fn spawn_all(
             shutdown.clone(),
             "katana-orders",
             |s| async move { poll_katana_orders(&s).await },
-        ));
-        tasks.push(every(
-            services.clone(),
-            katana_every,
-            shutdown.clone(),
-            "katana-stock",
-            |s| async move { poll_stock(&s).await },
         ));
         tasks.push(every(
             services.clone(),
@@ -217,7 +219,9 @@ pub async fn poll_katana_orders(services: &Services) -> Result<(), String> {
         .metrics
         .api_call("katana", "list_sales_orders", changed.is_ok());
     let cause = root(services);
-    for so in changed.map_err(|e| e.to_string())? {
+    let changed = changed.map_err(|e| e.to_string())?;
+    settle_late_duplicates(services, &changed, &cause).await?;
+    for so in changed {
         if !matches!(so.status.as_str(), "DELIVERED" | "PARTIALLY_DELIVERED") {
             continue;
         }
@@ -243,6 +247,48 @@ pub async fn poll_katana_orders(services: &Services) -> Result<(), String> {
         read_fulfillments(services, order_id, &cause, None).await?;
     }
     save_cursor(services, "katana-orders", started).await
+}
+
+/// Every new SO shows up in the poll's list, so a create that committed in Katana
+/// after we stopped waiting for it (and after our own SO was recorded) is found
+/// here without a call of its own: a live TikTok SO that is not the one its order
+/// recorded is a duplicate, and is settled like one found right after a create.
+async fn settle_late_duplicates(
+    services: &Services,
+    changed: &[SalesOrder],
+    cause: &EventMeta,
+) -> Result<(), String> {
+    for so in changed {
+        let (None, Some(ext)) = (&so.deleted_at, so.ecommerce_order_id.as_deref()) else {
+            continue;
+        };
+        if so.ecommerce_order_type.as_deref() != Some("tiktok") {
+            continue;
+        }
+        let stream = format!("{}-{ext}", Order::STREAM_PREFIX);
+        if services
+            .store
+            .stream_seq(&stream)
+            .map_err(|e| e.to_string())?
+            == 0
+        {
+            continue;
+        }
+        let (order, _) = services
+            .orders
+            .state(ext)
+            .await
+            .map_err(|e| e.to_string())?;
+        match order.so_id() {
+            Some(kept)
+                if kept != so.id && !order.duplicate_sos.get(&so.id).copied().unwrap_or(false) =>
+            {
+                settle_duplicates(services, ext, kept, std::slice::from_ref(so), cause).await?;
+            }
+            _ => {}
+        }
+    }
+    Ok(())
 }
 
 /// Stock of every matched SKU, the backstop for lost inventory webhooks.

@@ -29,6 +29,10 @@ pub mod keys {
         format!("missing-tracking-{fulfillment_id}")
     }
 
+    pub fn duplicate_so(so_id: i64) -> String {
+        format!("duplicate-so-{so_id}")
+    }
+
     pub fn fulfillment_rejected(fulfillment_id: i64) -> String {
         format!("fulfillment-rejected-{fulfillment_id}")
     }

@@ -17,6 +17,8 @@ use super::{add, Aggregate, Ctx, IndexChange, TimerChange};
 use crate::config::FbtMode;
 
 pub const HOLD_TIMER: &str = "hold";
+/// Fires when a create whose outcome was unknown can no longer commit in Katana.
+pub const SO_RETRY_TIMER: &str = "so-retry";
 
 /// Where an observation of the order came from.
 #[derive(
@@ -138,6 +140,31 @@ pub struct SoCreateFailed {
     pub retryable: bool,
 }
 
+/// A create call whose outcome we could not learn (a timeout, a connection lost
+/// after sending, a server error, or a restart while it was in flight). Katana may
+/// still commit it, so nothing is looked up or created again before `retry_at`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
+pub struct SoCreateUnconfirmed {
+    pub reason: String,
+    pub retry_at: DateTime<Utc>,
+}
+
+/// Katana holds a second live SO for this order: a create that committed after we
+/// stopped waiting for it. `kept_so_id` is the one this order keeps.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
+pub struct DuplicateSoFound {
+    pub so_id: i64,
+    pub kept_so_id: i64,
+    /// Katana's status of the duplicate when it was found.
+    pub status: String,
+}
+
+/// The duplicate was deleted in Katana (it was still `NOT_SHIPPED`).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
+pub struct DuplicateSoDeleted {
+    pub so_id: i64,
+}
+
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct SoDeleted {
     pub so_id: i64,
@@ -212,6 +239,9 @@ domain_events! {
         FulfillmentPushed = 1,
         ExceptionRaised = 1,
         ExceptionResolved = 1,
+        SoCreateUnconfirmed = 1,
+        DuplicateSoFound = 1,
+        DuplicateSoDeleted = 1,
     }
 }
 
@@ -245,6 +275,23 @@ pub enum OrderCommand {
     RecordSoCreateFailed {
         reason: String,
         retryable: bool,
+    },
+    /// The create's outcome is unknown: wait until `retry_at` before looking up.
+    RecordSoUnconfirmed {
+        reason: String,
+        retry_at: DateTime<Utc>,
+    },
+    /// The wait after an unconfirmed create is over: request the SO again (the
+    /// writer looks it up before creating).
+    RetryUnconfirmedSo,
+    /// Katana holds another live SO for this order besides `kept_so_id`.
+    RecordDuplicateSo {
+        so_id: i64,
+        kept_so_id: i64,
+        status: String,
+    },
+    RecordDuplicateSoDeleted {
+        so_id: i64,
     },
     RecordSoDeleted,
     /// Katana's fulfillments of this order's SO, as read after a delivery signal.
@@ -341,6 +388,16 @@ pub struct Order {
     pub signals: u64,
     /// Create calls started for the current request.
     pub so_attempts: u32,
+    /// A create call was started and nothing about its outcome was recorded yet: a
+    /// restart finds it here and waits before looking up.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub so_attempt_open: bool,
+    /// After an unconfirmed create: no lookup or create before this instant.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub so_unconfirmed_until: Option<DateTime<Utc>>,
+    /// Duplicate SOs found in Katana: id -> deleted.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub duplicate_sos: BTreeMap<i64, bool>,
 }
 
 impl Order {
@@ -794,6 +851,51 @@ impl Aggregate for Order {
                 }
                 _ => Err(OrderError::NotRequested),
             },
+            OrderCommand::RecordSoUnconfirmed { reason, retry_at } => match &self.so {
+                SoState::Requested { .. } => {
+                    Ok(vec![OrderEvent::SoCreateUnconfirmed(SoCreateUnconfirmed {
+                        reason: reason.clone(),
+                        retry_at: *retry_at,
+                    })])
+                }
+                _ => Err(OrderError::NotRequested),
+            },
+            OrderCommand::RetryUnconfirmedSo => match &self.so {
+                SoState::Requested { rows, as_done, .. } if self.so_unconfirmed_until.is_some() => {
+                    Ok(vec![OrderEvent::SoRequested(SoRequested {
+                        rows: rows.clone(),
+                        as_done: *as_done,
+                    })])
+                }
+                _ => Ok(vec![]),
+            },
+            OrderCommand::RecordDuplicateSo {
+                so_id,
+                kept_so_id,
+                status,
+            } => {
+                if self.duplicate_sos.contains_key(so_id) || self.so_id() == Some(*so_id) {
+                    return Ok(vec![]);
+                }
+                Ok(vec![OrderEvent::DuplicateSoFound(DuplicateSoFound {
+                    so_id: *so_id,
+                    kept_so_id: *kept_so_id,
+                    status: status.clone(),
+                })])
+            }
+            OrderCommand::RecordDuplicateSoDeleted { so_id } => {
+                if self.duplicate_sos.get(so_id) != Some(&false) {
+                    return Ok(vec![]);
+                }
+                let mut d = Decision::new(self);
+                d.push(OrderEvent::DuplicateSoDeleted(DuplicateSoDeleted {
+                    so_id: *so_id,
+                }));
+                if let Some(e) = d.state.resolve(&keys::duplicate_so(*so_id)) {
+                    d.push(e);
+                }
+                Ok(d.events)
+            }
             OrderCommand::RecordSoDeleted => match &self.so {
                 SoState::Created { so_id, .. } => {
                     let mut d = Decision::new(self);
@@ -875,15 +977,34 @@ impl Aggregate for Order {
                     rows: e.rows.clone(),
                     as_done: e.as_done,
                     last_error: None,
-                }
+                };
+                self.so_unconfirmed_until = None;
             }
             OrderEvent::SoBlocked(e) => {
                 self.so = SoState::Blocked {
                     reason: format!("unmatched SKU {}", e.unmatched.join(", ")),
                 }
             }
-            OrderEvent::SoCreateAttempted(e) => self.so_attempts = e.attempt,
+            OrderEvent::SoCreateAttempted(e) => {
+                self.so_attempts = e.attempt;
+                self.so_attempt_open = true;
+            }
+            OrderEvent::SoCreateUnconfirmed(e) => {
+                self.so_attempt_open = false;
+                self.so_unconfirmed_until = Some(e.retry_at);
+                if let SoState::Requested { last_error, .. } = &mut self.so {
+                    *last_error = Some(e.reason.clone());
+                }
+            }
+            OrderEvent::DuplicateSoFound(e) => {
+                self.duplicate_sos.insert(e.so_id, false);
+            }
+            OrderEvent::DuplicateSoDeleted(e) => {
+                self.duplicate_sos.insert(e.so_id, true);
+            }
             OrderEvent::SoCreated(e) => {
+                self.so_attempt_open = false;
+                self.so_unconfirmed_until = None;
                 self.so = SoState::Created {
                     so_id: e.so_id,
                     order_no: e.order_no.clone(),
@@ -891,6 +1012,7 @@ impl Aggregate for Order {
                 }
             }
             OrderEvent::SoCreateFailed(e) => {
+                self.so_attempt_open = false;
                 if e.retryable {
                     if let SoState::Requested { last_error, .. } = &mut self.so {
                         *last_error = Some(e.reason.clone());
@@ -957,6 +1079,10 @@ impl Aggregate for Order {
                 due_at: e.hold_until,
             }],
             OrderEvent::HoldExpired(_) => vec![TimerChange::Disarm { kind: HOLD_TIMER }],
+            OrderEvent::SoCreateUnconfirmed(e) => vec![TimerChange::Arm {
+                kind: SO_RETRY_TIMER,
+                due_at: e.retry_at,
+            }],
             _ => vec![],
         }
     }
@@ -979,7 +1105,11 @@ impl Aggregate for Order {
     }
 
     fn timer_command(kind: &str) -> Option<OrderCommand> {
-        (kind == HOLD_TIMER).then_some(OrderCommand::ExpireHold)
+        match kind {
+            HOLD_TIMER => Some(OrderCommand::ExpireHold),
+            SO_RETRY_TIMER => Some(OrderCommand::RetryUnconfirmedSo),
+            _ => None,
+        }
     }
 }
 

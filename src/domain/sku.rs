@@ -180,10 +180,17 @@ impl Sku {
         (free - demand - i64::from(safety_stock)).clamp(0, MAX_TIKTOK_QUANTITY)
     }
 
+    /// Whether Katana's stock of this SKU was ever read. Until it is, the SKU has
+    /// no ATP at all (not an ATP of 0): pushing 0 would stop the listing's sales.
+    pub fn stock_known(&self) -> bool {
+        !self.locations.is_empty()
+    }
+
     /// After something moved the ATP's inputs: open a window, or in
-    /// `increases_only` mode push a decrease at once.
+    /// `increases_only` mode push a decrease at once. Nothing while the stock is
+    /// unknown: the first stock read is itself a change and opens the window.
     fn buffer_decision(&self, ctx: &Ctx<'_>) -> Option<SkuEvent> {
-        if !self.sync_enabled {
+        if !self.sync_enabled || !self.stock_known() {
             return None;
         }
         let atp = self.atp(ctx.policy.safety_stock);
@@ -285,7 +292,8 @@ impl Aggregate for Sku {
                     return Ok(events);
                 }
                 let atp = self.atp(ctx.policy.safety_stock);
-                let e = if self.sync_enabled && self.last_flushed != Some(atp) {
+                let e = if self.sync_enabled && self.stock_known() && self.last_flushed != Some(atp)
+                {
                     SkuEvent::BufferFlushed(BufferFlushed {
                         atp,
                         immediate: false,

@@ -26,7 +26,7 @@ use crate::app::Services;
 use crate::domain::order::Order;
 use crate::domain::sku::{Sku, SkuCommand};
 use crate::domain::Aggregate;
-use crate::store::{RecordedEvent, StoreError};
+use crate::store::{RecordedEvent, StoreError, UnitOfWork};
 
 pub fn routes(cfg: &mut web::ServiceConfig) {
     cfg.route("/health", web::get().to(health))
@@ -154,22 +154,47 @@ async fn unknown_route() -> HttpResponse {
 
 // ----- unauthenticated -----------------------------------------------------------------
 
+/// How long the health check waits for its probe write.
+const HEALTH_WRITE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(3);
+
+/// 200 while the service can do its job; 503 ("degraded") while the store cannot
+/// write (disk full, read-only file system), since then no webhook can be accepted.
+/// Subscribers retrying an event are listed either way: an API outage is theirs
+/// to wait out, not a reason to restart the service.
 async fn health(services: web::Data<Services>) -> HttpResponse {
-    HttpResponse::Ok().json(json!({
-        "status": "ok",
+    let probe = UnitOfWork {
+        checkpoint: Some(("health-probe".into(), services.store.head())),
+        ..Default::default()
+    };
+    let store = match tokio::time::timeout(HEALTH_WRITE_TIMEOUT, services.store.commit(probe)).await
+    {
+        Ok(Ok(_)) => json!({ "writable": true }),
+        Ok(Err(e)) => json!({ "writable": false, "error": e.to_string() }),
+        Err(_) => json!({ "writable": false, "error": "no write completed within 3 s" }),
+    };
+    let writable = store["writable"] == true;
+    let body = json!({
+        "status": if writable { "ok" } else { "degraded" },
         "log_head": services.store.head(),
+        "store": store,
         "connectors": {
             "tiktok": { "configured": services.tiktok.is_some() },
             "katana": { "configured": services.katana.is_some() },
         },
         "not_configured": crate::console::health::missing_json(&services.settings),
-    }))
+        "retrying": services.feeds.stalls(),
+    });
+    if writable {
+        HttpResponse::Ok().json(body)
+    } else {
+        HttpResponse::ServiceUnavailable().json(body)
+    }
 }
 
 async fn metrics(services: web::Data<Services>) -> HttpResponse {
     HttpResponse::Ok()
         .content_type("text/plain; version=0.0.4; charset=utf-8")
-        .body(services.metrics.render())
+        .body(services.metrics.render() + &services.feeds.render())
 }
 
 // ----- orders and SKUs -------------------------------------------------------------------
@@ -286,6 +311,15 @@ async fn toggle_sync(
             )
         }
     };
+    // A SKU that exists nowhere (no events, in neither catalogue) is a typo: do
+    // not create a stream for it.
+    let known = services.catalogue.tiktok_entry(&sku).is_some()
+        || services.catalogue.variant_for(&sku).is_some();
+    if !known {
+        if let Err(refusal) = existing(&services, &format!("sku-{sku}"), "SKU") {
+            return refusal.response();
+        }
+    }
     let command = SkuCommand::ToggleSync {
         enabled: toggle.enabled,
     };

@@ -8,6 +8,7 @@ pub mod webhooks;
 use std::net::TcpListener;
 use std::sync::Arc;
 
+use actix_web::dev::Service;
 use actix_web::{web, App, HttpServer};
 
 use crate::app::Services;
@@ -19,9 +20,23 @@ pub fn server(
     services: Arc<Services>,
     listener: TcpListener,
 ) -> std::io::Result<actix_web::dev::Server> {
+    let request_timeout = services.settings.server.request_timeout;
     let data = web::Data::from(services);
     Ok(HttpServer::new(move || {
         App::new()
+            .wrap_fn(move |req, srv| {
+                // Extractors read the body inside this future, so one bound covers a
+                // body that stops halfway as well as a handler that hangs.
+                let call = srv.call(req);
+                async move {
+                    match tokio::time::timeout(request_timeout, call).await {
+                        Ok(result) => result,
+                        Err(_) => Err(actix_web::error::ErrorRequestTimeout(
+                            "the request did not arrive in time",
+                        )),
+                    }
+                }
+            })
             .app_data(data.clone())
             .app_data(web::PayloadConfig::new(MAX_BODY))
             .configure(webhooks::routes)
@@ -30,6 +45,7 @@ pub fn server(
             .configure(crate::console::routes)
     })
     .workers(2)
+    .client_request_timeout(request_timeout)
     .disable_signals()
     .listen(listener)?
     .run())

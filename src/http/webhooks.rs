@@ -77,9 +77,39 @@ fn answer(services: &Services, source: &str, started: Instant, r: Recorded) -> H
     }
 }
 
+/// The body as the audit copy keeps it: the exact signed bytes, so a body that is
+/// not UTF-8 (neither API sends one) is refused rather than stored altered.
+fn utf8_payload(
+    services: &Services,
+    source: &str,
+    started: Instant,
+    body: &[u8],
+) -> Option<String> {
+    match std::str::from_utf8(body) {
+        Ok(s) => Some(s.to_string()),
+        Err(_) => {
+            services
+                .metrics
+                .webhook(source, "malformed", started.elapsed());
+            None
+        }
+    }
+}
+
 async fn tiktok(services: web::Data<Services>, req: HttpRequest, body: web::Bytes) -> HttpResponse {
     let started = Instant::now();
     let s = &services.settings.tiktok;
+    if s.app_key.is_empty() || s.app_secret.is_empty() {
+        // Without the secret anyone could compute the "signature": refuse, and say
+        // why, rather than accept what cannot be checked.
+        services
+            .metrics
+            .webhook("tiktok", "unconfigured", started.elapsed());
+        return refuse(
+            503,
+            "TikTok webhooks cannot be verified: tiktok.app_key and tiktok.app_secret must both be set",
+        );
+    }
     let auth = req
         .headers()
         .get("authorization")
@@ -91,6 +121,9 @@ async fn tiktok(services: web::Data<Services>, req: HttpRequest, body: web::Byte
             .webhook("tiktok", "unauthorized", started.elapsed());
         return refuse(e.http_status(), &e.to_string());
     }
+    let Some(payload) = utf8_payload(&services, "tiktok", started, &body) else {
+        return refuse(400, "webhook body is not UTF-8");
+    };
     let note = match tiktok_webhook::parse(&body) {
         Ok(n) => n,
         Err(e) => {
@@ -104,7 +137,7 @@ async fn tiktok(services: web::Data<Services>, req: HttpRequest, body: web::Byte
         source: "tiktok".into(),
         delivery_id: note.notification_id.clone(),
         received_at: services.clock.now(),
-        payload: String::from_utf8_lossy(&body).into_owned(),
+        payload,
     };
     let result = match &note.order_id {
         Some(order_id) => {
@@ -128,12 +161,24 @@ async fn katana(services: web::Data<Services>, req: HttpRequest, body: web::Byte
         .get("x-sha2-signature")
         .and_then(|v| v.to_str().ok());
     let token = services.katana_webhook_token.read().clone();
+    if token.is_empty() {
+        services
+            .metrics
+            .webhook("katana", "unconfigured", started.elapsed());
+        return refuse(
+            503,
+            "Katana webhooks cannot be verified: set katana.webhook_token (or server.public_url to register the webhook)",
+        );
+    }
     if let Err(e) = katana_webhook::verify(token.expose(), &body, signature) {
         services
             .metrics
             .webhook("katana", "unauthorized", started.elapsed());
         return refuse(e.http_status(), &e.to_string());
     }
+    let Some(payload) = utf8_payload(&services, "katana", started, &body) else {
+        return refuse(400, "webhook body is not UTF-8");
+    };
     let event = match katana_webhook::parse(&body) {
         Ok(e) => e,
         Err(e) => {
@@ -158,7 +203,7 @@ async fn katana(services: web::Data<Services>, req: HttpRequest, body: web::Byte
         source: "katana".into(),
         delivery_id: format!("{delivery_id}{suffix}"),
         received_at: services.clock.now(),
-        payload: String::from_utf8_lossy(&body).into_owned(),
+        payload: payload.clone(),
     };
     let object_id = event.object_id_int();
     let result = if event.resource_type == "sales_order" {

@@ -8,6 +8,7 @@
 
 pub mod memory;
 mod migrations;
+pub mod private_file;
 pub mod sqlite;
 
 use std::sync::Arc;

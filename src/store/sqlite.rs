@@ -56,6 +56,9 @@ impl SqliteStore {
     /// Opens (creating and migrating if needed) the database at `path`.
     pub fn open(path: impl AsRef<Path>) -> Result<SqliteStore, StoreError> {
         let path = path.as_ref().to_path_buf();
+        // SQLite gives its WAL and shared-memory files the database file's mode.
+        super::private_file::ensure_exists(&path)
+            .map_err(|e| StoreError::Storage(format!("{}: {e}", path.display())))?;
         let mut conn = open_connection(&path)?;
         migrations::migrate(&mut conn)?;
         let head: u64 =

@@ -64,7 +64,7 @@ pub fn settings_for(
     s
 }
 
-fn product(id: &str, sku_id: &str, seller_sku: &str, price: &str) -> NewProduct {
+pub fn product(id: &str, sku_id: &str, seller_sku: &str, price: &str) -> NewProduct {
     NewProduct {
         id: Some(id.into()),
         title: format!("Product {seller_sku}"),
@@ -81,6 +81,14 @@ fn product(id: &str, sku_id: &str, seller_sku: &str, price: &str) -> NewProduct 
 /// Simulators seeded with SKUs A and B on both sides and C on TikTok only; the
 /// service connected (tokens exchanged) and started with the catalogue mapped.
 pub async fn spawn_app(tune: impl FnOnce(&mut Settings)) -> TestApp {
+    spawn_app_with(tune, |_| {}).await
+}
+
+/// [`spawn_app`] with the start options changed too (client timeouts, say).
+pub async fn spawn_app_with(
+    tune: impl FnOnce(&mut Settings),
+    tune_options: impl FnOnce(&mut StartOptions),
+) -> TestApp {
     let clock = ManualClock::new(
         chrono::TimeZone::with_ymd_and_hms(&chrono::Utc, 2026, 5, 4, 9, 0, 0).unwrap(),
     );
@@ -112,26 +120,30 @@ pub async fn spawn_app(tune: impl FnOnce(&mut Settings)) -> TestApp {
     let registers_itself = !settings.server.public_url.is_empty();
 
     // Connect once, as `tks connect tiktok` would: the service finds the tokens.
-    let tokens = Arc::new(FileTokenStore::new(app::token_file_for(
-        &settings.store.path,
-    )));
-    let connect = TikTokClient::new(
-        &settings.tiktok,
-        clock.clock(),
-        tokens,
-        ClientOptions::default(),
-    )
-    .unwrap();
-    connect
-        .exchange_auth_code(&tiktok.issue_auth_code())
-        .await
+    // (A test of an unconfigured app has nothing to connect.)
+    if !settings.tiktok.app_secret.is_empty() {
+        let tokens = Arc::new(FileTokenStore::new(app::token_file_for(
+            &settings.store.path,
+        )));
+        let connect = TikTokClient::new(
+            &settings.tiktok,
+            clock.clock(),
+            tokens,
+            ClientOptions::default(),
+        )
         .unwrap();
+        connect
+            .exchange_auth_code(&tiktok.issue_auth_code())
+            .await
+            .unwrap();
+    }
 
-    let options = StartOptions {
+    let mut options = StartOptions {
         pollers: false,
         katana_timeout: Duration::from_secs(5),
         ..StartOptions::default()
     };
+    tune_options(&mut options);
     let app = app::start(settings, clock.clock(), listener, options)
         .await
         .unwrap();
@@ -459,7 +471,7 @@ fn exceptions(t: &TestApp) -> Vec<(String, String)> {
         .collect()
 }
 
-fn tracking(number: Option<&str>, carrier: &str) -> Tracking {
+pub fn tracking(number: Option<&str>, carrier: &str) -> Tracking {
     Tracking {
         tracking_number: number.map(str::to_string),
         tracking_url: None,
@@ -786,7 +798,7 @@ async fn a_burst_of_orders_is_paced_under_katanas_limit_without_a_429() {
 
 /// The service as a child process on the real clock, configured through `TKS_*`
 /// environment variables as an operator would.
-fn spawn_service(env: &[(String, String)]) -> (std::process::Child, String) {
+pub fn spawn_service(env: &[(String, String)]) -> (std::process::Child, String) {
     use std::io::{BufRead, BufReader};
     let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_tks"))
         .arg("serve")
@@ -808,7 +820,7 @@ fn spawn_service(env: &[(String, String)]) -> (std::process::Child, String) {
     (child, url)
 }
 
-async fn wait_for(what: &str, secs: u64, mut done: impl FnMut() -> bool) {
+pub async fn wait_for(what: &str, secs: u64, mut done: impl FnMut() -> bool) {
     let deadline = tokio::time::Instant::now() + Duration::from_secs(secs);
     while !done() {
         assert!(
@@ -819,8 +831,17 @@ async fn wait_for(what: &str, secs: u64, mut done: impl FnMut() -> bool) {
     }
 }
 
-#[actix::test]
-async fn sigkill_between_hold_expiry_and_so_creation_loses_and_duplicates_nothing() {
+/// Both simulators on the real clock, SKU A stocked, TikTok connected, and the
+/// `TKS_*` environment that runs `tks serve` against them: for tests that kill the
+/// service as a child process.
+pub struct CrashWorld {
+    pub tiktok: TikTokSim,
+    pub katana: KatanaSim,
+    pub env: Vec<(String, String)>,
+    pub _dir: tempfile::TempDir,
+}
+
+pub async fn crash_world() -> CrashWorld {
     let clock = tks::clock::Clock::real();
     let tiktok = TikTokSim::start(SimConfig::demo(), clock.clone()).unwrap();
     tiktok
@@ -885,6 +906,9 @@ async fn sigkill_between_hold_expiry_and_so_creation_loses_and_duplicates_nothin
             KATANA_WEBHOOK_TOKEN.to_string(),
         ),
         ("TKS_KATANA__REQUESTS_PER_MINUTE", "100000".to_string()),
+        // Creates here take 150 ms: one cut short by the kill cannot commit later
+        // than this.
+        ("TKS_KATANA__CREATE_SETTLE", "1s".to_string()),
         ("TKS_SYNC__ORDER_HOLD", "1s".to_string()),
         (
             "TKS_WAREHOUSES__PICKUP_WAREHOUSE_ID",
@@ -895,6 +919,22 @@ async fn sigkill_between_hold_expiry_and_so_creation_loses_and_duplicates_nothin
     .into_iter()
     .map(|(k, v)| (k.to_string(), v))
     .collect();
+    CrashWorld {
+        tiktok,
+        katana,
+        env,
+        _dir: dir,
+    }
+}
+
+#[actix::test]
+async fn sigkill_between_hold_expiry_and_so_creation_loses_and_duplicates_nothing() {
+    let CrashWorld {
+        tiktok,
+        katana,
+        env,
+        _dir,
+    } = crash_world().await;
 
     let (mut child, url) = spawn_service(&env);
     tiktok.set_webhook_url(Some(format!("{url}/webhooks/tiktok")));

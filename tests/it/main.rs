@@ -2,8 +2,10 @@
 
 mod console;
 mod console_browser;
+mod exactly_once;
 mod flows;
 mod foundation;
+mod health;
 mod katana;
 mod operator;
 mod replay;

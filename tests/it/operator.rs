@@ -451,6 +451,17 @@ async fn sku_shows_its_atp_and_the_sync_toggle_is_recorded() {
 
     let (status, _) = svc.api("/api/skus/NO-SUCH-SKU").await;
     assert_eq!(status, 404);
+    // A toggle for a SKU that exists nowhere is a 404 and creates no stream.
+    let (status, body) = svc.post_sync("NO-SUCH-SKU", r#"{"enabled": false}"#).await;
+    assert_eq!(status, 404, "{body}");
+    assert_eq!(
+        svc.app
+            .services
+            .store
+            .stream_seq("sku-NO-SUCH-SKU")
+            .unwrap(),
+        0
+    );
     svc.app.stop().await;
     sims.stop().await;
 }

@@ -364,6 +364,51 @@ async fn rate_limit_is_backed_off_through_the_clock_then_succeeds() {
 }
 
 #[tokio::test]
+async fn a_429_pauses_every_call_of_the_client_not_only_the_refused_one() {
+    let e = env().await;
+    e.sim.set_faults(Faults {
+        throttle_next: 1,
+        ..Faults::default()
+    });
+    let before = e.sim.request_count();
+    let a = {
+        let c = e.client.clone();
+        tokio::spawn(async move { c.warehouses().await })
+    };
+    for _ in 0..500 {
+        if e.sim.request_count() > before {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(2)).await;
+    }
+    assert_eq!(
+        e.sim.request_count(),
+        before + 1,
+        "the first call got its 429"
+    );
+    // A call started after the 429 waits out the shared pause too.
+    let b = {
+        let c = e.client.clone();
+        tokio::spawn(async move { c.warehouses().await })
+    };
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    e.manual.advance(Duration::from_millis(900));
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    assert_eq!(
+        e.sim.request_count(),
+        before + 1,
+        "nothing is sent while the pause lasts"
+    );
+    e.manual.advance(Duration::from_millis(1100));
+    let (a, b) = tokio::join!(
+        drive(&e.manual, async { a.await.unwrap() }),
+        drive(&e.manual, async { b.await.unwrap() })
+    );
+    assert!(a.is_ok() && b.is_ok());
+    e.sim.stop().await;
+}
+
+#[tokio::test]
 async fn permanent_errors_are_not_retried_and_exhausted_retries_surface() {
     let e = env().await;
     let o = e

@@ -10,14 +10,14 @@ use tokio::sync::OnceCell;
 
 use super::client::KatanaClient;
 use super::mapping::{self, SalesOrderContext};
-use super::model::{CreateFulfillment, CreateFulfillmentRow};
+use super::model::{CreateFulfillment, CreateFulfillmentRow, SalesOrder};
 use crate::actors::policies::{decode_order, decode_sku, id_of};
 use crate::actors::{Execute, Subscriber};
 use crate::app::Services;
 use crate::config::{CustomerMode, OnCancel};
 use crate::connectors::is_retryable;
 use crate::domain::exceptions::keys;
-use crate::domain::observed::{OrderSnapshot, StockLevel};
+use crate::domain::observed::{OrderSnapshot, Quantity, StockLevel};
 use crate::domain::order::{CreatedRow, Order, OrderCommand, OrderEvent, Signaller, SoState};
 use crate::domain::sku::{SkuCommand, SkuEvent};
 use crate::store::{EventMeta, LookupEntry, RecordedEvent, UnitOfWork};
@@ -146,6 +146,20 @@ impl KatanaWriter {
         let SoState::Requested { as_done, .. } = order.so else {
             return Ok(());
         };
+        if order.so_unconfirmed_until.is_some() {
+            // An earlier create may still commit: its timer requests the SO again
+            // once it no longer can, and that request looks it up first.
+            return Ok(());
+        }
+        if order.so_attempt_open {
+            return self
+                .unconfirmed(
+                    order_id,
+                    event,
+                    "a create was in flight when the service stopped".into(),
+                )
+                .await;
+        }
         let (false, Some(snapshot)) = (order.cancelled, order.snapshot.clone()) else {
             return Ok(());
         };
@@ -211,13 +225,38 @@ impl KatanaWriter {
             .api_call("katana", "create_sales_order", outcome.is_ok());
         let outcome = match outcome {
             Ok(o) => o,
+            Err(e) if e.outcome_unknown() => {
+                return self.unconfirmed(order_id, event, e.to_string()).await;
+            }
             Err(e) => {
                 let retry = is_retryable(&e);
                 self.failed(order_id, event, e.to_string(), retry).await?;
                 return if retry { Err(e.to_string()) } else { Ok(()) };
             }
         };
-        let so = outcome.sales_order();
+        let mut so = outcome.sales_order().clone();
+        if !first && outcome.was_created() {
+            // An earlier attempt's outcome was unknown: it may have committed after
+            // the lookup, so check that this order has exactly one live SO.
+            let ext = order_id.to_string();
+            let live = katana.live_sales_orders_for(&ext).await;
+            services
+                .metrics
+                .api_call("katana", "find_sales_orders", live.is_ok());
+            match live {
+                Ok(live) if live.len() > 1 => {
+                    so = live[0].clone();
+                    settle_duplicates(services, order_id, so.id, &live[1..], &event.meta).await?;
+                }
+                Ok(_) => {}
+                Err(e) => {
+                    // Not fatal: the reconciliation poll sees every new SO and
+                    // settles a duplicate there.
+                    tracing::warn!(order_id, error = %e, "duplicate check after create failed");
+                }
+            }
+        }
+        let so = &so;
         let sku_of_variant: BTreeMap<i64, &String> =
             variants.iter().map(|(s, v)| (*v, s)).collect();
         let rows: Vec<CreatedRow> = so
@@ -279,6 +318,29 @@ impl KatanaWriter {
                     so_id: so.id,
                     order_no: so.order_no.clone().unwrap_or_default(),
                     rows,
+                },
+                &event.meta,
+                Some((self.name().to_string(), event.position)),
+            )
+            .await
+    }
+
+    /// Records that the create may still commit in Katana and moves past the event:
+    /// the order's own timer asks again after `katana.create_settle`.
+    async fn unconfirmed(
+        &self,
+        order_id: &str,
+        event: &RecordedEvent,
+        reason: String,
+    ) -> Result<(), String> {
+        let settle = chrono::Duration::from_std(self.services.settings.katana.create_settle)
+            .unwrap_or(chrono::Duration::minutes(5));
+        self.services
+            .order_command(
+                order_id,
+                OrderCommand::RecordSoUnconfirmed {
+                    reason,
+                    retry_at: self.services.clock.now() + settle,
                 },
                 &event.meta,
                 Some((self.name().to_string(), event.position)),
@@ -397,6 +459,66 @@ impl KatanaWriter {
     }
 }
 
+/// Deletes the order's duplicate SOs that Katana still holds as `NOT_SHIPPED` and
+/// records each one found and deleted; one that has moved on in Katana becomes an
+/// exception, since deleting it would lose work done on it.
+pub async fn settle_duplicates(
+    services: &Services,
+    order_id: &str,
+    kept_so_id: i64,
+    duplicates: &[SalesOrder],
+    cause: &EventMeta,
+) -> Result<(), String> {
+    let katana = client(services)?;
+    for dup in duplicates.iter().filter(|d| d.id != kept_so_id) {
+        tracing::warn!(
+            order_id,
+            so_id = dup.id,
+            kept_so_id,
+            "duplicate sales order found"
+        );
+        services
+            .order_command(
+                order_id,
+                OrderCommand::RecordDuplicateSo {
+                    so_id: dup.id,
+                    kept_so_id,
+                    status: dup.status.clone(),
+                },
+                cause,
+                None,
+            )
+            .await?;
+        let refusal = if dup.status == "NOT_SHIPPED" {
+            let deleted = katana.delete_sales_order(dup.id).await;
+            services
+                .metrics
+                .api_call("katana", "delete_sales_order", deleted.is_ok());
+            match deleted {
+                Ok(()) => None,
+                Err(e) if is_retryable(&e) => return Err(e.to_string()),
+                Err(e) => Some(format!("deleting it failed: {e}")),
+            }
+        } else {
+            Some(format!("it is already {} in Katana", dup.status))
+        };
+        let command = match refusal {
+            None => OrderCommand::RecordDuplicateSoDeleted { so_id: dup.id },
+            Some(why) => OrderCommand::RaiseException {
+                key: keys::duplicate_so(dup.id),
+                message: format!(
+                    "Katana holds a second SO {} for this order besides {kept_so_id}; {why}: remove it in Katana",
+                    dup.order_no.as_deref().unwrap_or("")
+                ),
+            },
+        };
+        services
+            .order_command(order_id, command, cause, None)
+            .await?;
+    }
+    Ok(())
+}
+
 /// Every order blocked on unmatched SKUs whose SKUs all map now is retried.
 pub async fn retry_blocked_orders(services: &Services, cause: &EventMeta) -> Result<(), String> {
     let open = services
@@ -467,9 +589,28 @@ impl KatanaReader {
                 )
                 .await;
             }
-        } else if let Some((sku, SkuEvent::SkuSignalled(_))) = decode_sku(event) {
-            if self.services.settings.katana.pull_inventory {
-                return read_stock(&self.services, &[sku], &event.meta).await;
+        } else if let Some((sku, ev)) = decode_sku(event) {
+            if !self.services.settings.katana.pull_inventory {
+                return Ok(());
+            }
+            match ev {
+                SkuEvent::SkuSignalled(_) => {
+                    return read_stock(&self.services, &[sku], &event.meta).await;
+                }
+                // Demand for a SKU whose stock was never read: read it now, so the
+                // window it would open has a real ATP to push.
+                SkuEvent::DemandChanged(_) => {
+                    let (state, _) = self
+                        .services
+                        .skus
+                        .state(&sku)
+                        .await
+                        .map_err(|e| e.to_string())?;
+                    if !state.stock_known() {
+                        return read_stock(&self.services, &[sku], &event.meta).await;
+                    }
+                }
+                _ => {}
             }
         }
         Ok(())
@@ -609,9 +750,19 @@ pub async fn read_stock(
         levels.entry(r.variant_id).or_default().push(r);
     }
     for (variant, skus) in by_variant {
-        let Some(levels) = levels.remove(&variant) else {
-            continue;
-        };
+        // No inventory row at a location is Katana's way of saying none there: a
+        // known 0, unlike a SKU whose stock was never read.
+        let levels = levels.remove(&variant).unwrap_or_else(|| {
+            locations
+                .iter()
+                .map(|&location_id| StockLevel {
+                    variant_id: variant,
+                    location_id,
+                    in_stock: Quantity(0),
+                    committed: Quantity(0),
+                })
+                .collect()
+        });
         for sku in skus {
             services
                 .skus

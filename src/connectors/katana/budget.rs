@@ -54,6 +54,9 @@ struct Inner {
 
 struct State {
     limit: usize,
+    /// The configured limit: the server's headers move `limit` below it and back,
+    /// never above.
+    ceiling: usize,
     /// Completion instants of finished requests still inside the window, oldest first.
     done: VecDeque<DateTime<Utc>>,
     in_flight: usize,
@@ -126,6 +129,7 @@ impl RequestBudget {
                 window,
                 state: Mutex::new(State {
                     limit: limit.max(1) as usize,
+                    ceiling: limit.max(1) as usize,
                     done: VecDeque::new(),
                     in_flight: 0,
                     paused_until: None,
@@ -262,7 +266,8 @@ impl RequestBudget {
     }
 
     /// Takes the server's view into account: with nothing remaining, pause until the
-    /// reset; a smaller server-side limit lowers ours (another client may share the key).
+    /// reset; the server's limit is ours while it is below the configured one, both
+    /// down (another client may share the key, a plan may be throttled) and back up.
     pub fn observe_headers(
         &self,
         limit: Option<u64>,
@@ -270,10 +275,16 @@ impl RequestBudget {
         reset: Option<DateTime<Utc>>,
     ) {
         if let Some(l) = limit {
-            let mut s = self.inner.state.lock();
-            let l = (l as usize).max(1);
-            if l < s.limit {
+            let raised = {
+                let mut s = self.inner.state.lock();
+                let l = (l.min(usize::MAX as u64) as usize).clamp(1, s.ceiling);
+                let raised = l > s.limit;
                 s.limit = l;
+                raised
+            };
+            if raised {
+                // Waiters may fit in the larger window now.
+                self.inner.changed.notify_waiters();
             }
         }
         if remaining == Some(0) {
@@ -315,6 +326,20 @@ mod tests {
         assert_eq!(s, ms);
         assert!(parse_reset("soon").is_none());
         assert!(parse_reset("-5").is_none());
+    }
+
+    #[test]
+    fn the_server_limit_lowers_and_raises_ours_but_never_above_the_configured_one() {
+        let manual = ManualClock::at_epoch();
+        let b = RequestBudget::new(60, manual.clock());
+        b.observe_headers(Some(5), None, None);
+        assert_eq!(b.limit(), 5);
+        b.observe_headers(Some(40), None, None);
+        assert_eq!(b.limit(), 40, "the limit comes back up with the header");
+        b.observe_headers(Some(1000), None, None);
+        assert_eq!(b.limit(), 60, "never above the configured limit");
+        b.observe_headers(Some(0), None, None);
+        assert_eq!(b.limit(), 1, "a zero header still lets one through");
     }
 
     #[tokio::test]

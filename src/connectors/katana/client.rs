@@ -73,7 +73,12 @@ pub enum KatanaError {
     #[error("Katana {request} timed out after {timeout:?}")]
     Timeout { request: String, timeout: Duration },
     #[error("cannot reach Katana ({request}): {message}")]
-    Transport { request: String, message: String },
+    Transport {
+        request: String,
+        message: String,
+        /// The connection was never made, so Katana cannot have seen the request.
+        unsent: bool,
+    },
     #[error("unexpected Katana response to {request}: {message}")]
     Decode { request: String, message: String },
     /// The caller asked for something that cannot be sent.
@@ -85,6 +90,18 @@ pub enum KatanaError {
 }
 
 impl KatanaError {
+    /// Whether Katana may have applied the request although we did not learn it: a
+    /// timeout, a connection lost after sending, or a server error (a gateway's 502
+    /// or 504 can hide a commit). A 429, a 4xx or an unsent request was not applied.
+    pub fn outcome_unknown(&self) -> bool {
+        match self {
+            KatanaError::Timeout { .. } => true,
+            KatanaError::Transport { unsent, .. } => !unsent,
+            KatanaError::Api { status, .. } => *status >= 500,
+            _ => false,
+        }
+    }
+
     pub fn status(&self) -> Option<u16> {
         match self {
             KatanaError::Api { status, .. } => Some(*status),
@@ -108,7 +125,7 @@ impl Classify for KatanaError {
                 status,
                 retry_after,
                 ..
-            } if *status == 429 || *status >= 500 => RetryClass::Retry {
+            } if *status == 408 || *status == 429 || *status >= 500 => RetryClass::Retry {
                 after: *retry_after,
             },
             KatanaError::Timeout { .. } | KatanaError::Transport { .. } => {
@@ -287,10 +304,13 @@ impl KatanaClient {
                 request: format!("{method} {path}"),
                 timeout: self.cfg.timeout,
             }
+        } else if e.is_builder() {
+            KatanaError::Invalid(format!("{method} {path}: {e}"))
         } else {
             KatanaError::Transport {
                 request: format!("{method} {path}"),
                 message: e.to_string(),
+                unsent: e.is_connect(),
             }
         }
     }
@@ -382,9 +402,14 @@ impl KatanaClient {
 
     // ------------------------------------------------------------ sales orders
 
-    /// Creates the sales order unless one with the same `ecommerce_order_id` exists.
-    /// Katana has no idempotency keys: looking up before EVERY attempt is what makes
-    /// a retried, timed-out or crashed create yield exactly one SO.
+    /// Creates the sales order unless one with the same `ecommerce_order_id` exists
+    /// (Katana has no idempotency keys, so the lookup comes first).
+    ///
+    /// The POST is never repeated once Katana may have applied it: a timeout, a
+    /// connection lost after sending or a server error comes back as an error whose
+    /// [`KatanaError::outcome_unknown`] is true, and the caller waits until such a
+    /// request can no longer commit before looking up again. Only refusals that
+    /// certainly left nothing behind (429, a connection never made) are retried here.
     pub async fn create_sales_order_once(
         &self,
         req: &CreateSalesOrder,
@@ -392,11 +417,9 @@ impl KatanaClient {
         self.create_sales_order(req, false).await
     }
 
-    /// Like [`Self::create_sales_order_once`], but the first attempt skips the
-    /// lookup: for callers that recorded durably that no earlier attempt for this
-    /// order was ever started. Every retry still looks up first, so a timed-out
-    /// POST cannot produce a second SO. This saves one call of Katana's 60 per
-    /// minute on every order.
+    /// Like [`Self::create_sales_order_once`], but without the lookup: for callers
+    /// that recorded durably that no earlier attempt for this order was ever
+    /// started. This saves one call of Katana's 60 per minute on every order.
     pub async fn create_sales_order_first_attempt(
         &self,
         req: &CreateSalesOrder,
@@ -422,35 +445,51 @@ impl KatanaClient {
             )));
         }
         let body = serde_json::to_value(req).map_err(|e| KatanaError::Invalid(e.to_string()))?;
+        if !known_unseen {
+            if let Some(existing) = self.find_sales_order_by_ecommerce_id(&ext).await? {
+                return Ok(CreateOutcome::Existing(existing));
+            }
+        }
+        let backoff = self.cfg.backoff;
+        let mut attempt = 1;
+        loop {
+            let sent = self
+                .send_once(
+                    Method::POST,
+                    "/sales_orders",
+                    &[],
+                    Some(&body),
+                    Priority::High,
+                )
+                .await;
+            match sent {
+                Ok(r) => {
+                    let so: SalesOrder = self.decode("POST", "/sales_orders", &r)?;
+                    return Ok(CreateOutcome::Created(so));
+                }
+                Err(e) if e.outcome_unknown() || attempt >= backoff.max_attempts => return Err(e),
+                Err(e) => match e.retry_class() {
+                    RetryClass::Retry { after } => {
+                        let wait = backoff.delay(attempt, after);
+                        tracing::warn!(attempt, ?wait, error = %e, "create refused; retrying");
+                        self.clock.sleep(wait).await;
+                        attempt += 1;
+                    }
+                    RetryClass::Permanent => return Err(e),
+                },
+            }
+        }
+    }
+
+    /// Every live SO Katana holds for a TikTok order id, oldest first.
+    pub async fn live_sales_orders_for(&self, ext: &str) -> Result<Vec<SalesOrder>, KatanaError> {
         self.cfg
             .backoff
-            .retry(&self.clock, |attempt| {
-                let ext = ext.clone();
-                let body = &body;
-                async move {
-                    let skip_lookup = known_unseen && attempt == 1;
-                    if !skip_lookup {
-                        if let Some(existing) = self.lookup_by_ecommerce_id(&ext).await? {
-                            return Ok(CreateOutcome::Existing(existing));
-                        }
-                    }
-                    let r = self
-                        .send_once(
-                            Method::POST,
-                            "/sales_orders",
-                            &[],
-                            Some(body),
-                            Priority::High,
-                        )
-                        .await?;
-                    let so: SalesOrder = self.decode("POST", "/sales_orders", &r)?;
-                    Ok(CreateOutcome::Created(so))
-                }
-            })
+            .retry(&self.clock, |_| self.live_by_ecommerce_id(ext))
             .await
     }
 
-    async fn lookup_by_ecommerce_id(&self, ext: &str) -> Result<Option<SalesOrder>, KatanaError> {
+    async fn live_by_ecommerce_id(&self, ext: &str) -> Result<Vec<SalesOrder>, KatanaError> {
         let q = vec![
             ("ecommerce_order_id".to_string(), ext.to_string()),
             ("limit".to_string(), MAX_PAGE_SIZE.to_string()),
@@ -459,13 +498,19 @@ impl KatanaClient {
             .send_once(Method::GET, "/sales_orders", &q, None, Priority::High)
             .await?;
         let body: ListBody<SalesOrder> = self.decode("GET", "/sales_orders", &r)?;
-        // Filters Katana does not know are silently ignored, so match client-side too;
-        // the oldest wins if something else already made a duplicate.
-        Ok(body
+        // Filters Katana does not know are silently ignored, so match client-side too.
+        let mut live: Vec<SalesOrder> = body
             .data
             .into_iter()
             .filter(|s| s.ecommerce_order_id.as_deref() == Some(ext) && s.deleted_at.is_none())
-            .min_by_key(|s| s.id))
+            .collect();
+        live.sort_by_key(|s| s.id);
+        Ok(live)
+    }
+
+    async fn lookup_by_ecommerce_id(&self, ext: &str) -> Result<Option<SalesOrder>, KatanaError> {
+        // The oldest wins if something else already made a duplicate.
+        Ok(self.live_by_ecommerce_id(ext).await?.into_iter().next())
     }
 
     /// The live SO for a TikTok order id, if any.

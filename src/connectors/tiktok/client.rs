@@ -89,6 +89,17 @@ pub enum TikTokError {
 }
 
 impl TikTokError {
+    /// TikTok's "too many requests", as an envelope code or a bare HTTP 429.
+    pub fn is_rate_limited(&self) -> bool {
+        match self {
+            TikTokError::Api {
+                code, http_status, ..
+            } => *code == codes::RATE_LIMITED || *http_status == 429,
+            TikTokError::Http { status, .. } => *status == 429,
+            _ => false,
+        }
+    }
+
     pub fn api_code(&self) -> Option<i64> {
         match self {
             TikTokError::Api { code, .. } => Some(*code),
@@ -113,7 +124,9 @@ impl Classify for TikTokError {
                     RetryClass::Permanent
                 }
             }
-            TikTokError::Http { status, .. } if *status == 429 || *status >= 500 => {
+            TikTokError::Http { status, .. }
+                if *status == 408 || *status == 429 || *status >= 500 =>
+            {
                 RetryClass::Retry { after: None }
             }
             TikTokError::Transport(_) | TikTokError::Timeout => RetryClass::Retry { after: None },
@@ -142,12 +155,17 @@ impl Default for ClientOptions {
 }
 
 /// Client-side request pacing (GCRA): up to `rate` requests pass at once, then one every
-/// `1/rate` seconds, all measured on the injected clock.
+/// `1/rate` seconds, all measured on the injected clock. A 429 pauses every request of
+/// the client (one shop's calls share TikTok's limit), not only the one refused.
 struct Pacer {
     interval: Option<chrono::Duration>,
     tolerance: chrono::Duration,
     tat: Mutex<Option<DateTime<Utc>>>,
+    paused_until: Mutex<Option<DateTime<Utc>>>,
 }
+
+/// How long every call waits after TikTok answered 429: its limits are per second.
+const RATE_LIMIT_PAUSE: Duration = Duration::from_secs(1);
 
 impl Pacer {
     fn new(requests_per_second: u32) -> Self {
@@ -156,6 +174,7 @@ impl Pacer {
                 interval: None,
                 tolerance: chrono::Duration::zero(),
                 tat: Mutex::new(None),
+                paused_until: Mutex::new(None),
             };
         }
         let interval =
@@ -164,10 +183,27 @@ impl Pacer {
             interval: Some(interval),
             tolerance: interval * (requests_per_second as i32 - 1),
             tat: Mutex::new(None),
+            paused_until: Mutex::new(None),
+        }
+    }
+
+    /// Holds every request back until `d` from now has passed.
+    fn pause_for(&self, clock: &Clock, d: Duration) {
+        let until = clock.now() + chrono::Duration::from_std(d).unwrap_or_default();
+        let mut p = self.paused_until.lock();
+        if p.map_or(true, |p| p < until) {
+            *p = Some(until);
         }
     }
 
     async fn acquire(&self, clock: &Clock) {
+        loop {
+            let paused = *self.paused_until.lock();
+            match paused {
+                Some(until) if until > clock.now() => clock.sleep_until(until).await,
+                _ => break,
+            }
+        }
         let Some(interval) = self.interval else {
             return;
         };
@@ -403,6 +439,10 @@ impl TikTokClient {
     fn transport_error(e: reqwest::Error) -> TikTokError {
         if e.is_timeout() {
             TikTokError::Timeout
+        } else if e.is_builder() {
+            // The request itself cannot be built (an id no URL can carry): sending it
+            // again can never succeed.
+            TikTokError::InvalidInput(e.without_url().to_string())
         } else {
             // Token calls carry the app secret and refresh token in the query: never let the
             // URL reach an error message or a log line.
@@ -486,7 +526,13 @@ impl TikTokClient {
         }
         tracing::debug!(method = %call.method, path = %call.path, "tiktok request");
         let resp = rb.send().await.map_err(Self::transport_error)?;
-        Self::read_envelope(resp).await
+        let result = Self::read_envelope(resp).await;
+        if let Err(e) = &result {
+            if e.is_rate_limited() {
+                inner.pacer.pause_for(&inner.clock, RATE_LIMIT_PAUSE);
+            }
+        }
+        result
     }
 
     /// Signs, sends, retries transient failures with back-off, refreshes the token first when
@@ -1215,6 +1261,24 @@ mod tests {
         assert!(path_id("x", "../seller").is_err());
         assert!(path_id("x", "").is_err());
         assert!(path_id("x", "1?a=b").is_err());
+    }
+
+    #[tokio::test]
+    async fn a_pause_holds_every_caller_until_it_ends_even_unpaced() {
+        let m = ManualClock::at_epoch();
+        let clock = m.clock();
+        let pacer = Arc::new(Pacer::new(0));
+        pacer.pause_for(&clock, Duration::from_secs(1));
+        let p = pacer.clone();
+        let c = clock.clone();
+        let waiting = tokio::spawn(async move { p.acquire(&c).await });
+        tokio::task::yield_now().await;
+        assert!(!waiting.is_finished());
+        m.advance(Duration::from_millis(1000));
+        tokio::time::timeout(Duration::from_secs(5), waiting)
+            .await
+            .unwrap()
+            .unwrap();
     }
 
     #[tokio::test]

@@ -140,6 +140,16 @@ impl IdValue {
     }
 }
 
+/// TikTok's ids are numeric strings of 19 digits or so; 32 leaves room and keeps an
+/// id that no URL path or stream name should carry out at the door.
+const MAX_ID_DIGITS: usize = 32;
+const MAX_NOTIFICATION_ID: usize = 128;
+
+/// Whether `s` can be a TikTok order or shop id: 1 to 32 ASCII digits.
+pub fn is_tiktok_id(s: &str) -> bool {
+    !s.is_empty() && s.len() <= MAX_ID_DIGITS && s.bytes().all(|b| b.is_ascii_digit())
+}
+
 /// Parses a (verified) raw body. Unknown extra fields are ignored: TikTok adds fields.
 pub fn parse(raw_body: &[u8]) -> Result<TikTokNotification, WebhookError> {
     let raw: RawNotification =
@@ -156,7 +166,19 @@ pub fn parse(raw_body: &[u8]) -> Result<TikTokNotification, WebhookError> {
             _ => None,
         }
     };
+    if !is_tiktok_id(&shop_id) {
+        return Err(WebhookError::Malformed(
+            "shop_id is not a TikTok shop id".into(),
+        ));
+    }
     let order_id = data_str("order_id");
+    if let Some(id) = &order_id {
+        if !is_tiktok_id(id) {
+            return Err(WebhookError::Malformed(
+                "data.order_id is not a TikTok order id (a short numeric string)".into(),
+            ));
+        }
+    }
     if kind.concerns_order() && order_id.is_none() {
         return Err(WebhookError::Malformed(format!(
             "type {} notification without data.order_id",
@@ -168,6 +190,15 @@ pub fn parse(raw_body: &[u8]) -> Result<TikTokNotification, WebhookError> {
     } else {
         None
     };
+    if raw
+        .tts_notification_id
+        .as_ref()
+        .is_some_and(|n| n.len() > MAX_NOTIFICATION_ID)
+    {
+        return Err(WebhookError::Malformed(
+            "tts_notification_id is too long".into(),
+        ));
+    }
     let notification_id = match raw.tts_notification_id.filter(|s| !s.is_empty()) {
         Some(id) => id,
         None => format!("sha256:{}", hex::encode(Sha256::digest(raw_body))),
@@ -252,6 +283,18 @@ mod tests {
     }
 
     #[test]
+    fn an_order_id_of_seventy_thousand_characters_is_refused_at_the_door() {
+        let long = "7".repeat(70_000);
+        let body =
+            format!(r#"{{"type":1,"shop_id":"1","timestamp":5,"data":{{"order_id":"{long}"}}}}"#);
+        let e = parse(body.as_bytes()).unwrap_err();
+        assert_eq!(e.http_status(), 400);
+        assert!(e.to_string().contains("order_id"), "{e}");
+        assert!(is_tiktok_id("576684019603311365"));
+        assert!(!is_tiktok_id(""));
+    }
+
+    #[test]
     fn malformed_bodies_are_a_distinct_400_error() {
         for b in [
             &b"not json"[..],
@@ -259,6 +302,9 @@ mod tests {
             br#"{"type":1,"shop_id":"1","timestamp":5,"data":{}}"#,
             br#"{"type":3,"shop_id":"","timestamp":5,"data":{"order_id":"1"}}"#,
             br#"{"type":"one","shop_id":"1","timestamp":5}"#,
+            br#"{"type":1,"shop_id":"1","timestamp":5,"data":{"order_id":"12a"}}"#,
+            br#"{"type":1,"shop_id":"shop-1","timestamp":5,"data":{"order_id":"12"}}"#,
+            br#"{"type":1,"shop_id":"1","timestamp":5,"data":{"order_id":"../../x"}}"#,
         ] {
             let e = parse(b).unwrap_err();
             assert!(matches!(e, WebhookError::Malformed(_)), "{e:?}");

@@ -329,6 +329,26 @@ impl KatanaSim {
         st.faults.delay_method = method.map(str::to_uppercase);
     }
 
+    /// The next `n` requests `METHOD /path` (e.g. `POST /sales_orders`; every
+    /// request when `None`) are applied only after `delay` of real time, whether or
+    /// not their caller is still waiting.
+    pub fn commit_late_next(&self, request: Option<&str>, n: u32, delay: Duration) {
+        let mut st = self.shared.state.lock();
+        st.faults.late_commit_next = n;
+        st.faults.late_commit_ms = delay.as_millis() as u64;
+        st.faults.late_commit_request = request.map(str::to_string);
+    }
+
+    /// Requests held by [`Self::commit_late_next`] that are not applied yet.
+    pub fn late_commits_in_flight(&self) -> u32 {
+        self.shared.state.lock().faults.late_commits_in_flight
+    }
+
+    /// Requests held by [`Self::commit_late_next`] so far.
+    pub fn late_commits_taken(&self) -> u64 {
+        self.shared.state.lock().faults.late_commits_taken
+    }
+
     pub fn set_rate_limit(&self, enabled: bool, limit: Option<u32>) {
         let mut st = self.shared.state.lock();
         st.rate_limit_enabled = enabled;
@@ -366,6 +386,48 @@ fn respond(reply: Reply, mut headers: Vec<(String, String)>) -> HttpResponse {
 }
 
 async fn handle(
+    req: HttpRequest,
+    body: web::Bytes,
+    shared: web::Data<Arc<Shared>>,
+) -> HttpResponse {
+    let late = {
+        let mut st = shared.state.lock();
+        let f = &mut st.faults;
+        let this = format!(
+            "{} {}",
+            req.method(),
+            req.path().strip_prefix("/v1").unwrap_or("")
+        );
+        let matches = f
+            .late_commit_request
+            .as_deref()
+            .map_or(true, |r| r.eq_ignore_ascii_case(&this));
+        let api = req.path().starts_with("/v1/") && !req.path().starts_with("/v1/_sim");
+        (f.late_commit_next > 0 && matches && api).then(|| {
+            f.late_commit_next -= 1;
+            f.late_commits_in_flight += 1;
+            f.late_commits_taken += 1;
+            Duration::from_millis(f.late_commit_ms)
+        })
+    };
+    let Some(late) = late else {
+        return process(req, body, shared).await;
+    };
+    // Detached, so the request is applied even when its caller hangs up or dies,
+    // as a server that already took the request would.
+    let work = actix_web::rt::spawn(async move {
+        actix_web::rt::time::sleep(late).await;
+        let response = process(req, body, shared.clone()).await;
+        shared.state.lock().faults.late_commits_in_flight -= 1;
+        response
+    });
+    match work.await {
+        Ok(response) => response,
+        Err(_) => HttpResponse::InternalServerError().finish(),
+    }
+}
+
+async fn process(
     req: HttpRequest,
     body: web::Bytes,
     shared: web::Data<Arc<Shared>>,
@@ -528,6 +590,9 @@ struct CtlFaults {
     delay_next: Option<u32>,
     delay_ms: Option<u64>,
     delay_method: Option<String>,
+    late_commit_next: Option<u32>,
+    late_commit_ms: Option<u64>,
+    late_commit_request: Option<String>,
     rate_limit_enabled: Option<bool>,
     rate_limit: Option<u32>,
     exhaust_rate_limit: Option<bool>,
@@ -600,6 +665,11 @@ fn control(shared: &Arc<Shared>, method: &str, path: &str, body: &[u8]) -> Reply
                     st.faults.delay_next = n;
                     st.faults.delay_ms = b.delay_ms.unwrap_or(st.faults.delay_ms);
                     st.faults.delay_method = b.delay_method.map(|m| m.to_uppercase());
+                }
+                if let Some(n) = b.late_commit_next {
+                    st.faults.late_commit_next = n;
+                    st.faults.late_commit_ms = b.late_commit_ms.unwrap_or(st.faults.late_commit_ms);
+                    st.faults.late_commit_request = b.late_commit_request;
                 }
                 if let Some(e) = b.rate_limit_enabled {
                     st.rate_limit_enabled = e;

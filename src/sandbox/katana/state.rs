@@ -241,6 +241,18 @@ pub struct Faults {
     pub delay_ms: u64,
     /// Only requests with this method are delayed (all when `None`).
     pub delay_method: Option<String>,
+    /// The next `late_commit_next` requests (`METHOD /path` as in
+    /// `late_commit_request`, or all) are
+    /// held `late_commit_ms` of real time *before* Katana applies them, and are
+    /// applied even if the client gave up meanwhile: a create that outlives its
+    /// caller's timeout, or the caller itself.
+    pub late_commit_next: u32,
+    pub late_commit_ms: u64,
+    pub late_commit_request: Option<String>,
+    /// Requests taken but not applied yet.
+    pub late_commits_in_flight: u32,
+    /// Requests held back so far, applied or not.
+    pub late_commits_taken: u64,
     pub drop_next_webhooks: u32,
     pub duplicate_next_webhooks: u32,
 }
