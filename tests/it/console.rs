@@ -302,6 +302,15 @@ async fn setup_shows_the_check_report_with_secrets_redacted() {
     // C is on TikTok only: a warning, the first thing to review.
     assert!(body.contains("Review first: </strong>sku_match"), "{body}");
     assert!(body.contains("redacted"), "{body}");
+    let health: serde_json::Value = http()
+        .get(format!("{base}/health"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(health["not_configured"], serde_json::json!([]), "{health}");
     let s = &t.app.services.settings;
     for secret in [
         s.katana.api_key.expose(),
