@@ -54,8 +54,15 @@ fn axis_label(t: DateTime<Utc>, span_secs: i64) -> String {
     }
 }
 
-/// Step lines over time with shaded bands; `None` when there is nothing to draw.
-pub fn steps(title: &str, series: &[Series<'_>], bands: &[Band], band_label: &str) -> Markup {
+/// Step lines over time with shaded bands, drawn up to `until` (now) when that is
+/// later than the last point, so the chart ends where the reader stands.
+pub fn steps(
+    title: &str,
+    series: &[Series<'_>],
+    bands: &[Band],
+    band_label: &str,
+    until: Option<DateTime<Utc>>,
+) -> Markup {
     let times: Vec<DateTime<Utc>> = series
         .iter()
         .flat_map(|s| s.points.iter().map(|p| p.0))
@@ -63,6 +70,7 @@ pub fn steps(title: &str, series: &[Series<'_>], bands: &[Band], band_label: &st
     let (Some(t0), Some(t1)) = (times.iter().min().copied(), times.iter().max().copied()) else {
         return html! { p.muted { "No data for " (title) " yet." } };
     };
+    let t1 = until.map_or(t1, |u| u.max(t1));
     let t1 = if t1 <= t0 {
         t0 + chrono::Duration::seconds(1)
     } else {
@@ -109,7 +117,8 @@ pub fn steps(title: &str, series: &[Series<'_>], bands: &[Band], band_label: &st
             }
             @for i in 0..=ticks {
                 @let t = t0 + chrono::Duration::milliseconds((span * f64::from(i) / f64::from(ticks)) as i64);
-                text x=(format!("{:.1}", x(t))) y=(H - 10.0) font-size="11" text-anchor="middle" fill="#5b6474" { (axis_label(t, span_secs)) }
+                @let anchor = if i == 0 { "start" } else if i == ticks { "end" } else { "middle" };
+                text x=(format!("{:.1}", x(t))) y=(H - 10.0) font-size="11" text-anchor=(anchor) fill="#5b6474" { (axis_label(t, span_secs)) }
             }
             @for s in series {
                 path d=(path(&s.points)) fill="none" stroke=(s.color) stroke-width="2"

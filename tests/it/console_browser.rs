@@ -296,7 +296,14 @@ async fn console_browser_end_to_end() {
     assert!(text_of(&c, "#sync-state").await.contains("off"));
     shot(&c, "sku").await;
 
+    // C has no Katana variant: its order waits as an exception.
+    let blocked = t.place_past_hold(&[("C", 1)]).await;
     c.goto(&format!("{base}/exceptions")).await.unwrap();
+    let group = text_of(&c, "#unmatched-sku").await;
+    assert!(
+        group.contains(&blocked) && group.contains("What resolves it"),
+        "{group}"
+    );
     shot(&c, "exceptions").await;
 
     // What-if: a 5 minute hold would have pushed the first order earlier.

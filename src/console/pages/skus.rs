@@ -175,7 +175,7 @@ fn thin(points: &mut Vec<(DateTime<Utc>, f64)>, max: usize) {
     *points = kept;
 }
 
-pub fn chart(h: History) -> Markup {
+pub fn chart(h: History, now: DateTime<Utc>) -> Markup {
     let series = [
         Series {
             label: "Katana free stock",
@@ -196,7 +196,13 @@ pub fn chart(h: History) -> Markup {
             dashed: true,
         },
     ];
-    charts::steps("Stock over time", &series, &h.oversell, "oversell windows")
+    charts::steps(
+        "Stock over time",
+        &series,
+        &h.oversell,
+        "oversell windows",
+        Some(now),
+    )
 }
 
 pub fn render(services: &Services, csrf: &str, sku: &str) -> Result<Markup, Refused> {
@@ -233,7 +239,7 @@ pub fn render(services: &Services, csrf: &str, sku: &str) -> Result<Markup, Refu
             }
             @for (key, message) in &s.exceptions { p.notice.bad { strong { (key) } ": " (message) } }
             h2 { "Over time" }
-            (chart(h))
+            (chart(h, services.clock.now()))
             p.muted { (events) " events in the stream; " (windows) " oversell window(s): TikTok showed more than Katana could supply." }
         },
     ))
