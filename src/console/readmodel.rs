@@ -30,7 +30,7 @@ use crate::store::{from_millis, EventStore, SharedStore};
 const CHECKPOINT: &str = "console";
 /// Bumped when what the projection derives changes (states, stages, counts), so
 /// a new build folds the log again instead of mixing two derivations.
-const PROJECTION_VERSION: i64 = 1;
+const PROJECTION_VERSION: i64 = 2;
 /// The row recording which projection and state versions the tables hold.
 const STATE_SHAPES: &str = "console-state-versions";
 pub const BATCH: usize = 2048;
@@ -104,20 +104,30 @@ pub const STAGES: [&str; 5] = [
 
 /// The derived columns of one order.
 pub fn classify(o: &Order) -> (OrderState, u8) {
-    let live_units: Vec<&str> = o
+    let live_units: Vec<&crate::domain::observed::LineUnit> = o
         .snapshot
         .iter()
         .flat_map(|s| s.units.iter())
         .filter(|u| !u.cancelled)
-        .map(|u| u.line_item_id.as_str())
         .collect();
-    let shipped: std::collections::BTreeSet<&str> = o
+    // Shipped by our push, or (fulfilled by TikTok, shipped by hand) as TikTok
+    // last showed it.
+    let mut shipped: std::collections::BTreeSet<&str> = o
         .deliveries
         .values()
         .filter(|d| d.package_id.is_some())
         .flat_map(|d| d.line_item_ids.iter().map(String::as_str))
         .collect();
-    let all_shipped = !live_units.is_empty() && live_units.iter().all(|u| shipped.contains(u));
+    shipped.extend(
+        live_units
+            .iter()
+            .filter(|u| u.shipped)
+            .map(|u| u.line_item_id.as_str()),
+    );
+    let all_shipped = !live_units.is_empty()
+        && live_units
+            .iter()
+            .all(|u| shipped.contains(u.line_item_id.as_str()));
     let mut stage = u8::from(o.snapshot.is_some());
     if o.hold_expired {
         stage = 2;
@@ -747,5 +757,47 @@ mod tests {
         assert_eq!(classify(&o).0, OrderState::Blocked);
         o.cancelled = true;
         assert_eq!(classify(&o).0, OrderState::Cancelled);
+    }
+
+    #[test]
+    fn an_order_tiktok_shows_shipped_in_full_is_shipped() {
+        use crate::domain::observed::{
+            FulfillmentType, LineUnit, OrderSnapshot, TikTokOrderStatus,
+        };
+        let t = from_millis(1_777_777_777_000);
+        let unit = |id: &str, shipped: bool| LineUnit {
+            line_item_id: id.into(),
+            sku_id: "1".into(),
+            seller_sku: "A".into(),
+            sale_price: "1.00".into(),
+            cancelled: false,
+            shipped,
+        };
+        let mut o = Order {
+            snapshot: Some(OrderSnapshot {
+                order_id: "1".into(),
+                status: TikTokOrderStatus::AwaitingShipment,
+                fulfillment_type: FulfillmentType::FulfillmentByTiktok,
+                create_time: t,
+                update_time: t,
+                currency: "USD".into(),
+                warehouse_id: None,
+                recipient: None,
+                buyer_email: None,
+                units: vec![unit("a", true), unit("b", false)],
+            }),
+            hold_expired: true,
+            so: SoState::Created {
+                so_id: 1,
+                order_no: "TT-1".into(),
+                rows: vec![],
+            },
+            ..Order::default()
+        };
+        assert_eq!(classify(&o), (OrderState::PartiallyShipped, 3));
+        if let Some(s) = o.snapshot.as_mut() {
+            s.units[1].shipped = true;
+        }
+        assert_eq!(classify(&o), (OrderState::Shipped, 5));
     }
 }
