@@ -125,6 +125,21 @@ pub fn ok(page: Markup) -> HttpResponse {
     html_response(StatusCode::OK, page)
 }
 
+/// Renders a page that reads the log itself (a timeline scan, a stream fold) on
+/// the blocking pool: the HTTP workers also accept webhooks, which must not wait
+/// behind an operator's page.
+pub async fn off_thread(
+    services: &web::Data<Services>,
+    render: impl FnOnce(&Services) -> Result<Markup, Refused> + Send + 'static,
+) -> HttpResponse {
+    let services = services.clone().into_inner();
+    match web::block(move || render(&services)).await {
+        Ok(Ok(page)) => ok(page),
+        Ok(Err(r)) => r.response(),
+        Err(e) => Refused::Unavailable(e.to_string()).response(),
+    }
+}
+
 /// The console is open (an admin token is configured).
 pub fn is_open(services: &Services) -> bool {
     !services.settings.server.admin_token.expose().is_empty()

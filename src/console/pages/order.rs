@@ -7,7 +7,7 @@ use maud::{html, Markup};
 
 use crate::app::Services;
 use crate::console::readmodel::{classify, OrderState};
-use crate::console::{gate, layout, ok, Refused};
+use crate::console::{gate, layout, off_thread, Refused};
 use crate::domain::order::{Order, SoState};
 use crate::domain::Aggregate;
 use crate::replay::timeline::{timeline, Entry};
@@ -167,8 +167,6 @@ pub async fn get(
         Ok(s) => s,
         Err(r) => return r.response(),
     };
-    match render(&services, &session.csrf, &id) {
-        Ok(page) => ok(page),
-        Err(r) => r.response(),
-    }
+    let id = id.into_inner();
+    off_thread(&services, move |s| render(s, &session.csrf, &id)).await
 }

@@ -12,7 +12,7 @@ use crate::actors::{CommandError, Execute};
 use crate::app::Services;
 use crate::console::charts::{self, Band, Series};
 use crate::console::pages::order::urlencode;
-use crate::console::{check_csrf, gate, given, layout, ok, parse_form, Refused};
+use crate::console::{check_csrf, gate, given, layout, off_thread, ok, parse_form, Refused};
 use crate::domain::observed::Quantity;
 use crate::domain::sku::{Sku, SkuCommand};
 use crate::domain::Aggregate;
@@ -265,10 +265,8 @@ pub async fn get(
         Ok(s) => s,
         Err(r) => return r.response(),
     };
-    match render(&services, &session.csrf, &sku) {
-        Ok(page) => ok(page),
-        Err(r) => r.response(),
-    }
+    let sku = sku.into_inner();
+    off_thread(&services, move |s| render(s, &session.csrf, &sku)).await
 }
 
 /// The same command `POST /api/skus/{sku}/sync` runs, then back to the SKU page.
