@@ -42,6 +42,8 @@ pub struct Services {
     /// Verifies Katana's webhooks: the configured token, or the one Katana gave
     /// when the service registered its webhook itself.
     pub katana_webhook_token: parking_lot::RwLock<crate::config::Secret>,
+    /// The operator console's sessions and read model.
+    pub console: crate::console::Console,
 }
 
 /// What the service subscribes to when it registers its own Katana webhook.
@@ -165,8 +167,9 @@ impl Services {
             orders: Registry::start(env.clone()),
             skus: Registry::start(env),
             catalogue: Arc::new(Catalogue::new(SkuRules::from_settings(&settings.sync))),
-            metrics: Arc::new(Metrics::default()),
+            metrics: Arc::new(Metrics::with_clock(clock.clone())),
             feeds: Arc::new(FeedHealth::default()),
+            console: crate::console::Console::new(&settings, clock.clone()),
             katana_webhook_token: parking_lot::RwLock::new(settings.katana.webhook_token.clone()),
             settings,
             clock,
@@ -234,9 +237,15 @@ pub async fn start_on(
     listener: TcpListener,
     options: StartOptions,
 ) -> anyhow::Result<AppHandle> {
+    crate::console::health::log_missing(&settings);
     let services = Services::build(settings, clock.clone(), store.clone(), &options)?;
     let (shutdown, stopped) = watch::channel(false);
     let mut tasks = Vec::new();
+    tasks.push(crate::console::readmodel::spawn(
+        store.clone(),
+        PathBuf::from(&services.settings.store.path),
+        stopped.clone(),
+    ));
 
     let timers = TimerService::new(store.clone(), clock.clone())
         .route("order", services.orders.clone())

@@ -19,6 +19,7 @@
 //! - `catalogue`: which TikTok SKU is which Katana variant.
 //! - `app`: the composition root that starts everything.
 //! - `http`: webhooks, the OAuth callback, the operator API and metrics.
+//! - `console`: the operator console: HTML pages, sessions, its read model.
 //! - `metrics`: the Prometheus counters and gauges.
 //! - `sandbox`: strict HTTP simulators of both APIs and the `tks sandbox` scenario.
 //! - `replay`: rebuild and verify, timelines, time travel, captures and what-if.
@@ -35,6 +36,7 @@ pub mod check;
 pub mod clock;
 pub mod config;
 pub mod connectors;
+pub mod console;
 pub mod domain;
 pub mod fuzz;
 pub mod http;

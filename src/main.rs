@@ -39,6 +39,9 @@ enum Command {
         /// Where the database goes (a new file; default: a new temporary directory).
         #[arg(long)]
         db: Option<PathBuf>,
+        /// End after the summary instead of keeping the console up until Ctrl-C.
+        #[arg(long)]
+        exit: bool,
     },
     /// Measure this machine (prints key=value lines).
     Bench {
@@ -133,6 +136,8 @@ enum BenchTarget {
     Restart,
     Fuzz,
     Sim,
+    /// Console page times with 100,000 orders in the log.
+    Console,
 }
 
 #[derive(Clone, Copy, ValueEnum)]
@@ -166,6 +171,9 @@ enum DebugCommand {
     },
 }
 
+/// The log size the console's page times are promised for.
+const CONSOLE_BENCH_ORDERS: u64 = 100_000;
+
 fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
     // The sandbox and the flow bench own stdout (a live log, key=value lines):
@@ -177,7 +185,8 @@ fn main() -> anyhow::Result<()> {
                 what: BenchTarget::Flow
                     | BenchTarget::Webhooks
                     | BenchTarget::Restart
-                    | BenchTarget::Sim,
+                    | BenchTarget::Sim
+                    | BenchTarget::Console,
                 ..
             }
     );
@@ -190,7 +199,12 @@ fn main() -> anyhow::Result<()> {
         .init();
     match cli.command {
         Command::Serve { config } => return serve(config.as_deref()),
-        Command::Sandbox { orders, speed, db } => return sandbox(orders, speed, db),
+        Command::Sandbox {
+            orders,
+            speed,
+            db,
+            exit,
+        } => return sandbox(orders, speed, db, exit),
         Command::Bench {
             what: BenchTarget::Flow,
             orders,
@@ -232,6 +246,15 @@ fn main() -> anyhow::Result<()> {
             let tmp = bench_dir(dir)?;
             return actix::System::new().block_on(bench_sim(tmp.path(), seeds, first_seed, steps));
         }
+        Command::Bench {
+            what: BenchTarget::Console,
+            dir,
+            ..
+        } => {
+            let tmp = bench_dir(dir)?;
+            return actix::System::new()
+                .block_on(tks::console::bench::run(tmp.path(), CONSOLE_BENCH_ORDERS));
+        }
         _ => {}
     }
     let runtime = tokio::runtime::Builder::new_multi_thread()
@@ -255,7 +278,8 @@ fn main() -> anyhow::Result<()> {
                 | BenchTarget::Webhooks
                 | BenchTarget::Restart
                 | BenchTarget::Fuzz
-                | BenchTarget::Sim => Ok(()),
+                | BenchTarget::Sim
+                | BenchTarget::Console => Ok(()),
             }
         }),
         Command::Capture {
@@ -524,12 +548,13 @@ async fn append_load(db: PathBuf, writers: usize) -> anyhow::Result<()> {
 }
 
 /// `tks sandbox`: exits non-zero when the script did not finish in time.
-fn sandbox(orders: usize, speed: f64, db: Option<PathBuf>) -> anyhow::Result<()> {
+fn sandbox(orders: usize, speed: f64, db: Option<PathBuf>, exit: bool) -> anyhow::Result<()> {
     let options = tks::sandbox::run::SandboxOptions {
         orders,
         speed,
         db,
         timeout: None,
+        keep_serving: !exit,
     };
     let outcome =
         actix::System::new().block_on(tks::sandbox::run::run(options, std::io::stdout().lock()))?;

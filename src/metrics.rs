@@ -1,11 +1,14 @@
 //! Counters and gauges for `/metrics`, in the Prometheus text format: orders by
 //! state, pushes, API calls and errors per connector, webhook latency.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, VecDeque};
 use std::fmt::Write;
 use std::time::Duration;
 
+use chrono::{DateTime, Utc};
 use parking_lot::Mutex;
+
+use crate::clock::Clock;
 
 /// Webhook latency histogram bucket bounds, in seconds.
 const LATENCY_BUCKETS: [f64; 8] = [0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.5, 2.5];
@@ -23,22 +26,89 @@ struct Inner {
     /// order state -> number of orders in it
     orders_by_state: BTreeMap<String, i64>,
     open_exceptions: i64,
+    /// connector -> when calls last succeeded and when they failed lately
+    health: BTreeMap<String, CallTimes>,
 }
+
+/// When a connector's calls last succeeded and failed, for the console's health.
+#[derive(Clone, Debug, Default)]
+pub struct CallTimes {
+    pub last_ok: Option<DateTime<Utc>>,
+    pub last_error: Option<DateTime<Utc>>,
+    /// Failures within the last hour, oldest first.
+    pub recent_errors: VecDeque<DateTime<Utc>>,
+}
+
+/// How far back `recent_errors` reaches.
+const ERROR_WINDOW: chrono::Duration = chrono::Duration::hours(1);
 
 #[derive(Default)]
 pub struct Metrics {
     inner: Mutex<Inner>,
+    /// Without a clock no call times are kept (counters still are).
+    clock: Option<Clock>,
 }
 
 impl Metrics {
+    /// Metrics that also keep when each connector's calls last succeeded or failed.
+    pub fn with_clock(clock: Clock) -> Self {
+        Metrics {
+            inner: Mutex::default(),
+            clock: Some(clock),
+        }
+    }
+
     pub fn api_call(&self, connector: &str, operation: &str, ok: bool) {
         let outcome = if ok { "ok" } else { "error" };
-        *self
-            .inner
-            .lock()
-            .api_calls
+        let mut m = self.inner.lock();
+        *m.api_calls
             .entry((connector.into(), operation.into(), outcome.into()))
             .or_insert(0) += 1;
+        if let Some(clock) = &self.clock {
+            let now = clock.now();
+            let h = m.health.entry(connector.into()).or_default();
+            if ok {
+                h.last_ok = Some(now);
+            } else {
+                h.last_error = Some(now);
+                h.recent_errors.push_back(now);
+            }
+            while h
+                .recent_errors
+                .front()
+                .is_some_and(|t| *t < now - ERROR_WINDOW)
+            {
+                h.recent_errors.pop_front();
+            }
+        }
+    }
+
+    /// When `connector`'s calls last succeeded and failed; errors pruned to the
+    /// last hour as of now.
+    pub fn call_times(&self, connector: &str) -> CallTimes {
+        let mut m = self.inner.lock();
+        let mut h = m.health.entry(connector.into()).or_default().clone();
+        if let Some(clock) = &self.clock {
+            let now = clock.now();
+            h.recent_errors.retain(|t| *t >= now - ERROR_WINDOW);
+        }
+        h
+    }
+
+    /// (ok, error) calls of `connector` since start.
+    pub fn api_outcomes(&self, connector: &str) -> (u64, u64) {
+        let m = self.inner.lock();
+        let mut out = (0, 0);
+        for ((c, _, outcome), n) in &m.api_calls {
+            if c == connector {
+                if outcome == "ok" {
+                    out.0 += n;
+                } else {
+                    out.1 += n;
+                }
+            }
+        }
+        out
     }
 
     pub fn api_calls(&self, connector: &str) -> u64 {

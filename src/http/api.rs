@@ -181,6 +181,7 @@ async fn health(services: web::Data<Services>) -> HttpResponse {
             "tiktok": { "configured": services.tiktok.is_some() },
             "katana": { "configured": services.katana.is_some() },
         },
+        "not_configured": crate::console::health::missing_json(&services.settings),
         "retrying": services.feeds.stalls(),
     });
     if writable {

@@ -1,5 +1,5 @@
 //! The service's HTTP surface (actix-web): webhooks from TikTok and Katana, the
-//! OAuth callback, and the operator API with health and metrics.
+//! OAuth callback, the operator API with health and metrics, and the console.
 
 pub mod api;
 pub mod oauth;
@@ -42,6 +42,7 @@ pub fn server(
             .configure(webhooks::routes)
             .configure(api::routes)
             .configure(oauth::routes)
+            .configure(crate::console::routes)
     })
     .workers(2)
     .client_request_timeout(request_timeout)

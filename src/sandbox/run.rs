@@ -382,6 +382,8 @@ pub struct SandboxOptions {
     pub db: Option<PathBuf>,
     /// Real time after which the run gives up (default: derived from the script).
     pub timeout: Option<Duration>,
+    /// After the summary, keep the service (and its console) up until Ctrl-C.
+    pub keep_serving: bool,
 }
 
 impl Default for SandboxOptions {
@@ -391,6 +393,7 @@ impl Default for SandboxOptions {
             speed: 120.0,
             db: None,
             timeout: None,
+            keep_serving: false,
         }
     }
 }
@@ -474,7 +477,17 @@ pub async fn run<W: Write>(options: SandboxOptions, out: W) -> anyhow::Result<Ou
     let timeout = options
         .timeout
         .unwrap_or_else(|| default_timeout(&script, speed));
-    let outcome = play(&world, &script, speed, timeout, out).await;
+    let mut out = out;
+    let outcome = play(&world, &script, speed, timeout, &mut out).await;
+    if options.keep_serving {
+        let _ = writeln!(
+            out,
+            "the console stays up at {}/ (token \"{ADMIN_TOKEN}\"); Ctrl-C to stop (--exit ends after the summary)",
+            world.app.base_url()
+        );
+        let _ = out.flush();
+        let _ = tokio::signal::ctrl_c().await;
+    }
     world.stop().await;
     outcome
 }
@@ -774,6 +787,7 @@ impl<'a, W: Write> Runner<'a, W> {
                 katana_stock.join(", "),
                 scenario::UNMATCHED_SKU
             ),
+            format!("  console {service}/ : log in with the admin token \"{ADMIN_TOKEN}\""),
             format!("  service {service} (operator token \"{ADMIN_TOKEN}\"), TikTok connected with an auth code, Katana webhook registered by the service"),
             format!("  database {db}"),
             format!(

@@ -8,6 +8,7 @@ use super::StoreError;
 const MIGRATIONS: &[(i64, &str)] = &[
     (1, include_str!("../../schema/0001_init.sql")),
     (2, include_str!("../../schema/0002_index.sql")),
+    (3, include_str!("../../schema/0003_console.sql")),
 ];
 
 pub const LATEST: i64 = MIGRATIONS[MIGRATIONS.len() - 1].0;

@@ -1,5 +1,7 @@
 //! The one integration-test binary: flows over HTTP against the simulators.
 
+mod console;
+mod console_browser;
 mod exactly_once;
 mod flows;
 mod foundation;

@@ -202,7 +202,9 @@ fn the_binary_runs_a_short_sandbox_and_exits_zero() {
     let dir = tempfile::tempdir().unwrap();
     let db = dir.path().join("sandbox.db");
     let out = Command::new(env!("CARGO_BIN_EXE_tks"))
-        .args(["sandbox", "--orders", "4", "--speed", "2000", "--db"])
+        .args([
+            "sandbox", "--exit", "--orders", "4", "--speed", "2000", "--db",
+        ])
         .arg(&db)
         .output()
         .unwrap();

@@ -146,6 +146,15 @@ impl RequestBudget {
         self.inner.state.lock().limit
     }
 
+    /// Requests finished or in flight within the current window: the part of the
+    /// limit used.
+    pub fn used(&self) -> usize {
+        let now = self.inner.clock.now();
+        let window = chrono::Duration::from_std(self.inner.window).unwrap_or(chrono::Duration::MAX);
+        let s = self.inner.state.lock();
+        s.done.iter().filter(|t| **t > now - window).count() + s.in_flight
+    }
+
     /// Requests granted since creation (for metrics and tests).
     pub fn granted_total(&self) -> u64 {
         self.inner.state.lock().granted_total
