@@ -172,8 +172,15 @@ impl<A: Aggregate> AggregateActor<A> {
         })
     }
 
-    fn unit_of_work(&self, msg: &Execute<A>, events: &[A::Event]) -> UnitOfWork {
-        let now = self.env.clock.now();
+    /// `now` is the instant `decide` saw: events are recorded at the time they
+    /// were decided, so a replay reads the settings back exactly (a window's due
+    /// time minus its recording time is the buffer, to the nanosecond).
+    fn unit_of_work(
+        &self,
+        msg: &Execute<A>,
+        events: &[A::Event],
+        now: chrono::DateTime<chrono::Utc>,
+    ) -> UnitOfWork {
         let new_events: Vec<NewEvent> = events
             .iter()
             .map(|e| NewEvent {
@@ -300,7 +307,7 @@ impl<A: Aggregate> Handler<Execute<A>> for AggregateActor<A> {
                 return AtomicResponse::new(Box::pin(fut::ready(Err(err))));
             }
         };
-        let unit = self.unit_of_work(&msg, &events);
+        let unit = self.unit_of_work(&msg, &events, ctx.now);
         if unit.appends.is_empty()
             && unit.disarm_timers.is_empty()
             && unit.checkpoint.is_none()

@@ -46,8 +46,10 @@ use crate::config::{BufferMode, FbtMode};
 use crate::domain::observed::{
     FulfillmentType, OrderSnapshot, Quantity, StockLevel, TikTokOrderStatus,
 };
-use crate::domain::order::{CreatedRow, Order, OrderCommand, OrderEvent, SoState, Source};
-use crate::domain::sku::{Sku, SkuCommand, SkuEvent, MAX_TIKTOK_QUANTITY};
+use crate::domain::order::{
+    CreatedRow, Order, OrderCommand, OrderEvent, SoState, Source, HOLD_TIMER,
+};
+use crate::domain::sku::{Sku, SkuCommand, SkuEvent, FLUSH_TIMER, MAX_TIKTOK_QUANTITY};
 use crate::domain::{Aggregate, Ctx, DomainEvent, Policy, TimerChange};
 use crate::store::{EventStore, RecordedEvent, StoreError};
 
@@ -153,6 +155,9 @@ pub struct SkuOutcome {
     pub proposed_pushes: Vec<Push>,
     pub recorded_oversell: Vec<Window>,
     pub proposed_oversell: Vec<Window>,
+    /// Pushes the proposal would make after the log ends (never a difference: the
+    /// log cannot say what happened then).
+    pub proposed_after_log: Vec<Push>,
 }
 
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize)]
@@ -181,7 +186,10 @@ pub struct Report {
     pub orders: Vec<OrderOutcome>,
     pub skus: Vec<SkuOutcome>,
     pub recorded_calls: Calls,
+    /// Calls the proposal makes within the log's time span.
     pub proposed_calls: Calls,
+    /// ... and after it (windows still open when the log ends).
+    pub proposed_calls_after_log: Calls,
     /// Events the simulation could not use (undecodable, refused commands).
     pub warnings: Vec<String>,
 }
@@ -205,9 +213,11 @@ pub fn what_if(
             observed.step(rec);
         }
     }
-    let (observed, outcomes) = observed.finish();
+    let (observed, outcomes, lateness, latency) = observed.finish();
     let policy = effective_policy(proposal, &observed);
     let mut sim = Simulation::new(policy, observed, outcomes);
+    sim.lateness = lateness;
+    sim.latency = latency;
     let mut after = 0;
     loop {
         let batch = store.read_all(after, 8192)?;
@@ -277,6 +287,18 @@ struct KatanaOutcome {
 #[derive(Default)]
 struct SettingsProbe {
     seen: Observed,
+    /// How late each recorded timer fired after its due time: the service's own
+    /// timing (a timer service waking, a clock stepping), not a setting, so the
+    /// simulation's timers fire as late.
+    lateness: Lateness,
+    /// How long the service took to react, per order: the re-read after the hold
+    /// and the create in Katana.
+    latency: Latency,
+    /// Per SKU: the due time of the window open in the recorded log.
+    open_window: HashMap<String, DateTime<Utc>>,
+    /// Per order: when its hold expired and its SO was requested, as recorded.
+    expired_at: HashMap<String, DateTime<Utc>>,
+    requested_at: HashMap<String, DateTime<Utc>>,
     /// What Katana did with each recorded order by the end of the log.
     outcomes: HashMap<String, KatanaOutcome>,
     skus: HashMap<String, Sku>,
@@ -291,17 +313,39 @@ impl SettingsProbe {
             };
             match &e {
                 OrderEvent::SoRequested(_) => {
-                    self.outcomes.entry(order_id.into()).or_default().requested = true
+                    self.outcomes.entry(order_id.into()).or_default().requested = true;
+                    let t = rec.meta.recorded_at;
+                    if let Some(h) = self.expired_at.remove(order_id) {
+                        self.latency
+                            .entry((rec.stream.clone(), REREAD))
+                            .or_insert(t - h);
+                    }
+                    self.requested_at.entry(order_id.to_string()).or_insert(t);
                 }
                 OrderEvent::SoCreated(c) => {
                     self.outcomes.entry(order_id.into()).or_default().created =
-                        Some((c.so_id, c.order_no.clone()))
+                        Some((c.so_id, c.order_no.clone()));
+                    if let Some(r) = self.requested_at.get(order_id) {
+                        self.latency
+                            .entry((rec.stream.clone(), CREATE))
+                            .or_insert(rec.meta.recorded_at - *r);
+                    }
                 }
                 _ => {}
             }
             match e {
                 OrderEvent::OrderPlaced(p) => {
                     self.seen.order_hold = to_std(p.hold_until - p.snapshot.create_time);
+                    self.open_window.insert(rec.stream.clone(), p.hold_until);
+                }
+                OrderEvent::HoldExpired(h) => {
+                    // From the decision's own instant: the simulation's hold expires
+                    // at exactly that instant, and the log keeps milliseconds.
+                    self.expired_at.insert(order_id.to_string(), h.at);
+                    if let Some(due) = self.open_window.remove(&rec.stream) {
+                        self.lateness
+                            .insert((rec.stream.clone(), HOLD_TIMER, due), h.at - due);
+                    }
                 }
                 OrderEvent::OrderSkipped(_) => self.seen.fbt_orders = Some(FbtMode::Skip),
                 OrderEvent::SoRequested(r) if r.as_done => {
@@ -317,8 +361,25 @@ impl SettingsProbe {
             match &e {
                 SkuEvent::BufferOpened(o) => {
                     self.seen.inventory_buffer = to_std(o.due_at - rec.meta.recorded_at);
+                    self.open_window.insert(rec.stream.clone(), o.due_at);
+                }
+                SkuEvent::BufferClosed(_) => {
+                    if let Some(due) = self.open_window.remove(&rec.stream) {
+                        self.lateness.insert(
+                            (rec.stream.clone(), FLUSH_TIMER, due),
+                            rec.meta.recorded_at - due,
+                        );
+                    }
                 }
                 SkuEvent::BufferFlushed(f) => {
+                    if !f.immediate {
+                        if let Some(due) = self.open_window.remove(&rec.stream) {
+                            self.lateness.insert(
+                                (rec.stream.clone(), FLUSH_TIMER, due),
+                                rec.meta.recorded_at - due,
+                            );
+                        }
+                    }
                     if f.immediate {
                         self.seen.buffer_mode = Some(BufferMode::IncreasesOnly);
                     } else if self.last_flushed.get(sku).is_some_and(|&l| f.atp < l) {
@@ -337,10 +398,27 @@ impl SettingsProbe {
         }
     }
 
-    fn finish(self) -> (Observed, HashMap<String, KatanaOutcome>) {
-        (self.seen, self.outcomes)
+    fn finish(self) -> (Observed, HashMap<String, KatanaOutcome>, Lateness, Latency) {
+        (self.seen, self.outcomes, self.lateness, self.latency)
     }
 }
+
+/// (stream, timer kind, due) -> how late the recorded timer fired.
+type Lateness = HashMap<(String, &'static str, DateTime<Utc>), chrono::Duration>;
+
+/// The log keeps times to the millisecond: simulated times are compared at that
+/// resolution.
+fn at_log_resolution(t: DateTime<Utc>) -> DateTime<Utc> {
+    chrono::DurationRound::duration_trunc(t, chrono::Duration::milliseconds(1)).unwrap_or(t)
+}
+
+/// (order stream, reaction) -> how long the recorded service took for it.
+type Latency = HashMap<(String, &'static str), chrono::Duration>;
+
+/// The simulation's stand-ins for the service's reactions, scheduled like timers
+/// so they take as long as the log shows they took.
+const REREAD: &str = "what-if:reread";
+const CREATE: &str = "what-if:create";
 
 /// Units per seller SKU that a Katana sales order of this order commits at the
 /// main location: none for a Done (FBT) order, which ships from its own location.
@@ -478,6 +556,9 @@ struct Simulation {
     /// The part of `rec_committed` that Katana's observed stock already reflects.
     rec_reflected: HashMap<String, i64>,
     sim_committed: HashMap<String, i64>,
+    /// The part of `sim_committed` Katana's stock would already show: like a
+    /// recorded SO's, a simulated SO's commitment shows from the next stock read.
+    sim_reflected: HashMap<String, i64>,
     timers: BinaryHeap<Reverse<TimerEntry>>,
     armed: HashMap<(String, &'static str), DateTime<Utc>>,
     timer_seq: u64,
@@ -485,6 +566,8 @@ struct Simulation {
     proposed_calls: Calls,
     warnings: Vec<String>,
     dirty: HashSet<String>,
+    lateness: Lateness,
+    latency: Latency,
 }
 
 /// (due, arming order, stream, kind): earliest first, ties in arming order.
@@ -514,6 +597,7 @@ impl Simulation {
             rec_committed: HashMap::new(),
             rec_reflected: HashMap::new(),
             sim_committed: HashMap::new(),
+            sim_reflected: HashMap::new(),
             timers: BinaryHeap::new(),
             armed: HashMap::new(),
             timer_seq: 0,
@@ -521,6 +605,8 @@ impl Simulation {
             proposed_calls: Calls::default(),
             warnings: Vec::new(),
             dirty: HashSet::new(),
+            lateness: Lateness::new(),
+            latency: Latency::new(),
         }
     }
 
@@ -575,8 +661,14 @@ impl Simulation {
             self.armed.remove(&(stream.clone(), kind));
             self.advance(due);
             if let Some(order_id) = order_id_of(&stream) {
-                if let Some(cmd) = Order::timer_command(kind) {
-                    self.exec_order(order_id, cmd);
+                match kind {
+                    REREAD => self.reread(order_id),
+                    CREATE => self.create(order_id),
+                    _ => {
+                        if let Some(cmd) = Order::timer_command(kind) {
+                            self.exec_order(order_id, cmd);
+                        }
+                    }
                 }
             } else if let Some(sku) = sku_of(&stream) {
                 if let Some(cmd) = Sku::timer_command(kind) {
@@ -591,6 +683,14 @@ impl Simulation {
         for change in changes {
             match change {
                 TimerChange::Arm { kind, due_at } => {
+                    // A timer the log shows firing late fires as late here.
+                    let late = self
+                        .lateness
+                        .get(&(stream.clone(), kind, due_at))
+                        .copied()
+                        .filter(|l| *l > chrono::Duration::zero())
+                        .unwrap_or_else(chrono::Duration::zero);
+                    let due_at = due_at + late;
                     self.timer_seq += 1;
                     self.armed.insert((stream.clone(), kind), due_at);
                     self.timers
@@ -697,57 +797,94 @@ impl Simulation {
             }
         }
         if let Some(r) = &requested {
-            sim.pushed_at.get_or_insert(now);
+            sim.pushed_at.get_or_insert(at_log_resolution(now));
             sim.as_done = r.as_done;
         }
         let pending_after = sim.state.pending_units();
         let committed_after = committed_units(&sim.state, sim.as_done);
-        let latest = if reread {
-            sim.state.snapshot.clone()
-        } else {
-            None
-        };
         self.set_timers(Order::stream_id(order_id), timer_changes);
         self.sync_demand(order_id, &pending_before, &pending_after);
         let moved = shift(&mut self.sim_committed, &committed_before, &committed_after);
         for sku in moved {
             self.feed_stock(&sku);
         }
-        if let Some(r) = requested {
+        if requested.is_some() {
             self.proposed_calls.katana_lookups += 1;
             self.proposed_calls.katana_creates += 1;
-            let outcome = self.outcomes.get(order_id).cloned().unwrap_or_default();
-            // Katana refused (or never answered) the recorded request: it would
-            // refuse this one too.
-            if !(outcome.requested && outcome.created.is_none()) {
-                let (so_id, order_no) = outcome
-                    .created
-                    .unwrap_or_else(|| (0, format!("what-if-{order_id}")));
-                let rows = r
-                    .rows
-                    .iter()
-                    .enumerate()
-                    .map(|(i, row)| CreatedRow {
-                        row_id: i as i64 + 1,
-                        seller_sku: row.seller_sku.clone(),
-                        quantity: row.quantity,
-                    })
-                    .collect();
-                self.exec_order(
-                    order_id,
-                    OrderCommand::RecordSoCreated {
-                        so_id,
-                        order_no,
-                        rows,
-                    },
-                );
-            }
+            self.after(order_id, CREATE);
         }
         if reread {
-            if let Some(s) = latest {
-                self.exec_order(order_id, OrderCommand::observe(s, Source::Poll));
-            }
+            self.after(order_id, REREAD);
         }
+    }
+
+    /// Schedules a reaction of the service to this order after the time the log
+    /// shows it took (at once when the log does not show it).
+    fn after(&mut self, order_id: &str, reaction: &'static str) {
+        let stream = Order::stream_id(order_id);
+        let took = self
+            .latency
+            .get(&(stream.clone(), reaction))
+            .copied()
+            .filter(|d| *d > chrono::Duration::zero())
+            .unwrap_or_else(chrono::Duration::zero);
+        if took.is_zero() {
+            match reaction {
+                REREAD => self.reread(order_id),
+                _ => self.create(order_id),
+            }
+            return;
+        }
+        let due_at = self.now() + took;
+        self.timer_seq += 1;
+        self.armed.insert((stream.clone(), reaction), due_at);
+        self.timers
+            .push(Reverse((due_at, self.timer_seq, stream, reaction)));
+    }
+
+    /// The re-read at the end of the hold: the newest snapshot the log has shown.
+    fn reread(&mut self, order_id: &str) {
+        let latest = self
+            .sim_orders
+            .get(order_id)
+            .and_then(|o| o.state.snapshot.clone());
+        if let Some(s) = latest {
+            self.exec_order(order_id, OrderCommand::observe(s, Source::Poll));
+        }
+    }
+
+    /// Katana creates the requested SO, unless the recorded one was requested and
+    /// never created by the end of the log: then it would refuse this one too.
+    fn create(&mut self, order_id: &str) {
+        let Some(SoState::Requested { rows, .. }) =
+            self.sim_orders.get(order_id).map(|o| o.state.so.clone())
+        else {
+            return;
+        };
+        let outcome = self.outcomes.get(order_id).cloned().unwrap_or_default();
+        if outcome.requested && outcome.created.is_none() {
+            return;
+        }
+        let (so_id, order_no) = outcome
+            .created
+            .unwrap_or_else(|| (0, format!("what-if-{order_id}")));
+        let rows = rows
+            .iter()
+            .enumerate()
+            .map(|(i, row)| CreatedRow {
+                row_id: i as i64 + 1,
+                seller_sku: row.seller_sku.clone(),
+                quantity: row.quantity,
+            })
+            .collect();
+        self.exec_order(
+            order_id,
+            OrderCommand::RecordSoCreated {
+                so_id,
+                order_no,
+                rows,
+            },
+        );
     }
 
     /// Tells each simulated SKU how many units of this order are not in Katana.
@@ -790,6 +927,8 @@ impl Simulation {
                     .insert(s.location_id, (s.in_stock, s.committed));
                 let committed = self.rec_committed.get(sku).copied().unwrap_or(0);
                 self.rec_reflected.insert(sku.to_string(), committed);
+                let committed = self.sim_committed.get(sku).copied().unwrap_or(0);
+                self.sim_reflected.insert(sku.to_string(), committed);
                 self.feed_stock(sku);
             }
             SkuEvent::SkuMapped(m) => self.exec_sku(
@@ -837,7 +976,7 @@ impl Simulation {
     /// Feeds the observed stock, with the commitment correction at the SKU's first
     /// location, to the simulated SKU (which records only what changed).
     fn feed_stock(&mut self, sku: &str) {
-        let correction = self.sim_committed.get(sku).copied().unwrap_or(0)
+        let correction = self.sim_reflected.get(sku).copied().unwrap_or(0)
             - self.rec_reflected.get(sku).copied().unwrap_or(0);
         let Some(world) = self.skus.get(sku) else {
             return;
@@ -902,7 +1041,7 @@ impl Simulation {
         }
         for f in flushed {
             world.proposed_pushes.push(Push {
-                at: now,
+                at: at_log_resolution(now),
                 quantity: f.atp,
                 immediate: f.immediate,
             });
@@ -945,8 +1084,23 @@ impl Simulation {
     fn finish(mut self) -> Option<Report> {
         let from = self.first?;
         let until = self.last_logged?;
+        // What is decided within the log is compared; what the proposal would still
+        // decide after it (a window open when the log ends) is reported apart.
+        self.fire_timers(Some(until + chrono::Duration::nanoseconds(1)));
+        let in_log_calls = self.proposed_calls;
+        let in_log_pushes: HashMap<String, usize> = self
+            .skus
+            .iter()
+            .map(|(sku, w)| (sku.clone(), w.proposed_pushes.len()))
+            .collect();
         self.fire_timers(None);
         let end = self.now();
+        let after_log_calls = Calls {
+            katana_lookups: self.proposed_calls.katana_lookups - in_log_calls.katana_lookups,
+            katana_creates: self.proposed_calls.katana_creates - in_log_calls.katana_creates,
+            tiktok_inventory: self.proposed_calls.tiktok_inventory - in_log_calls.tiktok_inventory,
+        };
+        self.proposed_calls = in_log_calls;
         let mut orders = Vec::new();
         let ids: Vec<String> = self
             .rec_orders
@@ -960,7 +1114,8 @@ impl Simulation {
             let rec = self.rec_orders.get(&id);
             let sim = self.sim_orders.get(&id);
             let recorded_push = rec.and_then(|r| r.pushed_at);
-            let proposed_push = sim.and_then(|s| s.pushed_at);
+            let proposed_any = sim.and_then(|s| s.pushed_at);
+            let proposed_push = proposed_any.filter(|t| *t <= until);
             orders.push(OrderOutcome {
                 order_id: id.clone(),
                 placed_at: rec.and_then(|r| r.placed_at),
@@ -970,8 +1125,12 @@ impl Simulation {
                     (None, Some(r)) => Some(not_pushed_because(&r.state, until)),
                     _ => None,
                 },
-                proposed_note: match (proposed_push, sim) {
-                    (None, Some(s)) => Some(not_pushed_because(&s.state, end)),
+                proposed_note: match (proposed_push, proposed_any, sim) {
+                    (None, Some(t), _) => Some(format!(
+                        "not by the end of the log; {} after it",
+                        fmt_time(t)
+                    )),
+                    (None, None, Some(s)) => Some(not_pushed_because(&s.state, end)),
                     _ => None,
                 },
             });
@@ -981,10 +1140,13 @@ impl Simulation {
             .map(|(sku, mut w)| {
                 w.recorded_oversell.close(end, false);
                 w.proposed_oversell.close(end, false);
+                let keep = in_log_pushes.get(&sku).copied().unwrap_or(0);
+                let proposed_after_log = w.proposed_pushes.split_off(keep);
                 SkuOutcome {
                     sku,
                     recorded_pushes: w.recorded_pushes,
                     proposed_pushes: w.proposed_pushes,
+                    proposed_after_log,
                     recorded_oversell: w.recorded_oversell.windows,
                     proposed_oversell: w.proposed_oversell.windows,
                 }
@@ -1001,6 +1163,7 @@ impl Simulation {
             skus,
             recorded_calls: self.recorded_calls,
             proposed_calls: self.proposed_calls,
+            proposed_calls_after_log: after_log_calls,
             warnings: self.warnings,
         })
     }
@@ -1089,6 +1252,38 @@ fn windows(list: &[Window]) -> String {
         max,
         each.join(", ")
     )
+}
+
+impl Report {
+    /// Everything the proposal changes, one line each: orders pushed at another time
+    /// (or only on one side), inventory pushes that differ, other API call counts.
+    /// Empty when the proposal changes nothing.
+    pub fn differences(&self) -> Vec<String> {
+        let mut out = Vec::new();
+        for o in &self.orders {
+            if o.recorded_push != o.proposed_push {
+                out.push(format!(
+                    "order {}: pushed {:?} as recorded, {:?} as proposed",
+                    o.order_id, o.recorded_push, o.proposed_push
+                ));
+            }
+        }
+        for s in &self.skus {
+            if s.recorded_pushes != s.proposed_pushes {
+                out.push(format!(
+                    "sku {}: pushes {:?} as recorded, {:?} as proposed",
+                    s.sku, s.recorded_pushes, s.proposed_pushes
+                ));
+            }
+        }
+        if self.recorded_calls != self.proposed_calls {
+            out.push(format!(
+                "calls: {:?} as recorded, {:?} as proposed",
+                self.recorded_calls, self.proposed_calls
+            ));
+        }
+        out
+    }
 }
 
 impl std::fmt::Display for Report {

@@ -14,3 +14,4 @@ mod schemas;
 mod simulation;
 mod store;
 mod tiktok;
+mod whatif_identity;
