@@ -24,12 +24,11 @@ fn identity(store: &dyn tks::store::EventStore, what: &str) {
 }
 
 #[test]
-fn no_setting_changed_is_no_difference_over_the_golden_logs() {
+fn no_setting_changed_is_no_difference_over_the_golden_orders_log() {
     let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/golden");
-    for name in ["v1-orders-and-skus.jsonl"] {
-        let log = source::open(&dir.join(name), &mut |_, _| {}).unwrap();
-        identity(log.store(), name);
-    }
+    let name = "v1-orders-and-skus.jsonl";
+    let log = source::open(&dir.join(name), &mut |_, _| {}).unwrap();
+    identity(log.store(), name);
 }
 
 #[actix::test]
