@@ -213,11 +213,12 @@ pub fn what_if(
             observed.step(rec);
         }
     }
-    let (observed, outcomes, lateness, latency) = observed.finish();
+    let (observed, outcomes, lateness, latency, demand_latency) = observed.finish();
     let policy = effective_policy(proposal, &observed);
     let mut sim = Simulation::new(policy, observed, outcomes);
     sim.lateness = lateness;
     sim.latency = latency;
+    sim.demand_latency = demand_latency;
     let mut after = 0;
     loop {
         let batch = store.read_all(after, 8192)?;
@@ -294,11 +295,15 @@ struct SettingsProbe {
     /// How long the service took to react, per order: the re-read after the hold
     /// and the create in Katana.
     latency: Latency,
+    /// How long the demand policy took to tell a SKU of an order's units.
+    demand_latency: DemandLatency,
     /// Per SKU: the due time of the window open in the recorded log.
     open_window: HashMap<String, DateTime<Utc>>,
     /// Per order: when its hold expired and its SO was requested, as recorded.
     expired_at: HashMap<String, DateTime<Utc>>,
     requested_at: HashMap<String, DateTime<Utc>>,
+    /// Per order: when its last event was recorded (what a demand change follows).
+    last_order_event: HashMap<String, DateTime<Utc>>,
     /// What Katana did with each recorded order by the end of the log.
     outcomes: HashMap<String, KatanaOutcome>,
     skus: HashMap<String, Sku>,
@@ -311,6 +316,8 @@ impl SettingsProbe {
             let Ok(e) = OrderEvent::decode(&rec.event_type, rec.version, &rec.payload) else {
                 return;
             };
+            self.last_order_event
+                .insert(order_id.to_string(), rec.meta.recorded_at);
             match &e {
                 OrderEvent::SoRequested(_) => {
                     self.outcomes.entry(order_id.into()).or_default().requested = true;
@@ -343,8 +350,10 @@ impl SettingsProbe {
                     // at exactly that instant, and the log keeps milliseconds.
                     self.expired_at.insert(order_id.to_string(), h.at);
                     if let Some(due) = self.open_window.remove(&rec.stream) {
-                        self.lateness
-                            .insert((rec.stream.clone(), HOLD_TIMER, due), h.at - due);
+                        self.lateness.insert(
+                            (rec.stream.clone(), HOLD_TIMER, at_log_resolution(due)),
+                            h.at,
+                        );
                     }
                 }
                 OrderEvent::OrderSkipped(_) => self.seen.fbt_orders = Some(FbtMode::Skip),
@@ -357,6 +366,13 @@ impl SettingsProbe {
             let Ok(e) = SkuEvent::decode(&rec.event_type, rec.version, &rec.payload) else {
                 return;
             };
+            if let SkuEvent::DemandChanged(d) = &e {
+                if let Some(t) = self.last_order_event.get(&d.order_id) {
+                    self.demand_latency
+                        .entry((sku.to_string(), d.order_id.clone(), d.units))
+                        .or_insert(rec.meta.recorded_at - *t);
+                }
+            }
             let state = self.skus.entry(sku.to_string()).or_default();
             match &e {
                 SkuEvent::BufferOpened(o) => {
@@ -366,8 +382,8 @@ impl SettingsProbe {
                 SkuEvent::BufferClosed(_) => {
                     if let Some(due) = self.open_window.remove(&rec.stream) {
                         self.lateness.insert(
-                            (rec.stream.clone(), FLUSH_TIMER, due),
-                            rec.meta.recorded_at - due,
+                            (rec.stream.clone(), FLUSH_TIMER, at_log_resolution(due)),
+                            rec.meta.recorded_at,
                         );
                     }
                 }
@@ -375,8 +391,8 @@ impl SettingsProbe {
                     if !f.immediate {
                         if let Some(due) = self.open_window.remove(&rec.stream) {
                             self.lateness.insert(
-                                (rec.stream.clone(), FLUSH_TIMER, due),
-                                rec.meta.recorded_at - due,
+                                (rec.stream.clone(), FLUSH_TIMER, at_log_resolution(due)),
+                                rec.meta.recorded_at,
                             );
                         }
                     }
@@ -398,13 +414,28 @@ impl SettingsProbe {
         }
     }
 
-    fn finish(self) -> (Observed, HashMap<String, KatanaOutcome>, Lateness, Latency) {
-        (self.seen, self.outcomes, self.lateness, self.latency)
+    fn finish(
+        self,
+    ) -> (
+        Observed,
+        HashMap<String, KatanaOutcome>,
+        Lateness,
+        Latency,
+        DemandLatency,
+    ) {
+        (
+            self.seen,
+            self.outcomes,
+            self.lateness,
+            self.latency,
+            self.demand_latency,
+        )
     }
 }
 
-/// (stream, timer kind, due) -> how late the recorded timer fired.
-type Lateness = HashMap<(String, &'static str, DateTime<Utc>), chrono::Duration>;
+/// (stream, timer kind, due at the log's resolution) -> when the recorded timer
+/// fired (late when the timer service woke late or a manual clock stepped past it).
+type Lateness = HashMap<(String, &'static str, DateTime<Utc>), DateTime<Utc>>;
 
 /// The log keeps times to the millisecond: simulated times are compared at that
 /// resolution.
@@ -418,6 +449,10 @@ type Latency = HashMap<(String, &'static str), chrono::Duration>;
 /// The simulation's stand-ins for the service's reactions, scheduled like timers
 /// so they take as long as the log shows they took.
 const REREAD: &str = "what-if:reread";
+const DEMAND: &str = "what-if:demand";
+
+/// (sku, order, units) -> how long after the order's event the SKU heard of it.
+type DemandLatency = HashMap<(String, String, u32), chrono::Duration>;
 const CREATE: &str = "what-if:create";
 
 /// Units per seller SKU that a Katana sales order of this order commits at the
@@ -568,6 +603,9 @@ struct Simulation {
     dirty: HashSet<String>,
     lateness: Lateness,
     latency: Latency,
+    demand_latency: DemandLatency,
+    /// Demand changes on their way to a SKU: timer sequence -> (order, units).
+    demand_in_flight: HashMap<u64, (String, u32)>,
 }
 
 /// (due, arming order, stream, kind): earliest first, ties in arming order.
@@ -607,6 +645,8 @@ impl Simulation {
             dirty: HashSet::new(),
             lateness: Lateness::new(),
             latency: Latency::new(),
+            demand_latency: DemandLatency::new(),
+            demand_in_flight: HashMap::new(),
         }
     }
 
@@ -650,11 +690,22 @@ impl Simulation {
     }
 
     fn fire_timers(&mut self, before: Option<DateTime<Utc>>) {
-        while let Some(Reverse((due, _, stream, kind))) = self.timers.peek().cloned() {
+        while let Some(Reverse((due, seq, stream, kind))) = self.timers.peek().cloned() {
             if before.is_some_and(|t| due >= t) {
                 break;
             }
             self.timers.pop();
+            if kind == DEMAND {
+                if let (Some((order_id, units)), Some(sku)) =
+                    (self.demand_in_flight.remove(&seq), sku_of(&stream))
+                {
+                    self.advance(due);
+                    let sku = sku.to_string();
+                    self.exec_sku(&sku, SkuCommand::SetDemand { order_id, units });
+                    self.track_oversell();
+                }
+                continue;
+            }
             if self.armed.get(&(stream.clone(), kind)) != Some(&due) {
                 continue;
             }
@@ -683,14 +734,12 @@ impl Simulation {
         for change in changes {
             match change {
                 TimerChange::Arm { kind, due_at } => {
-                    // A timer the log shows firing late fires as late here.
-                    let late = self
+                    // A timer the log shows firing late fires as late here (never
+                    // before it is due).
+                    let due_at = self
                         .lateness
-                        .get(&(stream.clone(), kind, due_at))
-                        .copied()
-                        .filter(|l| *l > chrono::Duration::zero())
-                        .unwrap_or_else(chrono::Duration::zero);
-                    let due_at = due_at + late;
+                        .get(&(stream.clone(), kind, at_log_resolution(due_at)))
+                        .map_or(due_at, |fired| due_at.max(*fired));
                     self.timer_seq += 1;
                     self.armed.insert((stream.clone(), kind), due_at);
                     self.timers
@@ -719,6 +768,12 @@ impl Simulation {
                 rec.as_done = r.as_done;
                 self.recorded_calls.katana_lookups += 1;
                 self.recorded_calls.katana_creates += 1;
+            }
+            // A request blocked on an unmatched SKU never reached Katana's create.
+            OrderEvent::SoBlocked(_) => {
+                let c = &mut self.recorded_calls;
+                c.katana_lookups = c.katana_lookups.saturating_sub(1);
+                c.katana_creates = c.katana_creates.saturating_sub(1);
             }
             _ => {}
         }
@@ -906,13 +961,29 @@ impl Simulation {
             } else {
                 self.demand_sent.insert(key, units);
             }
-            self.exec_sku(
-                &sku,
-                SkuCommand::SetDemand {
-                    order_id: order_id.to_string(),
-                    units,
-                },
-            );
+            let took = self
+                .demand_latency
+                .get(&(sku.clone(), order_id.to_string(), units))
+                .copied()
+                .filter(|d| *d > chrono::Duration::zero());
+            match took {
+                // As late as the demand policy told the SKU in the log.
+                Some(took) => {
+                    self.timer_seq += 1;
+                    self.demand_in_flight
+                        .insert(self.timer_seq, (order_id.to_string(), units));
+                    let due = self.now() + took;
+                    self.timers
+                        .push(Reverse((due, self.timer_seq, Sku::stream_id(&sku), DEMAND)));
+                }
+                None => self.exec_sku(
+                    &sku,
+                    SkuCommand::SetDemand {
+                        order_id: order_id.to_string(),
+                        units,
+                    },
+                ),
+            }
         }
     }
 
