@@ -709,49 +709,61 @@ pub async fn flow(orders: usize, limited_orders: usize) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Webhook acceptance: signed TikTok webhooks offered at 1,000/s to a running
-/// service; each answer comes only after the delivery is durable (inbox row and
-/// signal in one group-committed transaction). Prints latency percentiles as the
-/// sender saw them.
-pub async fn webhooks(dir: &std::path::Path, seconds: u64) -> anyhow::Result<()> {
-    use crate::app::{self, StartOptions};
-    use crate::config::{Secret, Settings};
-    let mut settings = Settings::default();
-    settings.store.path = dir.join("webhooks.db").to_string_lossy().into_owned();
-    settings.tiktok.app_key = "bench_app_key".into();
-    settings.tiktok.app_secret = Secret::new("bench_app_secret");
-    // Nothing listens there: the re-reads the signals cause wait in their back-off
-    // and do not compete with the webhooks being measured.
-    settings.tiktok.api_base = "http://127.0.0.1:9".into();
-    settings.tiktok.auth_base = "http://127.0.0.1:9".into();
-    let listener = std::net::TcpListener::bind("127.0.0.1:0")?;
-    let options = StartOptions {
-        pollers: false,
-        ..StartOptions::default()
-    };
-    let service = app::start(settings, crate::clock::Clock::real(), listener, options).await?;
-    let url = format!("{}/webhooks/tiktok", service.base_url());
+/// Keeps one core busy until dropped: a thread spinning on arithmetic, the load
+/// `bench webhooks` measures acceptance under.
+struct BusyCore {
+    stop: Arc<std::sync::atomic::AtomicBool>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl BusyCore {
+    fn start() -> Self {
+        use std::sync::atomic::{AtomicBool, Ordering};
+        let stop = Arc::new(AtomicBool::new(false));
+        let flag = stop.clone();
+        let thread = std::thread::spawn(move || {
+            let mut x = 1u64;
+            while !flag.load(Ordering::Relaxed) {
+                for _ in 0..10_000 {
+                    x = std::hint::black_box(x.wrapping_mul(6_364_136_223_846_793_005) + 1);
+                }
+            }
+        });
+        BusyCore {
+            stop,
+            thread: Some(thread),
+        }
+    }
+}
+
+impl Drop for BusyCore {
+    fn drop(&mut self) {
+        self.stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+/// Latencies of one offered load: (p50, p99, achieved per second, not accepted).
+async fn offer_webhooks(
+    url: &str,
+    per_second: u64,
+    seconds: u64,
+    first: u64,
+) -> (f64, f64, f64, usize) {
     let http = reqwest::Client::new();
-    let per_second = 1000u64;
     let mut ticker = tokio::time::interval(Duration::from_secs_f64(1.0 / per_second as f64));
     ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Burst);
     let start = Instant::now();
     let mut tasks = Vec::new();
-    let mut n = 0u64;
+    let mut n = first;
     while start.elapsed() < Duration::from_secs(seconds) {
         ticker.tick().await;
         n += 1;
-        let body = format!(
-            "{{\"type\":1,\"tts_notification_id\":\"bench-{n}\",\"shop_id\":\"1\",\"timestamp\":1,\"data\":{{\"order_id\":\"57700{:08}\",\"order_status\":\"AWAITING_SHIPMENT\",\"update_time\":1}}}}",
-            n % 2000
-        );
-        let signature = crate::connectors::tiktok::sign::webhook_signature(
-            "bench_app_key",
-            "bench_app_secret",
-            body.as_bytes(),
-        );
-        let (http, url) = (http.clone(), url.clone());
-        tasks.push(actix::spawn(async move {
+        let (body, signature) = bench_webhook(n);
+        let (http, url) = (http.clone(), url.to_string());
+        tasks.push(tokio::spawn(async move {
             let t = Instant::now();
             let ok = http
                 .post(&url)
@@ -781,11 +793,62 @@ pub async fn webhooks(dir: &std::path::Path, seconds: u64) -> anyhow::Result<()>
             .copied()
             .unwrap_or(0.0)
     };
+    (pct(0.50), pct(0.99), rate, failed)
+}
+
+/// Webhook acceptance: signed TikTok webhooks offered at 1,000/s to a running
+/// service; each answer comes only after the delivery is durable (inbox row and
+/// signal in one group-committed transaction). Measured twice, as the sender saw
+/// it: with the machine otherwise idle, then with one core kept busy by a
+/// spinning thread of this process (on a 2-core machine, "the other core").
+pub async fn webhooks(dir: &std::path::Path, seconds: u64) -> anyhow::Result<()> {
+    use crate::app::{self, StartOptions};
+    let settings = bench_service_settings(&dir.join("webhooks.db"));
+    let listener = std::net::TcpListener::bind("127.0.0.1:0")?;
+    let options = StartOptions {
+        pollers: false,
+        ..StartOptions::default()
+    };
+    let service = app::start(settings, crate::clock::Clock::real(), listener, options).await?;
+    let url = format!("{}/webhooks/tiktok", service.base_url());
+    let per_second = 1000u64;
     print("webhooks.offered_per_sec", per_second);
-    print("webhooks.achieved_per_sec", format!("{rate:.0}"));
-    print("webhooks.accepted_p50_ms", format!("{:.2}", pct(0.50)));
-    print("webhooks.accepted_p99_ms", format!("{:.2}", pct(0.99)));
-    print("webhooks.not_accepted", failed);
+    let first = per_second * seconds * 2;
+    for (load, busy) in [("idle", false), ("other_core_busy", true)] {
+        let spinner = busy.then(BusyCore::start);
+        let offset = if busy { first } else { 0 };
+        // The sender is another machine in real life: its own thread and runtime,
+        // so its tasks do not queue behind the service's actors.
+        let sender_url = url.clone();
+        let sender = std::thread::spawn(move || {
+            tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .map(|rt| rt.block_on(offer_webhooks(&sender_url, per_second, seconds, offset)))
+        });
+        let (p50, p99, rate, failed) = loop {
+            if sender.is_finished() {
+                break sender
+                    .join()
+                    .map_err(|_| anyhow::anyhow!("the webhook sender panicked"))??;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        };
+        drop(spinner);
+        print(
+            &format!("webhooks.{load}.achieved_per_sec"),
+            format!("{rate:.0}"),
+        );
+        print(
+            &format!("webhooks.{load}.accepted_p50_ms"),
+            format!("{p50:.2}"),
+        );
+        print(
+            &format!("webhooks.{load}.accepted_p99_ms"),
+            format!("{p99:.2}"),
+        );
+        print(&format!("webhooks.{load}.not_accepted"), failed);
+    }
     print("process.peak_rss_mib", format!("{:.0}", peak_rss_mib()));
     service.stop().await;
     Ok(())
