@@ -186,8 +186,11 @@ impl TimerService {
                 }
                 continue;
             }
-            let next = self.store.next_timer_due().ok().flatten();
+            // Marked before the read, not after: a timer armed in between would
+            // otherwise be neither in `next` nor a change, and with no other timer
+            // armed the service would sleep through it.
             armed.mark_unchanged();
+            let next = self.store.next_timer_due().ok().flatten();
             tokio::select! {
                 _ = async {
                     match next {
