@@ -605,7 +605,8 @@ pub async fn katana_calls_per_order(db: &Path, orders: usize) -> anyhow::Result<
     world.settle(settle).await;
     let store = world.store().clone();
 
-    // Advances the clock until `want` SOs were created since `position`.
+    // Advances the clock until `want` SOs were created since `position`; if they
+    // are not, says which of `placed` are missing and where each stands.
     async fn run_until(
         world: &World,
         manual: &ManualClock,
@@ -613,11 +614,20 @@ pub async fn katana_calls_per_order(db: &Path, orders: usize) -> anyhow::Result<
         created: &mut usize,
         want: usize,
         budget: Duration,
+        placed: &[String],
     ) -> anyhow::Result<()> {
         let mut moved = Duration::ZERO;
         while *created < want {
             if moved > budget {
-                anyhow::bail!("only {created} of {want} SOs after {budget:?} of clock time");
+                let report = stuck_report(world, placed).await;
+                for line in &report {
+                    print("flow.stuck", line);
+                }
+                anyhow::bail!(
+                    "only {created} of {want} SOs after {budget:?} of clock time; {} orders without an SO:\n{}",
+                    report.len().saturating_sub(1),
+                    report.join("\n")
+                );
             }
             manual.advance(STEP);
             moved += STEP;
@@ -631,10 +641,20 @@ pub async fn katana_calls_per_order(db: &Path, orders: usize) -> anyhow::Result<
 
     let mut position = store.head();
     let mut created = 0;
-    world.place(FLOW_BASKETS[0], FulfillmentType::FulfillmentBySeller)?;
+    let warm_up = world.place(FLOW_BASKETS[0], FulfillmentType::FulfillmentBySeller)?;
     world.settle(settle).await;
     let budget = hold * 2 + Duration::from_secs(600);
-    run_until(&world, &manual, &mut position, &mut created, 1, budget).await?;
+    let placed = vec![warm_up.id];
+    run_until(
+        &world,
+        &manual,
+        &mut position,
+        &mut created,
+        1,
+        budget,
+        &placed,
+    )
+    .await?;
     // The warm-up order's own aftermath (webhooks, stock re-reads) is not counted.
     for _ in 0..3 {
         manual.advance(STEP);
@@ -645,11 +665,13 @@ pub async fn katana_calls_per_order(db: &Path, orders: usize) -> anyhow::Result<
     let counted_from = world.katana.requests().len();
 
     created = 0;
+    let mut placed = Vec::with_capacity(orders);
     for i in 0..orders {
-        world.place(
+        let order = world.place(
             FLOW_BASKETS[(i + 1) % FLOW_BASKETS.len()],
             FulfillmentType::FulfillmentBySeller,
         )?;
+        placed.push(order.id);
         world.settle(settle).await;
         for _ in 0..3 {
             manual.advance(STEP);
@@ -659,7 +681,16 @@ pub async fn katana_calls_per_order(db: &Path, orders: usize) -> anyhow::Result<
         position = p;
         created += n;
     }
-    run_until(&world, &manual, &mut position, &mut created, orders, budget).await?;
+    run_until(
+        &world,
+        &manual,
+        &mut position,
+        &mut created,
+        orders,
+        budget,
+        &placed,
+    )
+    .await?;
     // Let the last orders' webhooks and their re-reads finish.
     for _ in 0..6 {
         manual.advance(STEP);
@@ -680,6 +711,83 @@ pub async fn katana_calls_per_order(db: &Path, orders: usize) -> anyhow::Result<
         rate_limited: measured.iter().filter(|r| r.status == 429).count(),
         by_endpoint,
     })
+}
+
+/// Where the orders of `placed` that have no SO yet stand: one line per order
+/// (its state as the service holds it, its last event and when it was recorded),
+/// then one line with each subscriber's distance from the head of the log and the
+/// last Katana answers, so a stall shows whether the order, a subscriber or the
+/// budget is waiting.
+pub async fn stuck_report(world: &World, placed: &[String]) -> Vec<String> {
+    use crate::domain::order::{Order, SoState};
+    let store = world.store();
+    let mut lines = Vec::new();
+    for id in placed {
+        let stream = <Order as crate::domain::Aggregate>::stream_id(id);
+        let events = store.read_stream(&stream, 0).unwrap_or_default();
+        if events.iter().any(|e| e.event_type == "SoCreated") {
+            continue;
+        }
+        let last = events.last().map_or("no events".to_string(), |e| {
+            format!(
+                "last {} (seq {}) at {}",
+                e.event_type, e.seq, e.meta.recorded_at
+            )
+        });
+        let state = match world.services().orders.state(id).await {
+            Ok((o, _)) => {
+                let so = match &o.so {
+                    SoState::None => "none".to_string(),
+                    SoState::Requested { last_error, .. } => match last_error {
+                        Some(e) => format!("requested, last error {e:?}"),
+                        None => "requested".to_string(),
+                    },
+                    SoState::Blocked { reason } => format!("blocked: {reason}"),
+                    SoState::Created { so_id, .. } => format!("created {so_id}"),
+                    SoState::Deleted { so_id } => format!("deleted {so_id}"),
+                };
+                format!(
+                    "hold_expired={} cancelled={} so={so} attempts={} exceptions={:?}",
+                    o.hold_expired,
+                    o.cancelled,
+                    o.so_attempts,
+                    o.exceptions.keys().collect::<Vec<_>>()
+                )
+            }
+            Err(e) => format!("state unavailable: {e}"),
+        };
+        lines.push(format!("order {id}: {state}; {last}"));
+    }
+    let head = store.head();
+    let lag: Vec<String> = [
+        "demand-policy",
+        "tiktok-reader",
+        "tiktok-writer",
+        "katana-writer",
+        "katana-reader",
+    ]
+    .iter()
+    .map(|n| {
+        format!(
+            "{n}={}",
+            head.saturating_sub(store.checkpoint(n).unwrap_or(0))
+        )
+    })
+    .collect();
+    let requests = world.katana.requests();
+    let recent: Vec<String> = requests
+        .iter()
+        .rev()
+        .take(5)
+        .map(|r| format!("{} {} {}", r.method, r.path, r.status))
+        .collect();
+    lines.push(format!(
+        "events behind the head: {}; clock {}; last Katana requests (newest first): {}",
+        lag.join(" "),
+        world.clock.now(),
+        recent.join(", ")
+    ));
+    lines
 }
 
 /// `tks bench flow`.
