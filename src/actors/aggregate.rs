@@ -12,7 +12,7 @@ use crate::config::ActorSettings;
 use crate::domain::{Aggregate, Ctx, DecodeError, DomainEvent, IndexChange, Policy, TimerChange};
 use crate::store::{
     timer_id, EventMeta, Expected, InboxEntry, LookupEntry, NewEvent, RecordedEvent, SharedStore,
-    Snapshot, StoreError, Timer, UnitOfWork,
+    Snapshot, StoreError, StreamLoad, Timer, UnitOfWork,
 };
 
 /// Lookup kind of open exceptions: key `<stream>#<exception key>`, value the message.
@@ -153,6 +153,36 @@ pub fn rehydrate<A: Aggregate>(
     Ok((state, seq, snapshot_seq))
 }
 
+/// [`rehydrate`] from what [`crate::store::EventStore::load_streams`] read: the
+/// same fold, without a query per stream. An unreadable snapshot falls back to
+/// reading the whole stream.
+pub fn rehydrate_loaded<A: Aggregate>(
+    store: &SharedStore,
+    stream: &str,
+    load: StreamLoad,
+) -> Result<(A, u64, u64), CommandError> {
+    let (mut state, mut seq) = match load.snapshot {
+        Some(s) => match serde_json::from_str::<A>(&s.state) {
+            Ok(state) => (state, s.seq),
+            Err(_) => return rehydrate(store, stream),
+        },
+        None => (A::default(), 0),
+    };
+    let snapshot_seq = seq;
+    for rec in load.events {
+        let event =
+            A::Event::decode(&rec.event_type, rec.version, &rec.payload).map_err(|source| {
+                CommandError::Undecodable {
+                    stream: stream.to_string(),
+                    source,
+                }
+            })?;
+        state.apply_owned(event);
+        seq = rec.seq;
+    }
+    Ok((state, seq, snapshot_seq))
+}
+
 impl<A: Aggregate> AggregateActor<A> {
     pub fn load(
         stream: String,
@@ -172,98 +202,127 @@ impl<A: Aggregate> AggregateActor<A> {
         })
     }
 
-    /// `now` is the instant `decide` saw: events are recorded at the time they
-    /// were decided, so a replay reads the settings back exactly (a window's due
-    /// time minus its recording time is the buffer, to the nanosecond).
     fn unit_of_work(
         &self,
         msg: &Execute<A>,
         events: &[A::Event],
         now: chrono::DateTime<chrono::Utc>,
     ) -> UnitOfWork {
-        let new_events: Vec<NewEvent> = events
-            .iter()
-            .map(|e| NewEvent {
-                event_type: e.event_type().to_string(),
-                version: e.version(),
-                payload: e.encode(),
-                meta: match &msg.cause {
-                    Some(c) => EventMeta::caused_by(c, now),
-                    None => EventMeta::root(now),
-                },
-            })
-            .collect();
-        let mut unit = UnitOfWork::default();
-        for change in events.iter().flat_map(A::timers) {
-            match change {
-                TimerChange::Arm { kind, due_at } => unit.arm_timers.push(Timer {
-                    stream: self.stream.clone(),
-                    kind: kind.to_string(),
-                    due_at,
-                }),
-                TimerChange::Disarm { kind } => {
-                    let id = timer_id(&self.stream, kind);
-                    unit.arm_timers.retain(|t| t.id() != id);
-                    unit.disarm_timers.push(id);
-                }
+        let at = StreamAt {
+            stream: &self.stream,
+            state: &self.state,
+            seq: self.seq,
+            snapshot_seq: self.snapshot_seq,
+        };
+        unit_of_work(&at, &self.env, msg, events, now)
+    }
+}
+
+/// A stream's folded state and where it stands in the log: what a decision and its
+/// unit of work start from, whether an actor holds it or a batch loaded it.
+pub struct StreamAt<'a, A: Aggregate> {
+    pub stream: &'a str,
+    pub state: &'a A,
+    pub seq: u64,
+    pub snapshot_seq: u64,
+}
+
+/// The unit of work that commits `events` decided on `at` for `msg`: the appends
+/// (expecting the stream at `at.seq`), the timers and lookups the events change,
+/// the fired timer's disarm, the checkpoint, the inbox entry and, when due, a
+/// snapshot. `now` is the instant `decide` saw: events are recorded at the time
+/// they were decided, so a replay reads the settings back exactly (a window's due
+/// time minus its recording time is the buffer, to the nanosecond).
+pub fn unit_of_work<A: Aggregate>(
+    at: &StreamAt<'_, A>,
+    env: &Env,
+    msg: &Execute<A>,
+    events: &[A::Event],
+    now: chrono::DateTime<chrono::Utc>,
+) -> UnitOfWork {
+    let stream = at.stream;
+    let new_events: Vec<NewEvent> = events
+        .iter()
+        .map(|e| NewEvent {
+            event_type: e.event_type().to_string(),
+            version: e.version(),
+            payload: e.encode(),
+            meta: match &msg.cause {
+                Some(c) => EventMeta::caused_by(c, now),
+                None => EventMeta::root(now),
+            },
+        })
+        .collect();
+    let mut unit = UnitOfWork::default();
+    for change in events.iter().flat_map(A::timers) {
+        match change {
+            TimerChange::Arm { kind, due_at } => unit.arm_timers.push(Timer {
+                stream: stream.to_string(),
+                kind: kind.to_string(),
+                due_at,
+            }),
+            TimerChange::Disarm { kind } => {
+                let id = timer_id(stream, kind);
+                unit.arm_timers.retain(|t| t.id() != id);
+                unit.disarm_timers.push(id);
             }
         }
-        if let Some(id) = &msg.fired_timer {
-            // Disarming the fired timer is what makes it fire exactly once, even
-            // when the decision produced no event.
-            if !unit.arm_timers.iter().any(|t| &t.id() == id) {
-                unit.disarm_timers.push(id.clone());
-            }
+    }
+    if let Some(id) = &msg.fired_timer {
+        // Disarming the fired timer is what makes it fire exactly once, even
+        // when the decision produced no event.
+        if !unit.arm_timers.iter().any(|t| &t.id() == id) {
+            unit.disarm_timers.push(id.clone());
         }
-        for change in events.iter().flat_map(A::index) {
-            match change {
-                IndexChange::Put { kind, key } => unit.lookup_put.push(LookupEntry {
-                    kind: kind.to_string(),
+    }
+    for change in events.iter().flat_map(A::index) {
+        match change {
+            IndexChange::Put { kind, key } => unit.lookup_put.push(LookupEntry {
+                kind: kind.to_string(),
+                key,
+                value: stream.to_string(),
+            }),
+            IndexChange::PutException { key, message } => {
+                let key = format!("{stream}#{key}");
+                unit.lookup_delete.retain(|(_, k)| k != &key);
+                unit.lookup_put.push(LookupEntry {
+                    kind: EXCEPTION_LOOKUP.to_string(),
                     key,
-                    value: self.stream.clone(),
-                }),
-                IndexChange::PutException { key, message } => {
-                    let key = format!("{}#{key}", self.stream);
-                    unit.lookup_delete.retain(|(_, k)| k != &key);
-                    unit.lookup_put.push(LookupEntry {
-                        kind: EXCEPTION_LOOKUP.to_string(),
-                        key,
-                        value: message,
-                    });
-                }
-                IndexChange::DeleteException { key } => {
-                    let key = format!("{}#{key}", self.stream);
-                    unit.lookup_put.retain(|e| e.key != key);
-                    unit.lookup_delete.push((EXCEPTION_LOOKUP.to_string(), key));
-                }
-            }
-        }
-        unit.checkpoint = msg.checkpoint.clone();
-        unit.inbox = msg.inbox.clone();
-        let next_seq = self.seq + events.len() as u64;
-        if !events.is_empty() && next_seq - self.snapshot_seq >= self.env.settings.snapshot_every {
-            let mut next = self.state.clone();
-            for e in events {
-                next.apply(e);
-            }
-            if let Ok(state) = serde_json::to_string(&next) {
-                unit.snapshot = Some(Snapshot {
-                    stream: self.stream.clone(),
-                    seq: next_seq,
-                    state_version: A::STATE_VERSION,
-                    state,
+                    value: message,
                 });
             }
+            IndexChange::DeleteException { key } => {
+                let key = format!("{stream}#{key}");
+                unit.lookup_put.retain(|e| e.key != key);
+                unit.lookup_delete.push((EXCEPTION_LOOKUP.to_string(), key));
+            }
         }
-        if !new_events.is_empty() {
-            unit.appends.push(crate::store::StreamAppend {
-                stream: self.stream.clone(),
-                expected: Expected::Seq(self.seq),
-                events: new_events,
+    }
+    unit.checkpoint = msg.checkpoint.clone();
+    unit.inbox = msg.inbox.clone();
+    let next_seq = at.seq + events.len() as u64;
+    if !events.is_empty() && next_seq - at.snapshot_seq >= env.settings.snapshot_every {
+        let mut next = at.state.clone();
+        for e in events {
+            next.apply(e);
+        }
+        if let Ok(state) = serde_json::to_string(&next) {
+            unit.snapshot = Some(Snapshot {
+                stream: stream.to_string(),
+                seq: next_seq,
+                state_version: A::STATE_VERSION,
+                state,
             });
         }
-        unit
     }
+    if !new_events.is_empty() {
+        unit.appends.push(crate::store::StreamAppend {
+            stream: stream.to_string(),
+            expected: Expected::Seq(at.seq),
+            events: new_events,
+        });
+    }
+    unit
 }
 
 impl<A: Aggregate> Actor for AggregateActor<A> {

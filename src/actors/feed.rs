@@ -88,6 +88,10 @@ pub fn spawn_feed(
                 }
                 position = event.position;
             }
+            // A subscriber whose handler never waits (a projection) would otherwise
+            // run its whole catch-up without yielding, and every actor, the timer
+            // service and the webhooks on this thread would wait for it.
+            tokio::task::yield_now().await;
             if !durable {
                 continue;
             }

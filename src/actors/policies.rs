@@ -45,21 +45,23 @@ impl DemandPolicy {
     }
 
     async fn handle_event(&self, event: &RecordedEvent) -> Result<(), String> {
-        let Some((order_id, ev)) = decode_order(event) else {
-            return Ok(());
-        };
+        // By type first: most events do not move demand, and decoding them (an
+        // order snapshot each) would only be thrown away.
         let moves_demand = matches!(
-            ev,
-            OrderEvent::OrderPlaced(_)
-                | OrderEvent::OrderEdited(_)
-                | OrderEvent::OrderCancelled(_)
-                | OrderEvent::OrderSkipped(_)
-                | OrderEvent::SoCreated(_)
-                | OrderEvent::SoDeleted(_)
+            event.event_type.as_str(),
+            "OrderPlaced"
+                | "OrderEdited"
+                | "OrderCancelled"
+                | "OrderSkipped"
+                | "SoCreated"
+                | "SoDeleted"
         );
         if !moves_demand {
             return Ok(());
         }
+        let Some((order_id, _)) = decode_order(event) else {
+            return Ok(());
+        };
         let (order, _) = self
             .services
             .orders
@@ -112,42 +114,51 @@ impl MetricsProjection {
         }
     }
 
-    fn label(ev: &OrderEvent) -> Option<&'static str> {
-        Some(match ev {
-            OrderEvent::OrderPlaced(_) => "held",
-            OrderEvent::HoldExpired(_) => "hold_expired",
-            OrderEvent::OrderSkipped(_) => "skipped",
-            OrderEvent::OrderCancelled(_) => "cancelled",
-            OrderEvent::SoRequested(_) => "so_requested",
-            OrderEvent::SoBlocked(_) => "blocked",
-            OrderEvent::SoCreated(_) => "in_katana",
-            OrderEvent::SoDeleted(_) => "cancelled",
-            OrderEvent::SoDelivered(_) => "delivered",
-            OrderEvent::FulfillmentPushed(_) => "fulfilled",
+    /// The gauge an order event moves to, by its type alone: the projection folds
+    /// the whole log at every start, and decoding a million order snapshots only
+    /// to read their event type is most of that work.
+    fn label(event_type: &str) -> Option<&'static str> {
+        Some(match event_type {
+            "OrderPlaced" => "held",
+            "HoldExpired" => "hold_expired",
+            "OrderSkipped" => "skipped",
+            "OrderCancelled" => "cancelled",
+            "SoRequested" => "so_requested",
+            "SoBlocked" => "blocked",
+            "SoCreated" => "in_katana",
+            "SoDeleted" => "cancelled",
+            "SoDelivered" => "delivered",
+            "FulfillmentPushed" => "fulfilled",
             _ => return None,
         })
     }
 
     fn observe(&mut self, event: &RecordedEvent) {
         let key = |k: &str| format!("{}#{k}", event.stream);
-        if let Some((order_id, ev)) = decode_order(event) {
-            match &ev {
-                OrderEvent::ExceptionRaised(x) => self.raised(key(&x.key)),
-                OrderEvent::ExceptionResolved(x) => self.resolved(&key(&x.key)),
-                _ => {}
-            }
-            if let Some(to) = Self::label(&ev) {
-                // A cancelled order stays cancelled in the gauge whatever follows.
-                let from = self.orders.get(&order_id).copied();
-                if from != Some("cancelled") && from != Some(to) {
-                    self.services.metrics.order_moved(from, to);
-                    self.orders.insert(order_id, to);
+        let exception = matches!(
+            event.event_type.as_str(),
+            "ExceptionRaised" | "ExceptionResolved"
+        );
+        if let Some(order_id) = id_of::<Order>(&event.stream) {
+            if exception {
+                match decode_order(event).map(|(_, ev)| ev) {
+                    Some(OrderEvent::ExceptionRaised(x)) => self.raised(key(&x.key)),
+                    Some(OrderEvent::ExceptionResolved(x)) => self.resolved(&key(&x.key)),
+                    _ => {}
                 }
             }
-        } else if let Some((_, ev)) = decode_sku(event) {
-            match &ev {
-                SkuEvent::ExceptionRaised(x) => self.raised(key(&x.key)),
-                SkuEvent::ExceptionResolved(x) => self.resolved(&key(&x.key)),
+            if let Some(to) = Self::label(&event.event_type) {
+                // A cancelled order stays cancelled in the gauge whatever follows.
+                let from = self.orders.get(order_id).copied();
+                if from != Some("cancelled") && from != Some(to) {
+                    self.services.metrics.order_moved(from, to);
+                    self.orders.insert(order_id.to_string(), to);
+                }
+            }
+        } else if exception {
+            match decode_sku(event).map(|(_, ev)| ev) {
+                Some(SkuEvent::ExceptionRaised(x)) => self.raised(key(&x.key)),
+                Some(SkuEvent::ExceptionResolved(x)) => self.resolved(&key(&x.key)),
                 _ => {}
             }
         }

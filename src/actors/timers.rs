@@ -4,42 +4,38 @@
 //! fires exactly once however often the service restarts; overdue timers fire as
 //! soon as it starts.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::time::Duration;
 
 use futures::future::LocalBoxFuture;
+use futures::stream::{FuturesUnordered, StreamExt};
 use tokio::sync::watch;
 
-use super::aggregate::{CommandError, Execute};
-use super::registry::Registry;
+use super::aggregate::CommandError;
+use super::registry::{Fired, Registry};
 use crate::clock::Clock;
 use crate::domain::Aggregate;
 use crate::store::{SharedStore, Timer, UnitOfWork};
 
-/// Delivers a fired timer to the right kind of aggregate.
+/// Delivers fired timers to the right kind of aggregate, many at a time.
 pub trait TimerRoute {
-    fn fire(&self, timer: Timer) -> LocalBoxFuture<'static, Result<(), CommandError>>;
+    fn fire(&self, timers: Vec<Timer>) -> LocalBoxFuture<'static, Vec<Fired>>;
 }
 
 impl<A: Aggregate> TimerRoute for Registry<A> {
-    fn fire(&self, timer: Timer) -> LocalBoxFuture<'static, Result<(), CommandError>> {
+    fn fire(&self, timers: Vec<Timer>) -> LocalBoxFuture<'static, Vec<Fired>> {
         let registry = self.clone();
-        Box::pin(async move {
-            let Some(command) = A::timer_command(&timer.kind) else {
-                return Err(CommandError::Rejected(format!(
-                    "unknown timer kind {:?} on {}",
-                    timer.kind, timer.stream
-                )));
-            };
-            let mut msg = Execute::new(command);
-            msg.fired_timer = Some(timer.id());
-            registry
-                .execute_on_stream(&timer.stream, msg)
-                .await
-                .map(|_| ())
-        })
+        Box::pin(async move { registry.fire_timers(timers).await })
     }
 }
+
+/// Timers read (and fired) per round: big enough that a round's commit amortises
+/// its fsync over thousands of streams, small enough to keep a round's memory and
+/// latency modest.
+const ROUND: usize = 4096;
+
+/// Rounds under way at once: one committing while the next is decided.
+const ROUNDS_IN_FLIGHT: usize = 2;
 
 pub struct TimerService {
     store: SharedStore,
@@ -62,39 +58,52 @@ impl TimerService {
         self
     }
 
-    fn route_of(&self, stream: &str) -> Option<&dyn TimerRoute> {
-        let prefix = stream.split_once('-').map(|(p, _)| p)?;
-        self.routes.get(prefix).map(|r| r.as_ref())
+    fn route_of(&self, stream: &str) -> Option<(&str, &dyn TimerRoute)> {
+        self.route_of_prefix(stream.split_once('-').map(|(p, _)| p)?)
+    }
+
+    fn route_of_prefix(&self, prefix: &str) -> Option<(&str, &dyn TimerRoute)> {
+        self.routes
+            .get_key_value(prefix)
+            .map(|(p, r)| (p.as_str(), r.as_ref()))
     }
 
     /// Fires everything due now; returns how many timers fired.
+    ///
+    /// Rounds overlap: while one round's unit of work waits for its commit, the
+    /// next round's timers are read and decided, so loading and deciding run on one
+    /// core while the writer commits on the other. A timer is in at most one round.
     pub async fn fire_due(&self) -> Result<usize, CommandError> {
         let mut fired = 0;
+        let mut failure = None;
+        let mut in_flight: HashSet<String> = HashSet::new();
+        let mut rounds = FuturesUnordered::new();
+        let mut exhausted = false;
         loop {
-            let due = self.store.due_timers(self.clock.now(), 256)?;
-            if due.is_empty() {
-                return Ok(fired);
-            }
-            // Timers of one batch belong to different streams: firing them together
-            // lets the store commit their events in shared transactions.
-            let results = futures::future::join_all(due.into_iter().map(|timer| {
-                let route = self.route_of(&timer.stream);
-                async move {
-                    let id = timer.id();
-                    let result = match route {
-                        Some(route) => route.fire(timer.clone()).await,
-                        None => Err(CommandError::Rejected(format!(
-                            "no aggregate handles timers of {}",
-                            timer.stream
-                        ))),
-                    };
-                    (id, result)
+            if !exhausted && failure.is_none() && rounds.len() < ROUNDS_IN_FLIGHT {
+                let due = self
+                    .store
+                    .due_timers(self.clock.now(), ROUND * (rounds.len() + 1))?;
+                let fresh: Vec<Timer> = due
+                    .into_iter()
+                    .filter(|t| !in_flight.contains(&t.id()))
+                    .take(ROUND)
+                    .collect();
+                if fresh.is_empty() {
+                    exhausted = true;
+                } else {
+                    in_flight.extend(fresh.iter().map(Timer::id));
+                    rounds.push(self.round(fresh));
+                    continue;
                 }
-            }))
-            .await;
+            }
+            let Some(results) = rounds.next().await else {
+                break;
+            };
             let mut progressed = false;
-            let mut failure = None;
+            let mut refused = Vec::new();
             for (id, result) in results {
+                in_flight.remove(&id);
                 match result {
                     Ok(()) => {
                         fired += 1;
@@ -108,24 +117,57 @@ impl TimerService {
                         // Firing again cannot succeed: drop the timer, loudly, rather
                         // than spin on it.
                         tracing::error!(timer = %id, %reason, "timer refused; disarming it");
-                        self.store
-                            .commit(UnitOfWork {
-                                disarm_timers: vec![id],
-                                ..Default::default()
-                            })
-                            .await?;
-                        progressed = true;
+                        refused.push(id);
                     }
                     Err(e) => failure = Some(e),
                 }
             }
-            if let Some(e) = failure {
-                return Err(e);
+            if !refused.is_empty() {
+                self.store
+                    .commit(UnitOfWork {
+                        disarm_timers: refused,
+                        ..Default::default()
+                    })
+                    .await?;
+                progressed = true;
             }
-            if !progressed {
-                return Ok(fired);
+            // What is due may have changed (a round armed or disarmed timers): look
+            // again rather than trust an earlier empty read.
+            if progressed {
+                exhausted = false;
             }
         }
+        match failure {
+            Some(e) => Err(e),
+            None => Ok(fired),
+        }
+    }
+
+    /// One round: `due` split by aggregate type, each part fired as one batch.
+    fn round(&self, due: Vec<Timer>) -> LocalBoxFuture<'static, Vec<Fired>> {
+        let mut by_route: HashMap<&str, Vec<Timer>> = HashMap::new();
+        let mut unrouted = Vec::new();
+        for timer in due {
+            match self.route_of(&timer.stream) {
+                Some((prefix, _)) => by_route.entry(prefix).or_default().push(timer),
+                None => {
+                    let reason = format!("no aggregate handles timers of {}", timer.stream);
+                    unrouted.push((timer.id(), Err(CommandError::Rejected(reason))));
+                }
+            }
+        }
+        let parts: Vec<_> = by_route
+            .into_iter()
+            .filter_map(|(prefix, timers)| {
+                let (_, route) = self.route_of_prefix(prefix)?;
+                Some(route.fire(timers))
+            })
+            .collect();
+        Box::pin(async move {
+            let mut results = unrouted;
+            results.extend(futures::future::join_all(parts).await.into_iter().flatten());
+            results
+        })
     }
 
     /// Runs until `shutdown` turns true.
@@ -144,8 +186,11 @@ impl TimerService {
                 }
                 continue;
             }
-            let next = self.store.next_timer_due().ok().flatten();
+            // Marked before the read, not after: a timer armed in between would
+            // otherwise be neither in `next` nor a change, and with no other timer
+            // armed the service would sleep through it.
             armed.mark_unchanged();
+            let next = self.store.next_timer_due().ok().flatten();
             tokio::select! {
                 _ = async {
                     match next {

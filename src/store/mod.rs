@@ -198,6 +198,22 @@ impl UnitOfWork {
     }
 }
 
+/// One stored event as folding sees it: no metadata.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct StoredEvent {
+    pub seq: u64,
+    pub event_type: String,
+    pub version: u32,
+    pub payload: String,
+}
+
+/// A stream's snapshot (of the asked state version) and the events after it.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct StreamLoad {
+    pub snapshot: Option<Snapshot>,
+    pub events: Vec<StoredEvent>,
+}
+
 /// What a committed unit got: the recorded events in append order.
 #[derive(Clone, Debug, Default)]
 pub struct Committed {
@@ -237,8 +253,51 @@ pub trait EventStore: Send + Sync + 'static {
     /// Commits `unit` atomically; resolves only once it is durable.
     fn commit(&self, unit: UnitOfWork) -> BoxFuture<'static, Result<Committed, StoreError>>;
 
+    /// Commits every unit in one transaction where the store can, each validated
+    /// on its own (a conflict refuses that unit only); resolves once all are
+    /// durable, with one result per unit in order. Batch paths (timers fired by
+    /// the thousand) use it so a batch costs one fsync however many streams it
+    /// touches.
+    fn commit_all(
+        &self,
+        units: Vec<UnitOfWork>,
+    ) -> BoxFuture<'static, Vec<Result<Committed, StoreError>>> {
+        let commits: Vec<_> = units.into_iter().map(|u| self.commit(u)).collect();
+        Box::pin(futures::future::join_all(commits))
+    }
+
     /// Events of one stream with `seq > after_seq`, in order.
     fn read_stream(&self, stream: &str, after_seq: u64) -> Result<Vec<RecordedEvent>, StoreError>;
+
+    /// What rehydrating many streams needs, read in one go: for each stream its
+    /// snapshot (when `snapshot_version` matches) and the events after it. The
+    /// events' metadata is not decoded: folding does not need it.
+    fn load_streams(
+        &self,
+        streams: &[String],
+        snapshot_version: u32,
+    ) -> Result<Vec<StreamLoad>, StoreError> {
+        streams
+            .iter()
+            .map(|stream| {
+                let snapshot = self
+                    .load_snapshot(stream)?
+                    .filter(|s| s.state_version == snapshot_version);
+                let after = snapshot.as_ref().map_or(0, |s| s.seq);
+                let events = self
+                    .read_stream(stream, after)?
+                    .into_iter()
+                    .map(|e| StoredEvent {
+                        seq: e.seq,
+                        event_type: e.event_type,
+                        version: e.version,
+                        payload: e.payload,
+                    })
+                    .collect();
+                Ok(StreamLoad { snapshot, events })
+            })
+            .collect()
+    }
 
     /// Up to `limit` events of the global log with `position > after`, in order.
     fn read_all(&self, after: u64, limit: usize) -> Result<Vec<RecordedEvent>, StoreError>;

@@ -5,7 +5,8 @@
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
-use std::sync::mpsc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{mpsc, Arc};
 use std::thread::JoinHandle;
 
 use chrono::{DateTime, Utc};
@@ -18,26 +19,45 @@ use uuid::Uuid;
 use super::migrations;
 use super::{
     from_millis, to_millis, Committed, EventMeta, EventStore, Expected, LookupEntry, RawEvent,
-    RecordedEvent, Snapshot, StoreError, Timer, UnitOfWork,
+    RecordedEvent, Snapshot, StoreError, StoredEvent, StreamLoad, Timer, UnitOfWork,
 };
 
 /// Upper bound of units in one group commit: keeps a single transaction's latency
 /// bounded when thousands of writers pile up.
 const MAX_BATCH: usize = 4096;
 
+/// Units queued for the writer: one from `commit`, many from `commit_all`.
 struct Request {
-    unit: UnitOfWork,
-    reply: oneshot::Sender<Result<Committed, StoreError>>,
+    units: Vec<UnitOfWork>,
+    reply: Reply,
+}
+
+enum Reply {
+    One(oneshot::Sender<Result<Committed, StoreError>>),
+    Many(oneshot::Sender<Vec<Result<Committed, StoreError>>>),
+}
+
+/// What the writer has committed since the store was opened: group commits and
+/// the units they carried, so a benchmark can compare with SQLite alone at the
+/// same batch size.
+#[derive(Debug, Default)]
+pub struct CommitStats {
+    pub transactions: AtomicU64,
+    pub units: AtomicU64,
 }
 
 pub struct SqliteStore {
     path: PathBuf,
+    stats: Arc<CommitStats>,
     sender: Mutex<Option<mpsc::Sender<Request>>>,
     writer: Mutex<Option<JoinHandle<()>>>,
     readers: Mutex<Vec<Connection>>,
     head: watch::Sender<u64>,
     timers_changed: watch::Sender<u64>,
 }
+
+/// Page cache per connection, in KiB (negative: SQLite's unit for "KiB").
+const CACHE_KIB: i64 = -32 * 1024;
 
 fn open_connection(path: &Path) -> Result<Connection, StoreError> {
     let conn = Connection::open_with_flags(
@@ -49,6 +69,9 @@ fn open_connection(path: &Path) -> Result<Connection, StoreError> {
     conn.busy_timeout(std::time::Duration::from_secs(10))?;
     conn.pragma_update(None, "journal_mode", "WAL")?;
     conn.pragma_update(None, "synchronous", "FULL")?;
+    // SQLite's default 2 MiB page cache holds a sliver of a million streams'
+    // index: every append would read its index pages back from the OS.
+    conn.pragma_update(None, "cache_size", CACHE_KIB)?;
     Ok(conn)
 }
 
@@ -68,16 +91,19 @@ impl SqliteStore {
         let head_tx = watch::channel(head).0;
         let timers_tx = watch::channel(0).0;
         let (sender, receiver) = mpsc::channel::<Request>();
+        let stats = Arc::new(CommitStats::default());
         let writer = {
             let head_tx = head_tx.clone();
             let timers_tx = timers_tx.clone();
+            let stats = stats.clone();
             std::thread::Builder::new()
                 .name("tks-store-writer".into())
-                .spawn(move || writer_loop(conn, receiver, head_tx, timers_tx))
+                .spawn(move || writer_loop(conn, receiver, head_tx, timers_tx, &stats))
                 .map_err(|e| StoreError::Storage(format!("cannot start writer thread: {e}")))?
         };
         Ok(SqliteStore {
             path,
+            stats,
             sender: Mutex::new(Some(sender)),
             writer: Mutex::new(Some(writer)),
             readers: Mutex::new(Vec::new()),
@@ -88,6 +114,21 @@ impl SqliteStore {
 
     pub fn path(&self) -> &Path {
         &self.path
+    }
+
+    /// (group commits, units committed) since the store was opened.
+    pub fn commit_stats(&self) -> (u64, u64) {
+        (
+            self.stats.transactions.load(Ordering::Relaxed),
+            self.stats.units.load(Ordering::Relaxed),
+        )
+    }
+
+    fn send(&self, request: Request) -> bool {
+        match self.sender.lock().as_ref() {
+            Some(s) => s.send(request).is_ok(),
+            None => false,
+        }
     }
 
     fn with_reader<T>(
@@ -122,19 +163,32 @@ fn writer_loop(
     receiver: mpsc::Receiver<Request>,
     head: watch::Sender<u64>,
     timers_changed: watch::Sender<u64>,
+    stats: &CommitStats,
 ) {
     let mut seqs = SeqCache::default();
     while let Ok(first) = receiver.recv() {
+        let mut queued = first.units.len();
         let mut batch = vec![first];
-        while batch.len() < MAX_BATCH {
+        while queued < MAX_BATCH {
             match receiver.try_recv() {
-                Ok(r) => batch.push(r),
+                Ok(r) => {
+                    queued += r.units.len();
+                    batch.push(r);
+                }
                 Err(_) => break,
             }
         }
-        let armed = batch.iter().any(|r| !r.unit.arm_timers.is_empty());
-        let (units, replies): (Vec<UnitOfWork>, Vec<_>) =
-            batch.into_iter().map(|r| (r.unit, r.reply)).unzip();
+        let armed = batch
+            .iter()
+            .any(|r| r.units.iter().any(|u| !u.arm_timers.is_empty()));
+        let mut units = Vec::with_capacity(queued);
+        let mut replies = Vec::with_capacity(batch.len());
+        for r in batch {
+            replies.push((r.units.len(), r.reply));
+            units.extend(r.units);
+        }
+        stats.transactions.fetch_add(1, Ordering::Relaxed);
+        stats.units.fetch_add(units.len() as u64, Ordering::Relaxed);
         let results = commit_batch(&mut conn, &mut seqs, units);
         let last_position = results
             .iter()
@@ -147,8 +201,16 @@ fn writer_loop(
         if armed && results.iter().any(|r| r.is_ok()) {
             timers_changed.send_modify(|v| *v += 1);
         }
-        for (reply, result) in replies.into_iter().zip(results) {
-            let _ = reply.send(result);
+        let mut results = results.into_iter();
+        for (n, reply) in replies {
+            match reply {
+                Reply::One(tx) => {
+                    let _ = tx.send(results.next().unwrap_or(Err(StoreError::Closed)));
+                }
+                Reply::Many(tx) => {
+                    let _ = tx.send(results.by_ref().take(n).collect());
+                }
+            }
         }
     }
 }
@@ -163,13 +225,11 @@ struct SeqCache {
 const SEQ_CACHE_LIMIT: usize = 200_000;
 
 impl SeqCache {
-    fn current(&mut self, conn: &Connection, stream: &str) -> Result<u64, StoreError> {
+    fn current(&mut self, st: &mut Statements<'_>, stream: &str) -> Result<u64, StoreError> {
         if let Some(s) = self.seqs.get(stream) {
             return Ok(*s);
         }
-        let v: i64 = conn
-            .prepare_cached("SELECT COALESCE(MAX(seq), 0) FROM events WHERE stream = ?1")?
-            .query_row([stream], |r| r.get(0))?;
+        let v: i64 = st.stream_seq.query_row([stream], |r| r.get(0))?;
         Ok(v as u64)
     }
 
@@ -183,6 +243,61 @@ impl SeqCache {
                 self.seqs.insert(stream.to_string(), seq);
             }
         }
+    }
+}
+
+/// Every statement a unit of work may run, prepared once per transaction: looked
+/// up per unit, the statement cache's hashing of the SQL text costs more than
+/// some of the statements themselves.
+struct Statements<'c> {
+    inbox_seen: rusqlite::CachedStatement<'c>,
+    inbox_insert: rusqlite::CachedStatement<'c>,
+    stream_seq: rusqlite::CachedStatement<'c>,
+    insert_event: rusqlite::CachedStatement<'c>,
+    disarm: rusqlite::CachedStatement<'c>,
+    arm: rusqlite::CachedStatement<'c>,
+    checkpoint: rusqlite::CachedStatement<'c>,
+    lookup_delete: rusqlite::CachedStatement<'c>,
+    lookup_put: rusqlite::CachedStatement<'c>,
+    snapshot: rusqlite::CachedStatement<'c>,
+}
+
+impl<'c> Statements<'c> {
+    fn prepare(c: &'c Connection) -> Result<Self, StoreError> {
+        Ok(Statements {
+            inbox_seen: c
+                .prepare_cached("SELECT 1 FROM inbox WHERE source = ?1 AND delivery_id = ?2")?,
+            inbox_insert: c.prepare_cached(
+                "INSERT INTO inbox (source, delivery_id, received_at, payload)
+                 VALUES (?1, ?2, ?3, ?4)",
+            )?,
+            stream_seq: c
+                .prepare_cached("SELECT COALESCE(MAX(seq), 0) FROM events WHERE stream = ?1")?,
+            insert_event: c.prepare_cached(
+                "INSERT INTO events (stream, seq, event_type, event_version, payload,
+                                     event_id, correlation_id, causation_id, recorded_at)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
+            )?,
+            disarm: c.prepare_cached("DELETE FROM timers WHERE id = ?1")?,
+            arm: c.prepare_cached(
+                "INSERT INTO timers (id, stream, kind, due_at) VALUES (?1, ?2, ?3, ?4)
+                 ON CONFLICT (id) DO UPDATE SET due_at = excluded.due_at",
+            )?,
+            checkpoint: c.prepare_cached(
+                "INSERT INTO checkpoints (subscriber, position) VALUES (?1, ?2)
+                 ON CONFLICT (subscriber) DO UPDATE SET position = MAX(position, excluded.position)",
+            )?,
+            lookup_delete: c.prepare_cached("DELETE FROM lookup WHERE kind = ?1 AND key = ?2")?,
+            lookup_put: c.prepare_cached(
+                "INSERT INTO lookup (kind, key, value) VALUES (?1, ?2, ?3)
+                 ON CONFLICT (kind, key) DO UPDATE SET value = excluded.value",
+            )?,
+            snapshot: c.prepare_cached(
+                "INSERT INTO snapshots (stream, seq, state_version, state) VALUES (?1, ?2, ?3, ?4)
+                 ON CONFLICT (stream) DO UPDATE SET seq = excluded.seq,
+                     state_version = excluded.state_version, state = excluded.state",
+            )?,
+        })
     }
 }
 
@@ -225,13 +340,16 @@ fn try_batch(
 ) -> Result<Vec<Result<Committed, StoreError>>, StoreError> {
     let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
     let mut results = Vec::with_capacity(units.len());
-    for unit in units {
-        match validate_unit(&tx, seqs, unit) {
-            Ok(bases) => results.push(Ok(write_unit(&tx, seqs, unit, &bases)?)),
-            Err(e @ (StoreError::Conflict { .. } | StoreError::Duplicate { .. })) => {
-                results.push(Err(e))
+    {
+        let mut st = Statements::prepare(&tx)?;
+        for unit in units {
+            match validate_unit(&mut st, seqs, unit) {
+                Ok(bases) => results.push(Ok(write_unit(&mut st, seqs, unit, &bases)?)),
+                Err(e @ (StoreError::Conflict { .. } | StoreError::Duplicate { .. })) => {
+                    results.push(Err(e))
+                }
+                Err(e) => return Err(e),
             }
-            Err(e) => return Err(e),
         }
     }
     tx.commit()?;
@@ -240,13 +358,13 @@ fn try_batch(
 
 /// Checks a unit against the log without writing: returns each append's base seq.
 fn validate_unit(
-    conn: &Connection,
+    st: &mut Statements<'_>,
     seqs: &mut SeqCache,
     unit: &UnitOfWork,
 ) -> Result<Vec<u64>, StoreError> {
     if let Some(entry) = &unit.inbox {
-        let seen = conn
-            .prepare_cached("SELECT 1 FROM inbox WHERE source = ?1 AND delivery_id = ?2")?
+        let seen = st
+            .inbox_seen
             .query_row([&entry.source, &entry.delivery_id], |_| Ok(()))
             .optional()?
             .is_some();
@@ -265,7 +383,7 @@ fn validate_unit(
             .filter(|a| a.stream == append.stream)
             .map(|a| a.events.len() as u64)
             .sum();
-        let current = seqs.current(conn, &append.stream)? + earlier;
+        let current = seqs.current(st, &append.stream)? + earlier;
         if let Expected::Seq(expected) = append.expected {
             if expected != current {
                 return Err(StoreError::Conflict {
@@ -281,16 +399,13 @@ fn validate_unit(
 }
 
 fn write_unit(
-    tx: &Connection,
+    st: &mut Statements<'_>,
     seqs: &mut SeqCache,
     unit: &UnitOfWork,
     bases: &[u64],
 ) -> Result<Committed, StoreError> {
     if let Some(entry) = &unit.inbox {
-        tx.prepare_cached(
-            "INSERT INTO inbox (source, delivery_id, received_at, payload) VALUES (?1, ?2, ?3, ?4)",
-        )?
-        .execute(params![
+        st.inbox_insert.execute(params![
             entry.source,
             entry.delivery_id,
             to_millis(entry.received_at),
@@ -300,15 +415,10 @@ fn write_unit(
     let mut committed = Committed {
         events: Vec::with_capacity(unit.event_count()),
     };
-    let mut insert = tx.prepare_cached(
-        "INSERT INTO events (stream, seq, event_type, event_version, payload,
-                             event_id, correlation_id, causation_id, recorded_at)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
-    )?;
     for (append, base) in unit.appends.iter().zip(bases) {
         for (i, e) in append.events.iter().enumerate() {
             let seq = base + 1 + i as u64;
-            let position = insert.insert(params![
+            let position = st.insert_event.insert(params![
                 append.stream,
                 seq as i64,
                 e.event_type,
@@ -332,41 +442,24 @@ fn write_unit(
         seqs.set(&append.stream, base + append.events.len() as u64);
     }
     for id in &unit.disarm_timers {
-        tx.prepare_cached("DELETE FROM timers WHERE id = ?1")?
-            .execute([id])?;
+        st.disarm.execute([id])?;
     }
     for t in &unit.arm_timers {
-        tx.prepare_cached(
-            "INSERT INTO timers (id, stream, kind, due_at) VALUES (?1, ?2, ?3, ?4)
-             ON CONFLICT (id) DO UPDATE SET due_at = excluded.due_at",
-        )?
-        .execute(params![t.id(), t.stream, t.kind, due_millis(t.due_at)])?;
+        st.arm
+            .execute(params![t.id(), t.stream, t.kind, due_millis(t.due_at)])?;
     }
     if let Some((name, pos)) = &unit.checkpoint {
-        tx.prepare_cached(
-            "INSERT INTO checkpoints (subscriber, position) VALUES (?1, ?2)
-             ON CONFLICT (subscriber) DO UPDATE SET position = MAX(position, excluded.position)",
-        )?
-        .execute(params![name, *pos as i64])?;
+        st.checkpoint.execute(params![name, *pos as i64])?;
     }
     for (kind, key) in &unit.lookup_delete {
-        tx.prepare_cached("DELETE FROM lookup WHERE kind = ?1 AND key = ?2")?
-            .execute([kind, key])?;
+        st.lookup_delete.execute([kind, key])?;
     }
     for e in &unit.lookup_put {
-        tx.prepare_cached(
-            "INSERT INTO lookup (kind, key, value) VALUES (?1, ?2, ?3)
-             ON CONFLICT (kind, key) DO UPDATE SET value = excluded.value",
-        )?
-        .execute([&e.kind, &e.key, &e.value])?;
+        st.lookup_put.execute([&e.kind, &e.key, &e.value])?;
     }
     if let Some(s) = &unit.snapshot {
-        tx.prepare_cached(
-            "INSERT INTO snapshots (stream, seq, state_version, state) VALUES (?1, ?2, ?3, ?4)
-             ON CONFLICT (stream) DO UPDATE SET seq = excluded.seq,
-                 state_version = excluded.state_version, state = excluded.state",
-        )?
-        .execute(params![s.stream, s.seq as i64, s.state_version, s.state])?;
+        st.snapshot
+            .execute(params![s.stream, s.seq as i64, s.state_version, s.state])?;
     }
     Ok(committed)
 }
@@ -409,15 +502,78 @@ fn row_to_timer(r: &rusqlite::Row<'_>) -> rusqlite::Result<Timer> {
 impl EventStore for SqliteStore {
     fn commit(&self, unit: UnitOfWork) -> BoxFuture<'static, Result<Committed, StoreError>> {
         let (reply, rx) = oneshot::channel();
-        let sent = match self.sender.lock().as_ref() {
-            Some(s) => s.send(Request { unit, reply }).is_ok(),
-            None => false,
-        };
+        let sent = self.send(Request {
+            units: vec![unit],
+            reply: Reply::One(reply),
+        });
         Box::pin(async move {
             if !sent {
                 return Err(StoreError::Closed);
             }
             rx.await.unwrap_or(Err(StoreError::Closed))
+        })
+    }
+
+    fn commit_all(
+        &self,
+        units: Vec<UnitOfWork>,
+    ) -> BoxFuture<'static, Vec<Result<Committed, StoreError>>> {
+        let n = units.len();
+        let (reply, rx) = oneshot::channel();
+        let sent = self.send(Request {
+            units,
+            reply: Reply::Many(reply),
+        });
+        let closed = move || (0..n).map(|_| Err(StoreError::Closed)).collect();
+        Box::pin(async move {
+            if !sent {
+                return closed();
+            }
+            rx.await.unwrap_or_else(|_| closed())
+        })
+    }
+
+    fn load_streams(
+        &self,
+        streams: &[String],
+        snapshot_version: u32,
+    ) -> Result<Vec<StreamLoad>, StoreError> {
+        self.with_reader(|c| {
+            // One read transaction for the whole set, so every stream is read at
+            // the same point of the log.
+            c.execute_batch("BEGIN")?;
+            let result = (|| {
+                let mut snap = c.prepare_cached(
+                    "SELECT stream, seq, state_version, state FROM snapshots WHERE stream = ?1",
+                )?;
+                let mut events = c.prepare_cached(
+                    "SELECT seq, event_type, event_version, payload FROM events
+                     WHERE stream = ?1 AND seq > ?2 ORDER BY seq",
+                )?;
+                let mut loads = Vec::with_capacity(streams.len());
+                for stream in streams {
+                    let snapshot = snap
+                        .query_row([stream], row_to_snapshot)
+                        .optional()?
+                        .filter(|s| s.state_version == snapshot_version);
+                    let after = snapshot.as_ref().map_or(0, |s| s.seq);
+                    let rows = events.query_map(params![stream, after as i64], |r| {
+                        Ok(StoredEvent {
+                            seq: r.get::<_, i64>(0)? as u64,
+                            event_type: r.get(1)?,
+                            version: r.get(2)?,
+                            payload: r.get(3)?,
+                        })
+                    })?;
+                    loads.push(StreamLoad {
+                        snapshot,
+                        events: rows.collect::<Result<Vec<_>, _>>()?,
+                    });
+                }
+                Ok(loads)
+            })();
+            c.execute_batch("COMMIT")?;
+            result
         })
     }
 
@@ -497,8 +653,10 @@ impl EventStore for SqliteStore {
     fn due_timers(&self, until: DateTime<Utc>, limit: usize) -> Result<Vec<Timer>, StoreError> {
         self.with_reader(|c| {
             let mut stmt = c.prepare_cached(
+                // Index order (due time, then arming order): a tie-break on id would
+                // sort every overdue row before the first could be returned.
                 "SELECT stream, kind, due_at FROM timers WHERE due_at <= ?1
-                 ORDER BY due_at, id LIMIT ?2",
+                 ORDER BY due_at LIMIT ?2",
             )?;
             let rows = stmt.query_map(params![to_millis(until), limit as i64], row_to_timer)?;
             Ok(rows.collect::<Result<Vec<_>, _>>()?)

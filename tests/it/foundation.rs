@@ -138,6 +138,59 @@ async fn the_hold_expires_at_sixty_minutes_and_fires_exactly_once_across_restart
 }
 
 #[actix::test]
+async fn thousands_of_overdue_holds_fire_exactly_once_each_after_a_restart() {
+    const ORDERS: usize = 2500;
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("tks.db");
+    let clock = ManualClock::new(t0());
+    let ids: Vec<String> = (0..ORDERS).map(|n| format!("M{n}")).collect();
+    {
+        let core = start_core(&path, &clock, Duration::from_secs(300));
+        for chunk in ids.chunks(500) {
+            futures::future::join_all(chunk.iter().map(|id| place(&core, id, t0()))).await;
+        }
+    }
+    // Down for two hours: every hold is overdue at the restart.
+    clock.set(t0() + chrono::Duration::hours(2));
+    let core = start_core(&path, &clock, Duration::from_secs(300));
+    // Some orders have a resident actor when the timers fire, and some get
+    // commands while the batch that fires theirs is deciding: none may fire
+    // twice, none may lose a command to a conflict, and every actor must end
+    // up holding the log's state.
+    for id in ids.iter().step_by(97) {
+        core.orders.state(id).await.unwrap();
+    }
+    let edits = async {
+        futures::future::join_all(ids.iter().skip(5).step_by(89).map(|id| async {
+            let mut s = snapshot(id, t0());
+            s.update_time = t0() + chrono::Duration::minutes(90);
+            core.orders
+                .execute(id, Execute::new(OrderCommand::observe(s, Source::Poll)))
+                .await
+        }))
+        .await
+    };
+    let (fired, edited) = futures::future::join(core.timers.fire_due(), edits).await;
+    assert_eq!(fired.unwrap(), ORDERS);
+    for result in edited {
+        result.unwrap();
+    }
+    assert_eq!(core.store.timer_count().unwrap(), 0);
+    for id in &ids {
+        let stream = format!("order-{id}");
+        assert_eq!(count(&core.store, &stream, "HoldExpired"), 1, "{stream}");
+        let (state, seq) = core.orders.state(id).await.unwrap();
+        assert!(state.hold_expired, "{stream}");
+        assert_eq!(seq, core.store.stream_seq(&stream).unwrap(), "{stream}");
+    }
+    drop(core);
+    let core = start_core(&path, &clock, Duration::from_secs(300));
+    assert_eq!(core.timers.fire_due().await.unwrap(), 0);
+    let rebuilt = tks::replay::rebuild(core.store.as_ref(), &[], |_| {}).unwrap();
+    assert!(rebuilt.problems.is_empty(), "{:?}", rebuilt.problems);
+}
+
+#[actix::test]
 async fn the_timer_service_wakes_when_the_clock_reaches_a_buffer_window_end() {
     let dir = tempfile::tempdir().unwrap();
     let clock = ManualClock::new(t0());
