@@ -223,18 +223,19 @@ impl Default for KatanaSettings {
     }
 }
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum BufferMode {
-    All,
-    IncreasesOnly,
-}
+/// The decision modes are the domain's; the settings name them.
+pub use crate::domain::modes::{BufferMode, FbtMode};
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum FbtMode {
-    Skip,
-    RecordAsDone,
+impl From<&SyncSettings> for crate::domain::Policy {
+    fn from(s: &SyncSettings) -> Self {
+        crate::domain::Policy {
+            order_hold: s.order_hold,
+            inventory_buffer: s.inventory_buffer,
+            buffer_mode: s.buffer_mode,
+            safety_stock: s.safety_stock,
+            fbt_orders: s.fbt_orders,
+        }
+    }
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -263,12 +264,14 @@ pub struct SyncSettings {
 
 impl Default for SyncSettings {
     fn default() -> Self {
+        // One set of defaults: the domain's policy.
+        let p = crate::domain::Policy::default();
         SyncSettings {
-            order_hold: Duration::from_secs(3600),
-            inventory_buffer: Duration::from_secs(3600),
-            buffer_mode: BufferMode::All,
-            safety_stock: 0,
-            fbt_orders: FbtMode::Skip,
+            order_hold: p.order_hold,
+            inventory_buffer: p.inventory_buffer,
+            buffer_mode: p.buffer_mode,
+            safety_stock: p.safety_stock,
+            fbt_orders: p.fbt_orders,
             sku_match: SkuMatch::Exact,
             sku_aliases: BTreeMap::new(),
             sync_disabled_skus: Vec::new(),

@@ -4,6 +4,7 @@
 
 pub mod codec;
 pub mod exceptions;
+pub mod modes;
 pub mod observed;
 pub mod order;
 pub mod sku;
@@ -18,7 +19,7 @@ use serde::Serialize;
 
 pub use codec::{DecodeError, DomainEvent};
 
-use crate::config::{BufferMode, FbtMode, SyncSettings};
+pub use modes::{BufferMode, FbtMode};
 
 /// The settings that decisions depend on. Decisions record their inputs' results
 /// in their events, so replay never needs these; what-if runs pass other values.
@@ -31,20 +32,15 @@ pub struct Policy {
     pub fbt_orders: FbtMode,
 }
 
+/// The product's defaults (`sync.*` in product.md).
 impl Default for Policy {
     fn default() -> Self {
-        Policy::from(&SyncSettings::default())
-    }
-}
-
-impl From<&SyncSettings> for Policy {
-    fn from(s: &SyncSettings) -> Self {
         Policy {
-            order_hold: s.order_hold,
-            inventory_buffer: s.inventory_buffer,
-            buffer_mode: s.buffer_mode,
-            safety_stock: s.safety_stock,
-            fbt_orders: s.fbt_orders,
+            order_hold: Duration::from_secs(60 * 60),
+            inventory_buffer: Duration::from_secs(60 * 60),
+            buffer_mode: BufferMode::All,
+            safety_stock: 0,
+            fbt_orders: FbtMode::Skip,
         }
     }
 }

@@ -12,9 +12,9 @@ use serde_json::Value;
 
 use super::codec::{domain_events, Upcaster};
 use super::exceptions::{keys, ExceptionRaised, ExceptionResolved};
+use super::modes::FbtMode;
 use super::observed::{FulfillmentType, KatanaFulfillment, OrderSnapshot, TikTokOrderStatus};
 use super::{add, Aggregate, Ctx, IndexChange, TimerChange};
-use crate::config::FbtMode;
 
 pub const HOLD_TIMER: &str = "hold";
 /// Fires when a create whose outcome was unknown can no longer commit in Katana.

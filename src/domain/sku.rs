@@ -9,9 +9,9 @@ use serde::{Deserialize, Serialize};
 
 use super::codec::{domain_events, Upcaster};
 use super::exceptions::{keys, ExceptionRaised, ExceptionResolved};
+use super::modes::BufferMode;
 use super::observed::{Quantity, StockLevel};
 use super::{add, Aggregate, Ctx, IndexChange, TimerChange};
-use crate::config::BufferMode;
 
 pub const FLUSH_TIMER: &str = "flush";
 
