@@ -136,7 +136,7 @@ impl Services {
         let env = Env {
             store: store.clone(),
             clock: clock.clone(),
-            policy: Arc::new(Policy::from(&settings.sync)),
+            policy: Arc::new(Policy::from(settings.as_ref())),
             settings: settings.actors.clone(),
         };
         let tokens: Arc<dyn TokenStore> = Arc::new(FileTokenStore::new(

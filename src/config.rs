@@ -145,6 +145,10 @@ pub struct TikTokSettings {
     pub poll_interval: Duration,
     /// Requests per second this client allows itself (TikTok publishes no fixed limit).
     pub requests_per_second: u32,
+    /// TikTok-shipping orders: the carrier collects (`pickup`, in a slot TikTok offers)
+    /// or the warehouse drops the parcel off.
+    pub handover_method: HandoverMethod,
+    pub arrange_shipment_on: ArrangeShipmentOn,
 }
 
 impl Default for TikTokSettings {
@@ -162,6 +166,8 @@ impl Default for TikTokSettings {
             push_fulfillment: true,
             poll_interval: Duration::from_secs(300),
             requests_per_second: 20,
+            handover_method: HandoverMethod::DropOff,
+            arrange_shipment_on: crate::domain::Policy::default().arrange_shipment_on,
         }
     }
 }
@@ -224,18 +230,29 @@ impl Default for KatanaSettings {
 }
 
 /// The decision modes are the domain's; the settings name them.
-pub use crate::domain::modes::{BufferMode, FbtMode};
+pub use crate::domain::modes::{ArrangeShipmentOn, BufferMode, FbtMode};
 
-impl From<&SyncSettings> for crate::domain::Policy {
-    fn from(s: &SyncSettings) -> Self {
+impl From<&Settings> for crate::domain::Policy {
+    fn from(settings: &Settings) -> Self {
+        let s = &settings.sync;
         crate::domain::Policy {
             order_hold: s.order_hold,
             inventory_buffer: s.inventory_buffer,
             buffer_mode: s.buffer_mode,
             safety_stock: s.safety_stock,
             fbt_orders: s.fbt_orders,
+            arrange_shipment_on: settings.tiktok.arrange_shipment_on,
         }
     }
+}
+
+/// How a TikTok-shipping parcel reaches the carrier (Ship Package's `handover_method`).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum HandoverMethod {
+    Pickup,
+    #[default]
+    DropOff,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]

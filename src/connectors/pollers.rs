@@ -306,7 +306,8 @@ pub async fn poll_stock(services: &Services) -> Result<(), String> {
 }
 
 /// Exceptions whose cause may be gone are retried: unmatched SKUs (after a catalogue
-/// refresh) and refused shipments (after a carrier mapping was added).
+/// refresh), refused shipments (after a carrier mapping was added) and deferred ones
+/// (the rest of their package may have been cancelled since).
 pub async fn retry_exceptions(services: &Services) -> Result<(), String> {
     let cause = root(services);
     retry_blocked_orders(services, &cause).await?;
@@ -321,6 +322,7 @@ pub async fn retry_exceptions(services: &Services) -> Result<(), String> {
         let (Some(order_id), Some(fid)) = (
             stream.strip_prefix(&format!("{}-", Order::STREAM_PREFIX)),
             key.strip_prefix("fulfillment-rejected-")
+                .or_else(|| key.strip_prefix("shipment-deferred-"))
                 .and_then(|f| f.parse::<i64>().ok()),
         ) else {
             continue;

@@ -53,6 +53,7 @@ pub async fn write_log(
                 order_id: id.clone(),
                 status: TikTokOrderStatus::AwaitingShipment,
                 fulfillment_type: FulfillmentType::FulfillmentBySeller,
+                shipping_type: Default::default(),
                 create_time: at,
                 update_time: at,
                 currency: "USD".into(),

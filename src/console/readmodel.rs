@@ -778,6 +778,7 @@ mod tests {
                 order_id: "1".into(),
                 status: TikTokOrderStatus::AwaitingShipment,
                 fulfillment_type: FulfillmentType::FulfillmentByTiktok,
+                shipping_type: Default::default(),
                 create_time: t,
                 update_time: t,
                 currency: "USD".into(),

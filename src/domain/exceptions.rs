@@ -36,4 +36,16 @@ pub mod keys {
     pub fn fulfillment_rejected(fulfillment_id: i64) -> String {
         format!("fulfillment-rejected-{fulfillment_id}")
     }
+
+    pub fn shipment_deferred(fulfillment_id: i64) -> String {
+        format!("shipment-deferred-{fulfillment_id}")
+    }
+
+    pub fn tracking_writeback(fulfillment_id: i64) -> String {
+        format!("tracking-writeback-{fulfillment_id}")
+    }
+
+    pub fn tracking_correction(fulfillment_id: i64) -> String {
+        format!("tracking-correction-{fulfillment_id}")
+    }
 }

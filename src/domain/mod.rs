@@ -19,7 +19,7 @@ use serde::Serialize;
 
 pub use codec::{DecodeError, DomainEvent};
 
-pub use modes::{BufferMode, FbtMode};
+pub use modes::{ArrangeShipmentOn, BufferMode, FbtMode};
 
 /// The settings that decisions depend on. Decisions record their inputs' results
 /// in their events, so replay never needs these; what-if runs pass other values.
@@ -30,6 +30,7 @@ pub struct Policy {
     pub buffer_mode: BufferMode,
     pub safety_stock: u32,
     pub fbt_orders: FbtMode,
+    pub arrange_shipment_on: ArrangeShipmentOn,
 }
 
 /// The product's defaults (`sync.*` in product.md).
@@ -41,6 +42,7 @@ impl Default for Policy {
             buffer_mode: BufferMode::All,
             safety_stock: 0,
             fbt_orders: FbtMode::Skip,
+            arrange_shipment_on: ArrangeShipmentOn::Delivered,
         }
     }
 }

@@ -133,6 +133,24 @@ pub enum FulfillmentType {
     Other,
 }
 
+/// Who ships a seller-fulfilled order: the seller with its own carrier, or TikTok
+/// with its label (`shipping_type` on the wire).
+#[derive(
+    Clone, Copy, Debug, Default, PartialEq, Eq, Hash, Serialize, Deserialize, schemars::JsonSchema,
+)]
+#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
+pub enum ShippingType {
+    #[default]
+    Seller,
+    Tiktok,
+}
+
+impl ShippingType {
+    pub fn is_seller(&self) -> bool {
+        *self == ShippingType::Seller
+    }
+}
+
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct Address {
     pub name: String,
@@ -166,6 +184,9 @@ pub struct OrderSnapshot {
     pub order_id: String,
     pub status: TikTokOrderStatus,
     pub fulfillment_type: FulfillmentType,
+    /// Logs written before TikTok-shipping orders were supported hold seller orders.
+    #[serde(default, skip_serializing_if = "ShippingType::is_seller")]
+    pub shipping_type: ShippingType,
     pub create_time: DateTime<Utc>,
     pub update_time: DateTime<Utc>,
     pub currency: String,

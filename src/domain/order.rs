@@ -13,8 +13,16 @@ use serde_json::Value;
 use super::codec::{domain_events, Upcaster};
 use super::exceptions::{keys, ExceptionRaised, ExceptionResolved};
 use super::modes::FbtMode;
-use super::observed::{FulfillmentType, KatanaFulfillment, OrderSnapshot, TikTokOrderStatus};
+use super::observed::{
+    FulfillmentType, KatanaFulfillment, OrderSnapshot, ShippingType, TikTokOrderStatus,
+};
 use super::{add, Aggregate, Ctx, IndexChange, TimerChange};
+
+pub mod shipping;
+pub use shipping::{
+    PickupSlot, ShipmentArranged, ShipmentDeferred, TrackingCorrected,
+    TrackingCorrectionRequested, TrackingWrittenToKatana,
+};
 
 pub const HOLD_TIMER: &str = "hold";
 /// Fires when a create whose outcome was unknown can no longer commit in Katana.
@@ -186,12 +194,23 @@ pub struct FulfillmentRequested {
     pub line_item_ids: Vec<String>,
     pub tracking_number: String,
     pub carrier: Option<String>,
+    /// A TikTok-shipping order: TikTok arranges the shipment and owns the tracking.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub platform_label: bool,
+    /// Deferred deliveries whose units go out in the same package.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub with_fulfillment_ids: Vec<i64>,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct FulfillmentPushed {
     pub fulfillment_id: i64,
     pub package_id: String,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub with_fulfillment_ids: Vec<i64>,
+    /// When TikTok took it: tracking corrections are accepted for 72 h after.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pushed_at: Option<DateTime<Utc>>,
 }
 
 /// Version 1 of `OrderPlaced` and `OrderEdited` did not say where the observation
@@ -242,6 +261,11 @@ domain_events! {
         SoCreateUnconfirmed = 1,
         DuplicateSoFound = 1,
         DuplicateSoDeleted = 1,
+        ShipmentArranged = 1,
+        ShipmentDeferred = 1,
+        TrackingWrittenToKatana = 1,
+        TrackingCorrectionRequested = 1,
+        TrackingCorrected = 1,
     }
 }
 
@@ -302,7 +326,24 @@ pub enum OrderCommand {
     },
     RecordFulfillmentPushed {
         fulfillment_id: i64,
+        with_fulfillment_ids: Vec<i64>,
         package_id: String,
+    },
+    /// TikTok arranged a TikTok-shipping package and issued its label.
+    RecordShipmentArranged(Box<ShipmentArranged>),
+    /// The delivery's units cannot get a package of their own yet.
+    RecordShipmentDeferred {
+        fulfillment_id: i64,
+        reason: String,
+    },
+    RecordTrackingWritten {
+        fulfillment_id: i64,
+        tracking_number: String,
+    },
+    RecordTrackingCorrected {
+        fulfillment_id: i64,
+        tracking_number: String,
+        carrier: Option<String>,
     },
     RaiseException {
         key: String,
@@ -367,6 +408,15 @@ pub struct Delivery {
     pub line_item_ids: Vec<String>,
     pub requested: bool,
     pub package_id: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pushed_at: Option<DateTime<Utc>>,
+    /// Why TikTok cannot take these units on their own yet.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub deferred: Option<String>,
+    /// TikTok's tracking number of a TikTok-shipping package, once on the Katana
+    /// fulfillment.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tracking_written: Option<String>,
 }
 
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
@@ -398,6 +448,9 @@ pub struct Order {
     /// Duplicate SOs found in Katana: id -> deleted.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub duplicate_sos: BTreeMap<i64, bool>,
+    /// Packages TikTok arranged with its label: package id -> tracking number.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub arranged_packages: BTreeMap<String, String>,
 }
 
 impl Order {
@@ -486,18 +539,118 @@ impl Order {
         if status.is_pre_release() {
             return vec![];
         }
+        let platform_label = self
+            .snapshot
+            .as_ref()
+            .is_some_and(|s| s.shipping_type == ShippingType::Tiktok);
+        // Deferred units wait in their package for the next delivery and leave with it.
+        let mut waiting: Vec<&Delivery> = self
+            .deliveries
+            .values()
+            .filter(|d| d.requested && d.package_id.is_none() && d.deferred.is_some())
+            .collect();
         self.deliveries
             .values()
             .filter(|d| !d.requested && d.package_id.is_none() && !d.line_item_ids.is_empty())
             .map(|d| {
+                let joining = std::mem::take(&mut waiting);
+                let mut line_item_ids: Vec<String> = joining
+                    .iter()
+                    .flat_map(|w| w.line_item_ids.iter().cloned())
+                    .collect();
+                line_item_ids.extend(d.line_item_ids.iter().cloned());
                 OrderEvent::FulfillmentRequested(FulfillmentRequested {
                     fulfillment_id: d.fulfillment.fulfillment_id,
-                    line_item_ids: d.line_item_ids.clone(),
+                    line_item_ids,
                     tracking_number: d.fulfillment.tracking_number.clone().unwrap_or_default(),
                     carrier: d.fulfillment.tracking_carrier.clone(),
+                    platform_label,
+                    with_fulfillment_ids: joining
+                        .iter()
+                        .map(|w| w.fulfillment.fulfillment_id)
+                        .collect(),
                 })
             })
             .collect()
+    }
+
+    /// TikTok took a package with these deliveries' units.
+    fn decide_pushed(
+        &self,
+        fulfillment_id: i64,
+        with_fulfillment_ids: &[i64],
+        package_id: &str,
+        arranged: Option<OrderEvent>,
+        ctx: &Ctx<'_>,
+    ) -> Result<Vec<OrderEvent>, OrderError> {
+        match self.deliveries.get(&fulfillment_id) {
+            None => Err(OrderError::UnknownFulfillment(fulfillment_id)),
+            Some(d) if d.package_id.is_some() => Ok(vec![]),
+            Some(_) => {
+                let mut d = Decision::new(self);
+                if let Some(e) = arranged {
+                    d.push(e);
+                }
+                let with: Vec<i64> = with_fulfillment_ids
+                    .iter()
+                    .copied()
+                    .filter(|id| self.deliveries.contains_key(id))
+                    .collect();
+                d.push(OrderEvent::FulfillmentPushed(FulfillmentPushed {
+                    fulfillment_id,
+                    package_id: package_id.to_string(),
+                    with_fulfillment_ids: with.clone(),
+                    pushed_at: Some(ctx.now),
+                }));
+                for id in std::iter::once(fulfillment_id).chain(with) {
+                    for key in [keys::fulfillment_rejected(id), keys::shipment_deferred(id)] {
+                        if let Some(e) = d.state.resolve(&key) {
+                            d.push(e);
+                        }
+                    }
+                }
+                Ok(d.events)
+            }
+        }
+    }
+
+    /// A pushed delivery whose Katana tracking changed since: TikTok is told while
+    /// it accepts corrections, the operator after.
+    fn tracking_correction(
+        &self,
+        known: &Delivery,
+        now_read: &KatanaFulfillment,
+        now: DateTime<Utc>,
+    ) -> Vec<OrderEvent> {
+        let (Some(package_id), Some(pushed_at)) = (&known.package_id, known.pushed_at) else {
+            return vec![];
+        };
+        if !shipping::tracking_changed(&known.fulfillment, now_read) {
+            return vec![];
+        }
+        let key = keys::tracking_correction(known.fulfillment.fulfillment_id);
+        let tracking = now_read.tracking_number.as_deref().unwrap_or("").trim();
+        if !shipping::correction_allowed(pushed_at, now) {
+            let message = format!(
+                "tracking of Katana fulfillment {} changed to {tracking} more than 72 h after it reached TikTok, which no longer accepts corrections: correct it in TikTok Seller Center",
+                known.fulfillment.fulfillment_id
+            );
+            return self.raise(&key, message).into_iter().collect();
+        }
+        let packages: BTreeSet<&String> = self
+            .deliveries
+            .values()
+            .filter_map(|d| d.package_id.as_ref())
+            .collect();
+        vec![OrderEvent::TrackingCorrectionRequested(
+            TrackingCorrectionRequested {
+                fulfillment_id: known.fulfillment.fulfillment_id,
+                package_id: package_id.clone(),
+                tracking_number: tracking.to_string(),
+                carrier: now_read.tracking_carrier.clone(),
+                several_packages: packages.len() > 1,
+            },
+        )]
     }
 
     fn raise(&self, key: &str, message: String) -> Option<OrderEvent> {
@@ -587,6 +740,7 @@ impl Order {
     fn decide_fulfillments(
         &self,
         fulfillments: &[KatanaFulfillment],
+        ctx: &Ctx<'_>,
     ) -> Result<Vec<OrderEvent>, OrderError> {
         let SoState::Created { rows, .. } = &self.so else {
             return Err(OrderError::NoSalesOrder);
@@ -601,13 +755,23 @@ impl Order {
         let mut d = Decision::new(self);
         let mut ordered: Vec<&KatanaFulfillment> = fulfillments.iter().collect();
         ordered.sort_by_key(|f| f.fulfillment_id);
+        let shipping = snapshot.shipping_type;
         for f in ordered {
-            if self.deliveries.contains_key(&f.fulfillment_id) || f.status != "DELIVERED" {
+            if let Some(known) = self.deliveries.get(&f.fulfillment_id) {
+                if shipping == ShippingType::Seller {
+                    for e in d.state.tracking_correction(known, f, ctx.now) {
+                        d.push(e);
+                    }
+                }
+                continue;
+            }
+            if !shipping::releases_units(f, shipping, ctx.policy.arrange_shipment_on) {
                 continue;
             }
             let missing_key = keys::missing_tracking(f.fulfillment_id);
             let tracking = f.tracking_number.as_deref().unwrap_or("").trim();
-            if tracking.is_empty() {
+            // TikTok issues the tracking of its own shipments.
+            if tracking.is_empty() && shipping == ShippingType::Seller {
                 // Recorded only once tracking exists: TikTok needs it, and a later
                 // read that has it resolves the exception by itself.
                 if let Some(e) = d.state.raise(
@@ -908,7 +1072,7 @@ impl Aggregate for Order {
                 SoState::Deleted { .. } => Ok(vec![]),
                 _ => Err(OrderError::NoSalesOrder),
             },
-            OrderCommand::ObserveFulfillments(list) => self.decide_fulfillments(list),
+            OrderCommand::ObserveFulfillments(list) => self.decide_fulfillments(list, ctx),
             OrderCommand::RetryFulfillment { fulfillment_id } => {
                 match self.deliveries.get(fulfillment_id) {
                     None => Err(OrderError::UnknownFulfillment(*fulfillment_id)),
@@ -929,19 +1093,81 @@ impl Aggregate for Order {
             }
             OrderCommand::RecordFulfillmentPushed {
                 fulfillment_id,
+                with_fulfillment_ids,
                 package_id,
+            } => self.decide_pushed(*fulfillment_id, with_fulfillment_ids, package_id, None, ctx),
+            OrderCommand::RecordShipmentArranged(arranged) => {
+                let Some((first, rest)) = arranged.fulfillment_ids.split_first() else {
+                    return Ok(vec![]);
+                };
+                if self.arranged_packages.contains_key(&arranged.package_id) {
+                    return Ok(vec![]);
+                }
+                self.decide_pushed(
+                    *first,
+                    rest,
+                    &arranged.package_id,
+                    Some(OrderEvent::ShipmentArranged((**arranged).clone())),
+                    ctx,
+                )
+            }
+            OrderCommand::RecordShipmentDeferred {
+                fulfillment_id,
+                reason,
             } => match self.deliveries.get(fulfillment_id) {
                 None => Err(OrderError::UnknownFulfillment(*fulfillment_id)),
-                Some(d) if d.package_id.is_some() => Ok(vec![]),
+                Some(d) if d.package_id.is_some() || d.deferred.as_ref() == Some(reason) => {
+                    Ok(vec![])
+                }
                 Some(_) => {
                     let mut d = Decision::new(self);
-                    d.push(OrderEvent::FulfillmentPushed(FulfillmentPushed {
+                    d.push(OrderEvent::ShipmentDeferred(ShipmentDeferred {
                         fulfillment_id: *fulfillment_id,
-                        package_id: package_id.clone(),
+                        reason: reason.clone(),
                     }));
                     if let Some(e) = d
                         .state
-                        .resolve(&keys::fulfillment_rejected(*fulfillment_id))
+                        .raise(&keys::shipment_deferred(*fulfillment_id), reason.clone())
+                    {
+                        d.push(e);
+                    }
+                    Ok(d.events)
+                }
+            },
+            OrderCommand::RecordTrackingWritten {
+                fulfillment_id,
+                tracking_number,
+            } => match self.deliveries.get(fulfillment_id) {
+                None => Err(OrderError::UnknownFulfillment(*fulfillment_id)),
+                Some(d) if d.tracking_written.as_ref() == Some(tracking_number) => Ok(vec![]),
+                Some(_) => {
+                    let mut d = Decision::new(self);
+                    d.push(OrderEvent::TrackingWrittenToKatana(TrackingWrittenToKatana {
+                        fulfillment_id: *fulfillment_id,
+                        tracking_number: tracking_number.clone(),
+                    }));
+                    if let Some(e) = d.state.resolve(&keys::tracking_writeback(*fulfillment_id)) {
+                        d.push(e);
+                    }
+                    Ok(d.events)
+                }
+            },
+            OrderCommand::RecordTrackingCorrected {
+                fulfillment_id,
+                tracking_number,
+                carrier,
+            } => match self.deliveries.get(fulfillment_id) {
+                None => Err(OrderError::UnknownFulfillment(*fulfillment_id)),
+                Some(_) => {
+                    let mut d = Decision::new(self);
+                    d.push(OrderEvent::TrackingCorrected(TrackingCorrected {
+                        fulfillment_id: *fulfillment_id,
+                        tracking_number: tracking_number.clone(),
+                        carrier: carrier.clone(),
+                    }));
+                    if let Some(e) = d
+                        .state
+                        .resolve(&keys::tracking_correction(*fulfillment_id))
                     {
                         d.push(e);
                     }
@@ -1033,6 +1259,9 @@ impl Aggregate for Order {
                         line_item_ids: e.line_item_ids.clone(),
                         requested: false,
                         package_id: None,
+                        pushed_at: None,
+                        deferred: None,
+                        tracking_written: None,
                     },
                 );
             }
@@ -1042,10 +1271,36 @@ impl Aggregate for Order {
                 }
             }
             OrderEvent::FulfillmentPushed(e) => {
-                if let Some(d) = self.deliveries.get_mut(&e.fulfillment_id) {
-                    d.package_id = Some(e.package_id.clone());
+                for id in std::iter::once(&e.fulfillment_id).chain(&e.with_fulfillment_ids) {
+                    if let Some(d) = self.deliveries.get_mut(id) {
+                        d.package_id = Some(e.package_id.clone());
+                        d.pushed_at = e.pushed_at;
+                        d.deferred = None;
+                    }
                 }
             }
+            OrderEvent::ShipmentArranged(e) => {
+                self.arranged_packages
+                    .insert(e.package_id.clone(), e.tracking_number.clone());
+            }
+            OrderEvent::ShipmentDeferred(e) => {
+                if let Some(d) = self.deliveries.get_mut(&e.fulfillment_id) {
+                    d.deferred = Some(e.reason.clone());
+                }
+            }
+            OrderEvent::TrackingWrittenToKatana(e) => {
+                if let Some(d) = self.deliveries.get_mut(&e.fulfillment_id) {
+                    d.tracking_written = Some(e.tracking_number.clone());
+                }
+            }
+            OrderEvent::TrackingCorrectionRequested(e) => {
+                // What TikTok is being told from now on: later reads compare with it.
+                if let Some(d) = self.deliveries.get_mut(&e.fulfillment_id) {
+                    d.fulfillment.tracking_number = Some(e.tracking_number.clone());
+                    d.fulfillment.tracking_carrier = e.carrier.clone();
+                }
+            }
+            OrderEvent::TrackingCorrected(_) => {}
             OrderEvent::ExceptionRaised(e) => {
                 self.exceptions.insert(e.key.clone(), e.message.clone());
             }

@@ -36,6 +36,7 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
                 .wrap(from_fn(require_admin))
                 .route("/orders/{id}", web::get().to(order))
                 .route("/orders/{id}/events", web::get().to(order_events))
+                .route("/orders/{id}/label", web::get().to(order_label))
                 .route("/skus/{sku}", web::get().to(sku))
                 .route("/skus/{sku}/sync", web::post().to(toggle_sync))
                 .route("/exceptions", web::get().to(exceptions))
@@ -147,7 +148,8 @@ async fn require_admin(
 async fn unknown_route() -> HttpResponse {
     error(
         StatusCode::NOT_FOUND,
-        "no such API endpoint: see /api/orders/{id}, /api/orders/{id}/events, /api/skus/{sku}, \
+        "no such API endpoint: see /api/orders/{id}, /api/orders/{id}/events, \
+         /api/orders/{id}/label, /api/skus/{sku}, \
          POST /api/skus/{sku}/sync, /api/exceptions",
     )
 }
@@ -245,6 +247,52 @@ async fn order(services: web::Data<Services>, id: web::Path<String>) -> HttpResp
         })),
         Err(e) => command_error(e),
     }
+}
+
+/// F25: a fresh label for each package TikTok arranged (TikTok's URLs expire after
+/// 24 h, so one is never served from the log).
+async fn order_label(services: web::Data<Services>, id: web::Path<String>) -> HttpResponse {
+    let id = id.into_inner();
+    let stream = Order::stream_id(&id);
+    if let Err(r) = existing(&services, &stream, &format!("order {id}")) {
+        return r.response();
+    }
+    let state = match services.orders.state(&id).await {
+        Ok((state, _)) => state,
+        Err(e) => return command_error(e),
+    };
+    if state.arranged_packages.is_empty() {
+        return error(
+            StatusCode::NOT_FOUND,
+            format!("order {id} has no shipment arranged with TikTok's label"),
+        );
+    }
+    let Some(tiktok) = services.tiktok.as_ref() else {
+        return error(StatusCode::SERVICE_UNAVAILABLE, "TikTok is not configured");
+    };
+    let now = services.clock.now();
+    let mut labels = Vec::new();
+    for package_id in state.arranged_packages.keys().flat_map(|p| p.split(',')) {
+        let label = tiktok.shipping_label(package_id).await;
+        services
+            .metrics
+            .api_call("tiktok", "shipping_label", label.is_ok());
+        match label {
+            Ok(l) => labels.push(json!({
+                "package_id": package_id,
+                "tracking_number": l.tracking_number,
+                "label_url": l.doc_url,
+                "expires_at": now + chrono::Duration::hours(24),
+            })),
+            Err(e) => {
+                return error(
+                    StatusCode::BAD_GATEWAY,
+                    format!("TikTok did not issue the label of package {package_id}: {e}"),
+                )
+            }
+        }
+    }
+    HttpResponse::Ok().json(json!({ "order_id": id, "labels": labels }))
 }
 
 async fn order_events(services: web::Data<Services>, id: web::Path<String>) -> HttpResponse {

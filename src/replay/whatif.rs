@@ -256,6 +256,8 @@ pub fn effective_policy(proposal: &Proposal, observed: &Observed) -> Policy {
             .fbt_orders
             .or(observed.fbt_orders)
             .unwrap_or(d.fbt_orders),
+        // Shipments are not simulated: when one is arranged changes no decision here.
+        ..d
     }
 }
 

@@ -209,6 +209,7 @@ impl Service {
             order_id: id.into(),
             status: TikTokOrderStatus::AwaitingShipment,
             fulfillment_type: FulfillmentType::FulfillmentBySeller,
+            shipping_type: Default::default(),
             create_time: now,
             update_time: now,
             currency: "USD".into(),

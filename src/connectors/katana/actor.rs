@@ -18,7 +18,9 @@ use crate::config::{CustomerMode, OnCancel};
 use crate::connectors::is_retryable;
 use crate::domain::exceptions::keys;
 use crate::domain::observed::{OrderSnapshot, Quantity, StockLevel};
-use crate::domain::order::{CreatedRow, Order, OrderCommand, OrderEvent, Signaller, SoState};
+use crate::domain::order::{
+    CreatedRow, Order, OrderCommand, OrderEvent, ShipmentArranged, Signaller, SoState,
+};
 use crate::domain::sku::{SkuCommand, SkuEvent};
 use crate::store::{EventMeta, LookupEntry, RecordedEvent, UnitOfWork};
 
@@ -434,6 +436,48 @@ impl KatanaWriter {
         }
     }
 
+    /// F25: TikTok's tracking goes on the Katana fulfillments its package carries, so
+    /// the warehouse ships with TikTok's label.
+    async fn write_tracking(
+        &self,
+        order_id: &str,
+        arranged: &ShipmentArranged,
+        event: &RecordedEvent,
+    ) -> Result<(), String> {
+        let services = &self.services;
+        let katana = client(services)?;
+        for &fulfillment_id in &arranged.fulfillment_ids {
+            let written = katana
+                .update_fulfillment_tracking(
+                    fulfillment_id,
+                    &arranged.tracking_number,
+                    Some(arranged.shipping_provider.as_str()),
+                )
+                .await;
+            services
+                .metrics
+                .api_call("katana", "update_fulfillment", written.is_ok());
+            let command = match written {
+                Ok(_) => OrderCommand::RecordTrackingWritten {
+                    fulfillment_id,
+                    tracking_number: arranged.tracking_number.clone(),
+                },
+                Err(e) if is_retryable(&e) => return Err(e.to_string()),
+                Err(e) => OrderCommand::RaiseException {
+                    key: keys::tracking_writeback(fulfillment_id),
+                    message: format!(
+                        "TikTok's tracking {} could not be written to Katana fulfillment {fulfillment_id}: {e}; enter it in Katana",
+                        arranged.tracking_number
+                    ),
+                },
+            };
+            services
+                .order_command(order_id, command, &event.meta, None)
+                .await?;
+        }
+        Ok(())
+    }
+
     /// A SKU got its Katana variant: orders waiting only for mappings go through.
     async fn retry_blocked(&self, event: &RecordedEvent) -> Result<(), String> {
         retry_blocked_orders(&self.services, &event.meta).await
@@ -449,6 +493,7 @@ impl KatanaWriter {
                 OrderEvent::OrderCancelled(c) if c.after_push => {
                     self.cancel_after_push(&order_id, event).await
                 }
+                OrderEvent::ShipmentArranged(a) => self.write_tracking(&order_id, &a, event).await,
                 _ => Ok(()),
             }
         } else if let Some((_, SkuEvent::SkuMapped(_))) = decode_sku(event) {

@@ -624,6 +624,25 @@ impl KatanaClient {
         self.decode("POST", "/sales_order_fulfillments", &r)
     }
 
+    /// Puts a tracking number (TikTok's, for a TikTok-shipping parcel) on a fulfillment.
+    pub async fn update_fulfillment_tracking(
+        &self,
+        id: i64,
+        tracking_number: &str,
+        carrier: Option<&str>,
+    ) -> Result<Fulfillment, KatanaError> {
+        let path = format!("/sales_order_fulfillments/{id}");
+        let mut body = serde_json::json!({ "tracking_number": tracking_number });
+        if let Some(c) = carrier.filter(|c| !c.is_empty()) {
+            body["tracking_carrier"] = serde_json::Value::String(c.to_string());
+        }
+        // Setting the same values twice changes nothing, so a retry is safe.
+        let r = self
+            .send(Method::PATCH, &path, &[], Some(&body), Priority::High)
+            .await?;
+        self.decode("PATCH", &path, &r)
+    }
+
     // ------------------------------------------------------------ customers
 
     /// The name of the one customer all orders of a shop are booked on.

@@ -8,13 +8,17 @@ use futures::future::LocalBoxFuture;
 use tokio::sync::OnceCell;
 
 use super::client::TikTokClient;
+use super::market;
 use super::model::ShippingProvider;
+use super::shipper::{self, Shipped};
 use crate::actors::policies::{decode_order, decode_sku};
 use crate::actors::Subscriber;
 use crate::app::Services;
 use crate::connectors::is_retryable;
 use crate::domain::exceptions::keys;
-use crate::domain::order::{FulfillmentRequested, OrderCommand, OrderEvent, Signaller, Source};
+use crate::domain::order::{
+    FulfillmentRequested, OrderCommand, OrderEvent, Signaller, Source, TrackingCorrectionRequested,
+};
 use crate::domain::sku::{SkuCommand, SkuEvent};
 use crate::store::RecordedEvent;
 
@@ -156,9 +160,115 @@ impl TikTokWriter {
             key: key.clone(),
             message,
         };
+        let tiktok = client(&self.services)?;
+        let all_ids: Vec<i64> = std::iter::once(req.fulfillment_id)
+            .chain(req.with_fulfillment_ids.iter().copied())
+            .collect();
+        let region = tiktok.shop_region().await;
+        let (result, call) = if req.platform_label {
+            let handover = self.services.settings.tiktok.handover_method;
+            let now = self.services.clock.now();
+            (
+                shipper::arrange(
+                    tiktok,
+                    order_id,
+                    all_ids,
+                    &req.line_item_ids,
+                    handover,
+                    now,
+                )
+                .await,
+                "ship_package",
+            )
+        } else {
+            let Some(provider) = self.provider_for(req.carrier.as_deref()).await? else {
+                let message = format!(
+                    "carrier {:?} of Katana fulfillment {} matches no TikTok shipping provider; add it under [carriers]",
+                    req.carrier.as_deref().unwrap_or(""),
+                    req.fulfillment_id
+                );
+                return self
+                    .services
+                    .order_command(order_id, raise(message), &event.meta, None)
+                    .await;
+            };
+            if market::offers_mark_package_shipped(region.as_deref()) {
+                let shipped = tiktok
+                    .mark_package_shipped(
+                        order_id,
+                        &req.line_item_ids,
+                        &req.tracking_number,
+                        &provider,
+                    )
+                    .await
+                    .map(|s| Shipped::Pushed {
+                        package_id: s.package_id,
+                    });
+                (shipped, "mark_package_shipped")
+            } else {
+                (
+                    shipper::self_ship(
+                        tiktok,
+                        order_id,
+                        &req.line_item_ids,
+                        &req.tracking_number,
+                        &provider,
+                    )
+                    .await,
+                    "ship_package",
+                )
+            }
+        };
+        self.services
+            .metrics
+            .api_call("tiktok", call, result.is_ok());
+        let checkpoint = Some((self.name().to_string(), event.position));
+        let command = match result {
+            Ok(Shipped::Pushed { package_id }) => {
+                self.services.metrics.pushed("fulfillment");
+                OrderCommand::RecordFulfillmentPushed {
+                    fulfillment_id: req.fulfillment_id,
+                    with_fulfillment_ids: req.with_fulfillment_ids.clone(),
+                    package_id,
+                }
+            }
+            Ok(Shipped::Arranged(arranged)) => {
+                self.services.metrics.pushed("fulfillment");
+                OrderCommand::RecordShipmentArranged(arranged)
+            }
+            Ok(Shipped::Deferred(reason)) => OrderCommand::RecordShipmentDeferred {
+                fulfillment_id: req.fulfillment_id,
+                reason,
+            },
+            Err(e) if is_retryable(&e) => return Err(format!("shipping order {order_id}: {e}")),
+            Err(e) => {
+                let message = format!("TikTok refused the shipment: {e}");
+                return self
+                    .services
+                    .order_command(order_id, raise(message), &event.meta, None)
+                    .await;
+            }
+        };
+        self.services
+            .order_command(order_id, command, &event.meta, checkpoint)
+            .await
+    }
+
+    /// F27: Katana's tracking changed after the shipment reached TikTok.
+    async fn correct_tracking(
+        &self,
+        order_id: &str,
+        req: &TrackingCorrectionRequested,
+        event: &RecordedEvent,
+    ) -> Result<(), String> {
+        let key = keys::tracking_correction(req.fulfillment_id);
+        let raise = |message: String| OrderCommand::RaiseException {
+            key: key.clone(),
+            message,
+        };
         let Some(provider) = self.provider_for(req.carrier.as_deref()).await? else {
             let message = format!(
-                "carrier {:?} of Katana fulfillment {} matches no TikTok shipping provider; add it under [carriers]",
+                "corrected carrier {:?} of Katana fulfillment {} matches no TikTok shipping provider; add it under [carriers]",
                 req.carrier.as_deref().unwrap_or(""),
                 req.fulfillment_id
             );
@@ -168,35 +278,35 @@ impl TikTokWriter {
                 .await;
         };
         let tiktok = client(&self.services)?;
+        let package = req
+            .several_packages
+            .then(|| req.package_id.split(',').next().unwrap_or_default());
         let result = tiktok
-            .mark_package_shipped(
-                order_id,
-                &req.line_item_ids,
-                &req.tracking_number,
-                &provider,
-            )
+            .update_shipping_info(order_id, package, &req.tracking_number, &provider)
             .await;
         self.services
             .metrics
-            .api_call("tiktok", "mark_package_shipped", result.is_ok());
+            .api_call("tiktok", "update_shipping_info", result.is_ok());
         match result {
-            Ok(shipped) => {
-                self.services.metrics.pushed("fulfillment");
+            Ok(()) => {
                 self.services
                     .order_command(
                         order_id,
-                        OrderCommand::RecordFulfillmentPushed {
+                        OrderCommand::RecordTrackingCorrected {
                             fulfillment_id: req.fulfillment_id,
-                            package_id: shipped.package_id,
+                            tracking_number: req.tracking_number.clone(),
+                            carrier: req.carrier.clone(),
                         },
                         &event.meta,
                         Some((self.name().to_string(), event.position)),
                     )
                     .await
             }
-            Err(e) if is_retryable(&e) => Err(format!("shipping order {order_id}: {e}")),
+            Err(e) if is_retryable(&e) => {
+                Err(format!("correcting the tracking of order {order_id}: {e}"))
+            }
             Err(e) => {
-                let message = format!("TikTok refused the shipment: {e}");
+                let message = format!("TikTok refused the tracking correction: {e}");
                 self.services
                     .order_command(order_id, raise(message), &event.meta, None)
                     .await
@@ -286,10 +396,19 @@ impl TikTokWriter {
     }
 
     async fn handle_event(&self, event: &RecordedEvent) -> Result<(), String> {
-        if let Some((order_id, OrderEvent::FulfillmentRequested(req))) = decode_order(event) {
-            if self.services.settings.tiktok.push_fulfillment {
-                return self.push_fulfillment(&order_id, &req, event).await;
+        if let Some((order_id, ev)) = decode_order(event) {
+            if !self.services.settings.tiktok.push_fulfillment {
+                return Ok(());
             }
+            return match ev {
+                OrderEvent::FulfillmentRequested(req) => {
+                    self.push_fulfillment(&order_id, &req, event).await
+                }
+                OrderEvent::TrackingCorrectionRequested(req) => {
+                    self.correct_tracking(&order_id, &req, event).await
+                }
+                _ => Ok(()),
+            };
         } else if let Some((sku, SkuEvent::BufferFlushed(flush))) = decode_sku(event) {
             if self.services.settings.tiktok.push_inventory {
                 return self.push_inventory(&sku, flush.atp, event).await;

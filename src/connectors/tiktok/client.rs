@@ -223,7 +223,7 @@ impl Pacer {
     }
 }
 
-struct ApiCall {
+pub(super) struct ApiCall {
     method: Method,
     path: String,
     query: Vec<(String, String)>,
@@ -231,7 +231,7 @@ struct ApiCall {
 }
 
 impl ApiCall {
-    fn get(path: impl Into<String>) -> Self {
+    pub(super) fn get(path: impl Into<String>) -> Self {
         ApiCall {
             method: Method::GET,
             path: path.into(),
@@ -240,7 +240,7 @@ impl ApiCall {
         }
     }
 
-    fn post<B: Serialize>(path: impl Into<String>, body: &B) -> Result<Self, TikTokError> {
+    pub(super) fn post<B: Serialize>(path: impl Into<String>, body: &B) -> Result<Self, TikTokError> {
         let body =
             serde_json::to_vec(body).map_err(|e| TikTokError::InvalidInput(e.to_string()))?;
         Ok(ApiCall {
@@ -251,7 +251,7 @@ impl ApiCall {
         })
     }
 
-    fn param(mut self, k: &str, v: impl Into<String>) -> Self {
+    pub(super) fn param(mut self, k: &str, v: impl Into<String>) -> Self {
         self.query.push((k.to_string(), v.into()));
         self
     }
@@ -267,7 +267,7 @@ pub fn takes_shop_cipher(path: &str) -> bool {
 }
 
 /// Path segments we interpolate must not be able to change the path.
-fn path_id<'a>(what: &str, id: &'a str) -> Result<&'a str, TikTokError> {
+pub(super) fn path_id<'a>(what: &str, id: &'a str) -> Result<&'a str, TikTokError> {
     if !id.is_empty()
         && id
             .bytes()
@@ -429,6 +429,18 @@ impl TikTokClient {
         self.inner.shop_cipher.read().clone()
     }
 
+    /// The authorised shop's market (`US`, `GB`, `MY`, …), once the shop was read.
+    pub async fn shop_region(&self) -> Option<String> {
+        self.inner
+            .tokens
+            .lock()
+            .await
+            .as_ref()
+            .and_then(|t| t.shop.as_ref())
+            .map(|s| s.region.clone())
+            .filter(|r| !r.is_empty())
+    }
+
     /// The tokens currently in use (for `tks check` to report expiry; `Debug` redacts them).
     pub async fn tokens(&self) -> Option<Tokens> {
         self.inner.tokens.lock().await.clone()
@@ -537,7 +549,7 @@ impl TikTokClient {
 
     /// Signs, sends, retries transient failures with back-off, refreshes the token first when
     /// it is about to expire and once more if TikTok says it expired, then decodes `data`.
-    async fn call<T: DeserializeOwned>(&self, call: ApiCall) -> Result<T, TikTokError> {
+    pub(super) async fn call<T: DeserializeOwned>(&self, call: ApiCall) -> Result<T, TikTokError> {
         let mut refreshed = false;
         loop {
             let token = self.access_token().await?;

@@ -5,7 +5,7 @@ use chrono::{DateTime, TimeZone, Utc};
 
 use super::model;
 use crate::domain::observed::{
-    Address, FulfillmentType, LineUnit, OrderSnapshot, TikTokOrderStatus,
+    Address, FulfillmentType, LineUnit, OrderSnapshot, ShippingType, TikTokOrderStatus,
 };
 
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
@@ -66,6 +66,15 @@ const SHIPPED_DISPLAY: [&str; 4] = [
     "DELIVERED",
     "COMPLETED",
 ];
+
+/// `TIKTOK` means TikTok's label and tracking; anything else (absent included) is the
+/// seller's own carrier, which is what the API did before the field existed.
+pub fn parse_shipping_type(s: Option<&str>) -> ShippingType {
+    match s {
+        Some("TIKTOK") => ShippingType::Tiktok,
+        _ => ShippingType::Seller,
+    }
+}
 
 pub fn map_line_item(li: &model::LineItem) -> LineUnit {
     let display = li.display_status.as_deref().unwrap_or("");
@@ -152,6 +161,7 @@ pub fn map_order(o: &model::Order) -> Result<OrderSnapshot, MappingError> {
         order_id: o.id.clone(),
         status,
         fulfillment_type: parse_fulfillment_type(o.fulfillment_type.as_deref()),
+        shipping_type: parse_shipping_type(o.shipping_type.as_deref()),
         create_time,
         update_time,
         currency,

@@ -5,7 +5,11 @@ pub mod actor;
 pub mod auth;
 pub mod client;
 pub mod mapping;
+pub mod market;
 pub mod model;
+pub mod package_plan;
+pub mod packages;
+pub mod shipper;
 pub mod sign;
 pub mod webhook;
 
