@@ -1964,6 +1964,7 @@ mod tests {
         );
         let cmd = OrderCommand::RecordFulfillmentPushed {
             fulfillment_id: 7,
+            with_fulfillment_ids: vec![],
             package_id: "P1".into(),
         };
         let e = given_when::<Order>(&h, cmd.clone(), mins(91), &policy()).unwrap();
@@ -1972,6 +1973,205 @@ mod tests {
         assert!(given_when::<Order>(&h, cmd, mins(92), &policy())
             .unwrap()
             .is_empty());
+    }
+
+    fn tiktok_shipping(snap: &OrderSnapshot) -> OrderSnapshot {
+        let mut s = snap.clone();
+        s.shipping_type = ShippingType::Tiktok;
+        s
+    }
+
+    fn then(h: &mut Vec<OrderEvent>, cmd: OrderCommand, at: i64, policy: &Policy) -> Vec<OrderEvent> {
+        let e = given_when::<Order>(h, cmd, mins(at), policy).unwrap();
+        h.extend(e.clone());
+        e
+    }
+
+    #[test]
+    fn a_packed_tiktok_shipping_order_asks_for_tiktoks_label_without_katana_tracking() {
+        let on_packing = Policy {
+            arrange_shipment_on: crate::domain::ArrangeShipmentOn::Packed,
+            ..policy()
+        };
+        let mut h = created(&tiktok_shipping(&order(&[("1", "A")])));
+        let mut packed = fulfillment(7, &[(100, 1)]);
+        packed.status = "PACKED".into();
+        packed.tracking_number = None;
+        // Not on packing under the default policy.
+        let later = given_when::<Order>(
+            &h,
+            OrderCommand::ObserveFulfillments(vec![packed.clone()]),
+            mins(90),
+            &policy(),
+        )
+        .unwrap();
+        assert!(later.is_empty(), "{later:?}");
+        let e = then(
+            &mut h,
+            OrderCommand::ObserveFulfillments(vec![packed]),
+            90,
+            &on_packing,
+        );
+        assert!(
+            matches!(&e[..], [OrderEvent::SoDelivered(_), OrderEvent::FulfillmentRequested(r)] if r.platform_label && r.tracking_number.is_empty()),
+            "{e:?}"
+        );
+        let arranged = ShipmentArranged {
+            fulfillment_ids: vec![7],
+            package_id: "P1".into(),
+            handover_method: "DROP_OFF".into(),
+            pickup_slot: None,
+            tracking_number: "TT1".into(),
+            shipping_provider: "TikTok Shipping".into(),
+            label_url: "https://label".into(),
+        };
+        let e = then(
+            &mut h,
+            OrderCommand::RecordShipmentArranged(Box::new(arranged.clone())),
+            91,
+            &on_packing,
+        );
+        assert!(
+            matches!(&e[..], [OrderEvent::ShipmentArranged(_), OrderEvent::FulfillmentPushed(p)] if p.package_id == "P1"),
+            "{e:?}"
+        );
+        let state: Order = crate::domain::fold(&h);
+        assert_eq!(state.arranged_packages.get("P1").map(String::as_str), Some("TT1"));
+        // TikTok's tracking written back to Katana is not a correction.
+        let e = then(
+            &mut h,
+            OrderCommand::RecordTrackingWritten {
+                fulfillment_id: 7,
+                tracking_number: "TT1".into(),
+            },
+            92,
+            &on_packing,
+        );
+        assert!(matches!(&e[..], [OrderEvent::TrackingWrittenToKatana(_)]));
+        let mut delivered = fulfillment(7, &[(100, 1)]);
+        delivered.tracking_number = Some("TT1".into());
+        let e = then(&mut h, OrderCommand::ObserveFulfillments(vec![delivered]), 93, &on_packing);
+        assert!(e.is_empty(), "{e:?}");
+        assert!(given_when::<Order>(
+            &h,
+            OrderCommand::RecordShipmentArranged(Box::new(arranged)),
+            mins(94),
+            &on_packing
+        )
+        .map(|e| e.is_empty())
+        .unwrap_or(false));
+    }
+
+    #[test]
+    fn a_deferred_delivery_leaves_with_the_next_one_in_one_package() {
+        let mut h = created(&order(&[("1", "A"), ("2", "A")]));
+        then(
+            &mut h,
+            OrderCommand::ObserveFulfillments(vec![fulfillment(7, &[(100, 1)])]),
+            90,
+            &policy(),
+        );
+        let e = then(
+            &mut h,
+            OrderCommand::RecordShipmentDeferred {
+                fulfillment_id: 7,
+                reason: "TikTok will not split".into(),
+            },
+            91,
+            &policy(),
+        );
+        assert!(
+            matches!(&e[..], [OrderEvent::ShipmentDeferred(_), OrderEvent::ExceptionRaised(x)] if x.key == "shipment-deferred-7")
+        );
+        let again = given_when::<Order>(
+            &h,
+            OrderCommand::RecordShipmentDeferred {
+                fulfillment_id: 7,
+                reason: "TikTok will not split".into(),
+            },
+            mins(92),
+            &policy(),
+        )
+        .unwrap();
+        assert!(again.is_empty());
+        let e = then(
+            &mut h,
+            OrderCommand::ObserveFulfillments(vec![
+                fulfillment(7, &[(100, 1)]),
+                fulfillment(8, &[(100, 1)]),
+            ]),
+            120,
+            &policy(),
+        );
+        let Some(OrderEvent::FulfillmentRequested(r)) = e.last() else {
+            panic!("{e:?}");
+        };
+        assert_eq!(r.fulfillment_id, 8);
+        assert_eq!(r.with_fulfillment_ids, vec![7]);
+        assert_eq!(r.line_item_ids.len(), 2);
+        let e = then(
+            &mut h,
+            OrderCommand::RecordFulfillmentPushed {
+                fulfillment_id: 8,
+                with_fulfillment_ids: vec![7],
+                package_id: "P".into(),
+            },
+            121,
+            &policy(),
+        );
+        assert!(e
+            .iter()
+            .any(|e| matches!(e, OrderEvent::ExceptionResolved(x) if x.key == "shipment-deferred-7")));
+        let state: Order = crate::domain::fold(&h);
+        assert!(state.deliveries.values().all(|d| d.package_id.as_deref() == Some("P")));
+    }
+
+    #[test]
+    fn changed_tracking_is_corrected_on_tiktok_for_72_hours_then_raised() {
+        let mut h = created(&order(&[("1", "A")]));
+        then(
+            &mut h,
+            OrderCommand::ObserveFulfillments(vec![fulfillment(7, &[(100, 1)])]),
+            90,
+            &policy(),
+        );
+        then(
+            &mut h,
+            OrderCommand::RecordFulfillmentPushed {
+                fulfillment_id: 7,
+                with_fulfillment_ids: vec![],
+                package_id: "P".into(),
+            },
+            91,
+            &policy(),
+        );
+        let mut fixed = fulfillment(7, &[(100, 1)]);
+        fixed.tracking_number = Some("1ZFIXED".into());
+        let e = then(
+            &mut h,
+            OrderCommand::ObserveFulfillments(vec![fixed.clone()]),
+            100,
+            &policy(),
+        );
+        assert!(
+            matches!(&e[..], [OrderEvent::TrackingCorrectionRequested(c)] if c.tracking_number == "1ZFIXED" && c.package_id == "P" && !c.several_packages),
+            "{e:?}"
+        );
+        // Asked once, not on every read.
+        let e = then(&mut h, OrderCommand::ObserveFulfillments(vec![fixed]), 101, &policy());
+        assert!(e.is_empty());
+        let mut late = fulfillment(7, &[(100, 1)]);
+        late.tracking_number = Some("1ZLATE".into());
+        let e = then(
+            &mut h,
+            OrderCommand::ObserveFulfillments(vec![late]),
+            91 + 72 * 60 + 1,
+            &policy(),
+        );
+        assert!(
+            matches!(&e[..], [OrderEvent::ExceptionRaised(x)] if x.key == "tracking-correction-7" && x.message.contains("72 h")),
+            "{e:?}"
+        );
     }
 
     #[test]
@@ -2094,6 +2294,7 @@ mod tests {
             (1..4i64, 0..200i64).prop_map(|(id, m)| (
                 OrderCommand::RecordFulfillmentPushed {
                     fulfillment_id: id,
+                    with_fulfillment_ids: vec![],
                     package_id: format!("P{id}")
                 },
                 m

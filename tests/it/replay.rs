@@ -370,6 +370,7 @@ fn recorded_policy() -> Policy {
         buffer_mode: BufferMode::All,
         safety_stock: 0,
         fbt_orders: FbtMode::Skip,
+        ..Policy::default()
     }
 }
 
@@ -576,6 +577,7 @@ async fn every_event_type() -> LogBuilder {
     b.order(
         "2002",
         OrderCommand::RecordFulfillmentPushed {
+            with_fulfillment_ids: vec![],
             fulfillment_id: 1,
             package_id: "PKG-1".into(),
         },
