@@ -222,7 +222,11 @@ pub async fn poll_katana_orders(services: &Services) -> Result<(), String> {
     let changed = changed.map_err(|e| e.to_string())?;
     settle_late_duplicates(services, &changed, &cause).await?;
     for so in changed {
-        if !matches!(so.status.as_str(), "DELIVERED" | "PARTIALLY_DELIVERED") {
+        // Packing releases TikTok-shipping orders when `tiktok.arrange_shipment_on = "packed"`.
+        if !matches!(
+            so.status.as_str(),
+            "DELIVERED" | "PARTIALLY_DELIVERED" | "PACKED" | "PARTIALLY_PACKED"
+        ) {
             continue;
         }
         let Some(stream) = services
