@@ -23,6 +23,9 @@ pub fn resolution(kind: &str) -> &'static str {
         "inventory-rejected" => "TikTok refused the stock update: check the SKU and warehouse on TikTok; the next buffer window pushes again.",
         "missing-tracking" => "Add a tracking number to the Katana fulfillment; the shipment then reaches TikTok.",
         "fulfillment-rejected" => "TikTok refused the shipment: check carrier mapping ([carriers]) and the tracking number, then it is retried.",
+        "shipment-deferred" => "TikTok ships this order's package whole and will not split it: the delivered units leave with the rest of the order's delivery, or by themselves if the rest is cancelled.",
+        "tracking-writeback" => "TikTok's tracking number could not be written to the Katana fulfillment: enter it there by hand (GET /api/orders/{id}/label shows it).",
+        "tracking-correction" => "The tracking changed in Katana after TikTok's 72-hour correction window (or TikTok refused it): correct it in TikTok Seller Center.",
         _ => "See the cause; the exception resolves itself when the cause is gone.",
     }
 }

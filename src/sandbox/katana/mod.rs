@@ -225,6 +225,22 @@ impl KatanaSim {
 
     /// Delivers a sales order like a warehouse worker: `rows` = None delivers all that
     /// remains, otherwise `(sales order row id, quantity)` pairs. Returns the fulfillment id.
+    /// Packs rows of an SO (all that is left when `rows` is None), as the warehouse
+    /// does before the parcel leaves: a `PACKED` fulfillment.
+    pub fn pack(
+        &self,
+        so_id: i64,
+        rows: Option<&[(i64, Quantity)]>,
+        tracking: Tracking,
+    ) -> Result<i64, String> {
+        self.with(|s, now| match rows {
+            Some(r) => s.fulfil(so_id, "PACKED", r, &tracking, None, now),
+            None => s
+                .fulfil_remainder(so_id, "PACKED", &tracking, now)?
+                .ok_or_else(|| format!("sales order {so_id} has nothing left to pack")),
+        })
+    }
+
     pub fn deliver(
         &self,
         so_id: i64,
