@@ -309,6 +309,22 @@ async fn outside_mpas_markets_seller_orders_ship_their_package_by_self_shipment(
         sim_codes::PACKAGE_NOT_FOUND
     );
 
+    let held = e
+        .sim
+        .create_order(NewOrder::of(&[("CAP-1", 1)], TikTokOrderStatus::OnHold))
+        .unwrap();
+    let held_pkg = e.sim.order_packages(&held.id)[0].id.clone();
+    let v = ship(
+        &e,
+        &held_pkg,
+        json!({"self_shipment": {"tracking_number": "1Z", "shipping_provider_id": UPS}}),
+    )
+    .await;
+    assert_eq!(
+        code(&v),
+        sim_codes::ORDER_NOT_SHIPPABLE,
+        "not while ON_HOLD"
+    );
     let v = ship(
         &e,
         &pkg,
@@ -368,7 +384,7 @@ async fn outside_mpas_markets_seller_orders_ship_their_package_by_self_shipment(
     assert_eq!(e.sim.tracking_updates().len(), 1);
     assert_eq!(
         e.sim.calls("POST", "/fulfillment/202309/packages/{}/ship"),
-        6
+        7
     );
     e.sim.stop().await;
 }
@@ -519,6 +535,9 @@ async fn orders_split_into_one_package_per_group() {
         );
     }
     let old = e.sim.order_packages(&a.id)[0].id.clone();
+    // Nothing listens here: the attempt is still logged with its notification type.
+    e.sim
+        .set_webhook_url(Some("http://127.0.0.1:9/hook".into()));
     let v = split(
         a.id.clone(),
         json!([{"id": "mugs", "order_line_item_ids": [u[0], u[1]]}, {"id": "cap", "order_line_item_ids": [u[2]]}]),
@@ -537,6 +556,13 @@ async fn orders_split_into_one_package_per_group() {
     assert_eq!(packages[0].id, created[0]["id"].as_str().unwrap());
     assert_eq!(packages[0].line_item_ids, u[..2].to_vec());
     assert_eq!(packages[1].line_item_ids, u[2..].to_vec());
+    let mut tries = 0;
+    while !e.sim.webhook_attempts().iter().any(|w| w.kind == 4) {
+        tries += 1;
+        assert!(tries < 500, "a PACKAGE_UPDATE notification is sent");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    e.sim.set_webhook_url(None);
     let w = wire(&e, &a.id).await;
     assert_eq!(w["split_or_combine_tag"], "SPLIT");
     assert_eq!(w["packages"].as_array().unwrap().len(), 2);
@@ -559,5 +585,48 @@ async fn orders_split_into_one_package_per_group() {
         0,
         "no Mark Package As Shipped attempted"
     );
+
+    // The same read-backs as JSON under /_sim.
+    let ctl = |p: &str| format!("{}/_sim{p}", e.sim.base_url());
+    let get = |url: String| async move {
+        reqwest::get(url)
+            .await
+            .unwrap()
+            .json::<Value>()
+            .await
+            .unwrap()
+    };
+    let pk = get(ctl(&format!("/orders/{}/packages", a.id))).await;
+    assert_eq!(pk.as_array().unwrap().len(), 2);
+    assert_eq!(pk[0]["status"], "PROCESSING");
+    assert_eq!(pk[0]["handover_method"], "DROP_OFF");
+    let calls = get(ctl("/calls")).await;
+    assert_eq!(calls["POST /fulfillment/202309/packages/{}/ship"], 3);
+    assert_eq!(calls["POST /fulfillment/202309/orders/{}/split"], 7);
+    let shipments = get(ctl("/shipments")).await;
+    assert_eq!(shipments[0]["method"], "tiktok_label");
+    assert_eq!(get(ctl("/tracking_updates")).await, json!([]));
+    assert_eq!(get(ctl("/labels")).await, json!([]));
+    let mut new = json!({"items": [{"sku": "CAP-1", "quantity": 2}], "status": "AWAITING_SHIPMENT", "shipping_type": "TIKTOK", "splittable": false});
+    let made: Value = reqwest::Client::new()
+        .post(ctl("/orders"))
+        .json(&new)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(made["shipping_type"], "TIKTOK");
+    assert_eq!(made["packages"].as_array().unwrap().len(), 1);
+    new["shipping_type"] = json!("CARRIER_PIGEON");
+    let st = reqwest::Client::new()
+        .post(ctl("/orders"))
+        .json(&new)
+        .send()
+        .await
+        .unwrap()
+        .status();
+    assert_eq!(st.as_u16(), 400);
     e.sim.stop().await;
 }

@@ -732,3 +732,30 @@ impl State {
         ))
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn handover_slots_are_the_next_two_days_windows_in_utc() {
+        // 2026-01-01T10:30:00Z
+        let now = 1_767_263_400;
+        let day = 1_767_225_600;
+        let hours: Vec<(i64, i64)> = handover_slots(now)
+            .iter()
+            .map(|s| ((s.start_time - day) / 3600, (s.end_time - day) / 3600))
+            .collect();
+        assert_eq!(hours, vec![(33, 36), (37, 41), (57, 60), (61, 65)]);
+    }
+
+    #[test]
+    fn mark_package_as_shipped_markets() {
+        for r in ["US", "GB", "uk", "ES", "IE", "IT", "DE", "FR", "JP"] {
+            assert!(mpas_market(r), "{r}");
+        }
+        for r in ["MY", "ID", "TH", "VN", "PH", "SG", "MX", "BR", ""] {
+            assert!(!mpas_market(r), "{r}");
+        }
+    }
+}
