@@ -1321,6 +1321,12 @@ async fn fulfillment_patch_takes_update_fields_only_and_moves_packed_to_delivere
     assert_eq!(so_packed.status, "PACKED");
 
     e.manual.advance(Duration::from_secs(60));
+    // Nothing listens here: the attempts are still recorded with their event.
+    e.sim.add_webhook(
+        "http://127.0.0.1:9/hook",
+        &["sales_order.updated", "sales_order.delivered"],
+        None,
+    );
     let path = format!("/sales_order_fulfillments/{fid}");
     let (st, _, body) = raw(
         &e.sim,
@@ -1381,6 +1387,22 @@ async fn fulfillment_patch_takes_update_fields_only_and_moves_packed_to_delivere
         .find(|s| s["id"] == so.id)
         .unwrap();
     assert_ne!(so_json["updated_at"], so_json["created_at"]);
+    let mut events: Vec<String> = Vec::new();
+    for _ in 0..500 {
+        events = e
+            .sim
+            .webhook_deliveries()
+            .iter()
+            .filter(|d| d.attempt == 0)
+            .map(|d| d.event.clone())
+            .collect();
+        if events.len() >= 2 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    events.sort();
+    assert_eq!(events, vec!["sales_order.delivered", "sales_order.updated"]);
 
     let (st, _, body) = raw(
         &e.sim,
