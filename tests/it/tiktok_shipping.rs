@@ -98,7 +98,16 @@ async fn tiktok_shipping_order_has_a_package_from_the_start_and_ships_with_a_tik
     let ids: Vec<String> = o.units.iter().map(|u| u.id.clone()).collect();
     let refused = e.client.mark_package_shipped(&o.id, &ids, "1Z", UPS).await;
     assert_eq!(api_code(refused), sim_codes::ORDER_NOT_SHIPPABLE);
-    assert_eq!(e.sim.calls("POST", MPAS), 1, "the attempt is counted");
+    let refused = e
+        .client
+        .mark_package_shipped(&o.id, &ids, "1Z", TIKTOK_PROVIDER_ID)
+        .await;
+    assert_eq!(
+        api_code(refused),
+        sim_codes::ORDER_NOT_SHIPPABLE,
+        "refused for the label, not the provider"
+    );
+    assert_eq!(e.sim.calls("POST", MPAS), 2, "the attempts are counted");
 
     // Nothing to print, and no tracking to fix, before the shipment is arranged.
     let v = document(&e, &pkg, &[("document_type", "SHIPPING_LABEL")]).await;
@@ -247,7 +256,9 @@ async fn tiktok_shipping_order_has_a_package_from_the_start_and_ships_with_a_tik
     let (st, body) = e.sim.fetch_label(&url).await.unwrap();
     assert_eq!(st, 200);
     assert!(body.starts_with(b"%PDF"));
-    assert_eq!(e.sim.labels().len(), 2);
+    let url3 = e.sim.issue_label(&pkg).unwrap();
+    assert_eq!(e.sim.fetch_label(&url3).await.unwrap().0, 200);
+    assert_eq!(e.sim.labels().len(), 3);
     e.manual.advance(Duration::from_secs(24 * 3600 - 1));
     assert_eq!(e.sim.fetch_label(&url).await.unwrap().0, 200);
     e.manual.advance(Duration::from_secs(1));

@@ -443,6 +443,19 @@ impl SimControl {
         self.inner.state.lock().order_packages(order_id)
     }
 
+    /// Issues a shipping-label URL for an arranged TikTok-label package, as Get Shipping
+    /// Document does (`SHIPPING_LABEL`, A6), without a signed call.
+    pub fn issue_label(&self, package_id: &str) -> Result<String, ApiErr> {
+        let now = self.inner.now();
+        let v = self.inner.state.lock().shipping_document(
+            package_id,
+            Some("SHIPPING_LABEL"),
+            Some("A6"),
+            now,
+        )?;
+        Ok(v["doc_url"].as_str().unwrap_or_default().to_string())
+    }
+
     /// Every shipping document URL handed out, oldest first.
     pub fn labels(&self) -> Vec<Label> {
         let st = self.inner.state.lock();

@@ -904,6 +904,15 @@ impl State {
                 ),
             ));
         }
+        // A TikTok-label order is refused as such, whatever else the body gets wrong.
+        if self.orders.get(order_id).is_some_and(|o| {
+            o.is_tiktok_shipping() && o.fulfillment_type == FulfillmentType::FulfillmentBySeller
+        }) {
+            return Err(ApiErr::new(
+                sim_codes::ORDER_NOT_SHIPPABLE,
+                "order is shipped with TikTok's label; use Ship Package",
+            ));
+        }
         let provider = self
             .providers
             .iter()
@@ -920,14 +929,6 @@ impl State {
             })?;
         let package_id = self.id(1156);
         let order = self.order_mut(order_id)?;
-        if order.is_tiktok_shipping()
-            && order.fulfillment_type == FulfillmentType::FulfillmentBySeller
-        {
-            return Err(ApiErr::new(
-                sim_codes::ORDER_NOT_SHIPPABLE,
-                "order is shipped with TikTok's label; use Ship Package",
-            ));
-        }
         if order.fulfillment_type != FulfillmentType::FulfillmentBySeller {
             return Err(ApiErr::new(
                 sim_codes::ORDER_NOT_SHIPPABLE,
