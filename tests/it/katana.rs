@@ -1289,3 +1289,173 @@ async fn control_surface_over_http() {
     assert!(stats["requests"]["total"].as_u64().unwrap() > 0);
     e.sim.stop().await;
 }
+
+#[tokio::test]
+async fn fulfillment_patch_takes_update_fields_only_and_moves_packed_to_delivered() {
+    let e = env();
+    let key = e.sim.api_key();
+    let k = Some(key.as_str());
+    let mug = e.variant("MUG-WHITE");
+    let loc = e.cat.main_location_id;
+    let req = so_request(&e, "5768009", vec![unit("1", "MUG-WHITE", "12.50")]).await;
+    let so = e
+        .client
+        .create_sales_order_once(&req)
+        .await
+        .unwrap()
+        .sales_order()
+        .clone();
+    let (st, _, f) = raw(
+        &e.sim,
+        reqwest::Method::POST,
+        "/sales_order_fulfillments",
+        k,
+        Some(json!({"sales_order_id": so.id, "status": "PACKED",
+            "sales_order_fulfillment_rows": [{"sales_order_row_id": so.sales_order_rows[0].id, "quantity": 1}]})),
+    )
+    .await;
+    assert_eq!(st, 200);
+    let fid = f["id"].as_i64().unwrap();
+    assert_eq!(f["updated_at"], f["created_at"]);
+    let stock_packed = e.sim.stock(mug, loc);
+    let so_packed = e.client.get_sales_order(so.id).await.unwrap();
+    assert_eq!(so_packed.status, "PACKED");
+
+    e.manual.advance(Duration::from_secs(60));
+    // Nothing listens here: the attempts are still recorded with their event.
+    e.sim.add_webhook(
+        "http://127.0.0.1:9/hook",
+        &["sales_order.updated", "sales_order.delivered"],
+        None,
+    );
+    let path = format!("/sales_order_fulfillments/{fid}");
+    let (st, _, body) = raw(
+        &e.sim,
+        reqwest::Method::PATCH,
+        &path,
+        k,
+        Some(json!({"sales_order_fulfillment_rows": [], "colour": "red", "tracking_number": "x".repeat(257)})),
+    )
+    .await;
+    assert_eq!(st, 422, "rows are not editable");
+    let codes: Vec<String> = body["error"]["details"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|d| {
+            format!(
+                "{}{}",
+                d["path"].as_str().unwrap(),
+                d["code"].as_str().unwrap()
+            )
+        })
+        .collect();
+    assert_eq!(
+        codes,
+        vec![
+            "additionalProperties",
+            "additionalProperties",
+            ".tracking_numbermaxLength"
+        ]
+    );
+
+    let (st, _, body) = raw(
+        &e.sim,
+        reqwest::Method::PATCH,
+        &path,
+        k,
+        Some(json!({"status": "DELIVERED", "tracking_number": "1Z42", "tracking_carrier": "UPS",
+            "tracking_url": "https://ups.example/1Z42", "tracking_method": "ground", "packer_id": 7})),
+    )
+    .await;
+    assert_eq!(st, 200, "{body}");
+    assert_eq!(body["status"], "DELIVERED");
+    assert_eq!(body["tracking_number"], "1Z42");
+    assert_eq!(body["tracking_method"], "ground");
+    assert_eq!(body["packer_id"], 7);
+    assert_ne!(body["updated_at"], body["created_at"], "updated_at moves");
+    assert_eq!(
+        e.sim.stock(mug, loc),
+        stock_packed,
+        "no extra stock movement"
+    );
+    let so_done = e.client.get_sales_order(so.id).await.unwrap();
+    assert_eq!(so_done.status, "DELIVERED");
+    let so_json = e
+        .sim
+        .sales_orders()
+        .into_iter()
+        .find(|s| s["id"] == so.id)
+        .unwrap();
+    assert_ne!(so_json["updated_at"], so_json["created_at"]);
+    let mut events: Vec<String> = Vec::new();
+    for _ in 0..500 {
+        events = e
+            .sim
+            .webhook_deliveries()
+            .iter()
+            .filter(|d| d.attempt == 0)
+            .map(|d| d.event.clone())
+            .collect();
+        if events.len() >= 2 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    events.sort();
+    assert_eq!(events, vec!["sales_order.delivered", "sales_order.updated"]);
+
+    let (st, _, body) = raw(
+        &e.sim,
+        reqwest::Method::PATCH,
+        &path,
+        k,
+        Some(json!({"status": "PACKED"})),
+    )
+    .await;
+    assert_eq!(st, 422);
+    assert!(
+        body["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("cannot go back"),
+        "{body}"
+    );
+    let (st, _, _) = raw(
+        &e.sim,
+        reqwest::Method::PATCH,
+        "/sales_order_fulfillments/999999",
+        k,
+        Some(json!({"tracking_number": "A"})),
+    )
+    .await;
+    assert_eq!(st, 404);
+
+    // A merchant correcting the tracking in Katana's UI.
+    let edited = e
+        .sim
+        .edit_fulfillment_tracking(
+            fid,
+            Tracking {
+                tracking_number: Some("1Z43".into()),
+                tracking_url: None,
+                tracking_carrier: Some("UPS".into()),
+            },
+        )
+        .unwrap();
+    assert_eq!(edited["tracking_number"], "1Z43");
+    assert!(edited["tracking_url"].is_null());
+    let fs = e.client.list_fulfillments(so.id).await.unwrap();
+    assert_eq!(fs[0].tracking_number.as_deref(), Some("1Z43"));
+    assert!(e
+        .sim
+        .edit_fulfillment_tracking(
+            fid,
+            Tracking {
+                tracking_number: Some("y".repeat(257)),
+                ..Tracking::default()
+            },
+        )
+        .is_err());
+    e.sim.stop().await;
+}

@@ -14,4 +14,5 @@ mod schemas;
 mod simulation;
 mod store;
 mod tiktok;
+mod tiktok_shipping;
 mod whatif_identity;

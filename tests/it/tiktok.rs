@@ -27,10 +27,10 @@ const MUG_BLUE: &str = "1729100000000000002";
 const DRAFT_PRODUCT: &str = "1729000000000000003";
 const DRAFT_SKU: &str = "1729100000000000004";
 
-struct Env {
-    manual: ManualClock,
-    sim: TikTokSim,
-    client: TikTokClient,
+pub(crate) struct Env {
+    pub(crate) manual: ManualClock,
+    pub(crate) sim: TikTokSim,
+    pub(crate) client: TikTokClient,
     store: Arc<MemoryTokenStore>,
     settings: TikTokSettings,
 }
@@ -60,7 +60,7 @@ fn options() -> ClientOptions {
 }
 
 /// A connected client: code exchanged, shop picked, demo catalogue seeded.
-async fn env_with(cfg: SimConfig) -> Env {
+pub(crate) async fn env_with(cfg: SimConfig) -> Env {
     let manual = ManualClock::at_epoch();
     let sim = TikTokSim::start(cfg.clone(), manual.clock()).unwrap();
     sim.seed_demo_catalogue();
@@ -107,19 +107,19 @@ async fn wait_for<T>(mut probe: impl FnMut() -> Option<T>) -> T {
 }
 
 /// A hand-signed request, to probe the simulator's gateway checks directly.
-struct Raw<'a> {
+pub(crate) struct Raw<'a> {
     env: &'a Env,
     method: &'a str,
     path: &'a str,
-    query: Vec<(String, String)>,
-    body: Option<String>,
+    pub(crate) query: Vec<(String, String)>,
+    pub(crate) body: Option<String>,
     timestamp_offset: i64,
     uppercase_sign: bool,
     with_cipher: bool,
 }
 
 impl<'a> Raw<'a> {
-    fn new(env: &'a Env, method: &'a str, path: &'a str) -> Self {
+    pub(crate) fn new(env: &'a Env, method: &'a str, path: &'a str) -> Self {
         Raw {
             env,
             method,
@@ -132,7 +132,7 @@ impl<'a> Raw<'a> {
         }
     }
 
-    async fn send(self) -> (u16, Value) {
+    pub(crate) async fn send(self) -> (u16, Value) {
         let cfg = self.env.sim.config();
         let mut q: Vec<(String, String)> = vec![
             ("app_key".into(), cfg.app_key.clone()),
@@ -174,11 +174,11 @@ impl<'a> Raw<'a> {
     }
 }
 
-fn code(v: &Value) -> i64 {
+pub(crate) fn code(v: &Value) -> i64 {
     v["code"].as_i64().unwrap()
 }
 
-fn api_code(r: Result<impl std::fmt::Debug, TikTokError>) -> i64 {
+pub(crate) fn api_code(r: Result<impl std::fmt::Debug, TikTokError>) -> i64 {
     match r {
         Err(TikTokError::Api { code, .. }) => code,
         other => panic!("expected an API error, got {other:?}"),

@@ -255,6 +255,27 @@ impl KatanaSim {
         })
     }
 
+    /// Edits a fulfillment's tracking as a merchant does in Katana's UI, through the same
+    /// rules as `PATCH /sales_order_fulfillments/{id}`; `None` fields are cleared. Returns
+    /// the fulfillment's read model, or the API's error body.
+    pub fn edit_fulfillment_tracking(
+        &self,
+        fulfillment_id: i64,
+        tracking: Tracking,
+    ) -> Result<Value, Value> {
+        let body = json!({
+            "tracking_number": tracking.tracking_number,
+            "tracking_url": tracking.tracking_url,
+            "tracking_carrier": tracking.tracking_carrier,
+        });
+        self.with(
+            |s, now| match s.patch_fulfillment(fulfillment_id, &body, now) {
+                Ok(r) => Ok(r.body.unwrap_or(Value::Null)),
+                Err(r) => Err(r.body.unwrap_or(Value::Null)),
+            },
+        )
+    }
+
     // ------------------------------------------------------------ read-back
 
     /// Every SO as its read model (rows, addresses, ecommerce fields), deleted included.

@@ -174,7 +174,11 @@ pub struct Fulfillment {
     pub picked_date: DateTime<Utc>,
     /// (fulfillment row id, sales order row id, quantity)
     pub rows: Vec<(i64, i64, Quantity)>,
+    pub conversion_rate: Option<Value>,
+    pub conversion_date: Option<String>,
+    pub packer_id: Option<i64>,
     pub created_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
 }
 
 #[derive(Clone, Debug, Serialize)]
@@ -786,7 +790,11 @@ impl SimState {
                 tracking_method,
                 picked_date: now,
                 rows: frows,
+                conversion_rate: None,
+                conversion_date: None,
+                packer_id: None,
                 created_at: now,
+                updated_at: now,
             },
         );
         if let Some(so) = self.sales_orders.get_mut(&so_id) {
@@ -918,10 +926,10 @@ impl SimState {
             .collect();
         json!({
             "id": f.id, "sales_order_id": f.sales_order_id, "picked_date": iso(f.picked_date), "status": f.status,
-            "invoice_status": "NOT_INVOICED", "conversion_rate": null, "conversion_date": null,
+            "invoice_status": "NOT_INVOICED", "conversion_rate": f.conversion_rate, "conversion_date": f.conversion_date,
             "tracking_number": f.tracking_number, "tracking_url": f.tracking_url,
-            "tracking_carrier": f.tracking_carrier, "tracking_method": f.tracking_method, "packer_id": null,
-            "sales_order_fulfillment_rows": rows, "created_at": iso(f.created_at), "updated_at": iso(f.created_at),
+            "tracking_carrier": f.tracking_carrier, "tracking_method": f.tracking_method, "packer_id": f.packer_id,
+            "sales_order_fulfillment_rows": rows, "created_at": iso(f.created_at), "updated_at": iso(f.updated_at),
         })
     }
 
@@ -1166,6 +1174,10 @@ impl SimState {
                     .get(&id)
                     .map(|f| Reply::json(200, Self::fulfillment_json(f)))
                     .ok_or_else(Reply::not_found)
+            }
+            ("PATCH", ["sales_order_fulfillments", id]) => {
+                let id = id_of(id)?;
+                self.patch_fulfillment(id, &json_body()?, now)
             }
             ("GET", ["webhooks"]) => {
                 check_query(q, &["ids", "url", "enabled"])?;
@@ -1699,6 +1711,103 @@ impl SimState {
         Ok(Reply::json(
             200,
             Self::fulfillment_json(&self.fulfillments[&fid]),
+        ))
+    }
+
+    /// Katana's update DTO: tracking, dates, packer and status; rows are fixed once created.
+    pub fn patch_fulfillment(
+        &mut self,
+        id: i64,
+        body: &Value,
+        now: DateTime<Utc>,
+    ) -> Result<Reply, Reply> {
+        let Some(current) = self.fulfillments.get(&id).cloned() else {
+            return Err(Reply::not_found());
+        };
+        let mut ajv = Ajv::default();
+        let allowed = [
+            "picked_date",
+            "status",
+            "conversion_rate",
+            "conversion_date",
+            "packer_id",
+            "tracking_number",
+            "tracking_url",
+            "tracking_carrier",
+            "tracking_method",
+        ];
+        let Some(o) = ajv.object("", body, &allowed, &[]) else {
+            return Err(Reply::invalid(ajv));
+        };
+        let status = if o.contains_key("status") {
+            ajv.enumeration(o, "", "status", &["PACKED", "DELIVERED"])
+        } else {
+            None
+        };
+        let picked_date = ajv.date_time(o, "", "picked_date", false);
+        let conversion_date = ajv.date_time(o, "", "conversion_date", true);
+        let conversion_rate = match o.get("conversion_rate") {
+            Some(Value::Null) | None => None,
+            Some(_) => ajv.number(o, "", "conversion_rate", Quantity(0), true),
+        };
+        let packer_id = ajv.id(o, "", "packer_id", true);
+        let tracking_number = ajv.string(o, "", "tracking_number", true, 0, 256);
+        let tracking_url = ajv.string(o, "", "tracking_url", true, 0, 2048);
+        let tracking_carrier = ajv.string(o, "", "tracking_carrier", true, 0, 255);
+        let tracking_method = ajv.string(o, "", "tracking_method", true, 0, 255);
+        if !ajv.ok() {
+            return Err(Reply::invalid(ajv));
+        }
+        if current.status == "DELIVERED" && status.as_deref() == Some("PACKED") {
+            return Err(Reply::unprocessable(
+                "A delivered fulfillment cannot go back to PACKED",
+            ));
+        }
+        let so_id = current.sales_order_id;
+        let before = self.so_status(so_id);
+        let Some(f) = self.fulfillments.get_mut(&id) else {
+            return Err(Reply::not_found());
+        };
+        // Stock already left at PACKED, so PACKED -> DELIVERED moves nothing.
+        if let Some(s) = status {
+            f.status = s;
+        }
+        if let Some(d) = picked_date {
+            f.picked_date = d;
+        }
+        if o.contains_key("conversion_date") {
+            f.conversion_date = conversion_date.map(iso);
+        }
+        if o.contains_key("conversion_rate") {
+            f.conversion_rate = conversion_rate.map(qnum);
+        }
+        if o.contains_key("packer_id") {
+            f.packer_id = packer_id;
+        }
+        if o.contains_key("tracking_number") {
+            f.tracking_number = tracking_number;
+        }
+        if o.contains_key("tracking_url") {
+            f.tracking_url = tracking_url;
+        }
+        if o.contains_key("tracking_carrier") {
+            f.tracking_carrier = tracking_carrier;
+        }
+        if o.contains_key("tracking_method") {
+            f.tracking_method = tracking_method;
+        }
+        f.updated_at = now;
+        if let Some(so) = self.sales_orders.get_mut(&so_id) {
+            so.updated_at = now;
+        }
+        let after = self.so_status(so_id);
+        if before != after && after.as_deref() == Some("DELIVERED") {
+            self.emit_so("sales_order.delivered", so_id);
+        }
+        self.emit_so("sales_order.updated", so_id);
+        Ok(Reply::json(
+            200,
+            Self::fulfillment_json(&self.fulfillments[&id]),
         ))
     }
 

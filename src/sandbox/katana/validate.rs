@@ -2,6 +2,7 @@
 //! real gateway produces (`details[]` with `path`, `code`, `message`, `info`), so a
 //! client's unknown field or wrong type fails here exactly as it would in production.
 
+use chrono::{DateTime, Utc};
 use serde_json::{json, Map, Value};
 
 use crate::domain::observed::Quantity;
@@ -139,6 +140,29 @@ impl Ajv {
             }
             Some(_) => {
                 self.type_err(&path, if nullable { "string,null" } else { "string" });
+                None
+            }
+        }
+    }
+
+    /// An RFC 3339 date-time string (`format: date-time` in Katana's schema).
+    pub fn date_time(
+        &mut self,
+        obj: &Map<String, Value>,
+        base: &str,
+        key: &str,
+        nullable: bool,
+    ) -> Option<DateTime<Utc>> {
+        let s = self.string(obj, base, key, nullable, 0, usize::MAX)?;
+        match DateTime::parse_from_rfc3339(&s) {
+            Ok(t) => Some(t.with_timezone(&Utc)),
+            Err(_) => {
+                self.push(
+                    &format!("{base}.{key}"),
+                    "format",
+                    "should match format \"date-time\"".into(),
+                    json!({"format": "date-time"}),
+                );
                 None
             }
         }

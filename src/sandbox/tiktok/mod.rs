@@ -4,6 +4,7 @@
 //! retry schedule on the injected clock, and offers fault injection and a control surface
 //! (Rust methods on [`TikTokSim`] and JSON under `/_sim/...`).
 
+pub mod packages;
 mod server;
 pub mod state;
 
@@ -17,6 +18,10 @@ use parking_lot::Mutex;
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 
+pub use packages::{
+    Label, PackageInfo, PickupSlot, TrackingUpdate, LABEL_TTL, SHIPPING_INFO_WINDOW,
+    TIKTOK_PROVIDER_ID, TIKTOK_PROVIDER_NAME,
+};
 pub use state::{
     sim_codes, ApiErr, InventoryPush, NewOrder, NewOrderItem, NewProduct, NewSku, OrderEdit,
     ShipmentRecord, SimAddress, MAIN_WAREHOUSE, RETURN_WAREHOUSE, SECOND_WAREHOUSE,
@@ -61,6 +66,9 @@ pub struct SimConfig {
     pub webhook_url: Option<String>,
     /// Requests per clock second before 429 + 36009002 (0 = unlimited).
     pub qps_limit: u32,
+    /// The main shop's region (`US`, `GB`, `MY`, ...): decides whether Mark Package As
+    /// Shipped exists there.
+    pub region: String,
 }
 
 impl SimConfig {
@@ -74,7 +82,14 @@ impl SimConfig {
             extra_shops: Vec::new(),
             webhook_url: None,
             qps_limit: 0,
+            region: "US".into(),
         }
+    }
+
+    /// The same demo shop in another market.
+    pub fn with_region(mut self, region: &str) -> Self {
+        self.region = region.to_string();
+        self
     }
 
     fn shops(&self) -> Vec<SimShop> {
@@ -82,7 +97,11 @@ impl SimConfig {
             id: self.shop_id.clone(),
             name: self.shop_name.clone(),
             cipher: self.shop_cipher.clone(),
-            region: "US".into(),
+            // TikTok reports the UK as GB.
+            region: match self.region.to_ascii_uppercase().as_str() {
+                "UK" => "GB".into(),
+                r => r.to_string(),
+            },
         }];
         v.extend(self.extra_shops.iter().cloned());
         v
@@ -138,6 +157,9 @@ pub(crate) struct Inner {
     pub webhook_log: Mutex<Vec<WebhookAttempt>>,
     pub webhook_tasks: Mutex<Vec<tokio::task::AbortHandle>>,
     pub request_count: Mutex<u64>,
+    /// Requests per route (`"POST /fulfillment/202309/orders/{}/packages"`), counted once the
+    /// path and method match, before any gateway check.
+    pub route_calls: Mutex<BTreeMap<String, u64>>,
     pub runtime: tokio::runtime::Handle,
     pub http: reqwest::Client,
 }
@@ -251,6 +273,11 @@ impl TikTokSim {
             .timeout(Duration::from_secs(5))
             .build()
             .map_err(|e| io::Error::other(e.to_string()))?;
+        let listener = TcpListener::bind("127.0.0.1:0")?;
+        let addr = listener.local_addr()?;
+        let mut state = State::new();
+        state.region = cfg.region.to_ascii_uppercase();
+        state.base_url = format!("http://{addr}");
         let inner = Arc::new(Inner {
             webhook_url: Mutex::new(cfg.webhook_url.clone()),
             faults: Mutex::new(Faults {
@@ -259,16 +286,15 @@ impl TikTokSim {
             }),
             cfg,
             clock,
-            state: Mutex::new(State::new()),
+            state: Mutex::new(state),
             rate: Mutex::new((0, 0)),
             webhook_log: Mutex::new(Vec::new()),
             webhook_tasks: Mutex::new(Vec::new()),
             request_count: Mutex::new(0),
+            route_calls: Mutex::new(BTreeMap::new()),
             runtime: runtime.clone(),
             http,
         });
-        let listener = TcpListener::bind("127.0.0.1:0")?;
-        let addr = listener.local_addr()?;
         let server = server::build(inner.clone(), listener)?;
         let handle = server.handle();
         runtime.spawn(server);
@@ -405,6 +431,67 @@ impl SimControl {
 
     pub fn shipments(&self) -> Vec<ShipmentRecord> {
         self.inner.state.lock().shipments.clone()
+    }
+
+    /// Accepted Update Shipping Info calls, oldest first.
+    pub fn tracking_updates(&self) -> Vec<TrackingUpdate> {
+        self.inner.state.lock().tracking_updates.clone()
+    }
+
+    /// The order's packages (ids, units, status, tracking, handover), in unit order.
+    pub fn order_packages(&self, order_id: &str) -> Vec<PackageInfo> {
+        self.inner.state.lock().order_packages(order_id)
+    }
+
+    /// Issues a shipping-label URL for an arranged TikTok-label package, as Get Shipping
+    /// Document does (`SHIPPING_LABEL`, A6), without a signed call.
+    pub fn issue_label(&self, package_id: &str) -> Result<String, ApiErr> {
+        let now = self.inner.now();
+        let v = self.inner.state.lock().shipping_document(
+            package_id,
+            Some("SHIPPING_LABEL"),
+            Some("A6"),
+            now,
+        )?;
+        Ok(v["doc_url"].as_str().unwrap_or_default().to_string())
+    }
+
+    /// Every shipping document URL handed out, oldest first.
+    pub fn labels(&self) -> Vec<Label> {
+        let st = self.inner.state.lock();
+        let mut v: Vec<Label> = st.labels.values().cloned().collect();
+        v.sort_by_key(|l| (l.expires_at, l.token.len(), l.token.clone()));
+        v
+    }
+
+    /// Fetches a `doc_url` the way a label printer would: `(HTTP status, body)`; 410 once
+    /// the URL's 24 hours (sim clock) are over.
+    pub async fn fetch_label(&self, doc_url: &str) -> Result<(u16, Vec<u8>), String> {
+        let r = self
+            .inner
+            .http
+            .get(doc_url)
+            .send()
+            .await
+            .map_err(|e| e.to_string())?;
+        let status = r.status().as_u16();
+        let body = r.bytes().await.map_err(|e| e.to_string())?;
+        Ok((status, body.to_vec()))
+    }
+
+    /// How often a route was called, e.g. `calls("POST", "/fulfillment/202309/orders/{}/packages")`.
+    pub fn calls(&self, method: &str, pattern: &str) -> u64 {
+        self.inner
+            .route_calls
+            .lock()
+            .get(&format!("{method} {pattern}"))
+            .copied()
+            .unwrap_or(0)
+    }
+
+    /// Calls per route (`"METHOD pattern"`), `{}` standing for path ids.
+    pub fn call_counts(&self) -> BTreeMap<String, u64> {
+        self.inner.route_calls.lock().clone()
     }
 
     pub fn inventory_pushes(&self) -> Vec<InventoryPush> {

@@ -12,6 +12,7 @@ use serde::Deserialize;
 use serde_json::{json, Value};
 use sha2::{Digest, Sha256};
 
+use super::packages::{self, LabelFetch};
 use super::state::{self, ApiErr, Notification};
 use super::{Faults, Inner, SimControl, ACCESS_TOKEN_TTL, REFRESH_TOKEN_TTL};
 use crate::connectors::tiktok::sign;
@@ -95,6 +96,48 @@ const ROUTES: &[RouteDef] = &[
     RouteDef {
         method: "POST",
         pattern: "/fulfillment/202309/orders/{}/packages",
+        shop_scoped: true,
+        params: &[],
+    },
+    RouteDef {
+        method: "POST",
+        pattern: "/fulfillment/202309/packages/{}/ship",
+        shop_scoped: true,
+        params: &[],
+    },
+    RouteDef {
+        method: "GET",
+        pattern: "/fulfillment/202309/packages/{}/handover_time_slots",
+        shop_scoped: true,
+        params: &[],
+    },
+    RouteDef {
+        method: "GET",
+        pattern: "/fulfillment/202309/packages/{}/shipping_documents",
+        shop_scoped: true,
+        params: &["document_type", "document_size"],
+    },
+    RouteDef {
+        method: "POST",
+        pattern: "/fulfillment/202309/orders/{}/shipping_info/update",
+        shop_scoped: true,
+        params: &[],
+    },
+    RouteDef {
+        method: "POST",
+        pattern: "/fulfillment/202309/packages/{}/shipping_info/update",
+        shop_scoped: true,
+        params: &[],
+    },
+    RouteDef {
+        method: "GET",
+        pattern: "/fulfillment/202309/orders/split_attributes",
+        shop_scoped: true,
+        params: &["order_ids"],
+    },
+    RouteDef {
+        method: "POST",
+        pattern: "/fulfillment/202309/orders/{}/split",
         shop_scoped: true,
         params: &[],
     },
@@ -310,6 +353,11 @@ fn handle(inner: &Arc<Inner>, req: &HttpRequest, body: &[u8]) -> Handled {
         return token_endpoint(inner, kind, &q).map(|v| (v, vec![]));
     }
     let (route, captures) = match_route(path, method)?;
+    *inner
+        .route_calls
+        .lock()
+        .entry(format!("{} {}", route.method, route.pattern))
+        .or_default() += 1;
     let cfg = &inner.cfg;
 
     if q.get("app_key") != Some(cfg.app_key.as_str()) {
@@ -475,6 +523,60 @@ fn dispatch(
             let req: state::MarkShippedRequest = parse_body(body)?;
             inner.state.lock().mark_shipped(cap(0), req, now)
         }
+        "/fulfillment/202309/packages/{}/ship" => {
+            let req: packages::ShipPackageRequest = parse_body(body)?;
+            inner.state.lock().ship_package(cap(0), req, now)
+        }
+        "/fulfillment/202309/packages/{}/handover_time_slots" => {
+            none(inner.state.lock().handover_time_slots(cap(0), now)?)
+        }
+        "/fulfillment/202309/packages/{}/shipping_documents" => {
+            none(inner.state.lock().shipping_document(
+                cap(0),
+                q.get("document_type"),
+                q.get("document_size"),
+                now,
+            )?)
+        }
+        "/fulfillment/202309/orders/{}/shipping_info/update" => {
+            let req: packages::ShippingInfoUpdateRequest = parse_body(body)?;
+            none(
+                inner
+                    .state
+                    .lock()
+                    .update_order_shipping_info(cap(0), req, now)?,
+            )
+        }
+        "/fulfillment/202309/packages/{}/shipping_info/update" => {
+            let req: packages::ShippingInfoUpdateRequest = parse_body(body)?;
+            none(
+                inner
+                    .state
+                    .lock()
+                    .update_shipping_info(cap(0), "package", req, now)?,
+            )
+        }
+        "/fulfillment/202309/orders/split_attributes" => {
+            let ids: Vec<String> = q
+                .joined("order_ids")
+                .unwrap_or_default()
+                .split(',')
+                .map(str::trim)
+                .filter(|s| !s.is_empty())
+                .map(str::to_string)
+                .collect();
+            if ids.is_empty() || ids.len() > 50 {
+                return Err(ApiErr::invalid_param(format!(
+                    "order_ids must hold 1..=50 order ids, got {}",
+                    ids.len()
+                )));
+            }
+            none(inner.state.lock().split_attributes(&ids))
+        }
+        "/fulfillment/202309/orders/{}/split" => {
+            let req: packages::SplitRequest = parse_body(body)?;
+            inner.state.lock().split(cap(0), req, now)
+        }
         "/logistics/202309/warehouses" => {
             let st = inner.state.lock();
             none(json!({"warehouses": st.warehouses.iter().map(|w| json!({
@@ -596,7 +698,7 @@ fn token_endpoint(inner: &Inner, kind: &str, q: &Query) -> Result<Value, ApiErr>
         "refresh_token_expire_in": now + REFRESH_TOKEN_TTL,
         "open_id": "sim_open_id",
         "seller_name": cfg.shop_name,
-        "seller_base_region": "US",
+        "seller_base_region": cfg.shops()[0].region,
         "user_type": user_type,
         "granted_scopes": ["seller.order.info", "seller.fulfillment.basic", "seller.product.basic", "seller.logistics"],
     }))
@@ -710,6 +812,39 @@ fn control_scope() -> actix_web::Scope {
         .route(
             "/shipments",
             web::get().to(|d: web::Data<Arc<Inner>>| async move { HttpResponse::Ok().json(control(&d).shipments()) }),
+        )
+        .route(
+            "/tracking_updates",
+            web::get()
+                .to(|d: web::Data<Arc<Inner>>| async move { HttpResponse::Ok().json(control(&d).tracking_updates()) }),
+        )
+        .route(
+            "/labels",
+            web::get().to(|d: web::Data<Arc<Inner>>| async move { HttpResponse::Ok().json(control(&d).labels()) }),
+        )
+        .route(
+            "/labels/{token}",
+            web::get().to(|d: web::Data<Arc<Inner>>, token: web::Path<String>| async move {
+                let now = d.now();
+                match d.state.lock().label(&token, now) {
+                    LabelFetch::Valid(l) => HttpResponse::Ok().content_type("application/pdf").body(format!(
+                        "%PDF-1.4\n% TikTok Shop simulator {} ({}) for package {}, tracking {}\n%%EOF\n",
+                        l.document_type, l.document_size, l.package_id, l.tracking_number
+                    )),
+                    LabelFetch::Expired => HttpResponse::Gone().json(json!({"message": "this document URL has expired (24 hours)"})),
+                    LabelFetch::Unknown => HttpResponse::NotFound().json(json!({"message": "no such document"})),
+                }
+            }),
+        )
+        .route(
+            "/orders/{id}/packages",
+            web::get().to(|d: web::Data<Arc<Inner>>, id: web::Path<String>| async move {
+                HttpResponse::Ok().json(control(&d).order_packages(&id))
+            }),
+        )
+        .route(
+            "/calls",
+            web::get().to(|d: web::Data<Arc<Inner>>| async move { HttpResponse::Ok().json(control(&d).call_counts()) }),
         )
         .route(
             "/inventory_pushes",

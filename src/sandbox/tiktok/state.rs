@@ -7,6 +7,7 @@ use std::collections::{BTreeMap, HashMap};
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 
+use super::packages::{mpas_market, Label, SimPackage, TrackingUpdate};
 use crate::domain::observed::{FulfillmentType, TikTokOrderStatus};
 
 /// Simulator-specific codes where TikTok's docs name no exact code (documented in the report).
@@ -23,6 +24,15 @@ pub mod sim_codes {
     pub const STOCK_INVALID: i64 = 12019024;
     pub const WAREHOUSES_INCOMPLETE: i64 = 12019028;
     pub const QUANTITY_OUT_OF_LIMITS: i64 = 12052055;
+    pub const PACKAGE_NOT_FOUND: i64 = 21011006;
+    pub const PACKAGE_NOT_SHIPPABLE: i64 = 21011007;
+    pub const SHIPPING_MODE_MISMATCH: i64 = 21011008;
+    pub const PICKUP_SLOT_INVALID: i64 = 21011009;
+    pub const DOCUMENT_NOT_READY: i64 = 21011010;
+    pub const SHIPPING_INFO_LOCKED: i64 = 21011011;
+    pub const SPLIT_NOT_ALLOWED: i64 = 21011012;
+    pub const SPLIT_GROUPS_INVALID: i64 = 21011013;
+    pub const MULTIPLE_PACKAGES: i64 = 21011014;
 }
 
 /// An API-level refusal: HTTP status, envelope code and message.
@@ -109,8 +119,10 @@ pub struct SimUnit {
 }
 
 impl SimUnit {
-    fn shipped(&self) -> bool {
-        self.package_id.is_some()
+    /// Shipped = handed a tracking number; TikTok-label and non-MPAS packages exist (and
+    /// hold units) long before that.
+    pub fn shipped(&self) -> bool {
+        self.tracking_number.is_some()
     }
 }
 
@@ -126,9 +138,15 @@ pub struct SimOrder {
     pub buyer_email: String,
     pub address: SimAddress,
     pub units: Vec<SimUnit>,
+    /// `TIKTOK` (platform label) or `SELLER`.
+    pub shipping_type: String,
+    /// False when TikTok would refuse to split this order.
+    pub splittable: bool,
+    /// `SPLIT` once split; absent otherwise.
+    pub split_or_combine_tag: Option<String>,
 }
 
-fn status_str(s: TikTokOrderStatus) -> String {
+pub(super) fn status_str(s: TikTokOrderStatus) -> String {
     serde_json::to_value(s)
         .ok()
         .and_then(|v| v.as_str().map(str::to_string))
@@ -167,24 +185,28 @@ impl SimOrder {
                 });
                 // US local sellers see no package fields before shipment.
                 if let (Some(p), Some(obj)) = (&u.package_id, li.as_object_mut()) {
+                    let package_status = if u.cancelled {
+                        "CANCELLED"
+                    } else if u.shipped() {
+                        "PROCESSING"
+                    } else {
+                        "TO_FULFILL"
+                    };
                     obj.insert("package_id".into(), json!(p));
-                    obj.insert("package_status".into(), json!("PROCESSING"));
-                    obj.insert("tracking_number".into(), json!(u.tracking_number));
-                    obj.insert("shipping_provider_id".into(), json!(u.shipping_provider_id));
-                    obj.insert(
-                        "shipping_provider_name".into(),
-                        json!(u.shipping_provider_name),
-                    );
+                    obj.insert("package_status".into(), json!(package_status));
+                    if u.shipped() {
+                        obj.insert("tracking_number".into(), json!(u.tracking_number));
+                        obj.insert("shipping_provider_id".into(), json!(u.shipping_provider_id));
+                        obj.insert(
+                            "shipping_provider_name".into(),
+                            json!(u.shipping_provider_name),
+                        );
+                    }
                 }
                 li
             })
             .collect();
-        let mut packages: Vec<String> = self
-            .units
-            .iter()
-            .filter_map(|u| u.package_id.clone())
-            .collect();
-        packages.dedup();
+        let packages = self.package_ids();
         let total: i64 = self
             .units
             .iter()
@@ -195,7 +217,7 @@ impl SimOrder {
             "id": self.id,
             "status": order_status,
             "fulfillment_type": self.fulfillment_type,
-            "shipping_type": if self.fulfillment_type == FulfillmentType::FulfillmentByTiktok { "TIKTOK" } else { "SELLER" },
+            "shipping_type": self.shipping_type,
             "create_time": self.create_time,
             "update_time": self.update_time,
             "paid_time": if self.status == TikTokOrderStatus::Unpaid { Value::Null } else { json!(self.create_time) },
@@ -207,6 +229,9 @@ impl SimOrder {
             "line_items": line_items,
             "user_id": "7494000000000000001",
         });
+        if let (Some(tag), Some(obj)) = (&self.split_or_combine_tag, o.as_object_mut()) {
+            obj.insert("split_or_combine_tag".into(), json!(tag));
+        }
         // The address is not released while the order is UNPAID or ON_HOLD.
         if !self.status.is_pre_release() {
             if let Some(obj) = o.as_object_mut() {
@@ -214,6 +239,21 @@ impl SimOrder {
             }
         }
         o
+    }
+
+    /// The order's package ids in first-seen unit order.
+    pub fn package_ids(&self) -> Vec<String> {
+        let mut out: Vec<String> = Vec::new();
+        for p in self.units.iter().filter_map(|u| u.package_id.as_ref()) {
+            if !out.contains(p) {
+                out.push(p.clone());
+            }
+        }
+        out
+    }
+
+    pub fn is_tiktok_shipping(&self) -> bool {
+        self.shipping_type == "TIKTOK"
     }
 }
 
@@ -317,7 +357,7 @@ pub struct SimProvider {
     pub delivery_option_id: String,
 }
 
-/// A package created by Mark Package As Shipped.
+/// A package shipped through Mark Package As Shipped or Ship Package.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ShipmentRecord {
     pub package_id: String,
@@ -326,6 +366,12 @@ pub struct ShipmentRecord {
     pub tracking_number: String,
     pub shipping_provider_id: String,
     pub time: i64,
+    /// `mark_shipped`, `self_shipment` or `tiktok_label`: which call shipped it.
+    #[serde(default)]
+    pub method: String,
+    /// `PICKUP` / `DROP_OFF` for TikTok-label shipments.
+    #[serde(default)]
+    pub handover_method: Option<String>,
 }
 
 /// One warehouse quantity accepted by Update Inventory.
@@ -352,6 +398,12 @@ pub struct NewOrder {
     pub address: Option<SimAddress>,
     #[serde(default)]
     pub buyer_email: Option<String>,
+    /// `TIKTOK` | `SELLER`; SELLER unless the order is fulfilled by TikTok.
+    #[serde(default)]
+    pub shipping_type: Option<String>,
+    /// Default true.
+    #[serde(default)]
+    pub splittable: Option<bool>,
 }
 
 #[derive(Clone, Debug, Deserialize)]
@@ -375,6 +427,8 @@ impl NewOrder {
             fulfillment_type: None,
             address: None,
             buyer_email: None,
+            shipping_type: None,
+            splittable: None,
         }
     }
 }
@@ -415,6 +469,13 @@ pub struct State {
     pub providers: Vec<SimProvider>,
     pub shipments: Vec<ShipmentRecord>,
     pub inventory_pushes: Vec<InventoryPush>,
+    /// The main shop's region: decides whether Mark Package As Shipped exists.
+    pub region: String,
+    /// Where the simulator serves, for URLs it hands out (shipping labels).
+    pub base_url: String,
+    pub packages: BTreeMap<String, SimPackage>,
+    pub tracking_updates: Vec<TrackingUpdate>,
+    pub labels: BTreeMap<String, Label>,
 }
 
 pub const MAIN_WAREHOUSE: &str = "7300000000000000001";
@@ -478,6 +539,11 @@ impl State {
             providers,
             shipments: Vec::new(),
             inventory_pushes: Vec::new(),
+            region: "US".into(),
+            base_url: String::new(),
+            packages: BTreeMap::new(),
+            tracking_updates: Vec::new(),
+            labels: BTreeMap::new(),
         }
     }
 
@@ -641,9 +707,28 @@ impl State {
         if new.items.is_empty() {
             return Err(ApiErr::invalid_param("an order needs items"));
         }
-        let units = self.units_for(&new.items)?;
+        let shipping_type = match new.shipping_type.as_deref() {
+            None if new.fulfillment_type == Some(FulfillmentType::FulfillmentByTiktok) => "TIKTOK",
+            None | Some("SELLER") => "SELLER",
+            Some("TIKTOK") => "TIKTOK",
+            Some(other) => {
+                return Err(ApiErr::invalid_param(format!(
+                    "shipping_type {other} (TIKTOK or SELLER)"
+                )))
+            }
+        };
+        let mut units = self.units_for(&new.items)?;
+        let id = self.id(576);
+        // TikTok creates the package up front unless the seller will declare it by Mark
+        // Package As Shipped (seller shipping in an MPAS market).
+        if shipping_type == "TIKTOK" || !mpas_market(&self.region) {
+            let package_id = self.new_package(&id, now);
+            for u in &mut units {
+                u.package_id = Some(package_id.clone());
+            }
+        }
         let order = SimOrder {
-            id: self.id(576),
+            id,
             status: new.status.unwrap_or(TikTokOrderStatus::OnHold),
             fulfillment_type: new
                 .fulfillment_type
@@ -655,13 +740,16 @@ impl State {
             buyer_email: "buyer-relay@scs.tiktokw.us".into(),
             address: new.address.unwrap_or_else(SimAddress::demo),
             units,
+            shipping_type: shipping_type.into(),
+            splittable: new.splittable.unwrap_or(true),
+            split_or_combine_tag: None,
         };
         let n = status_notification(&order);
         self.orders.insert(order.id.clone(), order.clone());
         Ok((order, vec![n]))
     }
 
-    fn order_mut(&mut self, id: &str) -> Result<&mut SimOrder, ApiErr> {
+    pub(super) fn order_mut(&mut self, id: &str) -> Result<&mut SimOrder, ApiErr> {
         self.orders
             .get_mut(id)
             .ok_or_else(|| ApiErr::new(sim_codes::ORDER_NOT_FOUND, format!("order {id} not found")))
@@ -673,8 +761,17 @@ impl State {
         edit: OrderEdit,
         now: i64,
     ) -> Result<(SimOrder, Vec<Notification>), ApiErr> {
-        let added = self.units_for(&edit.add_items)?;
+        let mut added = self.units_for(&edit.add_items)?;
         let order = self.order_mut(id)?;
+        // Added units join the order's open package, if TikTok already made one.
+        let open_package = order
+            .units
+            .iter()
+            .find(|u| !u.shipped())
+            .and_then(|u| u.package_id.clone());
+        for u in &mut added {
+            u.package_id = open_package.clone();
+        }
         if !matches!(
             order.status,
             TikTokOrderStatus::Unpaid
@@ -798,6 +895,24 @@ impl State {
         body: MarkShippedRequest,
         now: i64,
     ) -> Result<(Value, Vec<Notification>), ApiErr> {
+        if !mpas_market(&self.region) {
+            return Err(ApiErr::new(
+                sim_codes::ORDER_NOT_SHIPPABLE,
+                format!(
+                    "Mark Package As Shipped is not available in market {}; ship the existing package with Ship Package",
+                    self.region
+                ),
+            ));
+        }
+        // A TikTok-label order is refused as such, whatever else the body gets wrong.
+        if self.orders.get(order_id).is_some_and(|o| {
+            o.is_tiktok_shipping() && o.fulfillment_type == FulfillmentType::FulfillmentBySeller
+        }) {
+            return Err(ApiErr::new(
+                sim_codes::ORDER_NOT_SHIPPABLE,
+                "order is shipped with TikTok's label; use Ship Package",
+            ));
+        }
         let provider = self
             .providers
             .iter()
@@ -881,7 +996,20 @@ impl State {
             tracking_number: body.tracking_number.trim().to_string(),
             shipping_provider_id: provider.id,
             time: now,
+            method: "mark_shipped".into(),
+            handover_method: None,
         });
+        self.packages.insert(
+            package_id.clone(),
+            SimPackage {
+                id: package_id.clone(),
+                order_id: order_id.clone(),
+                create_time: now,
+                shipped_at: Some(now),
+                handover_method: None,
+                pickup_slot: None,
+            },
+        );
         Ok((
             json!({"order_id": order_id, "order_line_item_ids": body.order_line_item_ids, "package_id": package_id}),
             notes,
@@ -1058,7 +1186,7 @@ impl Default for State {
     }
 }
 
-fn status_notification(o: &SimOrder) -> Notification {
+pub(super) fn status_notification(o: &SimOrder) -> Notification {
     Notification {
         kind: 1,
         data: json!({
@@ -1070,7 +1198,7 @@ fn status_notification(o: &SimOrder) -> Notification {
 
 /// After shipping or cancelling units of an order being fulfilled: everything not cancelled
 /// shipped -> AWAITING_COLLECTION, some shipped -> PARTIALLY_SHIPPING.
-fn recompute_shipping_status(o: &mut SimOrder) -> Option<Notification> {
+pub(super) fn recompute_shipping_status(o: &mut SimOrder) -> Option<Notification> {
     if !matches!(
         o.status,
         TikTokOrderStatus::AwaitingShipment | TikTokOrderStatus::PartiallyShipping
