@@ -20,8 +20,8 @@ use super::{add, Aggregate, Ctx, IndexChange, TimerChange};
 
 pub mod shipping;
 pub use shipping::{
-    PickupSlot, ShipmentArranged, ShipmentDeferred, TrackingCorrected,
-    TrackingCorrectionRequested, TrackingWrittenToKatana,
+    PickupSlot, ShipmentArranged, ShipmentDeferred, TrackingCorrected, TrackingCorrectionRequested,
+    TrackingWrittenToKatana,
 };
 
 pub const HOLD_TIMER: &str = "hold";
@@ -1142,10 +1142,12 @@ impl Aggregate for Order {
                 Some(d) if d.tracking_written.as_ref() == Some(tracking_number) => Ok(vec![]),
                 Some(_) => {
                     let mut d = Decision::new(self);
-                    d.push(OrderEvent::TrackingWrittenToKatana(TrackingWrittenToKatana {
-                        fulfillment_id: *fulfillment_id,
-                        tracking_number: tracking_number.clone(),
-                    }));
+                    d.push(OrderEvent::TrackingWrittenToKatana(
+                        TrackingWrittenToKatana {
+                            fulfillment_id: *fulfillment_id,
+                            tracking_number: tracking_number.clone(),
+                        },
+                    ));
                     if let Some(e) = d.state.resolve(&keys::tracking_writeback(*fulfillment_id)) {
                         d.push(e);
                     }
@@ -1165,10 +1167,7 @@ impl Aggregate for Order {
                         tracking_number: tracking_number.clone(),
                         carrier: carrier.clone(),
                     }));
-                    if let Some(e) = d
-                        .state
-                        .resolve(&keys::tracking_correction(*fulfillment_id))
-                    {
+                    if let Some(e) = d.state.resolve(&keys::tracking_correction(*fulfillment_id)) {
                         d.push(e);
                     }
                     Ok(d.events)
@@ -1981,7 +1980,12 @@ mod tests {
         s
     }
 
-    fn then(h: &mut Vec<OrderEvent>, cmd: OrderCommand, at: i64, policy: &Policy) -> Vec<OrderEvent> {
+    fn then(
+        h: &mut Vec<OrderEvent>,
+        cmd: OrderCommand,
+        at: i64,
+        policy: &Policy,
+    ) -> Vec<OrderEvent> {
         let e = given_when::<Order>(h, cmd, mins(at), policy).unwrap();
         h.extend(e.clone());
         e
@@ -2036,7 +2040,10 @@ mod tests {
             "{e:?}"
         );
         let state: Order = crate::domain::fold(&h);
-        assert_eq!(state.arranged_packages.get("P1").map(String::as_str), Some("TT1"));
+        assert_eq!(
+            state.arranged_packages.get("P1").map(String::as_str),
+            Some("TT1")
+        );
         // TikTok's tracking written back to Katana is not a correction.
         let e = then(
             &mut h,
@@ -2050,7 +2057,12 @@ mod tests {
         assert!(matches!(&e[..], [OrderEvent::TrackingWrittenToKatana(_)]));
         let mut delivered = fulfillment(7, &[(100, 1)]);
         delivered.tracking_number = Some("TT1".into());
-        let e = then(&mut h, OrderCommand::ObserveFulfillments(vec![delivered]), 93, &on_packing);
+        let e = then(
+            &mut h,
+            OrderCommand::ObserveFulfillments(vec![delivered]),
+            93,
+            &on_packing,
+        );
         assert!(e.is_empty(), "{e:?}");
         assert!(given_when::<Order>(
             &h,
@@ -2119,11 +2131,14 @@ mod tests {
             121,
             &policy(),
         );
-        assert!(e
-            .iter()
-            .any(|e| matches!(e, OrderEvent::ExceptionResolved(x) if x.key == "shipment-deferred-7")));
+        assert!(e.iter().any(
+            |e| matches!(e, OrderEvent::ExceptionResolved(x) if x.key == "shipment-deferred-7")
+        ));
         let state: Order = crate::domain::fold(&h);
-        assert!(state.deliveries.values().all(|d| d.package_id.as_deref() == Some("P")));
+        assert!(state
+            .deliveries
+            .values()
+            .all(|d| d.package_id.as_deref() == Some("P")));
     }
 
     #[test]
@@ -2158,7 +2173,12 @@ mod tests {
             "{e:?}"
         );
         // Asked once, not on every read.
-        let e = then(&mut h, OrderCommand::ObserveFulfillments(vec![fixed]), 101, &policy());
+        let e = then(
+            &mut h,
+            OrderCommand::ObserveFulfillments(vec![fixed]),
+            101,
+            &policy(),
+        );
         assert!(e.is_empty());
         let mut late = fulfillment(7, &[(100, 1)]);
         late.tracking_number = Some("1ZLATE".into());

@@ -59,7 +59,7 @@ pub fn order(units: &[(&str, &str)]) -> OrderSnapshot {
         order_id: "5770001".to_string(),
         status: TikTokOrderStatus::AwaitingShipment,
         fulfillment_type: FulfillmentType::FulfillmentBySeller,
-    shipping_type: Default::default(),
+        shipping_type: Default::default(),
         create_time: t0(),
         update_time: t0(),
         currency: "USD".to_string(),

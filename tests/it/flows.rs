@@ -1085,7 +1085,10 @@ async fn the_reconciliation_poll_does_not_reread_a_delivery_it_already_has() {
         .deliver(so_id, None, tracking(Some("1Z8"), "UPS"))
         .unwrap();
     // The simulator's webhook may reach the service after a settle on a busy machine.
-    wait_for("the delivery to ship", 20, || t.tiktok.shipments().len() == 1).await;
+    wait_for("the delivery to ship", 20, || {
+        t.tiktok.shipments().len() == 1
+    })
+    .await;
     t.settle().await;
     let before = t.katana.stats().requests;
     for _ in 0..2 {

@@ -30,7 +30,7 @@ fn snapshot(order_id: &str, created: DateTime<Utc>) -> OrderSnapshot {
         order_id: order_id.into(),
         status: TikTokOrderStatus::AwaitingShipment,
         fulfillment_type: FulfillmentType::FulfillmentBySeller,
-    shipping_type: Default::default(),
+        shipping_type: Default::default(),
         create_time: created,
         update_time: created,
         currency: "USD".into(),

@@ -117,7 +117,7 @@ fn tiktok_order(id: &str, units: Vec<LineUnit>) -> OrderSnapshot {
         order_id: id.into(),
         status: TikTokOrderStatus::AwaitingShipment,
         fulfillment_type: FulfillmentType::FulfillmentBySeller,
-    shipping_type: Default::default(),
+        shipping_type: Default::default(),
         create_time: t,
         update_time: t,
         currency: "USD".into(),

@@ -11,6 +11,7 @@ mod operator;
 mod replay;
 mod sandbox;
 mod schemas;
+mod shipping;
 mod simulation;
 mod store;
 mod tiktok;

@@ -345,7 +345,7 @@ fn snapshot(id: &str, units: &[(&str, &str)], created: DateTime<Utc>) -> OrderSn
         order_id: id.into(),
         status: TikTokOrderStatus::AwaitingShipment,
         fulfillment_type: FulfillmentType::FulfillmentBySeller,
-    shipping_type: Default::default(),
+        shipping_type: Default::default(),
         create_time: created,
         update_time: created,
         currency: "USD".into(),

@@ -227,7 +227,7 @@ mod tests {
             order_id: "576".into(),
             status: TikTokOrderStatus::AwaitingShipment,
             fulfillment_type: FulfillmentType::FulfillmentBySeller,
-        shipping_type: Default::default(),
+            shipping_type: Default::default(),
             create_time: t,
             update_time: t,
             currency: "USD".into(),

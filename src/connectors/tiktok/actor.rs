@@ -169,15 +169,8 @@ impl TikTokWriter {
             let handover = self.services.settings.tiktok.handover_method;
             let now = self.services.clock.now();
             (
-                shipper::arrange(
-                    tiktok,
-                    order_id,
-                    all_ids,
-                    &req.line_item_ids,
-                    handover,
-                    now,
-                )
-                .await,
+                shipper::arrange(tiktok, order_id, all_ids, &req.line_item_ids, handover, now)
+                    .await,
                 "ship_package",
             )
         } else {

@@ -240,7 +240,10 @@ impl ApiCall {
         }
     }
 
-    pub(super) fn post<B: Serialize>(path: impl Into<String>, body: &B) -> Result<Self, TikTokError> {
+    pub(super) fn post<B: Serialize>(
+        path: impl Into<String>,
+        body: &B,
+    ) -> Result<Self, TikTokError> {
         let body =
             serde_json::to_vec(body).map_err(|e| TikTokError::InvalidInput(e.to_string()))?;
         Ok(ApiCall {

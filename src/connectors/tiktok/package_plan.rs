@@ -57,8 +57,9 @@ pub fn plan_packages(items: &[LineItem], wanted: &[String]) -> PackagePlan {
                 !u.cancelled && !u.shipped
             })
             .collect();
-        let (ship, rest): (Vec<&LineItem>, Vec<&LineItem>) =
-            open.into_iter().partition(|i| wanted.contains(i.id.as_str()));
+        let (ship, rest): (Vec<&LineItem>, Vec<&LineItem>) = open
+            .into_iter()
+            .partition(|i| wanted.contains(i.id.as_str()));
         if !rest.is_empty() {
             return PackagePlan::Split {
                 package_id: package.clone(),

@@ -10,7 +10,10 @@ use super::client::{path_id, ApiCall, TikTokClient, TikTokError};
 /// the seller's own carrier with its tracking.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum ShipMethod {
-    Pickup { start_time: i64, end_time: i64 },
+    Pickup {
+        start_time: i64,
+        end_time: i64,
+    },
     DropOff,
     SelfShipment {
         tracking_number: String,
@@ -176,7 +179,10 @@ impl TikTokClient {
     }
 
     /// `GET /fulfillment/202309/packages/{id}/handover_time_slots`.
-    pub async fn handover_time_slots(&self, package_id: &str) -> Result<HandoverSlots, TikTokError> {
+    pub async fn handover_time_slots(
+        &self,
+        package_id: &str,
+    ) -> Result<HandoverSlots, TikTokError> {
         let id = path_id("package id", package_id)?;
         self.call(ApiCall::get(format!(
             "/fulfillment/202309/packages/{id}/handover_time_slots"

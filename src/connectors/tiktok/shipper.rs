@@ -19,7 +19,9 @@ const PLACEMENT_ROUNDS: usize = 3;
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Shipped {
     /// The seller's tracking reached TikTok on these packages (comma-joined ids).
-    Pushed { package_id: String },
+    Pushed {
+        package_id: String,
+    },
     Arranged(Box<ShipmentArranged>),
     /// The units cannot get a package of their own now.
     Deferred(String),

@@ -82,11 +82,10 @@ pub fn releases_units(
     shipping: ShippingType,
     arrange_on: ArrangeShipmentOn,
 ) -> bool {
-    match (fulfillment.status.as_str(), shipping, arrange_on) {
-        ("DELIVERED", _, _) => true,
-        ("PACKED", ShippingType::Tiktok, ArrangeShipmentOn::Packed) => true,
-        _ => false,
-    }
+    matches!(
+        (fulfillment.status.as_str(), shipping, arrange_on),
+        ("DELIVERED", _, _) | ("PACKED", ShippingType::Tiktok, ArrangeShipmentOn::Packed)
+    )
 }
 
 /// Katana's tracking differs from what reached TikTok.
