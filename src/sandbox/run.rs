@@ -29,7 +29,7 @@ use crate::connectors::pollers;
 use crate::connectors::tiktok::auth::FileTokenStore;
 use crate::connectors::tiktok::client::{ClientOptions, TikTokClient};
 use crate::domain::exceptions::keys;
-use crate::domain::observed::{FulfillmentType, Quantity, TikTokOrderStatus};
+use crate::domain::observed::{FulfillmentType, Quantity, ShippingType, TikTokOrderStatus};
 use crate::domain::order::{Order, OrderEvent, SoState, Source};
 use crate::domain::sku::{Sku, SkuEvent};
 use crate::domain::Aggregate;
@@ -330,8 +330,25 @@ impl World {
         items: &[(&str, u32)],
         fulfillment: FulfillmentType,
     ) -> anyhow::Result<SimOrder> {
+        self.place_shipped_by(items, fulfillment, ShippingType::Seller)
+    }
+
+    /// [`Self::place`] for an order shipped with TikTok's label or the seller's carrier.
+    pub fn place_shipped_by(
+        &self,
+        items: &[(&str, u32)],
+        fulfillment: FulfillmentType,
+        shipping: ShippingType,
+    ) -> anyhow::Result<SimOrder> {
         let mut new = NewOrder::of(items, TikTokOrderStatus::AwaitingShipment);
         new.fulfillment_type = Some(fulfillment);
+        if fulfillment == FulfillmentType::FulfillmentBySeller {
+            let wire = match shipping {
+                ShippingType::Seller => "SELLER",
+                ShippingType::Tiktok => "TIKTOK",
+            };
+            new.shipping_type = Some(wire.into());
+        }
         self.tiktok
             .create_order(new)
             .map_err(|e| anyhow::anyhow!("TikTok simulator refused the order: {e:?}"))
@@ -536,6 +553,8 @@ pub struct Summary {
     /// Packages TikTok's simulator recorded, and their line items.
     pub shipments: usize,
     pub shipped_line_items: usize,
+    /// Of those, shipments TikTok arranged with its own label.
+    pub tiktok_label_shipments: usize,
     /// Inventory quantities TikTok's simulator accepted.
     pub inventory_pushes: usize,
     pub katana_requests: usize,
@@ -791,10 +810,11 @@ impl<'a, W: Write> Runner<'a, W> {
             format!("  service {service} (operator token \"{ADMIN_TOKEN}\"), TikTok connected with an auth code, Katana webhook registered by the service"),
             format!("  database {db}"),
             format!(
-                "  script: {} orders ({} normal, {} fulfilled by TikTok, {} with an unmatched SKU, {} edited and {} cancelled in the hold), {} stock changes",
+                "  script: {} orders ({} normal, {} fulfilled by TikTok, {} shipped with TikTok's label, {} with an unmatched SKU, {} edited and {} cancelled in the hold), {} stock changes",
                 script.orders.len(),
                 script.count(Role::Normal),
                 script.count(Role::FulfilledByTikTok),
+                script.count(Role::TikTokShipping),
                 script.count(Role::Unmatched),
                 script.count(Role::EditedInHold),
                 script.count(Role::CancelledInHold),
@@ -909,9 +929,17 @@ impl<'a, W: Write> Runner<'a, W> {
                 } else {
                     FulfillmentType::FulfillmentBySeller
                 };
-                let placed = self.world.place(&o.items, fulfillment)?;
+                let shipping = if o.role == Role::TikTokShipping {
+                    ShippingType::Tiktok
+                } else {
+                    ShippingType::Seller
+                };
+                let placed = self
+                    .world
+                    .place_shipped_by(&o.items, fulfillment, shipping)?;
                 let extra = match o.role {
                     Role::FulfilledByTikTok => ", fulfilled by TikTok",
+                    Role::TikTokShipping => ", shipped with TikTok's label",
                     _ => "",
                 };
                 let line = format!(
@@ -993,14 +1021,21 @@ impl<'a, W: Write> Runner<'a, W> {
                 part,
             } => {
                 let n = order + 1;
+                // A parcel shipped with TikTok's label gets its tracking from TikTok.
+                let own_carrier = self.script.orders[order].role != Role::TikTokShipping;
                 let tracking = format!(
                     "1Z9SB403{part:02}{:08}",
                     (so_id * 100 + n as i64) % 100_000_000
                 );
                 let t = Tracking {
-                    tracking_number: Some(tracking.clone()),
+                    tracking_number: own_carrier.then(|| tracking.clone()),
                     tracking_url: None,
-                    tracking_carrier: Some("UPS".into()),
+                    tracking_carrier: own_carrier.then(|| "UPS".into()),
+                };
+                let carrier = if own_carrier {
+                    format!("UPS {tracking}")
+                } else {
+                    "tracking to come from TikTok".to_string()
                 };
                 let what = match &rows {
                     Some(r) => {
@@ -1022,7 +1057,7 @@ impl<'a, W: Write> Runner<'a, W> {
                         anyhow::anyhow!("Katana refused the delivery of SO {so_id}: {e}")
                     })?;
                 self.say(format!(
-                    "Katana: warehouse delivers SO {order_no} of order #{n}: {what} (UPS {tracking})"
+                    "Katana: warehouse delivers SO {order_no} of order #{n}: {what} ({carrier})"
                 ));
             }
             Action::SetStock(i) => {
@@ -1298,17 +1333,36 @@ impl<'a, W: Write> Runner<'a, W> {
                     .sum();
                 let d = after.deliveries.get(&p.fulfillment_id)?;
                 let items = d.line_item_ids.len();
+                let (carrier, tracking) = match after.arranged_packages.get(&p.package_id) {
+                    Some(t) => ("TikTok's label", t.as_str()),
+                    None => (
+                        d.fulfillment.tracking_carrier.as_deref().unwrap_or("no carrier"),
+                        d.fulfillment.tracking_number.as_deref().unwrap_or("no tracking"),
+                    ),
+                };
                 let noun = if items == 1 {
                     "line item"
                 } else {
                     "line items"
                 };
                 format!(
-                    "{who}: SO {order_no} delivered {delivered} of {total} -> TikTok shipment, {items} {noun} ({} {})",
-                    d.fulfillment.tracking_carrier.as_deref().unwrap_or("no carrier"),
-                    d.fulfillment.tracking_number.as_deref().unwrap_or("no tracking")
+                    "{who}: SO {order_no} delivered {delivered} of {total} -> TikTok shipment, {items} {noun} ({carrier} {tracking})"
                 )
             }
+            OrderEvent::ShipmentArranged(a) => format!(
+                "{who}: TikTok arranges the shipment ({}, {}) and issues its label, tracking {}",
+                a.handover_method.to_lowercase().replace('_', "-"),
+                if a.shipping_provider.is_empty() {
+                    "TikTok's carrier"
+                } else {
+                    a.shipping_provider.as_str()
+                },
+                a.tracking_number
+            ),
+            OrderEvent::TrackingWrittenToKatana(w) => format!(
+                "{who}: Katana fulfillment {} gets TikTok's tracking {}: the warehouse prints TikTok's label",
+                w.fulfillment_id, w.tracking_number
+            ),
             OrderEvent::ExceptionRaised(x) if x.key != keys::UNMATCHED_SKU => {
                 format!("{who}: exception {}: {}", x.key, x.message)
             }
@@ -1419,6 +1473,18 @@ impl<'a, W: Write> Runner<'a, W> {
                     None
                 }
             }
+            Role::TikTokShipping => {
+                let waiting = o
+                    .deliveries
+                    .values()
+                    .filter(|d| d.package_id.is_some() && d.tracking_written.is_none())
+                    .count();
+                match Self::not_final(Role::Normal, o) {
+                    Some(why) => Some(why),
+                    None if waiting > 0 => Some("TikTok's tracking not in Katana yet".to_string()),
+                    None => None,
+                }
+            }
             Role::Normal | Role::Unmatched | Role::EditedInHold => {
                 let live: Vec<&str> = o
                     .snapshot
@@ -1507,6 +1573,10 @@ impl<'a, W: Write> Runner<'a, W> {
         let shipments = self.world.tiktok.shipments();
         s.shipments = shipments.len();
         s.shipped_line_items = shipments.iter().map(|x| x.line_item_ids.len()).sum();
+        s.tiktok_label_shipments = shipments
+            .iter()
+            .filter(|x| x.method == "tiktok_label")
+            .count();
         s.inventory_pushes = self.world.tiktok.inventory_pushes().len();
         let stats = self.world.katana.stats();
         s.katana_requests = stats.requests;
@@ -1584,7 +1654,10 @@ impl<'a, W: Write> Runner<'a, W> {
             ),
             row(
                 "shipments to TikTok",
-                format!("{} packages, {} line items", s.shipments, s.shipped_line_items),
+                format!(
+                    "{} packages, {} line items ({} with TikTok's label)",
+                    s.shipments, s.shipped_line_items, s.tiktok_label_shipments
+                ),
             ),
             row("inventory pushes to TikTok", s.inventory_pushes.to_string()),
             row(

@@ -36,12 +36,18 @@ pub enum Role {
     CancelledInHold,
     /// Fulfilled by TikTok: recorded as skipped, never pushed.
     FulfilledByTikTok,
+    /// Shipped with TikTok's label: TikTok arranges the shipment when Katana
+    /// delivers, and its tracking number is written back to Katana.
+    TikTokShipping,
 }
 
 impl Role {
     /// Whether the order ends with an SO in Katana and shipments on TikTok.
     pub fn ships(self) -> bool {
-        matches!(self, Role::Normal | Role::Unmatched | Role::EditedInHold)
+        matches!(
+            self,
+            Role::Normal | Role::Unmatched | Role::EditedInHold | Role::TikTokShipping
+        )
     }
 
     pub fn describe(self) -> &'static str {
@@ -51,6 +57,7 @@ impl Role {
             Role::EditedInHold => "edited in the hold",
             Role::CancelledInHold => "cancelled in the hold",
             Role::FulfilledByTikTok => "fulfilled by TikTok",
+            Role::TikTokShipping => "shipped with TikTok's label",
         }
     }
 }
@@ -128,7 +135,7 @@ const BASKETS: &[&[(&str, u32)]] = &[
 
 /// The role of the `index`-th order (0-based). The special cases come first so a
 /// short run still shows them; after those, every fifth order is fulfilled by
-/// TikTok and the rest are normal.
+/// TikTok, the sixth ships with TikTok's label and the rest are normal.
 fn role_of(index: usize) -> Role {
     match index {
         0 => Role::Normal,
@@ -136,6 +143,7 @@ fn role_of(index: usize) -> Role {
         2 => Role::EditedInHold,
         3 => Role::CancelledInHold,
         i if i % 5 == 4 => Role::FulfilledByTikTok,
+        5 => Role::TikTokShipping,
         _ => Role::Normal,
     }
 }
@@ -161,6 +169,7 @@ impl Script {
                     Role::EditedInHold => (vec![("MUG-WHITE", 1), ("TOTE-NAT", 3)], true),
                     Role::CancelledInHold => (vec![("MUG-BLACK", 2)], false),
                     Role::FulfilledByTikTok => (vec![("TOTE-NAT", 1)], false),
+                    Role::TikTokShipping => (vec![("MUG-BLACK", 1), ("TOTE-NAT", 1)], false),
                 };
                 ScriptedOrder {
                     number: i + 1,
@@ -247,7 +256,8 @@ mod tests {
     #[test]
     fn the_default_run_is_mostly_normal_with_two_fulfilled_by_tiktok() {
         let s = Script::new(12);
-        assert_eq!(s.count(Role::Normal), 7);
+        assert_eq!(s.count(Role::Normal), 6);
+        assert_eq!(s.count(Role::TikTokShipping), 1);
         assert_eq!(s.count(Role::FulfilledByTikTok), 2);
         assert_eq!(s.count(Role::Unmatched), 1);
         assert_eq!(s.count(Role::EditedInHold), 1);

@@ -138,6 +138,19 @@ async fn the_scripted_day_ends_with_every_order_where_it_belongs() {
                 assert!(sos.is_empty(), "an FBT order reached Katana: {sos:?}");
                 assert!(events(&world, id).contains(&"OrderSkipped".to_string()));
             }
+            Role::TikTokShipping => {
+                assert_eq!(sos.len(), 1, "order #{number}: {sos:?}");
+                let mine: Vec<_> = shipments.iter().filter(|s| &s.order_id == id).collect();
+                assert_eq!(mine.len(), 1, "one package arranged: {mine:?}");
+                assert_eq!(mine[0].method, "tiktok_label");
+                assert!(mine[0].tracking_number.starts_with("TT"), "{mine:?}");
+                let ev = events(&world, id);
+                assert!(
+                    ev.contains(&"TrackingWrittenToKatana".to_string()),
+                    "{ev:?}"
+                );
+                assert_eq!(order.status, TikTokOrderStatus::AwaitingCollection);
+            }
         }
     }
     assert!(outcome
