@@ -6,6 +6,7 @@
 
 mod server;
 pub mod state;
+pub mod stock;
 
 use std::collections::BTreeMap;
 use std::io;
@@ -419,6 +420,30 @@ impl SimControl {
             .flat_map(|p| p.skus.iter())
             .map(|s| (s.id.clone(), s.inventory.iter().cloned().collect()))
             .collect()
+    }
+
+    /// (sku id -> warehouse id -> units reserved by orders) as the simulator holds it now.
+    pub fn committed(&self) -> BTreeMap<String, BTreeMap<String, i64>> {
+        let st = self.inner.state.lock();
+        st.products
+            .values()
+            .flat_map(|p| p.skus.iter())
+            .map(|s| (s.id.clone(), s.committed.clone()))
+            .collect()
+    }
+
+    /// Sets a SKU's available quantity at one of its warehouses, as a person in
+    /// Seller Center or another tool would.
+    pub fn set_available(
+        &self,
+        sku_id: &str,
+        warehouse_id: &str,
+        quantity: i64,
+    ) -> Result<(), ApiErr> {
+        self.inner
+            .state
+            .lock()
+            .set_available(sku_id, warehouse_id, quantity)
     }
 
     pub fn webhook_attempts(&self) -> Vec<WebhookAttempt> {

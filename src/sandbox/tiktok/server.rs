@@ -128,6 +128,12 @@ const ROUTES: &[RouteDef] = &[
         shop_scoped: true,
         params: &[],
     },
+    RouteDef {
+        method: "POST",
+        pattern: "/product/202309/inventory/search",
+        shop_scoped: true,
+        params: &[],
+    },
 ];
 
 const COMMON_PARAMS: [&str; 4] = ["app_key", "timestamp", "sign", "shop_cipher"];
@@ -541,6 +547,10 @@ fn dispatch(
             let req: state::InventoryUpdateRequest = parse_body(body)?;
             none(inner.state.lock().update_inventory(cap(0), req, now)?)
         }
+        "/product/202309/inventory/search" => {
+            let req: super::stock::InventorySearchRequest = parse_body(body)?;
+            none(inner.state.lock().inventory_search(&req)?)
+        }
         _ => Err(err(404, 36009009, "Invalid path")),
     }
 }
@@ -635,6 +645,14 @@ struct AuthCodeBody {
     user_type: i64,
 }
 
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct StockBody {
+    sku_id: String,
+    warehouse_id: String,
+    available_quantity: i64,
+}
+
 #[derive(Deserialize, Default)]
 #[serde(default, deny_unknown_fields)]
 struct WebhookUrlBody {
@@ -710,6 +728,13 @@ fn control_scope() -> actix_web::Scope {
         .route(
             "/shipments",
             web::get().to(|d: web::Data<Arc<Inner>>| async move { HttpResponse::Ok().json(control(&d).shipments()) }),
+        )
+        .route(
+            "/stock",
+            web::post().to(|d: web::Data<Arc<Inner>>, b: web::Json<StockBody>| async move {
+                let b = b.into_inner();
+                ctl_result(control(&d).set_available(&b.sku_id, &b.warehouse_id, b.available_quantity))
+            }),
         )
         .route(
             "/inventory_pushes",
