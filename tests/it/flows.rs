@@ -89,10 +89,19 @@ pub async fn spawn_app_with(
     tune: impl FnOnce(&mut Settings),
     tune_options: impl FnOnce(&mut StartOptions),
 ) -> TestApp {
+    spawn_app_on(SimConfig::demo(), tune, tune_options).await
+}
+
+/// [`spawn_app_with`] against a TikTok simulator configured otherwise (the shop, say).
+pub async fn spawn_app_on(
+    sim: SimConfig,
+    tune: impl FnOnce(&mut Settings),
+    tune_options: impl FnOnce(&mut StartOptions),
+) -> TestApp {
     let clock = ManualClock::new(
         chrono::TimeZone::with_ymd_and_hms(&chrono::Utc, 2026, 5, 4, 9, 0, 0).unwrap(),
     );
-    let tiktok = TikTokSim::start(SimConfig::demo(), clock.clock()).unwrap();
+    let tiktok = TikTokSim::start(sim, clock.clock()).unwrap();
     tiktok
         .set_catalogue(vec![
             product("1729000000000000101", "1729100000000000101", "A", "10.00"),

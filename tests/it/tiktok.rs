@@ -749,7 +749,13 @@ async fn warehouses_delivery_options_and_providers() {
 async fn inventory_update_sends_every_warehouse_of_a_multi_warehouse_sku() {
     let e = env().await;
     let cat = e.client.catalogue().await.unwrap();
-    assert_eq!(cat.len(), 4);
+    assert_eq!(
+        cat.len(),
+        3,
+        "the draft product is not part of the live catalogue"
+    );
+    assert!(cat.iter().all(|c| c.product_status == "ACTIVATE"));
+    assert_eq!(e.client.all_listings().await.unwrap().len(), 4);
     let blue = cat.iter().find(|c| c.seller_sku == "MUG-BLUE").unwrap();
     assert_eq!(blue.warehouses.len(), 2);
 

@@ -139,6 +139,8 @@ pub(crate) struct Inner {
     pub webhook_log: Mutex<Vec<WebhookAttempt>>,
     pub webhook_tasks: Mutex<Vec<tokio::task::AbortHandle>>,
     pub request_count: Mutex<u64>,
+    /// `METHOD path` of every API request, in arrival order.
+    pub request_log: Mutex<Vec<String>>,
     pub runtime: tokio::runtime::Handle,
     pub http: reqwest::Client,
 }
@@ -265,6 +267,7 @@ impl TikTokSim {
             webhook_log: Mutex::new(Vec::new()),
             webhook_tasks: Mutex::new(Vec::new()),
             request_count: Mutex::new(0),
+            request_log: Mutex::new(Vec::new()),
             runtime: runtime.clone(),
             http,
         });
@@ -465,5 +468,15 @@ impl SimControl {
     /// API requests received (gateway-checked or not), for asserting retries and chunking.
     pub fn request_count(&self) -> u64 {
         *self.inner.request_count.lock()
+    }
+
+    /// How many API requests went to `path` (exact, without the query).
+    pub fn requests_to(&self, path: &str) -> usize {
+        self.inner
+            .request_log
+            .lock()
+            .iter()
+            .filter(|r| r.split_once(' ').is_some_and(|(_, p)| p == path))
+            .count()
     }
 }

@@ -261,6 +261,10 @@ fn paginate(items: Vec<Value>, offset: usize, size: usize, fp: &str, key: &str) 
 async fn api(req: HttpRequest, body: web::Bytes, data: web::Data<Arc<Inner>>) -> HttpResponse {
     let inner = data.get_ref().clone();
     *inner.request_count.lock() += 1;
+    inner
+        .request_log
+        .lock()
+        .push(format!("{} {}", req.method(), req.path()));
     let delay = inner.faults.lock().delay_ms;
     if delay > 0 {
         // Real time on purpose: this exercises the client's socket timeout, not business time.
