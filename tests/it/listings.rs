@@ -445,3 +445,31 @@ async fn a_shop_tiktok_lists_without_a_name_is_named_by_its_id_and_check_says_so
     assert!(detail.contains(&shop_id), "{detail}");
     t.stop().await;
 }
+
+// ----- TikTok moves its own stock ------------------------------------------------------
+
+#[actix::test]
+async fn a_restock_that_brings_the_atp_back_after_an_order_still_reaches_tiktok() {
+    let t = spawn_app(|_| {}).await;
+    let a = "1729100000000000101";
+    t.advance(61 * MIN, 10 * MIN).await;
+    assert_eq!(held(&t, a, MAIN_WAREHOUSE), (10, 0));
+    // The buyer's order makes TikTok show 7 by itself; the seller restocks 3 in
+    // Katana before the window closes, so the ATP is 10 again, as last pushed.
+    t.place(&[("A", 3)]);
+    assert_eq!(held(&t, a, MAIN_WAREHOUSE), (7, 3));
+    t.settle().await;
+    t.katana
+        .set_stock(t.variants["A"], t.main_location, Quantity::from_units(13))
+        .unwrap();
+    t.settle().await;
+    t.advance(61 * MIN, 10 * MIN).await;
+    assert_eq!(t.sales_orders().len(), 1);
+    assert_eq!(
+        held(&t, a, MAIN_WAREHOUSE),
+        (10, 3),
+        "TikTok shows Katana's free stock again: {:?}",
+        t.events("sku-A")
+    );
+    t.stop().await;
+}

@@ -3,6 +3,8 @@
 //! Inventory Search reads both, and a control sets a warehouse's available quantity
 //! behind the service's back (another tool or a person in Seller Center).
 
+use std::collections::BTreeMap;
+
 use serde::Deserialize;
 use serde_json::{json, Value};
 
@@ -87,20 +89,30 @@ impl State {
             .find(|s| s.id == sku_id)
     }
 
-    /// Moves one available unit per order unit to committed at `warehouse`. The
-    /// simulator takes orders beyond the stock (scripted days order before any push),
-    /// so a unit finding nothing available reserves nothing and gives nothing back.
+    /// Moves an order's units of each SKU from available to committed at `warehouse`.
+    /// TikTok sells no more than is available; the simulator takes such orders anyway
+    /// (tests and scripted days order before any stock is pushed), and a SKU's units
+    /// that exceed what is available reserve nothing, as if sold elsewhere, rather
+    /// than some of them: a partly reserved order would leave TikTok showing less
+    /// than the seller's own count once the seller's stock catches up.
     pub(super) fn reserve(&mut self, warehouse: &str, units: &mut [SimUnit]) {
-        for u in units.iter_mut() {
-            let Some(sku) = self.sku_mut(&u.sku_id) else {
+        let mut wanted: BTreeMap<String, i64> = BTreeMap::new();
+        for u in units.iter() {
+            *wanted.entry(u.sku_id.clone()).or_default() += 1;
+        }
+        for (sku_id, n) in wanted {
+            let Some(sku) = self.sku_mut(&sku_id) else {
                 continue;
             };
             let Some(slot) = sku.inventory.iter_mut().find(|(w, _)| w == warehouse) else {
                 continue;
             };
-            if slot.1 > 0 {
-                slot.1 -= 1;
-                *sku.committed.entry(warehouse.to_string()).or_default() += 1;
+            if slot.1 < n {
+                continue;
+            }
+            slot.1 -= n;
+            *sku.committed.entry(warehouse.to_string()).or_default() += n;
+            for u in units.iter_mut().filter(|u| u.sku_id == sku_id) {
                 u.reserved_at = Some(warehouse.to_string());
             }
         }
@@ -251,20 +263,23 @@ mod tests {
     #[test]
     fn an_order_moves_stock_of_its_warehouse_to_committed_and_a_cancellation_back() {
         let mut st = shop();
-        let mut new = NewOrder::of(&[("MUG", 3)], TikTokOrderStatus::AwaitingShipment);
-        new.warehouse_id = Some(SECOND_WAREHOUSE.into());
-        let (order, _) = st.create_order(new, 1).unwrap();
+        let from_second = |units: u32| {
+            let mut new = NewOrder::of(&[("MUG", units)], TikTokOrderStatus::AwaitingShipment);
+            new.warehouse_id = Some(SECOND_WAREHOUSE.into());
+            new
+        };
+        let (order, _) = st.create_order(from_second(2), 1).unwrap();
         let w = quantities(&st);
         assert_eq!(
             w[0]["available_quantity"], 5,
             "the main warehouse is untouched"
         );
         assert_eq!(w[1]["available_quantity"], 0);
-        assert_eq!(
-            w[1]["committed_quantity"], 2,
-            "only what was available is reserved"
-        );
-        st.cancel(&order.id, None, 2).unwrap();
+        assert_eq!(w[1]["committed_quantity"], 2);
+        // More than is available reserves nothing.
+        st.create_order(from_second(1), 2).unwrap();
+        assert_eq!(quantities(&st)[1]["committed_quantity"], 2);
+        st.cancel(&order.id, None, 3).unwrap();
         let w = quantities(&st);
         assert_eq!(w[1]["available_quantity"], 2);
         assert_eq!(w[1]["committed_quantity"], 0);
