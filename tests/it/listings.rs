@@ -5,9 +5,11 @@ use std::time::Duration;
 
 use serde_json::{json, Value};
 
+use tks::app::token_file_for;
 use tks::check::{CheckOptions, CheckReport, Status};
 use tks::connectors::katana::client::KatanaClient;
 use tks::connectors::pollers;
+use tks::connectors::tiktok::{FileTokenStore, TokenStore};
 use tks::domain::observed::{Quantity, TikTokOrderStatus};
 use tks::sandbox::tiktok::{
     sim_codes, NewOrder, NewProduct, NewSku, SimConfig, MAIN_WAREHOUSE, SECOND_WAREHOUSE,
@@ -471,5 +473,43 @@ async fn a_restock_that_brings_the_atp_back_after_an_order_still_reaches_tiktok(
         "TikTok shows Katana's free stock again: {:?}",
         t.events("sku-A")
     );
+    t.stop().await;
+}
+
+#[actix::test]
+async fn a_renamed_shop_names_the_next_sales_order_and_its_customer_after_the_catalogue_read() {
+    let t = spawn_app(|_| {}).await;
+    t.place_past_hold(&[("A", 1)]).await;
+    let renamed = reqwest::Client::new()
+        .post(format!("{}/_sim/shop", t.tiktok.base_url()))
+        .json(&json!({"name": "Sim Ceramics"}))
+        .send()
+        .await
+        .unwrap();
+    assert!(renamed.status().is_success());
+    pollers::refresh_catalogue(&t.app.services).await.unwrap();
+    t.place_past_hold(&[("B", 1)]).await;
+    let sos = t.sales_orders();
+    let names: Vec<&str> = sos
+        .iter()
+        .map(|so| so["ecommerce_store_name"].as_str().unwrap())
+        .collect();
+    assert_eq!(names.len(), 2);
+    assert!(
+        names.contains(&"Sim Pottery") && names.contains(&"Sim Ceramics"),
+        "{names:?}"
+    );
+    let latest = sos
+        .iter()
+        .find(|so| so["ecommerce_store_name"] == "Sim Ceramics")
+        .unwrap();
+    assert_eq!(
+        customer_name(&t, latest).await,
+        KatanaClient::generic_customer_name("Sim Ceramics")
+    );
+    // The next start knows the new name before its first read of TikTok.
+    let stored = FileTokenStore::new(token_file_for(&t.app.services.settings.store.path));
+    let shop = stored.load().unwrap().unwrap().shop.unwrap();
+    assert_eq!(shop.name, "Sim Ceramics");
     t.stop().await;
 }

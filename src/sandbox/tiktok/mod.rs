@@ -130,6 +130,8 @@ pub struct WebhookAttempt {
 
 pub(crate) struct Inner {
     pub cfg: SimConfig,
+    /// The main shop's name now: the seller can rename it in Seller Center.
+    pub shop_name: Mutex<String>,
     pub clock: Clock,
     pub state: Mutex<State>,
     pub faults: Mutex<Faults>,
@@ -148,6 +150,15 @@ pub(crate) struct Inner {
 impl Inner {
     pub fn now(&self) -> i64 {
         self.clock.unix()
+    }
+
+    /// The shops the authorisation covers, the main one under its current name.
+    pub fn shops(&self) -> Vec<SimShop> {
+        let mut shops = self.cfg.shops();
+        if let Some(main) = shops.first_mut() {
+            main.name = self.shop_name.lock().clone();
+        }
+        shops
     }
 
     /// Sends notifications produced by a state change (after the state lock is released).
@@ -260,6 +271,7 @@ impl TikTokSim {
                 qps_limit: (cfg.qps_limit > 0).then_some(cfg.qps_limit),
                 ..Faults::default()
             }),
+            shop_name: Mutex::new(cfg.shop_name.clone()),
             cfg,
             clock,
             state: Mutex::new(State::new()),
@@ -447,6 +459,11 @@ impl SimControl {
             .state
             .lock()
             .set_available(sku_id, warehouse_id, quantity)
+    }
+
+    /// Renames the main shop, as the seller would in Seller Center.
+    pub fn rename_shop(&self, name: &str) {
+        *self.inner.shop_name.lock() = name.to_string();
     }
 
     pub fn webhook_attempts(&self) -> Vec<WebhookAttempt> {

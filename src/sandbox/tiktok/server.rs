@@ -390,7 +390,7 @@ fn handle(inner: &Arc<Inner>, req: &HttpRequest, body: &[u8]) -> Handled {
                 "Missing identifier. The shop_cipher query parameter is required",
             ))
         }
-        (true, Some(c)) if !cfg.shops().iter().any(|s| s.cipher == c) => {
+        (true, Some(c)) if !inner.shops().iter().any(|s| s.cipher == c) => {
             return Err(err(200, INVALID_PARAM, "Invalid shop_cipher"))
         }
         (false, Some(_)) => {
@@ -433,13 +433,13 @@ fn dispatch(
     let none = |v: Value| Ok((v, vec![]));
     match pattern {
         "/authorization/202309/shops" => none(json!({
-            "shops": inner.cfg.shops().iter().map(|s| json!({
+            "shops": inner.shops().iter().map(|s| json!({
                 "id": s.id, "name": s.name, "region": s.region, "code": format!("US{}", &s.id[s.id.len().saturating_sub(6)..]),
                 "cipher": s.cipher, "seller_type": "LOCAL",
             })).collect::<Vec<_>>()
         })),
         "/seller/202309/shops" => none(json!({
-            "shops": inner.cfg.shops().iter().map(|s| json!({"id": s.id, "region": s.region})).collect::<Vec<_>>()
+            "shops": inner.shops().iter().map(|s| json!({"id": s.id, "region": s.region})).collect::<Vec<_>>()
         })),
         "/order/202309/orders/search" => {
             let size = page_size(q, 100)?;
@@ -657,6 +657,12 @@ struct StockBody {
     available_quantity: i64,
 }
 
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ShopBody {
+    name: String,
+}
+
 #[derive(Deserialize, Default)]
 #[serde(default, deny_unknown_fields)]
 struct WebhookUrlBody {
@@ -732,6 +738,13 @@ fn control_scope() -> actix_web::Scope {
         .route(
             "/shipments",
             web::get().to(|d: web::Data<Arc<Inner>>| async move { HttpResponse::Ok().json(control(&d).shipments()) }),
+        )
+        .route(
+            "/shop",
+            web::post().to(|d: web::Data<Arc<Inner>>, b: web::Json<ShopBody>| async move {
+                control(&d).rename_shop(&b.name);
+                HttpResponse::Ok().json(json!({}))
+            }),
         )
         .route(
             "/stock",
