@@ -1125,8 +1125,9 @@ impl TikTokClient {
     /// of a multi-warehouse SKU in each update (F29): for the warehouses we were not asked
     /// to change, the client reads what TikTok holds right now (Inventory Search, one call
     /// for all such SKUs) and sends it back unchanged, so it never alters stock it does not
-    /// own; see [`super::inventory`]. A SKU with one warehouse costs no read. Quantities are
-    /// clamped to 0..=99999. Per-SKU refusals come back in the outcome, not as an error.
+    /// own; see [`super::inventory`]. A SKU with one warehouse costs no read; if TikTok
+    /// refuses it for a warehouse assigned since, it is read and sent once more. Quantities
+    /// are clamped to 0..=99999. Per-SKU refusals come back in the outcome, not as an error.
     pub async fn update_inventory_many(
         &self,
         product_id: &str,
@@ -1195,33 +1196,35 @@ impl TikTokClient {
                 .map_err(|e| TikTokError::InvalidInput(e.to_string()))?;
             per_sku.insert(sku_id.clone(), ws);
         }
-        let body = model::InventoryUpdateBody {
-            skus: per_sku
-                .iter()
-                .map(|(id, ws)| model::InventoryUpdateSku {
-                    id: id.clone(),
-                    inventory: ws.clone(),
-                })
-                .collect(),
-        };
-        let call = ApiCall::post(
-            format!("/product/202309/products/{product_id}/inventory/update"),
-            &body,
-        )?;
-        let data: model::InventoryUpdateData = self.call(call).await?;
-        let sku_errors: Vec<SkuInventoryError> = data
-            .errors
-            .into_iter()
-            .map(|e| {
-                let detail = e.detail.unwrap_or_default();
-                SkuInventoryError {
-                    sku_id: detail.sku_id,
-                    code: e.code,
-                    message: e.message,
-                    warehouse_errors: detail.extra_errors,
-                }
-            })
+        let mut sku_errors = self.send_inventory(product_id, &per_sku).await?;
+        // A SKU we knew with one warehouse may have been given another since the
+        // catalogue read: read what TikTok has now and send that SKU once more,
+        // instead of leaving it refused until the next change.
+        let widened: Vec<String> = sku_errors
+            .iter()
+            .filter(|e| e.code == codes::INVENTORY_WAREHOUSES_INCOMPLETE)
+            .filter_map(|e| e.sku_id.clone())
+            .filter(|id| per_sku.get(id).is_some_and(|ws| ws.len() <= 1))
             .collect();
+        if !widened.is_empty() {
+            let now = self.inventory_search(&widened).await?;
+            let mut again: BTreeMap<String, Vec<WarehouseQuantity>> = BTreeMap::new();
+            for id in &widened {
+                let (Some(read), Some(wanted)) = (now.get(id), ours.get(id)) else {
+                    continue;
+                };
+                let current = inventory::current_available(read);
+                if let Ok(ws) = inventory::warehouse_quantities(id, &current, wanted) {
+                    again.insert(id.clone(), ws);
+                }
+            }
+            if !again.is_empty() {
+                let retried = self.send_inventory(product_id, &again).await?;
+                sku_errors.retain(|e| e.sku_id.as_ref().map_or(true, |id| !again.contains_key(id)));
+                sku_errors.extend(retried);
+                per_sku.extend(again);
+            }
+        }
         {
             let mut known = self.inner.known_skus.lock();
             for (sku, ws) in &per_sku {
@@ -1250,6 +1253,41 @@ impl TikTokClient {
             sent: per_sku.into_iter().collect(),
             sku_errors,
         })
+    }
+
+    /// One Update Inventory call; TikTok's per-SKU refusals are the answer.
+    async fn send_inventory(
+        &self,
+        product_id: &str,
+        per_sku: &BTreeMap<String, Vec<WarehouseQuantity>>,
+    ) -> Result<Vec<SkuInventoryError>, TikTokError> {
+        let body = model::InventoryUpdateBody {
+            skus: per_sku
+                .iter()
+                .map(|(id, ws)| model::InventoryUpdateSku {
+                    id: id.clone(),
+                    inventory: ws.clone(),
+                })
+                .collect(),
+        };
+        let call = ApiCall::post(
+            format!("/product/202309/products/{product_id}/inventory/update"),
+            &body,
+        )?;
+        let data: model::InventoryUpdateData = self.call(call).await?;
+        Ok(data
+            .errors
+            .into_iter()
+            .map(|e| {
+                let detail = e.detail.unwrap_or_default();
+                SkuInventoryError {
+                    sku_id: detail.sku_id,
+                    code: e.code,
+                    message: e.message,
+                    warehouse_errors: detail.extra_errors,
+                }
+            })
+            .collect())
     }
 }
 
