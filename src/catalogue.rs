@@ -1,6 +1,8 @@
 //! Which TikTok SKU is which Katana variant: both catalogues as last read, and the
 //! matching rules (exact, case-insensitive, an alias table). Kept in memory and
 //! refreshed from the APIs; the decisions it feeds are recorded as `SkuMapped`.
+//! Only live (`ACTIVATE`) listings count, and a seller SKU may be listed on several
+//! of them: each one gets the SKU's stock (F28).
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 
@@ -50,8 +52,8 @@ struct Maps {
     variants: HashMap<String, i64>,
     /// variant id -> Katana sku as written.
     katana_skus: HashMap<i64, String>,
-    /// TikTok seller_sku -> catalogue entry.
-    tiktok: HashMap<String, CatalogueEntry>,
+    /// TikTok seller_sku -> its live listings, by product id.
+    tiktok: HashMap<String, Vec<CatalogueEntry>>,
 }
 
 /// The SKU match report of `tks check`.
@@ -106,12 +108,11 @@ impl Catalogue {
         }
     }
 
+    /// Replaces the TikTok side with a full read; listings that are not live are
+    /// left out.
     pub fn set_tiktok(&self, entries: Vec<CatalogueEntry>) {
         let mut m = self.maps.write();
-        m.tiktok = entries
-            .into_iter()
-            .map(|e| (e.seller_sku.clone(), e))
-            .collect();
+        m.tiktok = live_listings(entries);
     }
 
     pub fn variant_for(&self, seller_sku: &str) -> Option<i64> {
@@ -122,8 +123,14 @@ impl Catalogue {
             .copied()
     }
 
-    pub fn tiktok_entry(&self, seller_sku: &str) -> Option<CatalogueEntry> {
-        self.maps.read().tiktok.get(seller_sku).cloned()
+    /// Every live listing of a seller SKU (none when it is not listed live).
+    pub fn tiktok_listings(&self, seller_sku: &str) -> Vec<CatalogueEntry> {
+        self.maps
+            .read()
+            .tiktok
+            .get(seller_sku)
+            .cloned()
+            .unwrap_or_default()
     }
 
     /// TikTok SKUs that map to `variant_id`.
@@ -190,6 +197,85 @@ impl Catalogue {
     }
 }
 
+/// Live listings grouped by seller SKU, each group ordered by product id.
+fn live_listings(entries: Vec<CatalogueEntry>) -> HashMap<String, Vec<CatalogueEntry>> {
+    let mut out: HashMap<String, Vec<CatalogueEntry>> = HashMap::new();
+    for e in entries.into_iter().filter(CatalogueEntry::is_live) {
+        out.entry(e.seller_sku.clone()).or_default().push(e);
+    }
+    for listings in out.values_mut() {
+        listings.sort_by(|a, b| (&a.product_id, &a.sku_id).cmp(&(&b.product_id, &b.sku_id)));
+        listings.dedup_by(|a, b| a.product_id == b.product_id && a.sku_id == b.sku_id);
+    }
+    out
+}
+
+/// A seller SKU's listings on TikTok that are not live: (product id, status) each.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct InactiveListing {
+    pub seller_sku: String,
+    pub products: Vec<(String, String)>,
+    /// Whether a Katana variant matches it: its stock would be synced if it were live.
+    pub katana_variant: bool,
+}
+
+/// A seller SKU on several live products: each gets the same quantity.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct SharedListing {
+    pub seller_sku: String,
+    pub products: Vec<String>,
+}
+
+/// What `tks check` says about TikTok's listings (F28).
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
+pub struct ListingReport {
+    /// Seller SKUs found on TikTok only in listings that are not live.
+    pub no_live_listing: Vec<InactiveListing>,
+    /// Seller SKUs listed on more than one live product.
+    pub several_live_listings: Vec<SharedListing>,
+}
+
+impl Catalogue {
+    /// Reads every listing whatever its status: the live ones become the TikTok side
+    /// (as [`Catalogue::set_tiktok`]), the others are named in the report.
+    pub fn listing_report(&self, all: &[CatalogueEntry]) -> ListingReport {
+        let live = live_listings(all.to_vec());
+        let mut inactive: BTreeMap<String, Vec<(String, String)>> = BTreeMap::new();
+        for e in all.iter().filter(|e| !live.contains_key(&e.seller_sku)) {
+            inactive
+                .entry(e.seller_sku.clone())
+                .or_default()
+                .push((e.product_id.clone(), e.product_status.clone()));
+        }
+        let m = self.maps.read();
+        let no_live_listing = inactive
+            .into_iter()
+            .map(|(seller_sku, mut products)| {
+                products.sort();
+                products.dedup();
+                InactiveListing {
+                    katana_variant: m.variants.contains_key(&self.rules.katana_key(&seller_sku)),
+                    seller_sku,
+                    products,
+                }
+            })
+            .collect();
+        let mut several_live_listings: Vec<SharedListing> = live
+            .iter()
+            .filter(|(_, ls)| ls.len() > 1)
+            .map(|(sku, ls)| SharedListing {
+                seller_sku: sku.clone(),
+                products: ls.iter().map(|l| l.product_id.clone()).collect(),
+            })
+            .collect();
+        several_live_listings.sort_by(|a, b| a.seller_sku.cmp(&b.seller_sku));
+        ListingReport {
+            no_live_listing,
+            several_live_listings,
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -205,14 +291,74 @@ mod tests {
     }
 
     fn entry(sku: &str) -> CatalogueEntry {
+        listing(sku, "P", "ACTIVATE")
+    }
+
+    fn listing(sku: &str, product: &str, status: &str) -> CatalogueEntry {
         CatalogueEntry {
-            product_id: "P".into(),
+            product_id: product.into(),
             product_title: "T".into(),
-            product_status: "ACTIVATE".into(),
-            sku_id: format!("id-{sku}"),
+            product_status: status.into(),
+            sku_id: format!("id-{sku}-{product}"),
             seller_sku: sku.into(),
             warehouses: vec![],
         }
+    }
+
+    fn products(listings: &[CatalogueEntry]) -> Vec<&str> {
+        listings.iter().map(|l| l.product_id.as_str()).collect()
+    }
+
+    #[test]
+    fn a_seller_sku_keeps_every_live_listing_and_none_that_is_not_live() {
+        let c = Catalogue::new(SkuRules {
+            mode: SkuMatch::Exact,
+            aliases: BTreeMap::new(),
+        });
+        c.set_katana_variants(&[variant(1, "MUG"), variant(2, "CAP"), variant(3, "BAG")]);
+        let all = vec![
+            listing("MUG", "P2", "ACTIVATE"),
+            listing("MUG", "P1", "ACTIVATE"),
+            listing("MUG", "P0", "DELETED"),
+            listing("CAP", "P3", "SELLER_DEACTIVATED"),
+            listing("CAP", "P4", "DRAFT"),
+            listing("OLD", "P5", "PLATFORM_DEACTIVATED"),
+        ];
+        c.set_tiktok(all.clone());
+        assert_eq!(products(&c.tiktok_listings("MUG")), vec!["P1", "P2"]);
+        assert!(c.tiktok_listings("CAP").is_empty());
+        // Only live listings are matched: CAP's variant counts as not sold on TikTok.
+        assert_eq!(c.matched(), vec![("MUG".to_string(), 1)]);
+        let r = c.report();
+        assert!(r.only_tiktok.is_empty(), "{r:?}");
+        assert_eq!(r.only_katana, vec!["BAG".to_string(), "CAP".to_string()]);
+
+        let listings = c.listing_report(&all);
+        assert_eq!(
+            listings.no_live_listing,
+            vec![
+                InactiveListing {
+                    seller_sku: "CAP".into(),
+                    products: vec![
+                        ("P3".into(), "SELLER_DEACTIVATED".into()),
+                        ("P4".into(), "DRAFT".into())
+                    ],
+                    katana_variant: true,
+                },
+                InactiveListing {
+                    seller_sku: "OLD".into(),
+                    products: vec![("P5".into(), "PLATFORM_DEACTIVATED".into())],
+                    katana_variant: false,
+                },
+            ]
+        );
+        assert_eq!(
+            listings.several_live_listings,
+            vec![SharedListing {
+                seller_sku: "MUG".into(),
+                products: vec!["P1".into(), "P2".into()],
+            }]
+        );
     }
 
     #[test]

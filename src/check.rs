@@ -1,8 +1,9 @@
 //! `tks check`: reads both APIs with the configured credentials and reports, line by
 //! line, whether the prerequisites of the flows hold (F2, F16, F17): TikTok tokens,
 //! the pickup and return warehouses, seller shipping and its providers, the
-//! `[carriers]` table, the Katana key and mapped locations, and how the two
-//! catalogues match. A FAIL is a problem that blocks a flow; a WARN works but
+//! `[carriers]` table, the Katana key and mapped locations, how the two catalogues
+//! match, which SKUs have no live TikTok listing or several (F28), and the shop name
+//! sales orders carry. A FAIL is a problem that blocks a flow; a WARN works but
 //! deserves a look. Nothing is written anywhere except a refreshed TikTok token.
 
 use std::collections::BTreeSet;
@@ -14,10 +15,12 @@ use std::time::Duration;
 use serde::Serialize;
 
 use crate::app::token_file_for;
-use crate::catalogue::{Catalogue, MatchReport, SkuRules};
+use crate::catalogue::{Catalogue, ListingReport, MatchReport, SkuRules};
 use crate::clock::Clock;
+use crate::config::CustomerMode;
 use crate::config::{FbtMode, Settings};
 use crate::connectors::katana::client::{KatanaClient, KatanaConfig};
+use crate::connectors::katana::mapping::store_name;
 use crate::connectors::katana::model::{Location, Variant};
 use crate::connectors::tiktok::auth::{FileTokenStore, TokenStore};
 use crate::connectors::tiktok::client::{ClientOptions, TikTokClient};
@@ -79,6 +82,7 @@ pub struct CheckReport {
     /// Providers of the pickup warehouse's seller-shipping options (F17).
     pub shipping_providers: Vec<Listed>,
     pub sku_match: Option<MatchReport>,
+    pub listings: Option<ListingReport>,
 }
 
 impl CheckReport {
@@ -157,6 +161,7 @@ impl CheckReport {
                 "shipping_providers": self.shipping_providers,
             },
             "sku_match": self.sku_match,
+            "listings": self.listings,
         })
     }
 }
@@ -372,6 +377,7 @@ async fn tiktok_inner(
             return None;
         }
     };
+    check_shop_name(r, &client, settings).await;
     r.push(
         Status::Ok,
         "tiktok.api",
@@ -401,12 +407,58 @@ async fn tiktok_inner(
     };
     check_carriers(r, settings, providers.as_deref());
 
-    match client.catalogue().await {
+    match client.all_listings().await {
         Ok(entries) => Some(entries),
         Err(e) => {
             r.push(Status::Fail, "tiktok.catalogue", e.to_string());
             None
         }
+    }
+}
+
+/// F1: sales orders carry the shop's name as TikTok lists it now (the stored
+/// authorisation may hold an older one).
+async fn check_shop_name(r: &mut CheckReport, client: &TikTokClient, settings: &Settings) {
+    let bound = r.shop.clone();
+    let id = bound
+        .as_ref()
+        .map(|s| s.id.clone())
+        .unwrap_or_else(|| settings.tiktok.shop_id.clone());
+    let listed = match client.authorized_shops().await {
+        Ok(shops) if id.is_empty() && shops.len() == 1 => shops.into_iter().next(),
+        Ok(shops) => shops.into_iter().find(|s| s.id == id).or(bound),
+        Err(e) => {
+            tracing::warn!(error = %e, "authorised shops not read; using the stored shop");
+            bound
+        }
+    };
+    let name = store_name(listed.as_ref().map(|s| s.name.as_str()), &id);
+    let customer = match settings.katana.customer {
+        CustomerMode::PerBuyer => String::new(),
+        CustomerMode::Generic => format!(
+            "; the generic customer is {:?}",
+            KatanaClient::generic_customer_name(&name.name)
+        ),
+    };
+    if name.fallback {
+        r.push(
+            Status::Warn,
+            "tiktok.shop_name",
+            format!(
+                "TikTok lists no name for shop {id}: sales orders carry {:?} as ecommerce_store_name instead{customer}; \
+                 name the shop in Seller Center",
+                name.name
+            ),
+        );
+    } else {
+        r.push(
+            Status::Ok,
+            "tiktok.shop_name",
+            format!(
+                "sales orders carry ecommerce_store_name {:?}{customer}",
+                name.name
+            ),
+        );
     }
 }
 
@@ -854,15 +906,16 @@ fn sku_match(
     variants: &[Variant],
 ) {
     let catalogue = Catalogue::new(SkuRules::from_settings(&settings.sync));
-    let tiktok_count = entries.len();
+    let tiktok_count = entries.iter().filter(|e| e.is_live()).count();
     catalogue.set_katana_variants(variants);
+    let listings = catalogue.listing_report(&entries);
     catalogue.set_tiktok(entries);
     let m = catalogue.report();
     if tiktok_count == 0 {
         r.push(
             Status::Warn,
             "sku_match",
-            "the TikTok catalogue has no SKUs: nothing can be matched or synced",
+            "the TikTok catalogue has no live (ACTIVATE) SKUs: nothing can be matched or synced",
         );
     } else if m.only_tiktok.is_empty() {
         r.push(
@@ -899,6 +952,67 @@ fn sku_match(
         );
     }
     r.sku_match = Some(m);
+    report_listings(r, &listings);
+    r.listings = Some(listings);
+}
+
+/// F28: SKUs whose listings are all inactive get no stock, and a SKU on several live
+/// products gets the same quantity on each.
+fn report_listings(r: &mut CheckReport, listings: &ListingReport) {
+    let named = |l: &&crate::catalogue::InactiveListing| {
+        format!(
+            "{} ({})",
+            l.seller_sku,
+            l.products
+                .iter()
+                .map(|(p, status)| format!("product {p} {status}"))
+                .collect::<Vec<_>>()
+                .join(", ")
+        )
+    };
+    let (katana, tiktok_only): (Vec<_>, Vec<_>) = listings
+        .no_live_listing
+        .iter()
+        .partition(|l| l.katana_variant);
+    if !katana.is_empty() {
+        r.push(
+            Status::Warn,
+            "listings.no_live_listing",
+            format!(
+                "{} Katana SKU(s) are on TikTok only in listings that are not live, so their stock is not pushed: {}; \
+                 activate a listing in Seller Center",
+                katana.len(),
+                list(&katana, named)
+            ),
+        );
+    }
+    if !tiktok_only.is_empty() {
+        r.push(
+            Status::Ok,
+            "listings.not_live",
+            format!(
+                "{} TikTok SKU(s) without a Katana variant are only in listings that are not live (ignored): {}",
+                tiktok_only.len(),
+                list(&tiktok_only, named)
+            ),
+        );
+    }
+    if !listings.several_live_listings.is_empty() {
+        r.push(
+            Status::Warn,
+            "listings.several_live",
+            format!(
+                "{} SKU(s) are listed on several live products, and each listing is pushed the full quantity, \
+                 so buyers see the stock once per listing until an order lowers it: {}",
+                listings.several_live_listings.len(),
+                list(&listings.several_live_listings, |l| format!(
+                    "{} (products {})",
+                    l.seller_sku,
+                    l.products.join(", ")
+                ))
+            ),
+        );
+    }
 }
 
 #[cfg(test)]

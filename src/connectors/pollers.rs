@@ -145,6 +145,17 @@ pub async fn refresh_catalogue(services: &Services) -> Result<(), String> {
             .catalogue
             .set_katana_variants(&variants.map_err(|e| e.to_string())?);
     }
+    if let Some(tiktok) = &services.tiktok {
+        // The shop's name goes on every SO (F1) and the seller can rename the shop:
+        // read with the catalogue, a failed read keeps the name last known.
+        let shop = tiktok.refresh_shop().await;
+        services
+            .metrics
+            .api_call("tiktok", "authorized_shops", shop.is_ok());
+        if let Err(e) = shop {
+            tracing::warn!(error = %e, "authorised shops not read; the shop name stays as last known");
+        }
+    }
     if let (Some(tiktok), true) = (&services.tiktok, services.settings.tiktok.push_products) {
         let entries = tiktok.catalogue().await;
         services

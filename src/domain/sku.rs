@@ -150,6 +150,11 @@ pub struct Sku {
     /// Open exceptions: key -> message.
     #[serde(default)]
     pub exceptions: BTreeMap<String, String>,
+    /// An order took units since the last flush: TikTok lowers its available
+    /// quantity by itself when a buyer orders, so it no longer shows the last
+    /// flushed value and the next window pushes even an unchanged ATP.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub ordered_since_flush: bool,
 }
 
 impl Default for Sku {
@@ -163,6 +168,7 @@ impl Default for Sku {
             last_flushed: None,
             last_pushed: None,
             exceptions: BTreeMap::new(),
+            ordered_since_flush: false,
         }
     }
 }
@@ -226,7 +232,7 @@ impl Aggregate for Sku {
     type Error = SkuError;
 
     const STREAM_PREFIX: &'static str = "sku";
-    const STATE_VERSION: u32 = 2;
+    const STATE_VERSION: u32 = 3;
 
     fn decide(&self, command: &SkuCommand, ctx: &Ctx<'_>) -> Result<Vec<SkuEvent>, SkuError> {
         let mut next = self.clone();
@@ -292,8 +298,8 @@ impl Aggregate for Sku {
                     return Ok(events);
                 }
                 let atp = self.atp(ctx.policy.safety_stock);
-                let e = if self.sync_enabled && self.stock_known() && self.last_flushed != Some(atp)
-                {
+                let stale = self.last_flushed != Some(atp) || self.ordered_since_flush;
+                let e = if self.sync_enabled && self.stock_known() && stale {
                     SkuEvent::BufferFlushed(BufferFlushed {
                         atp,
                         immediate: false,
@@ -389,6 +395,9 @@ impl Aggregate for Sku {
                 );
             }
             SkuEvent::DemandChanged(e) => {
+                if e.units > self.demand.get(&e.order_id).copied().unwrap_or(0) {
+                    self.ordered_since_flush = true;
+                }
                 if e.units == 0 {
                     self.demand.remove(&e.order_id);
                 } else {
@@ -398,6 +407,7 @@ impl Aggregate for Sku {
             SkuEvent::BufferOpened(e) => self.buffer_due = Some(e.due_at),
             SkuEvent::BufferFlushed(e) => {
                 self.last_flushed = Some(e.atp);
+                self.ordered_since_flush = false;
                 if !e.immediate {
                     self.buffer_due = None;
                 }
@@ -620,6 +630,33 @@ mod tests {
             })
             .collect();
         assert_eq!(immediate, vec![false, true, false]);
+    }
+
+    #[test]
+    fn an_order_after_a_flush_makes_the_next_window_push_even_an_unchanged_atp() {
+        let order = |id: &str, units| SkuCommand::SetDemand {
+            order_id: id.into(),
+            units,
+        };
+        let h = history(
+            vec![
+                (observe(&[(1, 10, 0)]), 0),
+                (SkuCommand::FlushBuffer, 60),
+                // TikTok shows 10, then 7 once the buyer ordered 3; Katana gets the
+                // SO and a restock of 3 brings the ATP back to 10.
+                (order("o1", 3), 70),
+                (observe(&[(1, 10, 3)]), 80),
+                (order("o1", 0), 80),
+                (observe(&[(1, 13, 3)]), 90),
+                (SkuCommand::FlushBuffer, 130),
+                // With no order since, an unchanged ATP stays unpushed.
+                (observe(&[(1, 14, 4)]), 140),
+                (SkuCommand::FlushBuffer, 200),
+            ],
+            &Policy::default(),
+        );
+        assert_eq!(flushed(&h), vec![10, 10]);
+        assert!(matches!(h.last(), Some(SkuEvent::BufferClosed(c)) if c.atp == 10));
     }
 
     #[test]

@@ -361,7 +361,7 @@ async fn toggle_sync(
     };
     // A SKU that exists nowhere (no events, in neither catalogue) is a typo: do
     // not create a stream for it.
-    let known = services.catalogue.tiktok_entry(&sku).is_some()
+    let known = !services.catalogue.tiktok_listings(&sku).is_empty()
         || services.catalogue.variant_for(&sku).is_some();
     if !known {
         if let Err(refusal) = existing(&services, &format!("sku-{sku}"), "SKU") {

@@ -7,6 +7,7 @@ mod flows;
 mod foundation;
 mod health;
 mod katana;
+mod listings;
 mod operator;
 mod replay;
 mod sandbox;

@@ -749,7 +749,13 @@ async fn warehouses_delivery_options_and_providers() {
 async fn inventory_update_sends_every_warehouse_of_a_multi_warehouse_sku() {
     let e = env().await;
     let cat = e.client.catalogue().await.unwrap();
-    assert_eq!(cat.len(), 4);
+    assert_eq!(
+        cat.len(),
+        3,
+        "the draft product is not part of the live catalogue"
+    );
+    assert!(cat.iter().all(|c| c.product_status == "ACTIVATE"));
+    assert_eq!(e.client.all_listings().await.unwrap().len(), 4);
     let blue = cat.iter().find(|c| c.seller_sku == "MUG-BLUE").unwrap();
     assert_eq!(blue.warehouses.len(), 2);
 
@@ -800,7 +806,7 @@ async fn inventory_update_sends_every_warehouse_of_a_multi_warehouse_sku() {
 }
 
 #[tokio::test]
-async fn per_sku_inventory_errors_are_surfaced_and_the_stale_sku_is_reread() {
+async fn a_sku_given_a_second_warehouse_since_the_catalogue_read_is_read_and_sent_again_at_once() {
     let e = env().await;
     e.client.catalogue().await.unwrap();
     // Behind the client's back the SKU gains a warehouse: its cached picture is now stale.
@@ -815,18 +821,37 @@ async fn per_sku_inventory_errors_are_surfaced_and_the_stale_sku_is_reread() {
         .update_inventory(MUG_PRODUCT, red, MAIN_WAREHOUSE, 8)
         .await
         .unwrap();
-    assert!(!out.is_ok());
-    assert_eq!(out.sku_errors[0].code, sim_codes::WAREHOUSES_INCOMPLETE);
-    assert_eq!(out.sku_errors[0].sku_id.as_deref(), Some(red));
-    assert!(e.sim.inventory_pushes().is_empty());
-    // The next push re-reads the SKU and includes both warehouses.
+    assert!(out.is_ok(), "{out:?}");
+    assert_eq!(out.sent[0].1.len(), 2);
+    assert_eq!(e.sim.stock()[red][MAIN_WAREHOUSE], 8);
+    assert_eq!(e.sim.stock()[red][SECOND_WAREHOUSE], 4);
+    e.sim.stop().await;
+}
+
+#[tokio::test]
+async fn per_sku_inventory_errors_are_surfaced_and_the_stale_sku_is_reread() {
+    let e = env().await;
+    e.client.catalogue().await.unwrap();
+    // Behind the client's back the SKU moves to another warehouse: ours is gone.
+    let mut demo = tks::sandbox::tiktok::state::State::demo_catalogue();
+    demo[0].skus[0].inventory = vec![(SECOND_WAREHOUSE.to_string(), 4)];
+    e.sim.set_catalogue(demo).unwrap();
+    let red = "1729100000000000001";
     let out = e
         .client
         .update_inventory(MUG_PRODUCT, red, MAIN_WAREHOUSE, 8)
         .await
         .unwrap();
-    assert!(out.is_ok(), "{out:?}");
-    assert_eq!(out.sent[0].1.len(), 2);
+    assert!(!out.is_ok());
+    assert_eq!(out.sku_errors[0].code, sim_codes::WAREHOUSES_INCOMPLETE);
+    assert_eq!(out.sku_errors[0].sku_id.as_deref(), Some(red));
+    assert!(e.sim.inventory_pushes().is_empty());
+    // The next push re-reads the SKU and finds the pickup warehouse unassigned.
+    let r = e
+        .client
+        .update_inventory(MUG_PRODUCT, red, MAIN_WAREHOUSE, 8)
+        .await;
+    assert!(matches!(r, Err(TikTokError::InvalidInput(_))), "{r:?}");
     assert_eq!(e.sim.stock()[red][SECOND_WAREHOUSE], 4);
     e.sim.stop().await;
 }

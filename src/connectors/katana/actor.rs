@@ -6,7 +6,6 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use futures::future::LocalBoxFuture;
-use tokio::sync::OnceCell;
 
 use super::client::KatanaClient;
 use super::mapping::{self, SalesOrderContext};
@@ -52,24 +51,27 @@ pub async fn stock_locations(services: &Services) -> Result<Vec<i64>, String> {
 /// Creates sales orders (F1, F4, F5) and handles cancellations after the push (F6).
 pub struct KatanaWriter {
     services: Arc<Services>,
-    customer: OnceCell<i64>,
+    /// The generic customer, by the shop name it was found for: a renamed shop
+    /// gets the customer of its new name.
+    customer: tokio::sync::Mutex<Option<(String, i64)>>,
 }
 
 impl KatanaWriter {
     pub fn new(services: Arc<Services>) -> Self {
         KatanaWriter {
             services,
-            customer: OnceCell::new(),
+            customer: tokio::sync::Mutex::new(None),
         }
     }
 
+    /// F1: the shop's name as TikTok last listed it for the authorised shop.
     fn store_name(&self) -> String {
-        let s = &self.services.settings.tiktok;
-        if !s.shop_id.is_empty() {
-            s.shop_id.clone()
-        } else {
-            "tiktok-shop".into()
-        }
+        let shop = self.services.tiktok.as_ref().and_then(|c| c.shop());
+        mapping::store_name(
+            shop.as_ref().map(|s| s.name.as_str()),
+            &self.services.settings.tiktok.shop_id,
+        )
+        .name
     }
 
     async fn customer_for(&self, snapshot: &OrderSnapshot) -> Result<i64, super::KatanaError> {
@@ -87,10 +89,13 @@ impl KatanaWriter {
             }
         }
         let shop = self.store_name();
-        self.customer
-            .get_or_try_init(|| katana.ensure_generic_customer(&shop))
-            .await
-            .copied()
+        let mut cached = self.customer.lock().await;
+        if let Some((_, id)) = cached.as_ref().filter(|(name, _)| *name == shop) {
+            return Ok(*id);
+        }
+        let id = katana.ensure_generic_customer(&shop).await?;
+        *cached = Some((shop, id));
+        Ok(id)
     }
 
     /// Variant ids for every SKU of the order; the ones still missing after a

@@ -44,6 +44,33 @@ pub struct SalesOrderContext {
 
 pub const ECOMMERCE_ORDER_TYPE: &str = "tiktok";
 
+/// What an SO names its shop by (`ecommerce_store_name`, and the generic customer).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct StoreName {
+    pub name: String,
+    /// TikTok reported no name: the shop id (or a placeholder) stands in for it.
+    pub fallback: bool,
+}
+
+/// The shop's name as TikTok reports it for the authorised shop; its id only when the
+/// name is empty (or unknown), and a placeholder when neither is known.
+pub fn store_name(shop_name: Option<&str>, shop_id: &str) -> StoreName {
+    match shop_name.map(str::trim).filter(|n| !n.is_empty()) {
+        Some(name) => StoreName {
+            name: name.to_string(),
+            fallback: false,
+        },
+        None => StoreName {
+            name: if shop_id.trim().is_empty() {
+                "tiktok-shop".into()
+            } else {
+                shop_id.trim().to_string()
+            },
+            fallback: true,
+        },
+    }
+}
+
 /// A `Quantity` as a JSON number without trailing zeros (`7`, `12.5`).
 pub fn quantity_number(q: Quantity) -> serde_json::Number {
     let text = q.to_string();
@@ -255,6 +282,20 @@ mod tests {
                 .collect(),
             status: "NOT_SHIPPED".into(),
         }
+    }
+
+    #[test]
+    fn the_store_is_named_by_the_shop_name_and_by_its_id_only_without_one() {
+        let named = store_name(Some("Sim Pottery"), "7494");
+        assert_eq!(
+            (named.name.as_str(), named.fallback),
+            ("Sim Pottery", false)
+        );
+        for missing in [None, Some(""), Some("  ")] {
+            let by_id = store_name(missing, "7494");
+            assert_eq!((by_id.name.as_str(), by_id.fallback), ("7494", true));
+        }
+        assert_eq!(store_name(None, "").name, "tiktok-shop");
     }
 
     #[test]

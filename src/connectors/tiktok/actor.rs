@@ -307,6 +307,8 @@ impl TikTokWriter {
         }
     }
 
+    /// F10 to every live listing of the SKU (F28): TikTok takes each product's
+    /// inventory in its own call. The push counts only when every listing took it.
     async fn push_inventory(
         &self,
         sku: &str,
@@ -318,74 +320,75 @@ impl TikTokWriter {
             message,
         };
         let tiktok = client(&self.services)?;
-        let entry = match self.services.catalogue.tiktok_entry(sku) {
-            Some(e) => Some(e),
-            None => {
-                let fresh = tiktok.catalogue().await;
-                self.services
-                    .metrics
-                    .api_call("tiktok", "search_products", fresh.is_ok());
-                match fresh {
-                    Ok(entries) => {
-                        self.services.catalogue.set_tiktok(entries);
-                        self.services.catalogue.tiktok_entry(sku)
-                    }
-                    Err(e) if is_retryable(&e) => return Err(e.to_string()),
-                    Err(_) => None,
+        let mut listings = self.services.catalogue.tiktok_listings(sku);
+        if listings.is_empty() {
+            let fresh = tiktok.catalogue().await;
+            self.services
+                .metrics
+                .api_call("tiktok", "search_products", fresh.is_ok());
+            match fresh {
+                Ok(entries) => {
+                    self.services.catalogue.set_tiktok(entries);
+                    listings = self.services.catalogue.tiktok_listings(sku);
                 }
+                Err(e) if is_retryable(&e) => return Err(e.to_string()),
+                Err(_) => {}
             }
-        };
-        let Some(entry) = entry else {
-            let message = format!("SKU {sku} is not in the TikTok catalogue");
+        }
+        if listings.is_empty() {
+            let message = format!("SKU {sku} has no live (ACTIVATE) listing on TikTok");
             return self
                 .services
                 .sku_command(sku, raise(message), &event.meta)
                 .await;
-        };
+        }
         let warehouse = &self.services.settings.warehouses.pickup_warehouse_id;
-        let result = tiktok
-            .update_inventory(&entry.product_id, &entry.sku_id, warehouse, atp)
-            .await;
-        self.services
-            .metrics
-            .api_call("tiktok", "update_inventory", result.is_ok());
-        match result {
-            Ok(outcome) if outcome.is_ok() => {
-                self.services.metrics.pushed("inventory");
-                self.services
-                    .sku_command(
-                        sku,
-                        SkuCommand::RecordInventoryPushed { quantity: atp },
-                        &event.meta,
-                    )
-                    .await
-            }
-            Ok(outcome) => {
-                let message = outcome
-                    .sku_errors
-                    .iter()
-                    .map(|e| format!("{e:?}"))
-                    .collect::<Vec<_>>()
-                    .join("; ");
-                self.services
-                    .sku_command(
-                        sku,
-                        raise(format!("TikTok refused the quantity: {message}")),
-                        &event.meta,
-                    )
-                    .await
-            }
-            Err(e) if is_retryable(&e) => Err(format!("pushing inventory of {sku}: {e}")),
-            Err(e) => {
-                self.services
-                    .sku_command(
-                        sku,
-                        raise(format!("TikTok refused the quantity: {e}")),
-                        &event.meta,
-                    )
-                    .await
+        let mut refusals = Vec::new();
+        for listing in &listings {
+            let result = tiktok
+                .update_inventory(&listing.product_id, &listing.sku_id, warehouse, atp)
+                .await;
+            self.services
+                .metrics
+                .api_call("tiktok", "update_inventory", result.is_ok());
+            match result {
+                Ok(outcome) if outcome.is_ok() => {}
+                Ok(outcome) => refusals.push(format!(
+                    "product {}: {}",
+                    listing.product_id,
+                    outcome
+                        .sku_errors
+                        .iter()
+                        .map(|e| format!("{e:?}"))
+                        .collect::<Vec<_>>()
+                        .join("; ")
+                )),
+                // Quantities are absolute: pushing the listings that took it again
+                // on the retry changes nothing.
+                Err(e) if is_retryable(&e) => {
+                    return Err(format!(
+                        "pushing inventory of {sku} to product {}: {e}",
+                        listing.product_id
+                    ))
+                }
+                Err(e) => refusals.push(format!("product {}: {e}", listing.product_id)),
             }
         }
+        if !refusals.is_empty() {
+            let message = format!("TikTok refused the quantity: {}", refusals.join(" | "));
+            return self
+                .services
+                .sku_command(sku, raise(message), &event.meta)
+                .await;
+        }
+        self.services.metrics.pushed("inventory");
+        self.services
+            .sku_command(
+                sku,
+                SkuCommand::RecordInventoryPushed { quantity: atp },
+                &event.meta,
+            )
+            .await
     }
 
     async fn handle_event(&self, event: &RecordedEvent) -> Result<(), String> {

@@ -15,7 +15,7 @@ use serde::Serialize;
 use super::auth::{TokenStore, TokenStoreError, Tokens};
 use super::mapping::{self, CatalogueEntry, MappingError};
 use super::model::{self, AuthorizedShop, WarehouseQuantity};
-use super::sign;
+use super::{inventory, sign};
 use crate::clock::Clock;
 use crate::config::{Secret, TikTokSettings};
 use crate::connectors::{Backoff, Classify, RetryClass};
@@ -51,6 +51,8 @@ pub const MAX_DETAIL_IDS: usize = 50;
 pub const MAX_PAGE_SIZE: u32 = 100;
 /// Inventory quantities TikTok accepts.
 pub const MAX_QUANTITY: i64 = 99_999;
+/// TikTok caps `sku_ids` of Inventory Search at 600.
+pub const MAX_INVENTORY_SEARCH_SKUS: usize = 600;
 
 #[derive(Debug, thiserror::Error)]
 pub enum TikTokError {
@@ -363,6 +365,8 @@ struct Inner {
     /// rotated refresh token is single-use).
     tokens: tokio::sync::Mutex<Option<Tokens>>,
     shop_cipher: RwLock<String>,
+    /// The authorised shop as TikTok last listed it (its name goes on every SO).
+    shop: RwLock<Option<AuthorizedShop>>,
     known_skus: Mutex<HashMap<String, KnownSku>>,
 }
 
@@ -399,6 +403,7 @@ impl TikTokClient {
             .build()
             .map_err(|e| TikTokError::Transport(e.to_string()))?;
         let tokens = store.load()?;
+        let tokens_shop = tokens.as_ref().and_then(|t| t.shop.clone());
         let cipher = if !settings.shop_cipher.is_empty() {
             settings.shop_cipher.clone()
         } else {
@@ -423,6 +428,7 @@ impl TikTokClient {
                 store,
                 tokens: tokio::sync::Mutex::new(tokens),
                 shop_cipher: RwLock::new(cipher),
+                shop: RwLock::new(tokens_shop),
                 known_skus: Mutex::new(HashMap::new()),
             }),
         })
@@ -771,6 +777,36 @@ impl TikTokClient {
             }
         }
         *self.inner.shop_cipher.write() = shop.cipher.clone();
+        *self.inner.shop.write() = Some(shop.clone());
+        Ok(shop)
+    }
+
+    /// The authorised shop as last read from TikTok (at connect, or by [`Self::refresh_shop`]).
+    pub fn shop(&self) -> Option<AuthorizedShop> {
+        self.inner.shop.read().clone()
+    }
+
+    /// Lists the authorised shops again and keeps the bound one's details (a seller can
+    /// rename the shop) in memory and in the token file. Without a bound shop it picks
+    /// one as `tks connect` does.
+    pub async fn refresh_shop(&self) -> Result<AuthorizedShop, TikTokError> {
+        let shops = self.authorized_shops().await?;
+        let bound = self.shop().map(|s| s.id);
+        let shop = match bound.and_then(|id| shops.iter().find(|s| s.id == id).cloned()) {
+            Some(s) => s,
+            None => self.pick_shop(shops)?,
+        };
+        {
+            let mut guard = self.inner.tokens.lock().await;
+            if let Some(t) = guard.as_mut().filter(|t| t.shop.as_ref() != Some(&shop)) {
+                t.shop = Some(shop.clone());
+                self.inner.store.save(t)?;
+            }
+        }
+        if self.inner.configured_cipher.is_empty() {
+            *self.inner.shop_cipher.write() = shop.cipher.clone();
+        }
+        *self.inner.shop.write() = Some(shop.clone());
         Ok(shop)
     }
 
@@ -1024,12 +1060,47 @@ impl TikTokClient {
         Ok(out)
     }
 
-    /// The whole catalogue as one entry per SKU.
+    /// The live catalogue (F28): one entry per SKU of every `ACTIVATE` product. Search
+    /// Products without a status also returns deleted, draft and deactivated products.
     pub async fn catalogue(&self) -> Result<Vec<CatalogueEntry>, TikTokError> {
+        let filter = model::ProductSearchBody {
+            status: Some(mapping::LIVE_STATUS.into()),
+            ..Default::default()
+        };
+        let products = self.search_products(&filter).await?;
+        Ok(products.iter().flat_map(mapping::map_product).collect())
+    }
+
+    /// Every listing whatever its status, for `tks check` to name the inactive ones.
+    pub async fn all_listings(&self) -> Result<Vec<CatalogueEntry>, TikTokError> {
         let products = self
             .search_products(&model::ProductSearchBody::default())
             .await?;
         Ok(products.iter().flat_map(mapping::map_product).collect())
+    }
+
+    /// `POST /product/202309/inventory/search` by SKU ids, in chunks TikTok accepts:
+    /// each warehouse's available and committed quantity as TikTok holds them now.
+    pub async fn inventory_search(
+        &self,
+        sku_ids: &[String],
+    ) -> Result<HashMap<String, Vec<model::WarehouseInventory>>, TikTokError> {
+        let mut out = HashMap::new();
+        for chunk in sku_ids.chunks(MAX_INVENTORY_SEARCH_SKUS) {
+            let body = model::InventorySearchBody {
+                sku_ids: Some(chunk.to_vec()),
+                product_ids: None,
+            };
+            let data: model::InventorySearchData = self
+                .call(ApiCall::post("/product/202309/inventory/search", &body)?)
+                .await?;
+            for p in data.inventory {
+                for s in p.skus {
+                    out.insert(s.id, s.warehouse_inventory);
+                }
+            }
+        }
+        Ok(out)
     }
 
     async fn known_sku(&self, sku_id: &str, reload: bool) -> Result<Option<KnownSku>, TikTokError> {
@@ -1065,10 +1136,12 @@ impl TikTokClient {
         .await
     }
 
-    /// Pushes absolute quantities for SKUs of one product. TikTok requires every warehouse of a
-    /// multi-warehouse SKU in each update, so for the warehouses we were not asked to change the
-    /// client re-sends the quantity it last saw (from the catalogue read or its own last
-    /// successful push) instead of guessing: it never alters stock it does not own. Quantities
+    /// Pushes absolute quantities for SKUs of one product. TikTok requires every warehouse
+    /// of a multi-warehouse SKU in each update (F29): for the warehouses we were not asked
+    /// to change, the client reads what TikTok holds right now (Inventory Search, one call
+    /// for all such SKUs) and sends it back unchanged, so it never alters stock it does not
+    /// own; see [`super::inventory`]. A SKU with one warehouse costs no read; if TikTok
+    /// refuses it for a warehouse assigned since, it is read and sent once more. Quantities
     /// are clamped to 0..=99999. Per-SKU refusals come back in the outcome, not as an error.
     pub async fn update_inventory_many(
         &self,
@@ -1079,91 +1152,94 @@ impl TikTokClient {
         if changes.is_empty() {
             return Ok(InventoryUpdateOutcome::default());
         }
-        let mut per_sku: BTreeMap<String, Vec<WarehouseQuantity>> = BTreeMap::new();
+        let mut ours: BTreeMap<String, BTreeMap<String, i64>> = BTreeMap::new();
         for ch in changes {
-            let quantity = ch.quantity.clamp(0, MAX_QUANTITY);
-            let current = match per_sku.get(&ch.sku_id) {
-                Some(ws) => ws.clone(),
-                None => {
-                    let mut known = self.known_sku(&ch.sku_id, false).await?;
-                    let stale = match &known {
-                        Some(k) => {
-                            k.product_id != product_id
-                                || !k
-                                    .warehouses
-                                    .iter()
-                                    .any(|w| w.warehouse_id == ch.warehouse_id)
-                        }
-                        None => true,
-                    };
-                    if stale {
-                        known = self.known_sku(&ch.sku_id, true).await?;
-                    }
-                    match known {
-                        Some(k) if k.product_id == product_id => k.warehouses,
-                        Some(k) => {
-                            return Err(TikTokError::InvalidInput(format!(
-                                "SKU {} belongs to product {}, not {product_id}",
-                                ch.sku_id, k.product_id
-                            )))
-                        }
-                        None => {
-                            return Err(TikTokError::InvalidInput(format!(
-                                "SKU {} is not in the TikTok catalogue",
-                                ch.sku_id
-                            )))
-                        }
-                    }
+            ours.entry(ch.sku_id.clone())
+                .or_default()
+                .insert(ch.warehouse_id.clone(), ch.quantity);
+        }
+        let mut assigned: BTreeMap<String, Vec<WarehouseQuantity>> = BTreeMap::new();
+        for (sku_id, wanted) in &ours {
+            let mut known = self.known_sku(sku_id, false).await?;
+            let stale = match &known {
+                Some(k) => {
+                    k.product_id != product_id
+                        || wanted
+                            .keys()
+                            .any(|w| !k.warehouses.iter().any(|x| &x.warehouse_id == w))
                 }
+                None => true,
             };
-            let mut ws = current;
-            match ws.iter().position(|w| w.warehouse_id == ch.warehouse_id) {
-                Some(i) => ws[i].quantity = quantity,
-                None if ws.is_empty() => ws.push(WarehouseQuantity {
-                    warehouse_id: ch.warehouse_id.clone(),
-                    quantity,
-                }),
+            if stale {
+                known = self.known_sku(sku_id, true).await?;
+            }
+            match known {
+                Some(k) if k.product_id == product_id => {
+                    assigned.insert(sku_id.clone(), k.warehouses);
+                }
+                Some(k) => {
+                    return Err(TikTokError::InvalidInput(format!(
+                        "SKU {sku_id} belongs to product {}, not {product_id}",
+                        k.product_id
+                    )))
+                }
                 None => {
                     return Err(TikTokError::InvalidInput(format!(
-                        "warehouse {} is not assigned to SKU {} (assigned: {})",
-                        ch.warehouse_id,
-                        ch.sku_id,
-                        ws.iter()
-                            .map(|w| w.warehouse_id.as_str())
-                            .collect::<Vec<_>>()
-                            .join(", ")
+                        "SKU {sku_id} is not in the TikTok catalogue"
                     )))
                 }
             }
-            per_sku.insert(ch.sku_id.clone(), ws);
         }
-        let body = model::InventoryUpdateBody {
-            skus: per_sku
-                .iter()
-                .map(|(id, ws)| model::InventoryUpdateSku {
-                    id: id.clone(),
-                    inventory: ws.clone(),
-                })
-                .collect(),
-        };
-        let call = ApiCall::post(
-            format!("/product/202309/products/{product_id}/inventory/update"),
-            &body,
-        )?;
-        let data: model::InventoryUpdateData = self.call(call).await?;
-        let sku_errors: Vec<SkuInventoryError> = data
-            .errors
-            .into_iter()
-            .map(|e| {
-                let detail = e.detail.unwrap_or_default();
-                SkuInventoryError {
-                    sku_id: detail.sku_id,
-                    code: e.code,
-                    message: e.message,
-                    warehouse_errors: detail.extra_errors,
-                }
-            })
+        let shared: Vec<String> = assigned
+            .iter()
+            .filter(|(_, ws)| ws.len() > 1)
+            .map(|(id, _)| id.clone())
             .collect();
+        if !shared.is_empty() {
+            let now = self.inventory_search(&shared).await?;
+            for id in &shared {
+                let read = now.get(id).ok_or_else(|| {
+                    TikTokError::Decode(format!("Inventory Search did not return SKU {id}"))
+                })?;
+                assigned.insert(id.clone(), inventory::current_available(read));
+            }
+        }
+        let mut per_sku: BTreeMap<String, Vec<WarehouseQuantity>> = BTreeMap::new();
+        for (sku_id, wanted) in &ours {
+            let current = assigned.get(sku_id).map(Vec::as_slice).unwrap_or_default();
+            let ws = inventory::warehouse_quantities(sku_id, current, wanted)
+                .map_err(|e| TikTokError::InvalidInput(e.to_string()))?;
+            per_sku.insert(sku_id.clone(), ws);
+        }
+        let mut sku_errors = self.send_inventory(product_id, &per_sku).await?;
+        // A SKU we knew with one warehouse may have been given another since the
+        // catalogue read: read what TikTok has now and send that SKU once more,
+        // instead of leaving it refused until the next change.
+        let widened: Vec<String> = sku_errors
+            .iter()
+            .filter(|e| e.code == codes::INVENTORY_WAREHOUSES_INCOMPLETE)
+            .filter_map(|e| e.sku_id.clone())
+            .filter(|id| per_sku.get(id).is_some_and(|ws| ws.len() <= 1))
+            .collect();
+        if !widened.is_empty() {
+            let now = self.inventory_search(&widened).await?;
+            let mut again: BTreeMap<String, Vec<WarehouseQuantity>> = BTreeMap::new();
+            for id in &widened {
+                let (Some(read), Some(wanted)) = (now.get(id), ours.get(id)) else {
+                    continue;
+                };
+                let current = inventory::current_available(read);
+                if let Ok(ws) = inventory::warehouse_quantities(id, &current, wanted) {
+                    again.insert(id.clone(), ws);
+                }
+            }
+            if !again.is_empty() {
+                let retried = self.send_inventory(product_id, &again).await?;
+                sku_errors.retain(|e| e.sku_id.as_ref().map_or(true, |id| !again.contains_key(id)));
+                sku_errors.extend(retried);
+                per_sku.extend(again);
+            }
+        }
         {
             let mut known = self.inner.known_skus.lock();
             for (sku, ws) in &per_sku {
@@ -1192,6 +1268,41 @@ impl TikTokClient {
             sent: per_sku.into_iter().collect(),
             sku_errors,
         })
+    }
+
+    /// One Update Inventory call; TikTok's per-SKU refusals are the answer.
+    async fn send_inventory(
+        &self,
+        product_id: &str,
+        per_sku: &BTreeMap<String, Vec<WarehouseQuantity>>,
+    ) -> Result<Vec<SkuInventoryError>, TikTokError> {
+        let body = model::InventoryUpdateBody {
+            skus: per_sku
+                .iter()
+                .map(|(id, ws)| model::InventoryUpdateSku {
+                    id: id.clone(),
+                    inventory: ws.clone(),
+                })
+                .collect(),
+        };
+        let call = ApiCall::post(
+            format!("/product/202309/products/{product_id}/inventory/update"),
+            &body,
+        )?;
+        let data: model::InventoryUpdateData = self.call(call).await?;
+        Ok(data
+            .errors
+            .into_iter()
+            .map(|e| {
+                let detail = e.detail.unwrap_or_default();
+                SkuInventoryError {
+                    sku_id: detail.sku_id,
+                    code: e.code,
+                    message: e.message,
+                    warehouse_errors: detail.extra_errors,
+                }
+            })
+            .collect())
     }
 }
 

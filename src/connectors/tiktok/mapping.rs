@@ -172,6 +172,10 @@ pub fn map_order(o: &model::Order) -> Result<OrderSnapshot, MappingError> {
     })
 }
 
+/// The product status of a live listing: the only one whose stock is synced and
+/// that TikTok accepts inventory updates for.
+pub const LIVE_STATUS: &str = "ACTIVATE";
+
 /// One SKU of the TikTok catalogue with its per-warehouse stock.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct CatalogueEntry {
@@ -181,6 +185,12 @@ pub struct CatalogueEntry {
     pub sku_id: String,
     pub seller_sku: String,
     pub warehouses: Vec<model::WarehouseQuantity>,
+}
+
+impl CatalogueEntry {
+    pub fn is_live(&self) -> bool {
+        self.product_status == LIVE_STATUS
+    }
 }
 
 pub fn map_product(p: &model::Product) -> Vec<CatalogueEntry> {

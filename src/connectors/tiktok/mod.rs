@@ -4,6 +4,7 @@
 pub mod actor;
 pub mod auth;
 pub mod client;
+pub mod inventory;
 pub mod mapping;
 pub mod market;
 pub mod model;

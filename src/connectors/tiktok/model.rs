@@ -403,3 +403,45 @@ pub struct WarehouseError {
     #[serde(default)]
     pub message: String,
 }
+
+/// Body of `POST /product/202309/inventory/search`: `sku_ids` (at most 600) win over
+/// `product_ids` (at most 100) when both are given.
+#[derive(Clone, Debug, Default, Serialize)]
+pub struct InventorySearchBody {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub sku_ids: Option<Vec<String>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub product_ids: Option<Vec<String>>,
+}
+
+#[derive(Clone, Debug, Default, Deserialize)]
+pub struct InventorySearchData {
+    #[serde(default)]
+    pub inventory: Vec<ProductInventory>,
+}
+
+#[derive(Clone, Debug, Default, Deserialize)]
+pub struct ProductInventory {
+    #[serde(default)]
+    pub product_id: String,
+    #[serde(default)]
+    pub skus: Vec<SkuInventory>,
+}
+
+#[derive(Clone, Debug, Default, Deserialize)]
+pub struct SkuInventory {
+    pub id: String,
+    #[serde(default)]
+    pub seller_sku: String,
+    #[serde(default)]
+    pub warehouse_inventory: Vec<WarehouseInventory>,
+}
+
+#[derive(Clone, Debug, Default, PartialEq, Eq, Deserialize)]
+pub struct WarehouseInventory {
+    pub warehouse_id: String,
+    #[serde(default)]
+    pub available_quantity: i64,
+    #[serde(default)]
+    pub committed_quantity: i64,
+}

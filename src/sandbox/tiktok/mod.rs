@@ -7,6 +7,7 @@
 pub mod packages;
 mod server;
 pub mod state;
+pub mod stock;
 
 use std::collections::BTreeMap;
 use std::io;
@@ -148,6 +149,8 @@ pub struct WebhookAttempt {
 
 pub(crate) struct Inner {
     pub cfg: SimConfig,
+    /// The main shop's name now: the seller can rename it in Seller Center.
+    pub shop_name: Mutex<String>,
     pub clock: Clock,
     pub state: Mutex<State>,
     pub faults: Mutex<Faults>,
@@ -160,6 +163,8 @@ pub(crate) struct Inner {
     /// Requests per route (`"POST /fulfillment/202309/orders/{}/packages"`), counted once the
     /// path and method match, before any gateway check.
     pub route_calls: Mutex<BTreeMap<String, u64>>,
+    /// `METHOD path` of every API request, in arrival order.
+    pub request_log: Mutex<Vec<String>>,
     pub runtime: tokio::runtime::Handle,
     pub http: reqwest::Client,
 }
@@ -167,6 +172,15 @@ pub(crate) struct Inner {
 impl Inner {
     pub fn now(&self) -> i64 {
         self.clock.unix()
+    }
+
+    /// The shops the authorisation covers, the main one under its current name.
+    pub fn shops(&self) -> Vec<SimShop> {
+        let mut shops = self.cfg.shops();
+        if let Some(main) = shops.first_mut() {
+            main.name = self.shop_name.lock().clone();
+        }
+        shops
     }
 
     /// Sends notifications produced by a state change (after the state lock is released).
@@ -284,6 +298,7 @@ impl TikTokSim {
                 qps_limit: (cfg.qps_limit > 0).then_some(cfg.qps_limit),
                 ..Faults::default()
             }),
+            shop_name: Mutex::new(cfg.shop_name.clone()),
             cfg,
             clock,
             state: Mutex::new(state),
@@ -292,6 +307,7 @@ impl TikTokSim {
             webhook_tasks: Mutex::new(Vec::new()),
             request_count: Mutex::new(0),
             route_calls: Mutex::new(BTreeMap::new()),
+            request_log: Mutex::new(Vec::new()),
             runtime: runtime.clone(),
             http,
         });
@@ -508,6 +524,35 @@ impl SimControl {
             .collect()
     }
 
+    /// (sku id -> warehouse id -> units reserved by orders) as the simulator holds it now.
+    pub fn committed(&self) -> BTreeMap<String, BTreeMap<String, i64>> {
+        let st = self.inner.state.lock();
+        st.products
+            .values()
+            .flat_map(|p| p.skus.iter())
+            .map(|s| (s.id.clone(), s.committed.clone()))
+            .collect()
+    }
+
+    /// Sets a SKU's available quantity at one of its warehouses, as a person in
+    /// Seller Center or another tool would.
+    pub fn set_available(
+        &self,
+        sku_id: &str,
+        warehouse_id: &str,
+        quantity: i64,
+    ) -> Result<(), ApiErr> {
+        self.inner
+            .state
+            .lock()
+            .set_available(sku_id, warehouse_id, quantity)
+    }
+
+    /// Renames the main shop, as the seller would in Seller Center.
+    pub fn rename_shop(&self, name: &str) {
+        *self.inner.shop_name.lock() = name.to_string();
+    }
+
     pub fn webhook_attempts(&self) -> Vec<WebhookAttempt> {
         self.inner.webhook_log.lock().clone()
     }
@@ -527,5 +572,15 @@ impl SimControl {
     /// API requests received (gateway-checked or not), for asserting retries and chunking.
     pub fn request_count(&self) -> u64 {
         *self.inner.request_count.lock()
+    }
+
+    /// How many API requests went to `path` (exact, without the query).
+    pub fn requests_to(&self, path: &str) -> usize {
+        self.inner
+            .request_log
+            .lock()
+            .iter()
+            .filter(|r| r.split_once(' ').is_some_and(|(_, p)| p == path))
+            .count()
     }
 }

@@ -171,6 +171,12 @@ const ROUTES: &[RouteDef] = &[
         shop_scoped: true,
         params: &[],
     },
+    RouteDef {
+        method: "POST",
+        pattern: "/product/202309/inventory/search",
+        shop_scoped: true,
+        params: &[],
+    },
 ];
 
 const COMMON_PARAMS: [&str; 4] = ["app_key", "timestamp", "sign", "shop_cipher"];
@@ -298,6 +304,10 @@ fn paginate(items: Vec<Value>, offset: usize, size: usize, fp: &str, key: &str) 
 async fn api(req: HttpRequest, body: web::Bytes, data: web::Data<Arc<Inner>>) -> HttpResponse {
     let inner = data.get_ref().clone();
     *inner.request_count.lock() += 1;
+    inner
+        .request_log
+        .lock()
+        .push(format!("{} {}", req.method(), req.path()));
     let delay = inner.faults.lock().delay_ms;
     if delay > 0 {
         // Real time on purpose: this exercises the client's socket timeout, not business time.
@@ -428,7 +438,7 @@ fn handle(inner: &Arc<Inner>, req: &HttpRequest, body: &[u8]) -> Handled {
                 "Missing identifier. The shop_cipher query parameter is required",
             ))
         }
-        (true, Some(c)) if !cfg.shops().iter().any(|s| s.cipher == c) => {
+        (true, Some(c)) if !inner.shops().iter().any(|s| s.cipher == c) => {
             return Err(err(200, INVALID_PARAM, "Invalid shop_cipher"))
         }
         (false, Some(_)) => {
@@ -471,13 +481,13 @@ fn dispatch(
     let none = |v: Value| Ok((v, vec![]));
     match pattern {
         "/authorization/202309/shops" => none(json!({
-            "shops": inner.cfg.shops().iter().map(|s| json!({
+            "shops": inner.shops().iter().map(|s| json!({
                 "id": s.id, "name": s.name, "region": s.region, "code": format!("US{}", &s.id[s.id.len().saturating_sub(6)..]),
                 "cipher": s.cipher, "seller_type": "LOCAL",
             })).collect::<Vec<_>>()
         })),
         "/seller/202309/shops" => none(json!({
-            "shops": inner.cfg.shops().iter().map(|s| json!({"id": s.id, "region": s.region})).collect::<Vec<_>>()
+            "shops": inner.shops().iter().map(|s| json!({"id": s.id, "region": s.region})).collect::<Vec<_>>()
         })),
         "/order/202309/orders/search" => {
             let size = page_size(q, 100)?;
@@ -643,6 +653,10 @@ fn dispatch(
             let req: state::InventoryUpdateRequest = parse_body(body)?;
             none(inner.state.lock().update_inventory(cap(0), req, now)?)
         }
+        "/product/202309/inventory/search" => {
+            let req: super::stock::InventorySearchRequest = parse_body(body)?;
+            none(inner.state.lock().inventory_search(&req)?)
+        }
         _ => Err(err(404, 36009009, "Invalid path")),
     }
 }
@@ -735,6 +749,20 @@ struct StatusBody {
 #[serde(default, deny_unknown_fields)]
 struct AuthCodeBody {
     user_type: i64,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct StockBody {
+    sku_id: String,
+    warehouse_id: String,
+    available_quantity: i64,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ShopBody {
+    name: String,
 }
 
 #[derive(Deserialize, Default)]
@@ -845,6 +873,20 @@ fn control_scope() -> actix_web::Scope {
         .route(
             "/calls",
             web::get().to(|d: web::Data<Arc<Inner>>| async move { HttpResponse::Ok().json(control(&d).call_counts()) }),
+        )
+        .route(
+            "/shop",
+            web::post().to(|d: web::Data<Arc<Inner>>, b: web::Json<ShopBody>| async move {
+                control(&d).rename_shop(&b.name);
+                HttpResponse::Ok().json(json!({}))
+            }),
+        )
+        .route(
+            "/stock",
+            web::post().to(|d: web::Data<Arc<Inner>>, b: web::Json<StockBody>| async move {
+                let b = b.into_inner();
+                ctl_result(control(&d).set_available(&b.sku_id, &b.warehouse_id, b.available_quantity))
+            }),
         )
         .route(
             "/inventory_pushes",

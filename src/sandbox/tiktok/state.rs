@@ -116,6 +116,8 @@ pub struct SimUnit {
     pub tracking_number: Option<String>,
     pub shipping_provider_id: Option<String>,
     pub shipping_provider_name: Option<String>,
+    /// The warehouse whose available stock this unit moved to committed, if any.
+    pub reserved_at: Option<String>,
 }
 
 impl SimUnit {
@@ -272,8 +274,10 @@ pub struct SimSku {
     pub id: String,
     pub seller_sku: String,
     pub price: String,
-    /// Per-warehouse stock in assignment order.
+    /// Per-warehouse available stock in assignment order.
     pub inventory: Vec<(String, i64)>,
+    /// Per-warehouse units reserved by orders not shipped yet (absent = 0).
+    pub committed: BTreeMap<String, i64>,
 }
 
 #[derive(Clone, Debug, Serialize)]
@@ -404,6 +408,9 @@ pub struct NewOrder {
     /// Default true.
     #[serde(default)]
     pub splittable: Option<bool>,
+    /// The sales warehouse the order ships from (default: the main warehouse).
+    #[serde(default)]
+    pub warehouse_id: Option<String>,
 }
 
 #[derive(Clone, Debug, Deserialize)]
@@ -429,6 +436,7 @@ impl NewOrder {
             buyer_email: None,
             shipping_type: None,
             splittable: None,
+            warehouse_id: None,
         }
     }
 }
@@ -586,6 +594,7 @@ impl State {
                     seller_sku: s.seller_sku,
                     price: s.price,
                     inventory,
+                    committed: BTreeMap::new(),
                 });
             }
             out.insert(
@@ -656,13 +665,20 @@ impl State {
         ]
     }
 
+    /// A SKU by id or seller SKU; a seller SKU listed on several products resolves to
+    /// its first live listing, since buyers can only buy from those.
     fn find_sku(&self, key: &str) -> Option<(&SimProduct, &SimSku)> {
-        self.products.values().find_map(|p| {
+        let mut hits = self.products.values().flat_map(|p| {
             p.skus
                 .iter()
-                .find(|s| s.id == key || s.seller_sku == key)
-                .map(|s| (p, s))
-        })
+                .filter(move |s| s.id == key || s.seller_sku == key)
+                .map(move |s| (p, s))
+        });
+        let first = hits.next()?;
+        if first.0.status == "ACTIVATE" {
+            return Some(first);
+        }
+        Some(hits.find(|(p, _)| p.status == "ACTIVATE").unwrap_or(first))
     }
 
     // ----- orders --------------------------------------------------------------------------
@@ -693,6 +709,7 @@ impl State {
                     tracking_number: None,
                     shipping_provider_id: None,
                     shipping_provider_name: None,
+                    reserved_at: None,
                 });
             }
         }
@@ -718,6 +735,13 @@ impl State {
             }
         };
         let mut units = self.units_for(&new.items)?;
+        let fulfillment_type = new
+            .fulfillment_type
+            .unwrap_or(FulfillmentType::FulfillmentBySeller);
+        let warehouse_id = self.order_warehouse(new.warehouse_id.as_deref(), &units)?;
+        if fulfillment_type == FulfillmentType::FulfillmentBySeller {
+            self.reserve(&warehouse_id, &mut units);
+        }
         let id = self.id(576);
         // TikTok creates the package up front unless the seller will declare it by Mark
         // Package As Shipped (seller shipping in an MPAS market).
@@ -730,12 +754,10 @@ impl State {
         let order = SimOrder {
             id,
             status: new.status.unwrap_or(TikTokOrderStatus::OnHold),
-            fulfillment_type: new
-                .fulfillment_type
-                .unwrap_or(FulfillmentType::FulfillmentBySeller),
+            fulfillment_type,
             create_time: now,
             update_time: now,
-            warehouse_id: MAIN_WAREHOUSE.into(),
+            warehouse_id,
             currency: self.currency.clone(),
             buyer_email: "buyer-relay@scs.tiktokw.us".into(),
             address: new.address.unwrap_or_else(SimAddress::demo),
@@ -762,6 +784,13 @@ impl State {
         now: i64,
     ) -> Result<(SimOrder, Vec<Notification>), ApiErr> {
         let mut added = self.units_for(&edit.add_items)?;
+        let (warehouse, by_seller) = {
+            let o = self.order_mut(id)?;
+            (
+                o.warehouse_id.clone(),
+                o.fulfillment_type == FulfillmentType::FulfillmentBySeller,
+            )
+        };
         let order = self.order_mut(id)?;
         // Added units join the order's open package, if TikTok already made one.
         let open_package = order
@@ -783,17 +812,20 @@ impl State {
                 "order can no longer be edited",
             ));
         }
-        for rid in &edit.remove_line_item_ids {
-            let before = order.units.len();
-            order.units.retain(|u| &u.id != rid);
-            if order.units.len() == before {
-                return Err(ApiErr::new(
-                    sim_codes::LINE_ITEM_INVALID,
-                    format!("line item {rid} not in order"),
-                ));
-            }
+        if let Some(rid) = edit
+            .remove_line_item_ids
+            .iter()
+            .find(|rid| !order.units.iter().any(|u| &u.id == *rid))
+        {
+            return Err(ApiErr::new(
+                sim_codes::LINE_ITEM_INVALID,
+                format!("line item {rid} not in order"),
+            ));
         }
-        order.units.extend(added);
+        let (removed, kept): (Vec<SimUnit>, Vec<SimUnit>) = std::mem::take(&mut order.units)
+            .into_iter()
+            .partition(|u| edit.remove_line_item_ids.contains(&u.id));
+        order.units = kept;
         let mut notes = Vec::new();
         if let Some(a) = edit.address {
             order.address = a;
@@ -803,6 +835,16 @@ impl State {
             });
         }
         order.update_time = now;
+        let released: Vec<(String, String)> = removed
+            .into_iter()
+            .filter_map(|u| u.reserved_at.map(|w| (u.sku_id, w)))
+            .collect();
+        self.release(released);
+        if by_seller {
+            self.reserve(&warehouse, &mut added);
+        }
+        let order = self.order_mut(id)?;
+        order.units.extend(added);
         Ok((order.clone(), notes))
     }
 
@@ -860,7 +902,10 @@ impl State {
         } else if let Some(n) = recompute_shipping_status(order) {
             notes.push(n);
         }
-        Ok((order.clone(), notes))
+        let released = take_cancelled_reservations(order);
+        let order = order.clone();
+        self.release(released);
+        Ok((order, notes))
     }
 
     pub fn set_status(
@@ -886,7 +931,11 @@ impl State {
                 u.cancelled = true;
             }
         }
-        Ok((order.clone(), vec![status_notification(order)]))
+        let notes = vec![status_notification(order)];
+        let released = take_cancelled_reservations(order);
+        let order = order.clone();
+        self.release(released);
+        Ok((order, notes))
     }
 
     pub fn mark_shipped(
@@ -1184,6 +1233,15 @@ impl Default for State {
     fn default() -> Self {
         Self::new()
     }
+}
+
+/// Cancelled units give their reserved stock back: (sku id, warehouse) per unit.
+fn take_cancelled_reservations(o: &mut SimOrder) -> Vec<(String, String)> {
+    o.units
+        .iter_mut()
+        .filter(|u| u.cancelled)
+        .filter_map(|u| u.reserved_at.take().map(|w| (u.sku_id.clone(), w)))
+        .collect()
 }
 
 pub(super) fn status_notification(o: &SimOrder) -> Notification {
