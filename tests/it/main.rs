@@ -8,6 +8,7 @@ mod foundation;
 mod health;
 mod katana;
 mod operator;
+mod peak;
 mod replay;
 mod sandbox;
 mod schemas;
