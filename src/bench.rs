@@ -1,6 +1,8 @@
 //! `tks bench`: measurements of this machine, printed as `key=value` lines so they
 //! can be pasted into the README's table or compared by a script.
 
+pub mod peak;
+
 use std::collections::BTreeMap;
 use std::path::Path;
 use std::sync::Arc;

@@ -297,6 +297,14 @@ impl World {
         &self.app.services.store
     }
 
+    /// Every durable subscriber has handled the whole log.
+    pub fn caught_up(&self) -> bool {
+        let head = self.store().head();
+        SUBSCRIBERS
+            .iter()
+            .all(|n| self.store().checkpoint(n).is_ok_and(|c| c >= head))
+    }
+
     /// Waits (in real time, at most `limit`) until every subscriber has handled
     /// the whole log and the log stayed unchanged for a few checks. Returns
     /// whether it settled.
