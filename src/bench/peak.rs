@@ -18,7 +18,7 @@ use chrono::{DateTime, TimeZone, Utc};
 use super::{endpoint_key, print, stuck_report};
 use crate::actors::policies::{decode_order, decode_sku};
 use crate::clock::ManualClock;
-use crate::domain::observed::{FulfillmentType, Quantity};
+use crate::domain::observed::FulfillmentType;
 use crate::domain::order::OrderEvent;
 use crate::domain::sku::SkuEvent;
 use crate::sandbox::katana::Tracking;
@@ -52,11 +52,7 @@ fn ch(d: Duration) -> chrono::Duration {
 /// this instant of the clock: the log stopped growing and every subscriber is
 /// either caught up or waiting for Katana's window to move on the clock.
 async fn step_done(world: &World) {
-    let budget = world
-        .services()
-        .katana
-        .as_ref()
-        .map(|k| k.budget().clone());
+    let budget = world.services().katana.as_ref().map(|k| k.budget().clone());
     let deadline = Instant::now() + Duration::from_secs(10);
     let mut last = u64::MAX;
     let mut still = 0;
@@ -146,7 +142,11 @@ pub async fn run(db: &Path, orders: usize) -> anyhow::Result<PeakRun> {
                 <= elapsed
         {
             let basket = BASKETS[placed.len() % BASKETS.len()];
-            placed.push(world.place(basket, FulfillmentType::FulfillmentBySeller)?.id);
+            placed.push(
+                world
+                    .place(basket, FulfillmentType::FulfillmentBySeller)?
+                    .id,
+            );
         }
         let sos: Vec<(i64, DateTime<Utc>)> = world
             .katana
@@ -267,7 +267,9 @@ pub async fn run(db: &Path, orders: usize) -> anyhow::Result<PeakRun> {
                     .find(|(t, in_stock)| *t >= d.at && *in_stock <= d.level)
                     .map(|(t, _)| *t)
             })
-            .ok_or_else(|| anyhow::anyhow!("the decrease of {} at {} was never read", d.sku, d.at))?;
+            .ok_or_else(|| {
+                anyhow::anyhow!("the decrease of {} at {} was never read", d.sku, d.at)
+            })?;
         let on_tiktok = first_after(pushed.get(&d.sku), seen).ok_or_else(|| {
             anyhow::anyhow!("the decrease of {} at {} never reached TikTok", d.sku, d.at)
         })?;

@@ -11,8 +11,8 @@ use tokio::sync::watch;
 
 use super::katana::actor::{read_stock, retry_blocked_orders, settle_duplicates};
 use super::katana::budget::Priority;
-use super::katana::reads::{last_fulfillment_sweep, sweep_fulfillments};
 use super::katana::model::SalesOrder;
+use super::katana::reads::{last_fulfillment_sweep, sweep_fulfillments};
 use crate::actors::aggregate::EXCEPTION_LOOKUP;
 use crate::actors::Execute;
 use crate::app::Services;
@@ -228,8 +228,8 @@ pub async fn poll_katana_orders(services: &Services) -> Result<(), String> {
     // changes; the backstop is for when no webhook came. Urgent like theirs: during
     // a sale creates fill the window, and this list is what ships the deliveries
     // Katana announced to nobody.
-    let interval = chrono::Duration::from_std(services.settings.katana.poll_interval / 2)
-        .unwrap_or_default();
+    let interval =
+        chrono::Duration::from_std(services.settings.katana.poll_interval / 2).unwrap_or_default();
     let recent = last_fulfillment_sweep(services)?.is_some_and(|t| t > started - interval);
     if !recent {
         sweep_fulfillments(services, Priority::Urgent, &cause).await?;

@@ -444,8 +444,7 @@ pub fn sandbox_settings(s: &mut Settings, speed: f64) {
     s.tiktok.poll_interval = scaled(defaults.tiktok.poll_interval, speed);
     s.katana.poll_interval = scaled(defaults.katana.poll_interval, speed);
     s.katana.coalesce_stock_reads = scaled(defaults.katana.coalesce_stock_reads, speed);
-    s.katana.coalesce_fulfillment_reads =
-        scaled(defaults.katana.coalesce_fulfillment_reads, speed);
+    s.katana.coalesce_fulfillment_reads = scaled(defaults.katana.coalesce_fulfillment_reads, speed);
     s.katana.requests_per_minute = scaled_rate(defaults.katana.requests_per_minute, speed);
     s.tiktok.requests_per_second = scaled_rate(defaults.tiktok.requests_per_second, speed);
 }

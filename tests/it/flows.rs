@@ -405,7 +405,10 @@ async fn a_partial_delivery_ships_one_line_item_then_the_rest() {
         MIN,
     )
     .await;
-    wait_for("the second shipment", 20, || t.tiktok.shipments().len() == 2).await;
+    wait_for("the second shipment", 20, || {
+        t.tiktok.shipments().len() == 2
+    })
+    .await;
     let shipments = t.tiktok.shipments();
     assert_eq!(shipments.len(), 2);
     assert_ne!(shipments[0].line_item_ids, shipments[1].line_item_ids);

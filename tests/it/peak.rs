@@ -173,11 +173,7 @@ async fn a_second_partial_fulfillment_that_moves_no_so_and_fires_no_webhook_is_f
         tracking_carrier: Some("UPS".into()),
     };
     t.katana
-        .deliver(
-            so_id,
-            Some(&[(row, Quantity::from_units(1))]),
-            ups("1Z001"),
-        )
+        .deliver(so_id, Some(&[(row, Quantity::from_units(1))]), ups("1Z001"))
         .unwrap();
     wait_for("the first shipment", 20, || t.tiktok.shipments().len() == 1).await;
     t.settle().await;
@@ -198,10 +194,17 @@ async fn a_second_partial_fulfillment_that_moves_no_so_and_fires_no_webhook_is_f
     assert_eq!(so_webhooks(&t.katana), webhooks_before, "no SO webhook");
     t.advance(t.app.services.settings.katana.poll_interval, MIN)
         .await;
-    assert_eq!(t.tiktok.shipments().len(), 1, "nothing told the service yet");
+    assert_eq!(
+        t.tiktok.shipments().len(),
+        1,
+        "nothing told the service yet"
+    );
 
     pollers::poll_katana_orders(&t.app.services).await.unwrap();
-    wait_for("the second shipment", 20, || t.tiktok.shipments().len() == 2).await;
+    wait_for("the second shipment", 20, || {
+        t.tiktok.shipments().len() == 2
+    })
+    .await;
     let shipments = t.tiktok.shipments();
     assert_eq!(shipments[1].tracking_number, "1Z002");
     assert_ne!(shipments[0].line_item_ids, shipments[1].line_item_ids);
@@ -309,7 +312,8 @@ async fn katanas_list_filters_are_strict() {
             (status, r.json::<Value>().await.unwrap_or(Value::Null))
         }
     };
-    let (st, body) = get("/sales_order_fulfillments?updated_since=2026-05-04T09:00:00Z".into()).await;
+    let (st, body) =
+        get("/sales_order_fulfillments?updated_since=2026-05-04T09:00:00Z".into()).await;
     assert_eq!(st, 422, "{body}");
     assert_eq!(
         body["error"]["details"][0]["info"]["additionalProperty"],
@@ -327,9 +331,8 @@ async fn katanas_list_filters_are_strict() {
     t.katana
         .deliver(so, None, tracking(Some("1Z1"), "UPS"))
         .unwrap();
-    let iso = |d: chrono::DateTime<chrono::Utc>| {
-        d.to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
-    };
+    let iso =
+        |d: chrono::DateTime<chrono::Utc>| d.to_rfc3339_opts(chrono::SecondsFormat::Millis, true);
     let (st, body) = get(format!(
         "/sales_order_fulfillments?updated_at_min={}",
         iso(delivered_at)

@@ -29,6 +29,10 @@ const FULFILLMENT_CURSOR: &str = "katana-fulfillments";
 /// was being answered must not fall between two lists.
 const FULFILLMENT_OVERLAP: Duration = Duration::from_secs(60);
 
+/// A read a task makes at its window's end is tried this often, this far apart.
+const DEFERRED_ATTEMPTS: u32 = 3;
+const RETRY_AFTER: Duration = Duration::from_secs(10);
+
 /// How far back the very first list looks.
 const FIRST_LOOKBACK: Duration = Duration::from_secs(24 * 3600);
 
@@ -177,11 +181,19 @@ impl Coalesced {
                 let services = services.clone();
                 actix::spawn(async move {
                     services.clock.sleep_until(at).await;
-                    let cause = EventMeta::root(services.clock.now());
-                    if let Err(e) = this.read(&services, &cause).await {
-                        // The next ask reads again, and the reconciliation poll
-                        // lists the same changes: nothing is lost, only later.
-                        tracing::warn!(read = ?this.kind, error = %e, "coalesced Katana read failed");
+                    for attempt in 1..=DEFERRED_ATTEMPTS {
+                        let cause = EventMeta::root(services.clock.now());
+                        match this.read(&services, &cause).await {
+                            Ok(()) => return,
+                            // After the last attempt the next ask reads again, and
+                            // the reconciliation poll lists the same changes: nothing
+                            // is lost, only later.
+                            Err(e) => tracing::warn!(
+                                read = ?this.kind, attempt, error = %e,
+                                "coalesced Katana read failed"
+                            ),
+                        }
+                        services.clock.sleep(RETRY_AFTER.max(this.window)).await;
                     }
                 });
                 Ok(())
