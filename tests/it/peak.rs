@@ -348,3 +348,59 @@ async fn katanas_list_filters_are_strict() {
     assert!(body["data"].as_array().unwrap().is_empty());
     t.stop().await;
 }
+
+/// `tks bench flow` once stopped at "only 55 of 60 SOs after 1800s of clock time"
+/// on a heavily loaded machine: its steps ended after two seconds of real time
+/// whether or not the service was done, so the clock moved on under a Katana
+/// request still in flight, and a create that then hit its real-time timeout
+/// waited `katana.create_settle` of clock time, which the bench burnt through in
+/// seconds. A step now ends when the service is done or waits for the clock only.
+#[actix::test]
+async fn a_bench_step_on_a_slow_machine_ends_only_after_the_katana_request_in_flight() {
+    use tks::clock::ManualClock;
+    use tks::domain::observed::FulfillmentType;
+    use tks::sandbox::run::{World, WorldOptions};
+
+    let dir = tempfile::tempdir().unwrap();
+    let manual = ManualClock::new(
+        chrono::TimeZone::with_ymd_and_hms(&chrono::Utc, 2026, 5, 4, 9, 0, 0).unwrap(),
+    );
+    let world = World::start(
+        manual.clock(),
+        WorldOptions {
+            db_path: dir.path().join("slow.db"),
+            katana_requests_per_minute: Some(60),
+            pollers: false,
+        },
+        |s| {
+            s.sync.order_hold = Duration::ZERO;
+            s.tiktok.requests_per_second = 0;
+        },
+    )
+    .await
+    .unwrap();
+    assert!(world.settle_on_clock(Duration::from_secs(20)).await);
+    let created = |w: &World| {
+        w.store()
+            .read_all(0, 100_000)
+            .unwrap()
+            .iter()
+            .filter(|e| e.event_type == "SoCreated")
+            .count()
+    };
+    // A loaded machine: Katana answers the customer and the SO create late.
+    world
+        .katana
+        .delay_next_method(Some("POST"), 2, Duration::from_millis(1500));
+    world
+        .place(&[("MUG-WHITE", 1)], FulfillmentType::FulfillmentBySeller)
+        .unwrap();
+    assert!(
+        !world.settle(Duration::from_millis(500)).await,
+        "a step bounded in real time ends with the create in flight"
+    );
+    assert_eq!(created(&world), 0);
+    assert!(world.settle_on_clock(Duration::from_secs(20)).await);
+    assert_eq!(created(&world), 1, "the step ended with the SO created");
+    world.stop().await;
+}

@@ -173,6 +173,11 @@ impl RequestBudget {
         s.done.iter().filter(|(t, _)| *t > now - window).count() + s.in_flight
     }
 
+    /// Requests granted and not answered yet.
+    pub fn in_flight(&self) -> usize {
+        self.inner.state.lock().in_flight
+    }
+
     /// Requests granted since creation (for metrics and tests).
     pub fn granted_total(&self) -> u64 {
         self.inner.state.lock().granted_total
