@@ -36,8 +36,8 @@ fn last_push(t: &TestApp, sku_id: &str) -> Option<i64> {
     t.tiktok
         .inventory_pushes()
         .into_iter()
-        .filter(|p| p.sku_id == sku_id)
-        .last()
+        .rev()
+        .find(|p| p.sku_id == sku_id)
         .map(|p| p.quantity)
 }
 
