@@ -16,6 +16,7 @@ use super::budget::Priority;
 use super::mapping;
 use crate::actors::policies::id_of;
 use crate::app::Services;
+use crate::connectors::is_retryable;
 use crate::domain::observed::KatanaFulfillment;
 use crate::domain::order::{Order, OrderCommand};
 use crate::store::{EventMeta, LookupEntry, UnitOfWork};
@@ -70,7 +71,16 @@ pub async fn sweep_fulfillments(
     services
         .metrics
         .api_call("katana", "list_changed_fulfillments", changed.is_ok());
-    let changed = changed.map_err(|e| e.to_string())?;
+    let changed = match changed {
+        Ok(list) => list,
+        Err(e) if is_retryable(&e) => return Err(e.to_string()),
+        Err(e) => {
+            // Retrying cannot help (the connector's health shows the failed call);
+            // the cursor stays, so the next list covers the same changes.
+            tracing::error!(error = %e, "the list of changed fulfillments was refused");
+            return Ok(());
+        }
+    };
     let mut by_so: BTreeMap<i64, Vec<KatanaFulfillment>> = BTreeMap::new();
     for f in &changed {
         by_so
