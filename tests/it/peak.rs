@@ -134,6 +134,7 @@ async fn deliveries_of_many_sos_within_a_window_are_one_list_of_changed_fulfillm
     .await;
     wait_for("every shipment", 20, || t.tiktok.shipments().len() == 4).await;
     t.settle().await;
+    assert_eq!(t.tiktok.shipments().len(), 4, "each delivery shipped once");
 
     let lists = requests_to(&t, "GET", "/sales_order_fulfillments");
     assert_eq!(lists.len(), lists_before + 2, "four deliveries, two lists");
@@ -178,6 +179,14 @@ async fn a_second_partial_fulfillment_that_moves_no_so_and_fires_no_webhook_is_f
     wait_for("the first shipment", 20, || t.tiktok.shipments().len() == 1).await;
     t.settle().await;
 
+    // A poll later, the first fulfillment is older than the next list looks back:
+    // the order will be given a list holding only the second one.
+    t.advance(t.app.services.settings.katana.poll_interval, MIN)
+        .await;
+    pollers::poll_katana_orders(&t.app.services).await.unwrap();
+    t.settle().await;
+    assert_eq!(t.tiktok.shipments().len(), 1);
+
     t.katana.set_fulfillment_touches_so(false);
     let updated_before = so_updated_at(&t.katana, so_id);
     let so_webhooks = |k: &KatanaSim| {
@@ -200,15 +209,24 @@ async fn a_second_partial_fulfillment_that_moves_no_so_and_fires_no_webhook_is_f
         "nothing told the service yet"
     );
 
+    let lists_before = requests_to(&t, "GET", "/sales_order_fulfillments").len();
     pollers::poll_katana_orders(&t.app.services).await.unwrap();
     wait_for("the second shipment", 20, || {
         t.tiktok.shipments().len() == 2
     })
     .await;
+    let list = requests_to(&t, "GET", "/sales_order_fulfillments")[lists_before].clone();
+    let since = query_values(&list, "updated_at_min")[0].clone();
+    let first_list = requests_to(&t, "GET", "/sales_order_fulfillments")[0].at;
+    assert!(
+        chrono::DateTime::parse_from_rfc3339(&since).unwrap() > first_list,
+        "the list looked back to the first fulfillment ({since})"
+    );
     let shipments = t.tiktok.shipments();
     assert_eq!(shipments[1].tracking_number, "1Z002");
     assert_ne!(shipments[0].line_item_ids, shipments[1].line_item_ids);
     t.settle().await;
+    assert_eq!(t.tiktok.shipments().len(), 2, "each delivery shipped once");
     assert_eq!(
         t.tiktok.order(&id).unwrap().status,
         TikTokOrderStatus::AwaitingCollection
