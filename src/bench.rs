@@ -1,6 +1,8 @@
 //! `tks bench`: measurements of this machine, printed as `key=value` lines so they
 //! can be pasted into the README's table or compared by a script.
 
+pub mod peak;
+
 use std::collections::BTreeMap;
 use std::path::Path;
 use std::sync::Arc;
@@ -602,6 +604,9 @@ pub async fn flow_throughput(db: &Path, orders: usize) -> anyhow::Result<FlowRun
 /// and a shorter one needs fewer clock steps.
 pub async fn katana_calls_per_order(db: &Path, orders: usize) -> anyhow::Result<KatanaCalls> {
     const STEP: Duration = Duration::from_secs(20);
+    // A step ends when the service is done at this instant, however long a loaded
+    // machine takes: the clock must not move on under a request still in flight.
+    const STEP_LIMIT: Duration = Duration::from_secs(30);
     let manual = ManualClock::new(Utc.with_ymd_and_hms(2026, 5, 4, 9, 0, 0).unwrap());
     let world = World::start(
         manual.clock(),
@@ -617,8 +622,7 @@ pub async fn katana_calls_per_order(db: &Path, orders: usize) -> anyhow::Result<
     )
     .await?;
     let hold = world.services().settings.sync.order_hold;
-    let settle = Duration::from_secs(2);
-    world.settle(settle).await;
+    world.settle_on_clock(STEP_LIMIT).await;
     let store = world.store().clone();
 
     // Advances the clock until `want` SOs were created since `position`; if they
@@ -647,7 +651,7 @@ pub async fn katana_calls_per_order(db: &Path, orders: usize) -> anyhow::Result<
             }
             manual.advance(STEP);
             moved += STEP;
-            world.settle(Duration::from_secs(2)).await;
+            world.settle_on_clock(STEP_LIMIT).await;
             let (p, n) = count_created(world.store().as_ref(), *position)?;
             *position = p;
             *created += n;
@@ -658,7 +662,7 @@ pub async fn katana_calls_per_order(db: &Path, orders: usize) -> anyhow::Result<
     let mut position = store.head();
     let mut created = 0;
     let warm_up = world.place(FLOW_BASKETS[0], FulfillmentType::FulfillmentBySeller)?;
-    world.settle(settle).await;
+    world.settle_on_clock(STEP_LIMIT).await;
     let budget = hold * 2 + Duration::from_secs(600);
     let placed = vec![warm_up.id];
     run_until(
@@ -674,7 +678,7 @@ pub async fn katana_calls_per_order(db: &Path, orders: usize) -> anyhow::Result<
     // The warm-up order's own aftermath (webhooks, stock re-reads) is not counted.
     for _ in 0..3 {
         manual.advance(STEP);
-        world.settle(settle).await;
+        world.settle_on_clock(STEP_LIMIT).await;
     }
     let (p, _) = count_created(store.as_ref(), position)?;
     position = p;
@@ -688,10 +692,10 @@ pub async fn katana_calls_per_order(db: &Path, orders: usize) -> anyhow::Result<
             FulfillmentType::FulfillmentBySeller,
         )?;
         placed.push(order.id);
-        world.settle(settle).await;
+        world.settle_on_clock(STEP_LIMIT).await;
         for _ in 0..3 {
             manual.advance(STEP);
-            world.settle(settle).await;
+            world.settle_on_clock(STEP_LIMIT).await;
         }
         let (p, n) = count_created(store.as_ref(), position)?;
         position = p;
@@ -710,7 +714,7 @@ pub async fn katana_calls_per_order(db: &Path, orders: usize) -> anyhow::Result<
     // Let the last orders' webhooks and their re-reads finish.
     for _ in 0..6 {
         manual.advance(STEP);
-        world.settle(settle).await;
+        world.settle_on_clock(STEP_LIMIT).await;
     }
     let requests = world.katana.requests();
     world.stop().await;

@@ -208,6 +208,14 @@ pub struct KatanaSettings {
     /// created only if absent, after this. Longer than any Katana request can take.
     #[serde(with = "humantime_serde")]
     pub create_settle: Duration,
+    /// Stock re-reads Katana's webhooks ask for within this long are one
+    /// `GET /inventory` for all their SKUs. Short: a stock decrease waits for it.
+    #[serde(with = "humantime_serde")]
+    pub coalesce_stock_reads: Duration,
+    /// Fulfillment re-reads asked for within this long are one list of the
+    /// fulfillments changed since the last one.
+    #[serde(with = "humantime_serde")]
+    pub coalesce_fulfillment_reads: Duration,
 }
 
 impl Default for KatanaSettings {
@@ -225,6 +233,8 @@ impl Default for KatanaSettings {
             order_no_prefix: "TT-".into(),
             on_cancel: OnCancel::Delete,
             create_settle: Duration::from_secs(300),
+            coalesce_stock_reads: Duration::from_secs(30),
+            coalesce_fulfillment_reads: Duration::from_secs(120),
         }
     }
 }

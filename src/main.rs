@@ -56,7 +56,8 @@ enum Command {
         /// Where the benchmark databases go (default: a temporary directory).
         #[arg(long)]
         dir: Option<PathBuf>,
-        /// Orders pushed through the whole pipeline by `flow` with Katana's limit lifted.
+        /// Orders pushed through the whole pipeline by `flow` with Katana's limit lifted;
+        /// for `peak`, the orders of the live sale.
         #[arg(long, default_value_t = 500)]
         orders: usize,
         /// Orders `flow` runs with Katana's 60/min limit on, to count calls per order.
@@ -138,6 +139,8 @@ enum BenchTarget {
     Sim,
     /// Console page times with 100,000 orders in the log.
     Console,
+    /// A live sale of `--orders` orders in an hour against Katana's 60 a minute.
+    Peak,
 }
 
 #[derive(Clone, Copy, ValueEnum)]
@@ -186,7 +189,8 @@ fn main() -> anyhow::Result<()> {
                     | BenchTarget::Webhooks
                     | BenchTarget::Restart
                     | BenchTarget::Sim
-                    | BenchTarget::Console,
+                    | BenchTarget::Console
+                    | BenchTarget::Peak,
                 ..
             }
     );
@@ -211,6 +215,11 @@ fn main() -> anyhow::Result<()> {
             limited_orders,
             ..
         } => return actix::System::new().block_on(tks::bench::flow(orders, limited_orders)),
+        Command::Bench {
+            what: BenchTarget::Peak,
+            orders,
+            ..
+        } => return actix::System::new().block_on(tks::bench::peak::peak(orders)),
         Command::Bench {
             what: BenchTarget::Webhooks,
             seconds,
@@ -279,7 +288,8 @@ fn main() -> anyhow::Result<()> {
                 | BenchTarget::Restart
                 | BenchTarget::Fuzz
                 | BenchTarget::Sim
-                | BenchTarget::Console => Ok(()),
+                | BenchTarget::Console
+                | BenchTarget::Peak => Ok(()),
             }
         }),
         Command::Capture {

@@ -9,10 +9,10 @@ use std::time::Duration;
 use chrono::{DateTime, Utc};
 use tokio::sync::watch;
 
-use super::katana::actor::{
-    read_fulfillments, read_stock, retry_blocked_orders, settle_duplicates, SO_READ_LOOKUP,
-};
+use super::katana::actor::{read_stock, retry_blocked_orders, settle_duplicates};
+use super::katana::budget::Priority;
 use super::katana::model::SalesOrder;
+use super::katana::reads::{last_fulfillment_sweep, sweep_fulfillments};
 use crate::actors::aggregate::EXCEPTION_LOOKUP;
 use crate::actors::Execute;
 use crate::app::Services;
@@ -217,7 +217,10 @@ pub async fn poll_tiktok_orders(services: &Services) -> Result<(), String> {
     save_cursor(services, "tiktok-orders", started).await
 }
 
-/// Sales orders Katana changed since the last poll: deliveries of ours are read.
+/// Sales orders Katana changed since the last poll (every new SO, for late
+/// duplicates), then the fulfillments changed since the last list: a second partial
+/// delivery or a tracking edit may move neither the SO's `updated_at` nor fire a
+/// webhook, so re-reading SOs whose `updated_at` moved would miss it.
 pub async fn poll_katana_orders(services: &Services) -> Result<(), String> {
     let Some(katana) = &services.katana else {
         return Ok(());
@@ -232,34 +235,15 @@ pub async fn poll_katana_orders(services: &Services) -> Result<(), String> {
     let cause = root(services);
     let changed = changed.map_err(|e| e.to_string())?;
     settle_late_duplicates(services, &changed, &cause).await?;
-    for so in changed {
-        // Packing releases TikTok-shipping orders when `tiktok.arrange_shipment_on = "packed"`.
-        if !matches!(
-            so.status.as_str(),
-            "DELIVERED" | "PARTIALLY_DELIVERED" | "PACKED" | "PARTIALLY_PACKED"
-        ) {
-            continue;
-        }
-        let Some(stream) = services
-            .store
-            .lookup("so", &so.id.to_string())
-            .map_err(|e| e.to_string())?
-        else {
-            continue;
-        };
-        let Some(order_id) = crate::actors::policies::id_of::<Order>(&stream) else {
-            continue;
-        };
-        // The overlap shows an SO again on later polls: re-read only what changed
-        // since it was last read (by a webhook or a poll), Katana's budget is small.
-        let seen = services
-            .store
-            .lookup(SO_READ_LOOKUP, &so.id.to_string())
-            .map_err(|e| e.to_string())?;
-        if seen.is_some() && seen == so.updated_at {
-            continue;
-        }
-        read_fulfillments(services, order_id, &cause, None).await?;
+    // A list a webhook asked for in the last half interval covered the same
+    // changes; the backstop is for when no webhook came. Urgent like theirs: during
+    // a sale creates fill the window, and this list is what ships the deliveries
+    // Katana announced to nobody.
+    let interval =
+        chrono::Duration::from_std(services.settings.katana.poll_interval / 2).unwrap_or_default();
+    let recent = last_fulfillment_sweep(services)?.is_some_and(|t| t > started - interval);
+    if !recent {
+        sweep_fulfillments(services, Priority::Urgent, &cause).await?;
     }
     save_cursor(services, "katana-orders", started).await
 }
@@ -317,7 +301,7 @@ pub async fn poll_stock(services: &Services) -> Result<(), String> {
         .into_iter()
         .map(|(s, _)| s)
         .collect();
-    read_stock(services, &skus, &root(services)).await
+    read_stock(services, &skus, &root(services), Priority::Low).await
 }
 
 /// Exceptions whose cause may be gone are retried: unmatched SKUs (after a catalogue

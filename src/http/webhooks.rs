@@ -192,13 +192,23 @@ async fn katana(services: web::Data<Services>, req: HttpRequest, body: web::Byte
     // one change, so deliveries are keyed by object and status within a minute: the
     // pair costs one re-read of Katana's scarce budget, and the poll backstops a
     // genuinely new change that looked identical within that minute.
+    //
+    // Stock webhooks are the exception: two changes of one variant within a minute
+    // look identical, and the second is the one TikTok must see before it oversells.
+    // Each is recorded; their re-reads are coalesced into one list call anyway.
     let minute = services.clock.now().timestamp() / 60;
-    let delivery_id = hex::encode(Sha256::digest(format!(
-        "{}|{}|{}|{minute}",
-        event.resource_type,
-        event.object_id,
-        event.status.as_deref().unwrap_or("")
-    )));
+    let is_stock = event.resource_type.starts_with("current_inventory")
+        || event.event.starts_with("current_inventory");
+    let delivery_id = if is_stock {
+        uuid::Uuid::new_v4().simple().to_string()
+    } else {
+        hex::encode(Sha256::digest(format!(
+            "{}|{}|{}|{minute}",
+            event.resource_type,
+            event.object_id,
+            event.status.as_deref().unwrap_or("")
+        )))
+    };
     let entry = |suffix: &str| InboxEntry {
         source: "katana".into(),
         delivery_id: format!("{delivery_id}{suffix}"),
@@ -231,9 +241,7 @@ async fn katana(services: web::Data<Services>, req: HttpRequest, body: web::Byte
             Ok(None) => inbox_only(&services, entry("")).await,
             Err(e) => recorded(Err(CommandError::Store(e))),
         }
-    } else if event.resource_type.starts_with("current_inventory")
-        || event.event.starts_with("current_inventory")
-    {
+    } else if is_stock {
         let skus = object_id
             .map(|v| services.catalogue.seller_skus_for_variant(v))
             .unwrap_or_default();

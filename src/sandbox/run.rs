@@ -297,6 +297,48 @@ impl World {
         &self.app.services.store
     }
 
+    /// Every durable subscriber has handled the whole log.
+    pub fn caught_up(&self) -> bool {
+        let head = self.store().head();
+        SUBSCRIBERS
+            .iter()
+            .all(|n| self.store().checkpoint(n).is_ok_and(|c| c >= head))
+    }
+
+    /// Waits (in real time, at most `limit`) until the service has done all it can
+    /// at this instant of a manual clock: the log stopped growing, and every
+    /// subscriber has handled it or waits for Katana's window to move on the clock
+    /// with no Katana request in flight. Returns whether it got there.
+    ///
+    /// [`World::settle`] with a short limit let a bench move the clock on while a
+    /// slow machine still had requests in flight: a create that then hit its
+    /// real-time timeout waited `katana.create_settle` of clock time, which the
+    /// bench burnt through in seconds, once per slow request.
+    pub async fn settle_on_clock(&self, limit: Duration) -> bool {
+        let budget = self.services().katana.as_ref().map(|k| k.budget().clone());
+        let deadline = tokio::time::Instant::now() + limit;
+        let mut last = u64::MAX;
+        let mut quiet = 0;
+        while tokio::time::Instant::now() < deadline {
+            let head = self.store().head();
+            let waits_for_clock = budget.as_ref().is_some_and(|b| {
+                let (urgent_or_high, low) = b.waiting();
+                b.in_flight() == 0 && (urgent_or_high + low > 0 || b.paused_until().is_some())
+            });
+            if head == last && (self.caught_up() || waits_for_clock) {
+                quiet += 1;
+                if quiet >= 4 {
+                    return true;
+                }
+            } else {
+                quiet = 0;
+            }
+            last = head;
+            tokio::time::sleep(Duration::from_millis(3)).await;
+        }
+        false
+    }
+
     /// Waits (in real time, at most `limit`) until every subscriber has handled
     /// the whole log and the log stayed unchanged for a few checks. Returns
     /// whether it settled.
@@ -452,6 +494,8 @@ pub fn sandbox_settings(s: &mut Settings, speed: f64) {
     s.sync.inventory_buffer = scaled(defaults.sync.inventory_buffer, speed);
     s.tiktok.poll_interval = scaled(defaults.tiktok.poll_interval, speed);
     s.katana.poll_interval = scaled(defaults.katana.poll_interval, speed);
+    s.katana.coalesce_stock_reads = scaled(defaults.katana.coalesce_stock_reads, speed);
+    s.katana.coalesce_fulfillment_reads = scaled(defaults.katana.coalesce_fulfillment_reads, speed);
     s.katana.requests_per_minute = scaled_rate(defaults.katana.requests_per_minute, speed);
     s.tiktok.requests_per_second = scaled_rate(defaults.tiktok.requests_per_second, speed);
 }

@@ -406,7 +406,18 @@ async fn a_partial_delivery_ships_one_line_item_then_the_rest() {
     );
 
     t.katana.deliver(so_id, None, tracking("1Z002")).unwrap();
+    // The second re-read comes within the first's coalescing window: it waits for
+    // the window's end and lists every fulfillment changed meanwhile.
     t.settle().await;
+    t.advance(
+        t.app.services.settings.katana.coalesce_fulfillment_reads,
+        MIN,
+    )
+    .await;
+    wait_for("the second shipment", 20, || {
+        t.tiktok.shipments().len() == 2
+    })
+    .await;
     let shipments = t.tiktok.shipments();
     assert_eq!(shipments.len(), 2);
     assert_ne!(shipments[0].line_item_ids, shipments[1].line_item_ids);

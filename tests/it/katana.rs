@@ -1148,7 +1148,7 @@ async fn simulator_is_strict_like_katana() {
         None,
     )
     .await;
-    assert_eq!(st, 400, "unknown query parameters are not ignored");
+    assert_eq!(st, 422, "unknown query parameters are not ignored");
 
     let (st, _, inv) = raw(
         &e.sim,

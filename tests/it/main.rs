@@ -9,6 +9,7 @@ mod health;
 mod katana;
 mod listings;
 mod operator;
+mod peak;
 mod replay;
 mod sandbox;
 mod schemas;

@@ -7,9 +7,11 @@ use std::sync::Arc;
 
 use futures::future::LocalBoxFuture;
 
+use super::budget::Priority;
 use super::client::KatanaClient;
 use super::mapping::{self, SalesOrderContext};
 use super::model::{CreateFulfillment, CreateFulfillmentRow, SalesOrder};
+use super::reads::{Coalesced, ReadKind};
 use crate::actors::policies::{decode_order, decode_sku, id_of};
 use crate::actors::{Execute, Subscriber};
 use crate::app::Services;
@@ -21,7 +23,7 @@ use crate::domain::order::{
     CreatedRow, Order, OrderCommand, OrderEvent, ShipmentArranged, Signaller, SoState,
 };
 use crate::domain::sku::{SkuCommand, SkuEvent};
-use crate::store::{EventMeta, LookupEntry, RecordedEvent, UnitOfWork};
+use crate::store::{EventMeta, RecordedEvent};
 
 fn client(services: &Services) -> Result<&KatanaClient, String> {
     services
@@ -618,26 +620,38 @@ impl Subscriber for KatanaWriter {
     }
 }
 
-/// Reads fulfillments after a delivery signal (F7) and stock after a stock signal.
+/// Reads fulfillments after a delivery signal (F7) and stock after a stock signal,
+/// each coalesced with the other signals of a short window into one list call.
 pub struct KatanaReader {
     services: Arc<Services>,
+    fulfillments: Coalesced,
+    stock: Coalesced,
 }
 
 impl KatanaReader {
     pub fn new(services: Arc<Services>) -> Self {
-        KatanaReader { services }
+        let k = &services.settings.katana;
+        let fulfillments = Coalesced::new(ReadKind::Fulfillments, k.coalesce_fulfillment_reads);
+        let stock = Coalesced::new(ReadKind::Stock, k.coalesce_stock_reads);
+        KatanaReader {
+            services,
+            fulfillments,
+            stock,
+        }
     }
 
     async fn handle_event(&self, event: &RecordedEvent) -> Result<(), String> {
-        if let Some((order_id, OrderEvent::OrderSignalled(s))) = decode_order(event) {
-            if s.by == Signaller::Katana {
-                return read_fulfillments(
-                    &self.services,
-                    &order_id,
-                    &event.meta,
-                    Some((self.name().to_string(), event.position)),
-                )
-                .await;
+        if let Some((_, OrderEvent::OrderSignalled(s))) = decode_order(event) {
+            // A new SO has no fulfillments yet, a deleted one none to ship.
+            let nothing_to_read = matches!(
+                s.what.as_str(),
+                "sales_order.created" | "sales_order.deleted"
+            );
+            if s.by == Signaller::Katana && !nothing_to_read {
+                return self
+                    .fulfillments
+                    .ask(&self.services, &[], &event.meta)
+                    .await;
             }
         } else if let Some((sku, ev)) = decode_sku(event) {
             if !self.services.settings.katana.pull_inventory {
@@ -645,7 +659,7 @@ impl KatanaReader {
             }
             match ev {
                 SkuEvent::SkuSignalled(_) => {
-                    return read_stock(&self.services, &[sku], &event.meta).await;
+                    return self.stock.ask(&self.services, &[sku], &event.meta).await;
                 }
                 // Demand for a SKU whose stock was never read: read it now, so the
                 // window it would open has a real ATP to push.
@@ -657,7 +671,7 @@ impl KatanaReader {
                         .await
                         .map_err(|e| e.to_string())?;
                     if !state.stock_known() {
-                        return read_stock(&self.services, &[sku], &event.meta).await;
+                        return self.stock.ask(&self.services, &[sku], &event.meta).await;
                     }
                 }
                 _ => {}
@@ -680,93 +694,12 @@ impl Subscriber for KatanaReader {
     }
 }
 
-/// Lookup kind: Katana SO id -> its `updated_at` when its fulfillments were last read.
-pub const SO_READ_LOOKUP: &str = "so-read";
-
-/// Reads the order's SO fulfillments and records them as an observation.
-pub async fn read_fulfillments(
-    services: &Services,
-    order_id: &str,
-    cause: &EventMeta,
-    checkpoint: Option<(String, u64)>,
-) -> Result<(), String> {
-    let (order, _) = services
-        .orders
-        .state(order_id)
-        .await
-        .map_err(|e| e.to_string())?;
-    let Some(so_id) = order.so_id() else {
-        return Ok(());
-    };
-    let katana = client(services)?;
-    let so = katana.get_sales_order(so_id).await;
-    services
-        .metrics
-        .api_call("katana", "get_sales_order", so.is_ok());
-    let so = match so {
-        Ok(so) => so,
-        Err(e) if is_retryable(&e) => return Err(e.to_string()),
-        Err(e) => {
-            tracing::warn!(order_id, so_id, error = %e, "sales order unreadable");
-            return Ok(());
-        }
-    };
-    if so.status == "NOT_SHIPPED" || so.status == "PENDING" {
-        return Ok(());
-    }
-    let fulfillments = katana.sales_order_fulfillments(&so).await;
-    services
-        .metrics
-        .api_call("katana", "list_fulfillments", fulfillments.is_ok());
-    match fulfillments {
-        Ok(list) => {
-            services
-                .order_command(
-                    order_id,
-                    OrderCommand::ObserveFulfillments(list),
-                    cause,
-                    checkpoint,
-                )
-                .await?;
-            if let Some(updated_at) = so.updated_at {
-                let unit = UnitOfWork {
-                    lookup_put: vec![LookupEntry {
-                        kind: SO_READ_LOOKUP.into(),
-                        key: so.id.to_string(),
-                        value: updated_at,
-                    }],
-                    ..Default::default()
-                };
-                services
-                    .store
-                    .commit(unit)
-                    .await
-                    .map_err(|e| e.to_string())?;
-            }
-            Ok(())
-        }
-        Err(e) if is_retryable(&e) => Err(e.to_string()),
-        Err(e) => {
-            services
-                .order_command(
-                    order_id,
-                    OrderCommand::RaiseException {
-                        key: "fulfillment-read".into(),
-                        message: format!("fulfillments of SO {so_id} unreadable: {e}"),
-                    },
-                    cause,
-                    None,
-                )
-                .await
-        }
-    }
-}
-
 /// Reads Katana stock of these SKUs' variants at the mapped locations and records it.
 pub async fn read_stock(
     services: &Services,
     skus: &[String],
     cause: &EventMeta,
+    priority: Priority,
 ) -> Result<(), String> {
     let mut by_variant: BTreeMap<i64, Vec<String>> = BTreeMap::new();
     for sku in skus {
@@ -780,7 +713,7 @@ pub async fn read_stock(
     let locations = stock_locations(services).await?;
     let katana = client(services)?;
     let variant_ids: Vec<i64> = by_variant.keys().copied().collect();
-    let rows = katana.inventory(&variant_ids, None).await;
+    let rows = katana.inventory_with(&variant_ids, None, priority).await;
     services
         .metrics
         .api_call("katana", "inventory", rows.is_ok());

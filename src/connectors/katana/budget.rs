@@ -18,6 +18,15 @@
 //!
 //! The server's own view (`X-Ratelimit-Remaining`/`Reset`) and a 429's `Retry-After`
 //! pause the whole budget, since another client may share the key and the window.
+//!
+//! # Priorities under a saturated window
+//!
+//! During a live sale creates alone can fill the window. A stock read that waits
+//! behind them is an oversell on TikTok, a fulfillment read that waits is a late
+//! shipment; an order reaching Katana a minute later costs nobody anything. So
+//! [`Priority::Urgent`] reads go first, but while creates wait they may hold at most
+//! half of the window: a storm of reads (their callers coalesce them, so this is the
+//! pathological case) can slow creates to half speed, never stop them.
 
 use std::collections::{BTreeSet, VecDeque};
 use std::sync::Arc;
@@ -33,7 +42,10 @@ use crate::clock::Clock;
 /// `Low` one; within a priority, first come first served.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub enum Priority {
-    /// Sales-order creation and lookup, fulfilment reads: customer-visible latency.
+    /// Reads whose delay TikTok's buyers see: stock after Katana said it changed (an
+    /// oversell), fulfillments (a late shipment). Capped while `High` waits.
+    Urgent,
+    /// Sales-order creation and lookup: an order reaching Katana later.
     High,
     /// Inventory and catalogue polls: can wait.
     Low,
@@ -58,8 +70,9 @@ struct State {
     /// never above.
     ceiling: usize,
     /// Completion instants of finished requests still inside the window, oldest first.
-    done: VecDeque<DateTime<Utc>>,
+    done: VecDeque<(DateTime<Utc>, Priority)>,
     in_flight: usize,
+    in_flight_urgent: usize,
     /// Nobody is granted before this instant (429 / server says nothing remains).
     paused_until: Option<DateTime<Utc>>,
     /// Waiting requests, ordered by (priority, ticket): the first one is next.
@@ -84,6 +97,7 @@ impl std::fmt::Debug for RequestBudget {
 /// starts that request's 60 s in the window.
 pub struct Permit {
     budget: RequestBudget,
+    priority: Priority,
 }
 
 impl Drop for Permit {
@@ -92,7 +106,10 @@ impl Drop for Permit {
         {
             let mut s = self.budget.inner.state.lock();
             s.in_flight = s.in_flight.saturating_sub(1);
-            s.done.push_back(now);
+            if self.priority == Priority::Urgent {
+                s.in_flight_urgent = s.in_flight_urgent.saturating_sub(1);
+            }
+            s.done.push_back((now, self.priority));
         }
         self.budget.inner.changed.notify_waiters();
     }
@@ -132,6 +149,7 @@ impl RequestBudget {
                     ceiling: limit.max(1) as usize,
                     done: VecDeque::new(),
                     in_flight: 0,
+                    in_flight_urgent: 0,
                     paused_until: None,
                     queue: BTreeSet::new(),
                     next_ticket: 0,
@@ -152,7 +170,12 @@ impl RequestBudget {
         let now = self.inner.clock.now();
         let window = chrono::Duration::from_std(self.inner.window).unwrap_or(chrono::Duration::MAX);
         let s = self.inner.state.lock();
-        s.done.iter().filter(|t| **t > now - window).count() + s.in_flight
+        s.done.iter().filter(|(t, _)| *t > now - window).count() + s.in_flight
+    }
+
+    /// Requests granted and not answered yet.
+    pub fn in_flight(&self) -> usize {
+        self.inner.state.lock().in_flight
     }
 
     /// Requests granted since creation (for metrics and tests).
@@ -160,11 +183,11 @@ impl RequestBudget {
         self.inner.state.lock().granted_total
     }
 
-    /// How many requests are waiting, by priority.
+    /// How many requests are waiting: urgent and high together, then low.
     pub fn waiting(&self) -> (usize, usize) {
         let s = self.inner.state.lock();
-        let high = s.queue.iter().filter(|(p, _)| *p == Priority::High).count();
-        (high, s.queue.len() - high)
+        let low = s.queue.iter().filter(|(p, _)| *p == Priority::Low).count();
+        (s.queue.len() - low, low)
     }
 
     pub fn paused_until(&self) -> Option<DateTime<Utc>> {
@@ -201,6 +224,7 @@ impl RequestBudget {
                     self.inner.changed.notify_waiters();
                     return Permit {
                         budget: self.clone(),
+                        priority,
                     };
                 }
                 Some(Some(at)) => {
@@ -223,7 +247,7 @@ impl RequestBudget {
         now: DateTime<Utc>,
     ) -> Result<(), Option<DateTime<Utc>>> {
         let window = chrono::Duration::from_std(self.inner.window).unwrap_or(chrono::Duration::MAX);
-        while s.done.front().is_some_and(|t| *t + window <= now) {
+        while s.done.front().is_some_and(|(t, _)| *t + window <= now) {
             s.done.pop_front();
         }
         if let Some(p) = s.paused_until {
@@ -232,18 +256,43 @@ impl RequestBudget {
             }
             s.paused_until = None;
         }
-        if s.queue.first() != Some(&key) {
+        if Self::next_in_line(s) != Some(key) {
             return Err(None);
         }
         if s.done.len() + s.in_flight < s.limit {
             s.queue.remove(&key);
             s.in_flight += 1;
+            if key.0 == Priority::Urgent {
+                s.in_flight_urgent += 1;
+            }
             s.granted_total += 1;
             return Ok(());
         }
         // Full: the oldest finished request leaving the window frees a slot; if all
         // slots are in flight, a completion will notify us.
-        Err(s.done.front().map(|t| *t + window))
+        Err(s.done.front().map(|(t, _)| *t + window))
+    }
+
+    /// The waiter to grant next: the first by (priority, ticket), except that urgent
+    /// ones step aside for waiting creates once they hold their share of the window.
+    fn next_in_line(s: &State) -> Option<(Priority, u64)> {
+        let urgent_in_window = s
+            .done
+            .iter()
+            .filter(|(_, p)| *p == Priority::Urgent)
+            .count()
+            + s.in_flight_urgent;
+        let capped = urgent_in_window >= Self::urgent_share(s.limit)
+            && s.queue.iter().any(|(p, _)| *p == Priority::High);
+        s.queue
+            .iter()
+            .find(|(p, _)| !(capped && *p == Priority::Urgent))
+            .copied()
+    }
+
+    /// How much of the window urgent reads may hold while creates wait: half.
+    fn urgent_share(limit: usize) -> usize {
+        limit.div_ceil(2).max(1)
     }
 
     /// Stops every grant until `until` (a 429's `Retry-After`, or the server saying
@@ -440,5 +489,50 @@ mod tests {
             .await
             .unwrap()
             .unwrap();
+    }
+
+    #[tokio::test]
+    async fn urgent_reads_go_first_but_leave_creates_half_the_window() {
+        let manual = ManualClock::at_epoch();
+        let b = RequestBudget::new(4, manual.clock());
+        // The window is full: everything below waits for it to roll over.
+        for _ in 0..4 {
+            drop(b.acquire(Priority::High).await);
+        }
+        let order = Arc::new(Mutex::new(Vec::new()));
+        let mut tasks = Vec::new();
+        let asks = [
+            ("create-1", Priority::High),
+            ("create-2", Priority::High),
+            ("read-1", Priority::Urgent),
+            ("read-2", Priority::Urgent),
+            ("read-3", Priority::Urgent),
+            ("read-4", Priority::Urgent),
+        ];
+        for (name, p) in asks {
+            let b = b.clone();
+            let order = order.clone();
+            tasks.push(tokio::spawn(async move {
+                let permit = b.acquire(p).await;
+                order.lock().push(name);
+                drop(permit);
+            }));
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        for _ in 0..3 {
+            manual.advance(Duration::from_secs(60));
+            tokio::time::sleep(Duration::from_millis(30)).await;
+        }
+        for t in tasks {
+            tokio::time::timeout(Duration::from_secs(5), t)
+                .await
+                .unwrap()
+                .unwrap();
+        }
+        assert_eq!(
+            *order.lock(),
+            vec!["read-1", "read-2", "create-1", "create-2", "read-3", "read-4"],
+            "two urgent reads (half of 4) first, then the creates get their half"
+        );
     }
 }

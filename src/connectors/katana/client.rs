@@ -591,6 +591,28 @@ impl KatanaClient {
             .collect())
     }
 
+    /// Every fulfillment (of any SO) created or changed at or after `since`: one
+    /// call for all SOs, which also finds a change that moved neither the SO's
+    /// `updated_at` nor fired a webhook.
+    pub async fn fulfillments_updated_since(
+        &self,
+        since: DateTime<Utc>,
+        priority: Priority,
+    ) -> Result<Vec<Fulfillment>, KatanaError> {
+        let q = vec![("updated_at_min".to_string(), iso(since))];
+        let all: Vec<Fulfillment> = self
+            .list_all("/sales_order_fulfillments", &q, priority)
+            .await?;
+        // Checked here too: a filter Katana ignored would otherwise pass as a result.
+        let changed_since = |f: &Fulfillment| {
+            f.updated_at
+                .as_deref()
+                .and_then(|u| DateTime::parse_from_rfc3339(u).ok())
+                .map_or(true, |u| u >= since)
+        };
+        Ok(all.into_iter().filter(changed_since).collect())
+    }
+
     /// The SO's fulfillments in domain terms, each row checked against the SO's rows.
     pub async fn sales_order_fulfillments(
         &self,
@@ -737,12 +759,24 @@ impl KatanaClient {
         variant_ids: &[i64],
         location_id: Option<i64>,
     ) -> Result<Vec<StockLevel>, KatanaError> {
+        self.inventory_with(variant_ids, location_id, Priority::Low)
+            .await
+    }
+
+    /// [`Self::inventory`] at `priority`: up to 50 variants (`variant_id` repeated,
+    /// Katana's spelling on this endpoint) per call, 250 rows per page.
+    pub async fn inventory_with(
+        &self,
+        variant_ids: &[i64],
+        location_id: Option<i64>,
+        priority: Priority,
+    ) -> Result<Vec<StockLevel>, KatanaError> {
         let loc: Vec<(String, String)> = location_id
             .map(|l| vec![("location_id".to_string(), l.to_string())])
             .unwrap_or_default();
         let mut rows: Vec<InventoryRow> = Vec::new();
         if variant_ids.is_empty() {
-            rows = self.list_all("/inventory", &loc, Priority::Low).await?;
+            rows = self.list_all("/inventory", &loc, priority).await?;
         } else {
             for chunk in variant_ids.chunks(FILTER_CHUNK) {
                 let mut q = loc.clone();
@@ -751,7 +785,7 @@ impl KatanaClient {
                         .iter()
                         .map(|v| ("variant_id".to_string(), v.to_string())),
                 );
-                let got: Vec<InventoryRow> = self.list_all("/inventory", &q, Priority::Low).await?;
+                let got: Vec<InventoryRow> = self.list_all("/inventory", &q, priority).await?;
                 rows.extend(got.into_iter().filter(|r| chunk.contains(&r.variant_id)));
             }
         }

@@ -7,6 +7,7 @@ pub mod budget;
 pub mod client;
 pub mod mapping;
 pub mod model;
+pub mod reads;
 pub mod webhook;
 
 pub use budget::{Priority, RequestBudget};

@@ -313,6 +313,8 @@ pub struct Fulfillment {
     pub picked_date: Option<String>,
     #[serde(default)]
     pub sales_order_fulfillment_rows: Vec<FulfillmentRow>,
+    #[serde(default)]
+    pub updated_at: Option<String>,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Deserialize)]

@@ -399,6 +399,12 @@ impl KatanaSim {
         self.with(|s, now| s.exhaust(now));
     }
 
+    /// `false`: creating a fulfillment leaves its SO's `updated_at` alone and fires
+    /// no sales-order webhook (Katana does not say whether it does either).
+    pub fn set_fulfillment_touches_so(&self, touches: bool) {
+        self.with(|s, _| s.fulfillment_touches_so = touches);
+    }
+
     pub fn drop_next_webhooks(&self, n: u32) {
         self.shared.state.lock().faults.drop_next_webhooks = n;
     }
@@ -519,6 +525,7 @@ async fn process(
             at: now,
             method: method.clone(),
             path: path.to_string(),
+            query: query.clone(),
             status: reply.status,
             retry_after,
         });

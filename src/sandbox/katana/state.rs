@@ -178,6 +178,7 @@ pub struct Fulfillment {
     pub conversion_date: Option<String>,
     pub packer_id: Option<i64>,
     pub created_at: DateTime<Utc>,
+    /// Moved by every change of the fulfillment (its `updated_at_min` filter).
     pub updated_at: DateTime<Utc>,
 }
 
@@ -219,6 +220,8 @@ pub struct RequestRecord {
     pub at: DateTime<Utc>,
     pub method: String,
     pub path: String,
+    /// The query as (key, value) pairs in the order sent, repeated keys repeated.
+    pub query: Vec<(String, String)>,
     pub status: u16,
     /// The `Retry-After` seconds of a 429.
     pub retry_after: Option<u64>,
@@ -332,6 +335,10 @@ pub struct SimState {
     /// Admission instants inside the current window, oldest first.
     pub admitted: VecDeque<DateTime<Utc>>,
     pub faults: Faults,
+    /// Whether creating a fulfillment moves its SO's `updated_at` and fires the SO's
+    /// webhooks. Katana does not say (issue 11); `false` models the case where it
+    /// does neither, so only a list of changed fulfillments finds it.
+    pub fulfillment_touches_so: bool,
     /// Events produced by the current call, sent after the lock is released.
     pub outbox: Vec<Outgoing>,
 }
@@ -349,17 +356,21 @@ fn q_one<'a>(q: &'a Query, key: &str) -> Option<&'a str> {
     q.iter().find(|(k, _)| k == key).map(|(_, v)| v.as_str())
 }
 
-/// Rejects query parameters an endpoint does not know: a misspelt filter must not be
-/// silently ignored by the simulator, or a client bug would go unnoticed.
+/// Rejects query parameters an endpoint does not know, as Katana's gateway does (a
+/// 422 naming the parameter): a misspelt filter must not be silently ignored by the
+/// simulator, or a client bug that reads everything would go unnoticed.
 fn check_query(q: &Query, allowed: &[&str]) -> Result<(), Reply> {
+    let mut ajv = Ajv::default();
     for (k, _) in q {
         if !allowed.contains(&k.as_str()) && k != "limit" && k != "page" {
-            return Err(Reply::bad_request(&format!(
-                "Unknown query parameter `{k}`"
-            )));
+            ajv.unknown_query_parameter(k);
         }
     }
-    Ok(())
+    if ajv.ok() {
+        Ok(())
+    } else {
+        Err(Reply::invalid(ajv))
+    }
 }
 
 fn q_ids(q: &Query, key: &str) -> Result<Vec<i64>, Reply> {
@@ -393,7 +404,9 @@ fn q_time(q: &Query, key: &str) -> Result<Option<DateTime<Utc>>, Reply> {
         Some(v) => DateTime::parse_from_rfc3339(v)
             .map(|t| Some(t.with_timezone(&Utc)))
             .map_err(|_| {
-                Reply::bad_request(&format!("`{key}` must be an ISO-8601 date-time, got {v:?}"))
+                let mut ajv = Ajv::default();
+                ajv.date_time_query_parameter(key, v);
+                Reply::invalid(ajv)
             }),
     }
 }
@@ -452,6 +465,7 @@ impl SimState {
             rate_window: window,
             admitted: VecDeque::new(),
             faults: Faults::default(),
+            fulfillment_touches_so: true,
             outbox: Vec::new(),
         }
     }
@@ -797,8 +811,11 @@ impl SimState {
                 updated_at: now,
             },
         );
-        if let Some(so) = self.sales_orders.get_mut(&so_id) {
-            so.updated_at = now;
+        let touches_so = self.fulfillment_touches_so;
+        if touches_so {
+            if let Some(so) = self.sales_orders.get_mut(&so_id) {
+                so.updated_at = now;
+            }
         }
         let after = self.so_status(so_id);
         let variants: std::collections::BTreeSet<i64> = rows
@@ -807,6 +824,9 @@ impl SimState {
             .collect();
         for v in variants {
             self.emit_inventory(v);
+        }
+        if !touches_so {
+            return Ok(id);
         }
         if before != after {
             match after.as_deref() {
@@ -1151,11 +1171,17 @@ impl SimState {
                         "status",
                         "tracking_number",
                         "include_deleted",
+                        "created_at_min",
+                        "created_at_max",
+                        "updated_at_min",
+                        "updated_at_max",
                     ],
                 )?;
                 let ids = q_ids(q, "ids")?;
                 let so = q_ids(q, "sales_order_id")?;
                 let status = q_one(q, "status");
+                let (cmin, cmax) = (q_time(q, "created_at_min")?, q_time(q, "created_at_max")?);
+                let (umin, umax) = (q_time(q, "updated_at_min")?, q_time(q, "updated_at_max")?);
                 let items = self
                     .fulfillments
                     .values()
@@ -1163,6 +1189,14 @@ impl SimState {
                     .filter(|f| ids.is_empty() || ids.contains(&f.id))
                     .filter(|f| so.is_empty() || so.contains(&f.sales_order_id))
                     .filter(|f| status.map_or(true, |s| f.status == s))
+                    .filter(|f| {
+                        cmin.map_or(true, |t| f.created_at >= t)
+                            && cmax.map_or(true, |t| f.created_at <= t)
+                    })
+                    .filter(|f| {
+                        umin.map_or(true, |t| f.updated_at >= t)
+                            && umax.map_or(true, |t| f.updated_at <= t)
+                    })
                     .map(Self::fulfillment_json)
                     .collect();
                 paginate(q, items)

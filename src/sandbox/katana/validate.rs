@@ -20,6 +20,26 @@ impl Ajv {
         self.details.is_empty()
     }
 
+    /// A query parameter the endpoint has no filter for.
+    pub fn unknown_query_parameter(&mut self, name: &str) {
+        self.push(
+            "",
+            "additionalProperties",
+            format!("should NOT have additional properties: unknown query parameter `{name}`"),
+            json!({"additionalProperty": name}),
+        );
+    }
+
+    /// A date filter that is not an ISO-8601 date-time.
+    pub fn date_time_query_parameter(&mut self, name: &str, got: &str) {
+        self.push(
+            &format!(".{name}"),
+            "format",
+            format!("should match format \"date-time\", got {got:?}"),
+            json!({"format": "date-time"}),
+        );
+    }
+
     fn push(&mut self, path: &str, code: &str, message: String, info: Value) {
         self.details
             .push(json!({"path": path, "code": code, "message": message, "info": info}));
