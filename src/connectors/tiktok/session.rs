@@ -1,0 +1,290 @@
+//! The TikTok session: the access token handed to every call (refreshed ahead of
+//! expiry, or once when TikTok answers 105002), the auth-code exchange that binds
+//! the authorised shop, and the tokens kept in the `TokenStore` across restarts.
+
+use super::auth::Tokens;
+use super::client::{codes, ApiCall, TikTokClient, TikTokError};
+use super::model::{self, AuthorizedShop};
+use crate::config::Secret;
+
+impl TikTokClient {
+    /// The authorised shop's market (`US`, `GB`, `MY`, …), once the shop was read.
+    pub async fn shop_region(&self) -> Option<String> {
+        self.inner
+            .tokens
+            .lock()
+            .await
+            .as_ref()
+            .and_then(|t| t.shop.as_ref())
+            .map(|s| s.region.clone())
+            .filter(|r| !r.is_empty())
+    }
+
+    /// The tokens currently in use (for `tks check` to report expiry; `Debug` redacts them).
+    pub async fn tokens(&self) -> Option<Tokens> {
+        self.inner.tokens.lock().await.clone()
+    }
+
+    async fn token_call(
+        &self,
+        path: &str,
+        params: &[(&str, &str)],
+    ) -> Result<model::TokenData, TikTokError> {
+        let inner = &self.inner;
+        let qs = form_urlencoded::Serializer::new(String::new())
+            .extend_pairs(params.iter())
+            .finish();
+        let url = format!("{}{}?{}", inner.auth_base, path, qs);
+        let data = inner
+            .options
+            .backoff
+            .retry(&inner.clock, |_| {
+                let url = url.clone();
+                async move {
+                    inner.pacer.acquire(&inner.clock).await;
+                    let resp = inner
+                        .http
+                        .get(url)
+                        .header(reqwest::header::CONTENT_TYPE, "application/json")
+                        .send()
+                        .await
+                        .map_err(Self::transport_error)?;
+                    Self::read_envelope(resp).await
+                }
+            })
+            .await?;
+        Self::decode(data)
+    }
+
+    fn tokens_from(data: model::TokenData, shop: Option<AuthorizedShop>) -> Tokens {
+        Tokens {
+            access_token: Secret::new(data.access_token),
+            access_token_expire_in: data.access_token_expire_in,
+            refresh_token: Secret::new(data.refresh_token),
+            refresh_token_expire_in: data.refresh_token_expire_in,
+            open_id: data.open_id,
+            seller_name: data.seller_name,
+            shop,
+        }
+    }
+
+    pub(super) async fn access_token(&self) -> Result<Secret, TikTokError> {
+        let mut guard = self.inner.tokens.lock().await;
+        let current = guard.clone().ok_or(TikTokError::NotConnected)?;
+        let margin = i64::try_from(self.inner.options.refresh_margin.as_secs()).unwrap_or(i64::MAX);
+        if current
+            .access_token_expire_in
+            .saturating_sub(self.inner.clock.unix())
+            > margin
+        {
+            return Ok(current.access_token);
+        }
+        tracing::info!("access token expires within the refresh margin; refreshing");
+        self.refresh_locked(&mut guard).await
+    }
+
+    /// Refreshes only if `stale` is still the token in use: another caller may have refreshed
+    /// while this one was waiting, and refreshing twice would burn a rotated refresh token.
+    pub(super) async fn refresh_if_current(&self, stale: &Secret) -> Result<Secret, TikTokError> {
+        let mut guard = self.inner.tokens.lock().await;
+        match guard.as_ref() {
+            Some(t) if &t.access_token != stale => Ok(t.access_token.clone()),
+            _ => self.refresh_locked(&mut guard).await,
+        }
+    }
+
+    /// Forces a refresh now (e.g. `tks check --refresh`).
+    pub async fn refresh(&self) -> Result<(), TikTokError> {
+        let mut guard = self.inner.tokens.lock().await;
+        self.refresh_locked(&mut guard).await.map(|_| ())
+    }
+
+    async fn refresh_locked(&self, guard: &mut Option<Tokens>) -> Result<Secret, TikTokError> {
+        let current = guard.clone().ok_or(TikTokError::NotConnected)?;
+        if current.refresh_token_expire_in <= self.inner.clock.unix() {
+            return Err(TikTokError::Reauthorize {
+                code: None,
+                reason: "the refresh token has expired".into(),
+            });
+        }
+        let data = self
+            .token_call(
+                "/api/v2/token/refresh",
+                &[
+                    ("app_key", &self.inner.app_key),
+                    ("app_secret", self.inner.app_secret.expose()),
+                    ("refresh_token", current.refresh_token.expose()),
+                    ("grant_type", "refresh_token"),
+                ],
+            )
+            .await
+            .map_err(|e| match e {
+                TikTokError::Api { code, message, .. } => TikTokError::Reauthorize {
+                    code: Some(code),
+                    reason: format!("TikTok refused to refresh the access token ({message})"),
+                },
+                other => other,
+            })?;
+        let mut fresh = Self::tokens_from(data, current.shop.clone());
+        if fresh.open_id.is_empty() {
+            fresh.open_id = current.open_id.clone();
+        }
+        // Keep the new pair in memory even if persisting fails: the old refresh token may
+        // already be dead, and the caller still learns about the storage failure.
+        *guard = Some(fresh.clone());
+        self.inner.store.save(&fresh)?;
+        tracing::info!(
+            expires_at = fresh.access_token_expire_in,
+            "access token refreshed"
+        );
+        Ok(fresh.access_token)
+    }
+
+    /// Exchanges an authorisation code, lists the authorised shops, picks the configured one
+    /// (by `shop_id`, else by configured cipher, else the only one) and persists the tokens
+    /// bound to that shop.
+    pub async fn exchange_auth_code(&self, auth_code: &str) -> Result<AuthorizedShop, TikTokError> {
+        if auth_code.trim().is_empty() {
+            return Err(TikTokError::InvalidInput("empty authorisation code".into()));
+        }
+        let data = self
+            .token_call(
+                "/api/v2/token/get",
+                &[
+                    ("app_key", &self.inner.app_key),
+                    ("app_secret", self.inner.app_secret.expose()),
+                    ("auth_code", auth_code.trim()),
+                    ("grant_type", "authorized_code"),
+                ],
+            )
+            .await
+            .map_err(|e| match e {
+                TikTokError::Api { code, message, .. } if code == codes::INVALID_AUTH_CODE => {
+                    TikTokError::Reauthorize {
+                        code: Some(code),
+                        reason: format!(
+                            "the authorisation code is invalid, expired or already used ({message})"
+                        ),
+                    }
+                }
+                other => other,
+            })?;
+        if data.user_type != 0 {
+            return Err(TikTokError::Reauthorize {
+                code: None,
+                reason: format!(
+                    "the authorising account is not a seller account (user_type {})",
+                    data.user_type
+                ),
+            });
+        }
+        let tokens = Self::tokens_from(data, None);
+        let previous = {
+            let mut guard = self.inner.tokens.lock().await;
+            guard.replace(tokens.clone())
+        };
+        self.inner.store.save(&tokens)?;
+        let picked = match self.authorized_shops().await {
+            Ok(shops) => self.pick_shop(shops),
+            Err(e) => Err(e),
+        };
+        let shop = match picked {
+            Ok(shop) => shop,
+            Err(e) => {
+                // A code for another shop (or one whose shops cannot be listed) must
+                // not replace a working connection: the OAuth callback is reachable
+                // without credentials.
+                if let Some(prev) = previous {
+                    *self.inner.tokens.lock().await = Some(prev.clone());
+                    self.inner.store.save(&prev)?;
+                }
+                return Err(e);
+            }
+        };
+        {
+            let mut guard = self.inner.tokens.lock().await;
+            if let Some(t) = guard.as_mut() {
+                t.shop = Some(shop.clone());
+                self.inner.store.save(t)?;
+            }
+        }
+        *self.inner.shop_cipher.write() = shop.cipher.clone();
+        *self.inner.shop.write() = Some(shop.clone());
+        Ok(shop)
+    }
+
+    /// The authorised shop as last read from TikTok (at connect, or by [`Self::refresh_shop`]).
+    pub fn shop(&self) -> Option<AuthorizedShop> {
+        self.inner.shop.read().clone()
+    }
+
+    /// Lists the authorised shops again and keeps the bound one's details (a seller can
+    /// rename the shop) in memory and in the token file. Without a bound shop it picks
+    /// one as `tks connect` does.
+    pub async fn refresh_shop(&self) -> Result<AuthorizedShop, TikTokError> {
+        let shops = self.authorized_shops().await?;
+        let bound = self.shop().map(|s| s.id);
+        let shop = match bound.and_then(|id| shops.iter().find(|s| s.id == id).cloned()) {
+            Some(s) => s,
+            None => self.pick_shop(shops)?,
+        };
+        {
+            let mut guard = self.inner.tokens.lock().await;
+            if let Some(t) = guard.as_mut().filter(|t| t.shop.as_ref() != Some(&shop)) {
+                t.shop = Some(shop.clone());
+                self.inner.store.save(t)?;
+            }
+        }
+        if self.inner.configured_cipher.is_empty() {
+            *self.inner.shop_cipher.write() = shop.cipher.clone();
+        }
+        *self.inner.shop.write() = Some(shop.clone());
+        Ok(shop)
+    }
+
+    fn pick_shop(&self, shops: Vec<AuthorizedShop>) -> Result<AuthorizedShop, TikTokError> {
+        let available = || {
+            shops
+                .iter()
+                .map(|s| format!("{} ({})", s.id, s.name))
+                .collect::<Vec<_>>()
+                .join(", ")
+        };
+        if shops.is_empty() {
+            return Err(TikTokError::Reauthorize {
+                code: None,
+                reason: "the authorisation covers no shop".into(),
+            });
+        }
+        let wanted = &self.inner.wanted_shop_id;
+        let cipher = &self.inner.configured_cipher;
+        let found = if !wanted.is_empty() {
+            shops.iter().find(|s| &s.id == wanted)
+        } else if !cipher.is_empty() {
+            shops.iter().find(|s| &s.cipher == cipher)
+        } else if shops.len() == 1 {
+            shops.first()
+        } else {
+            None
+        };
+        match found {
+            Some(s) => Ok(s.clone()),
+            None => Err(TikTokError::ShopNotAuthorized {
+                wanted: if wanted.is_empty() {
+                    "(set tiktok.shop_id to choose one)".into()
+                } else {
+                    wanted.clone()
+                },
+                available: available(),
+            }),
+        }
+    }
+
+    /// `GET /authorization/202309/shops` (never with `shop_cipher`).
+    pub async fn authorized_shops(&self) -> Result<Vec<AuthorizedShop>, TikTokError> {
+        let data: model::ShopsData = self
+            .call(ApiCall::get("/authorization/202309/shops"))
+            .await?;
+        Ok(data.shops)
+    }
+}
