@@ -17,7 +17,7 @@ use serde::Serialize;
 use crate::app::token_file_for;
 use crate::catalogue::{Catalogue, ListingReport, MatchReport, SkuRules};
 use crate::clock::Clock;
-use crate::config::CustomerMode;
+use crate::config::{ArrangeShipmentOn, CustomerMode, HandoverMethod};
 use crate::config::{FbtMode, Settings};
 use crate::connectors::katana::client::{KatanaClient, KatanaConfig};
 use crate::connectors::katana::mapping::store_name;
@@ -25,6 +25,7 @@ use crate::connectors::katana::model::{Location, Variant};
 use crate::connectors::tiktok::auth::{FileTokenStore, TokenStore};
 use crate::connectors::tiktok::client::{ClientOptions, TikTokClient};
 use crate::connectors::tiktok::mapping::CatalogueEntry;
+use crate::connectors::tiktok::market;
 use crate::connectors::tiktok::model::{AuthorizedShop, Warehouse};
 use crate::connectors::Backoff;
 use crate::operator::unix_time;
@@ -432,6 +433,7 @@ async fn check_shop_name(r: &mut CheckReport, client: &TikTokClient, settings: &
             bound
         }
     };
+    check_market(r, listed.as_ref().map(|s| s.region.as_str()), settings);
     let name = store_name(listed.as_ref().map(|s| s.name.as_str()), &id);
     let customer = match settings.katana.customer {
         CustomerMode::PerBuyer => String::new(),
@@ -459,6 +461,41 @@ async fn check_shop_name(r: &mut CheckReport, client: &TikTokClient, settings: &
                 name.name
             ),
         );
+    }
+}
+
+/// F25/F26: how this shop's orders will reach TikTok, from its market.
+fn check_market(r: &mut CheckReport, region: Option<&str>, settings: &Settings) {
+    let region = region.map(str::trim).filter(|r| !r.is_empty());
+    let seller = if market::offers_mark_package_shipped(region) {
+        "seller-shipped orders go out with Mark Package As Shipped"
+    } else {
+        "this market has no Mark Package As Shipped: seller-shipped orders go out with Ship Package (self_shipment), a partial delivery split into its own package first"
+    };
+    let arrange = match settings.tiktok.arrange_shipment_on {
+        ArrangeShipmentOn::Packed => "packs",
+        ArrangeShipmentOn::Delivered => "delivers",
+    };
+    let handover = match settings.tiktok.handover_method {
+        HandoverMethod::Pickup => "collected in TikTok's earliest pickup slot",
+        HandoverMethod::DropOff => "dropped off",
+    };
+    let tiktok = format!(
+        "orders with TikTok's label are arranged when Katana {arrange} them and {handover}"
+    );
+    match region {
+        Some(region) => r.push(
+            Status::Ok,
+            "tiktok.market",
+            format!("shop in market {region}: {seller}; {tiktok}"),
+        ),
+        None => r.push(
+            Status::Warn,
+            "tiktok.market",
+            format!(
+                "TikTok lists no region for the shop, so {seller} as in the US; {tiktok}; reconnect (tks connect tiktok) to read it"
+            ),
+        ),
     }
 }
 

@@ -19,7 +19,9 @@ use chrono::{DateTime, Utc};
 use super::katana::{KatanaSim, KatanaSimConfig, Tracking};
 use super::scenario::{self, Role, Script, ScriptedOrder};
 use super::tiktok::{state::SimOrder, RETURN_WAREHOUSE};
-use super::tiktok::{NewOrder, NewProduct, NewSku, SimConfig, TikTokSim, MAIN_WAREHOUSE};
+use super::tiktok::{
+    NewOrder, NewProduct, NewSku, SimConfig, TikTokSim, MAIN_WAREHOUSE, SECOND_WAREHOUSE,
+};
 use crate::actors::aggregate::EXCEPTION_LOOKUP;
 use crate::actors::policies::{decode_order, decode_sku};
 use crate::app::{self, AppHandle, Services, StartOptions};
@@ -90,10 +92,28 @@ fn tiktok_catalogue() -> Vec<NewProduct> {
                 id: Some(format!("17291000000000{:05}", i + 1)),
                 seller_sku: sku.to_string(),
                 price: price.to_string(),
-                inventory: vec![(MAIN_WAREHOUSE.to_string(), 0)],
+                inventory: if *sku == scenario::MULTI_WAREHOUSE_SKU {
+                    vec![
+                        (MAIN_WAREHOUSE.to_string(), 0),
+                        (
+                            SECOND_WAREHOUSE.to_string(),
+                            scenario::OTHER_WAREHOUSE_STOCK,
+                        ),
+                    ]
+                } else {
+                    vec![(MAIN_WAREHOUSE.to_string(), 0)]
+                },
             }],
         })
         .collect()
+}
+
+/// TikTok's SKU id of a scripted seller SKU, as [`tiktok_catalogue`] numbers them.
+fn tiktok_sku_id(sku: &str) -> Option<String> {
+    scenario::CATALOGUE
+        .iter()
+        .position(|(s, _, _)| *s == sku)
+        .map(|i| format!("17291000000000{:05}", i + 1))
 }
 
 fn price_of(sku: &str) -> &'static str {
@@ -599,6 +619,10 @@ pub struct Summary {
     pub shipped_line_items: usize,
     /// Of those, shipments TikTok arranged with its own label.
     pub tiktok_label_shipments: usize,
+    /// Pushes of the multi-warehouse SKU, and how many of them sent the 3PL
+    /// warehouse the quantity TikTok held for it at that moment.
+    pub multi_warehouse_pushes: usize,
+    pub other_warehouse_kept: usize,
     /// Inventory quantities TikTok's simulator accepted.
     pub inventory_pushes: usize,
     pub katana_requests: usize,
@@ -635,6 +659,7 @@ enum Action {
         part: u32,
     },
     SetStock(usize),
+    SetOtherWarehouse(usize),
 }
 
 /// A scripted order once placed.
@@ -675,6 +700,8 @@ struct Runner<'a, W: Write> {
     exceptions_raised: usize,
     exceptions_resolved: usize,
     pushed_after_exception: usize,
+    /// When the 3PL's quantity was set (unix seconds) and to what.
+    other_warehouse_set: Vec<(i64, i64)>,
 }
 
 fn fmt_items(items: &[(&str, u32)]) -> String {
@@ -762,6 +789,7 @@ impl<'a, W: Write> Runner<'a, W> {
             exceptions_raised: 0,
             exceptions_resolved: 0,
             pushed_after_exception: 0,
+            other_warehouse_set: Vec::new(),
         };
         for (i, o) in script.orders.iter().enumerate() {
             r.schedule_merchant(o.arrives, Action::Place(i));
@@ -778,6 +806,9 @@ impl<'a, W: Write> Runner<'a, W> {
         }
         for (i, c) in script.stock_changes.iter().enumerate() {
             r.schedule_merchant(c.at, Action::SetStock(i));
+        }
+        for (i, c) in script.other_warehouse.iter().enumerate() {
+            r.schedule_merchant(c.at, Action::SetOtherWarehouse(i));
         }
         r
     }
@@ -845,6 +876,11 @@ impl<'a, W: Write> Runner<'a, W> {
                 s.katana.requests_per_minute
             ),
             format!("  TikTok shop \"{}\" sells {}", self.world.tiktok.config().shop_name, tiktok_skus.join(", ")),
+            format!(
+                "  {} is also stocked on TikTok in a 3PL's warehouse ({} available) that the service does not own",
+                scenario::MULTI_WAREHOUSE_SKU,
+                scenario::OTHER_WAREHOUSE_STOCK
+            ),
             format!(
                 "  Katana \"Main warehouse\" stocks {} ({} has no Katana variant yet)",
                 katana_stock.join(", "),
@@ -1118,6 +1154,21 @@ impl<'a, W: Write> Runner<'a, W> {
                 self.say(format!(
                     "Katana: {} stock {before} -> {} ({})",
                     c.sku, c.in_stock, c.why
+                ));
+            }
+            Action::SetOtherWarehouse(i) => {
+                let c = &self.script.other_warehouse[i];
+                let sku = scenario::MULTI_WAREHOUSE_SKU;
+                let sku_id = tiktok_sku_id(sku).context("multi-warehouse SKU not listed")?;
+                self.world
+                    .tiktok
+                    .set_available(&sku_id, SECOND_WAREHOUSE, c.available)
+                    .map_err(|e| anyhow::anyhow!("TikTok refused the 3PL count: {e:?}"))?;
+                self.other_warehouse_set
+                    .push((self.world.clock.now().timestamp(), c.available));
+                self.say(format!(
+                    "TikTok: the 3PL warehouse now has {} {sku} available ({}); the service owns only the main warehouse",
+                    c.available, c.why
                 ));
             }
         }
@@ -1621,7 +1672,26 @@ impl<'a, W: Write> Runner<'a, W> {
             .iter()
             .filter(|x| x.method == "tiktok_label")
             .count();
-        s.inventory_pushes = self.world.tiktok.inventory_pushes().len();
+        let pushes = self.world.tiktok.inventory_pushes();
+        s.inventory_pushes = pushes.len();
+        let other = tiktok_sku_id(scenario::MULTI_WAREHOUSE_SKU).unwrap_or_default();
+        let changes = &self.other_warehouse_set;
+        for p in pushes.iter().filter(|p| p.sku_id == other) {
+            if p.warehouse_id == MAIN_WAREHOUSE {
+                s.multi_warehouse_pushes += 1;
+            } else if p.warehouse_id == SECOND_WAREHOUSE {
+                // What TikTok held for the 3PL when the update was sent.
+                let expected = changes
+                    .iter()
+                    .filter(|(at, _)| *at <= p.time)
+                    .map(|(_, q)| *q)
+                    .next_back()
+                    .unwrap_or(scenario::OTHER_WAREHOUSE_STOCK);
+                if p.quantity == expected {
+                    s.other_warehouse_kept += 1;
+                }
+            }
+        }
         let stats = self.world.katana.stats();
         s.katana_requests = stats.requests;
         s.katana_429 = stats.rate_limited;
@@ -1704,6 +1774,15 @@ impl<'a, W: Write> Runner<'a, W> {
                 ),
             ),
             row("inventory pushes to TikTok", s.inventory_pushes.to_string()),
+            row(
+                "multi-warehouse SKU",
+                format!(
+                    "{}: {} pushes, the 3PL warehouse sent its current quantity in {}",
+                    scenario::MULTI_WAREHOUSE_SKU,
+                    s.multi_warehouse_pushes,
+                    s.other_warehouse_kept
+                ),
+            ),
             row(
                 "Katana API calls",
                 format!(

@@ -22,6 +22,20 @@ pub const UNMATCHED_SKU: &str = "CANDLE-FIG";
 /// Stock of the unmatched SKU once the merchant adds it in Katana.
 pub const UNMATCHED_SKU_STOCK: i64 = 15;
 
+/// The SKU TikTok also sells from a second warehouse (a 3PL's) whose stock the
+/// service does not own: each update must send that warehouse's current quantity.
+pub const MULTI_WAREHOUSE_SKU: &str = "TOTE-NAT";
+/// The 3PL warehouse's quantity at the start.
+pub const OTHER_WAREHOUSE_STOCK: i64 = 8;
+
+/// The 3PL sells some of its own stock of the multi-warehouse SKU on TikTok's side.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct OtherWarehouseChange {
+    pub at: Duration,
+    pub available: i64,
+    pub why: &'static str,
+}
+
 /// What the script does to an order, and so what its final state must be.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Role {
@@ -121,6 +135,9 @@ impl Default for Delays {
 pub struct Script {
     pub orders: Vec<ScriptedOrder>,
     pub stock_changes: Vec<StockChange>,
+    /// Changes of the 3PL warehouse's quantity of [`MULTI_WAREHOUSE_SKU`], before the
+    /// Katana stock change of that SKU so the push after it must keep them.
+    pub other_warehouse: Vec<OtherWarehouseChange>,
     pub delays: Delays,
 }
 
@@ -203,6 +220,11 @@ impl Script {
         Script {
             orders,
             stock_changes,
+            other_warehouse: vec![OtherWarehouseChange {
+                at: Duration::from_secs(20 * MIN),
+                available: 5,
+                why: "the 3PL shipped 3 of its own",
+            }],
             delays,
         }
     }

@@ -183,6 +183,27 @@ async fn the_scripted_day_ends_with_every_order_where_it_belongs() {
     assert_eq!(outcome.summary.exceptions_open, 0);
     assert_eq!(outcome.summary.pushed_after_exception, 1);
 
+    // The multi-warehouse SKU: the 3PL's own count survives every push of ours.
+    let stock = world.tiktok.stock();
+    let tote = world
+        .tiktok
+        .products()
+        .into_iter()
+        .flat_map(|p| p.skus)
+        .find(|s| s.seller_sku == tks::sandbox::scenario::MULTI_WAREHOUSE_SKU)
+        .unwrap()
+        .id;
+    assert_eq!(
+        stock[&tote][tks::sandbox::tiktok::SECOND_WAREHOUSE],
+        5,
+        "{stock:?}"
+    );
+    assert!(outcome.summary.multi_warehouse_pushes >= 1);
+    assert_eq!(
+        outcome.summary.other_warehouse_kept, outcome.summary.multi_warehouse_pushes,
+        "every push sent the 3PL its current quantity"
+    );
+
     // Stock reached TikTok: each scripted stock change was pushed or found
     // unchanged, and the sim holds quantities for the matched SKUs.
     assert!(!world.tiktok.inventory_pushes().is_empty());
