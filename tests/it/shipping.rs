@@ -325,3 +325,33 @@ async fn changed_tracking_is_corrected_on_tiktok_within_72_hours_and_raised_afte
     );
     t.stop().await;
 }
+
+#[actix::test]
+async fn tks_check_says_how_the_shops_market_ships() {
+    use tks::check::{CheckOptions, Status};
+    for (region, expect) in [
+        ("US", "Mark Package As Shipped"),
+        ("MY", "no Mark Package As Shipped"),
+    ] {
+        let t = spawn_app_for(SimConfig::demo().with_region(region), |_| {}, |_| {}).await;
+        let settings = (*t.app.services.settings).clone();
+        let report = tks::check::run(&settings, t.clock.clock(), &CheckOptions::default()).await;
+        let line = report
+            .find("tiktok.market")
+            .unwrap_or_else(|| panic!("no tiktok.market line:\n{}", report.render()));
+        assert_eq!(line.status, Status::Ok);
+        assert!(
+            line.detail.contains(&format!("market {region}")),
+            "{}",
+            line.detail
+        );
+        assert!(line.detail.contains(expect), "{}", line.detail);
+        assert_eq!(
+            line.detail.contains("self_shipment"),
+            region == "MY",
+            "{}",
+            line.detail
+        );
+        t.stop().await;
+    }
+}
