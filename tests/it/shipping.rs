@@ -355,3 +355,52 @@ async fn tks_check_says_how_the_shops_market_ships() {
         t.stop().await;
     }
 }
+
+#[actix::test]
+async fn a_partial_delivery_of_a_tiktok_label_order_gets_a_package_and_label_of_its_own() {
+    let t = spawn_app(|_| {}).await;
+    let (id, so_id) = placed(&t, order_of(&[("A", 2)], "TIKTOK", true)).await;
+    let so = t.sales_orders().pop().unwrap();
+    let row = so["sales_order_rows"][0]["id"].as_i64().unwrap();
+    let first = t
+        .katana
+        .deliver(
+            so_id,
+            Some(&[(row, Quantity::from_units(1))]),
+            no_tracking(),
+        )
+        .unwrap();
+    wait_for("the first parcel to be arranged", 20, || {
+        t.tiktok.shipments().len() == 1
+    })
+    .await;
+    t.advance(3 * MIN, MIN).await;
+    let second = t.katana.deliver(so_id, None, no_tracking()).unwrap();
+    t.advance(3 * MIN, MIN).await;
+    wait_for("the second parcel to be arranged", 20, || {
+        t.tiktok.shipments().len() == 2
+    })
+    .await;
+    t.settle().await;
+
+    let shipments = t.tiktok.shipments();
+    assert!(
+        shipments.iter().all(|s| s.method == "tiktok_label"),
+        "{shipments:?}"
+    );
+    assert!(shipments.iter().all(|s| s.line_item_ids.len() == 1));
+    assert_ne!(shipments[0].package_id, shipments[1].package_id);
+    assert_ne!(shipments[0].tracking_number, shipments[1].tracking_number);
+    assert_eq!(t.tiktok.calls("POST", MARK_SHIPPED), 0);
+    for (fulfillment, shipment) in [(first, &shipments[0]), (second, &shipments[1])] {
+        let f = katana_fulfillment(&t, fulfillment).await;
+        assert_eq!(
+            f["tracking_number"],
+            Value::String(shipment.tracking_number.clone())
+        );
+    }
+    let (status, body) = api(&t, &format!("/api/orders/{id}/label")).await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["labels"].as_array().unwrap().len(), 2, "{body}");
+    t.stop().await;
+}
