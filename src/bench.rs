@@ -1,7 +1,13 @@
 //! `tks bench`: measurements of this machine, printed as `key=value` lines so they
 //! can be pasted into the README's table or compared by a script.
 
+pub mod append_load;
+mod command;
+pub mod fuzz;
 pub mod peak;
+pub mod sim;
+
+pub use command::{dir, run, Options, Target};
 
 use std::collections::BTreeMap;
 use std::path::Path;

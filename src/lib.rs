@@ -24,8 +24,9 @@
 //! - `sandbox`: strict HTTP simulators of both APIs and the `tks sandbox` scenario.
 //! - `replay`: rebuild and verify, timelines, time travel, captures and what-if.
 //! - `check`: the `tks check` prerequisites report.
+//! - `commands`: each `tks` operator command from parsed arguments to its output.
 //! - `operator`: operator commands shared by CLI and API (exceptions, connecting TikTok).
-//! - `bench`: the `tks bench` measurements.
+//! - `bench`: the `tks bench` measurements (and the load `tks debug append-load` makes).
 //! - `fuzz`: mutation fuzzing of every parser that reads outside input.
 
 pub mod actors;
@@ -34,6 +35,7 @@ pub mod bench;
 pub mod catalogue;
 pub mod check;
 pub mod clock;
+pub mod commands;
 pub mod config;
 pub mod connectors;
 pub mod console;

@@ -4,7 +4,11 @@
 //! signed and retried webhooks), plus a control surface for tests and the sandbox,
 //! both as methods on [`KatanaSim`] and as JSON under `/_sim/...` (no API key).
 
+mod model;
+mod render;
+mod routes;
 mod state;
+mod stock;
 mod validate;
 
 use std::net::TcpListener;
@@ -18,8 +22,10 @@ use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 use tokio::sync::mpsc;
 
-pub use state::{DeliveryRecord, RequestRecord, Tracking, WEBHOOK_EVENTS};
-use state::{Outgoing, Reply, SimState};
+use model::Outgoing;
+pub use model::{DeliveryRecord, RequestRecord, Tracking, WEBHOOK_EVENTS};
+use routes::Reply;
+use state::SimState;
 
 use crate::clock::Clock;
 use crate::connectors::katana::webhook::sign;

@@ -1,0 +1,438 @@
+//! The sandbox's world: both simulators and the service on 127.0.0.1, started,
+//! settled, crashed and restarted, and the merchant's hand on the simulators.
+
+use std::collections::BTreeMap;
+use std::net::TcpListener;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context;
+
+use super::{sandbox_settings, scaled_rate};
+use crate::app::{self, AppHandle, Services, StartOptions};
+use crate::clock::Clock;
+use crate::config::{Secret, Settings};
+use crate::connectors::pollers;
+use crate::connectors::tiktok::auth::FileTokenStore;
+use crate::connectors::tiktok::client::{ClientOptions, TikTokClient};
+use crate::domain::observed::{FulfillmentType, Quantity, ShippingType, TikTokOrderStatus};
+use crate::sandbox::katana::{KatanaSim, KatanaSimConfig};
+use crate::sandbox::scenario;
+use crate::sandbox::tiktok::{state::SimOrder, RETURN_WAREHOUSE};
+use crate::sandbox::tiktok::{
+    NewOrder, NewProduct, NewSku, SimConfig, TikTokSim, MAIN_WAREHOUSE, SECOND_WAREHOUSE,
+};
+use crate::store::SharedStore;
+
+/// The operator API's bearer token in the sandbox.
+pub const ADMIN_TOKEN: &str = "sandbox";
+
+/// The durable feed subscribers of the service: all caught up and a quiet log
+/// means nothing is in progress.
+const SUBSCRIBERS: [&str; 5] = [
+    "demand-policy",
+    "tiktok-reader",
+    "tiktok-writer",
+    "katana-writer",
+    "katana-reader",
+];
+
+/// How the world is built.
+#[derive(Clone, Debug)]
+pub struct WorldOptions {
+    /// The service's database (must not hold another run's log).
+    pub db_path: PathBuf,
+    /// Katana's limit per 60 s of the clock, on the simulator and in the client's
+    /// budget alike; `None` lifts it on both sides.
+    pub katana_requests_per_minute: Option<u32>,
+    /// Run the service's reconciliation pollers.
+    pub pollers: bool,
+}
+
+/// Both simulators seeded with the sandbox catalogue, and the service connected to
+/// them (TikTok authorised with an auth code, TikTok's webhook URL set as in the
+/// app's settings, Katana's webhook registered by the service itself).
+pub struct World {
+    pub clock: Clock,
+    pub tiktok: TikTokSim,
+    pub katana: KatanaSim,
+    pub app: AppHandle,
+    /// Katana variant id per seller SKU (grows when the scenario adds one).
+    pub variants: parking_lot::Mutex<BTreeMap<String, i64>>,
+    pub main_location: i64,
+    pub fbt_location: i64,
+    pub db_path: PathBuf,
+    /// What the service was started with, for a restart on the same port.
+    settings: Settings,
+    start_options: StartOptions,
+}
+
+fn tiktok_catalogue() -> Vec<NewProduct> {
+    scenario::CATALOGUE
+        .iter()
+        .enumerate()
+        .map(|(i, (sku, title, price))| NewProduct {
+            id: Some(format!("17290000000000{:05}", i + 1)),
+            title: title.to_string(),
+            status: "ACTIVATE".into(),
+            skus: vec![NewSku {
+                id: Some(format!("17291000000000{:05}", i + 1)),
+                seller_sku: sku.to_string(),
+                price: price.to_string(),
+                inventory: if *sku == scenario::MULTI_WAREHOUSE_SKU {
+                    vec![
+                        (MAIN_WAREHOUSE.to_string(), 0),
+                        (
+                            SECOND_WAREHOUSE.to_string(),
+                            scenario::OTHER_WAREHOUSE_STOCK,
+                        ),
+                    ]
+                } else {
+                    vec![(MAIN_WAREHOUSE.to_string(), 0)]
+                },
+            }],
+        })
+        .collect()
+}
+
+/// TikTok's SKU id of a scripted seller SKU, as [`tiktok_catalogue`] numbers them.
+pub(super) fn tiktok_sku_id(sku: &str) -> Option<String> {
+    scenario::CATALOGUE
+        .iter()
+        .position(|(s, _, _)| *s == sku)
+        .map(|i| format!("17291000000000{:05}", i + 1))
+}
+
+fn price_of(sku: &str) -> &'static str {
+    scenario::CATALOGUE
+        .iter()
+        .find(|(s, _, _)| *s == sku)
+        .map_or("10.00", |(_, _, p)| p)
+}
+
+fn title_of(sku: &str) -> &'static str {
+    scenario::CATALOGUE
+        .iter()
+        .find(|(s, _, _)| *s == sku)
+        .map_or("Product", |(_, t, _)| t)
+}
+
+impl World {
+    /// Starts everything on 127.0.0.1 with `clock`; `tune` adjusts the settings
+    /// (hold, buffer, poll intervals...) before the service starts.
+    pub async fn start(
+        clock: Clock,
+        options: WorldOptions,
+        tune: impl FnOnce(&mut Settings),
+    ) -> anyhow::Result<World> {
+        let tiktok = TikTokSim::start(SimConfig::demo(), clock.clone())
+            .context("starting the TikTok simulator")?;
+        tiktok
+            .set_catalogue(tiktok_catalogue())
+            .map_err(|e| anyhow::anyhow!("seeding the TikTok catalogue: {e:?}"))?;
+        // Lifting the limit means the simulator's too: it advertises its limit in
+        // `X-Ratelimit-Limit`, and the client rightly lowers its budget to a
+        // smaller server-side limit.
+        let katana_cfg = KatanaSimConfig {
+            rate_limit: options
+                .katana_requests_per_minute
+                .unwrap_or(u32::MAX)
+                .max(1),
+            ..KatanaSimConfig::default()
+        };
+        let katana =
+            KatanaSim::start(katana_cfg, clock.clone()).context("starting the Katana simulator")?;
+        if options.katana_requests_per_minute.is_none() {
+            katana.set_rate_limit(false, None);
+        }
+        let main_location = katana.add_location("Main warehouse", true);
+        let fbt_location = katana.add_location("TikTok FBT", true);
+        let mut variants = BTreeMap::new();
+        for (sku, stock) in scenario::KATANA_STOCK {
+            let id = katana
+                .add_product(title_of(sku), &[(sku, price_of(sku))])
+                .map_err(|e| anyhow::anyhow!("seeding Katana product {sku}: {e}"))?[0];
+            katana
+                .set_stock(id, main_location, Quantity::from_units(*stock))
+                .map_err(|e| anyhow::anyhow!("seeding Katana stock of {sku}: {e}"))?;
+            variants.insert(sku.to_string(), id);
+        }
+
+        let listener = TcpListener::bind("127.0.0.1:0").context("binding the service")?;
+        let demo = SimConfig::demo();
+        let mut s = Settings::default();
+        s.server.public_url = format!("http://{}", listener.local_addr()?);
+        s.store.path = options.db_path.to_string_lossy().into_owned();
+        s.server.bind = "127.0.0.1:0".into();
+        s.server.admin_token = Secret::new(ADMIN_TOKEN);
+        s.tiktok.api_base = tiktok.base_url();
+        s.tiktok.auth_base = tiktok.auth_base_url();
+        s.tiktok.app_key = demo.app_key;
+        s.tiktok.app_secret = Secret::new(demo.app_secret);
+        s.tiktok.shop_id = demo.shop_id;
+        s.tiktok.shop_cipher = demo.shop_cipher;
+        s.katana.api_base = katana.base_url().to_string();
+        s.katana.api_key = Secret::new(katana.api_key());
+        s.katana.requests_per_minute = options.katana_requests_per_minute.unwrap_or(u32::MAX);
+        s.warehouses.pickup_warehouse_id = MAIN_WAREHOUSE.into();
+        s.warehouses.return_warehouse_id = RETURN_WAREHOUSE.into();
+        s.warehouses.pickup_location_id = main_location;
+        s.warehouses.return_location_id = main_location;
+        s.warehouses.fbt_location_id = fbt_location;
+        tune(&mut s);
+
+        // What `tks connect tiktok --auth-code` does: the service finds the tokens.
+        let tokens = Arc::new(FileTokenStore::new(app::token_file_for(&s.store.path)));
+        TikTokClient::new(&s.tiktok, clock.clone(), tokens, ClientOptions::default())
+            .context("building the TikTok client")?
+            .exchange_auth_code(&tiktok.issue_auth_code())
+            .await
+            .context("connecting TikTok with an auth code")?;
+
+        let start = StartOptions {
+            pollers: options.pollers,
+            katana_timeout: Duration::from_secs(10),
+            ..StartOptions::default()
+        };
+        let settings = s.clone();
+        let app = app::start(s, clock.clone(), listener, start.clone()).await?;
+        tiktok.set_webhook_url(Some(format!("{}/webhooks/tiktok", app.base_url())));
+        // TikTok's webhook URL lives in the app's Partner Center settings; the
+        // Katana one the service registers itself (public_url is set).
+        let registered = tokio::time::Instant::now() + Duration::from_secs(10);
+        while !katana
+            .requests()
+            .iter()
+            .any(|r| r.method == "POST" && r.path == "/webhooks" && r.status < 300)
+        {
+            if tokio::time::Instant::now() > registered {
+                app.stop().await;
+                anyhow::bail!("the service did not register its Katana webhook");
+            }
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        // What the pollers do first thing; done here too so the catalogue is mapped
+        // before the first order, with or without pollers.
+        pollers::refresh_catalogue(&app.services)
+            .await
+            .map_err(|e| anyhow::anyhow!("first catalogue refresh: {e}"))?;
+        pollers::poll_stock(&app.services)
+            .await
+            .map_err(|e| anyhow::anyhow!("first stock read: {e}"))?;
+        Ok(World {
+            clock,
+            tiktok,
+            katana,
+            app,
+            variants: parking_lot::Mutex::new(variants),
+            main_location,
+            fbt_location,
+            db_path: options.db_path,
+            settings,
+            start_options: start,
+        })
+    }
+
+    /// Kills the service as a crash would and starts it again on the same database
+    /// and port; the simulators notice no more than dropped connections.
+    pub async fn crash_and_restart(self) -> anyhow::Result<World> {
+        let World {
+            clock,
+            tiktok,
+            katana,
+            app,
+            variants,
+            main_location,
+            fbt_location,
+            db_path,
+            settings,
+            start_options,
+        } = self;
+        let addr = app.addr;
+        app.kill().await;
+        // The old listener is closed; the port may take a moment to be free again.
+        let mut listener = TcpListener::bind(addr);
+        for _ in 0..200 {
+            if listener.is_ok() {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+            listener = TcpListener::bind(addr);
+        }
+        let listener = listener.with_context(|| format!("binding {addr} again"))?;
+        let app = app::start(
+            settings.clone(),
+            clock.clone(),
+            listener,
+            start_options.clone(),
+        )
+        .await?;
+        Ok(World {
+            clock,
+            tiktok,
+            katana,
+            app,
+            variants,
+            main_location,
+            fbt_location,
+            db_path,
+            settings,
+            start_options,
+        })
+    }
+
+    /// The sandbox's world: the real clock, Katana's limit and every business
+    /// duration scaled by `speed`, pollers on.
+    pub async fn sandbox(db_path: PathBuf, speed: f64) -> anyhow::Result<World> {
+        World::start(
+            Clock::real(),
+            WorldOptions {
+                db_path,
+                katana_requests_per_minute: Some(scaled_rate(60, speed)),
+                pollers: true,
+            },
+            |s| sandbox_settings(s, speed),
+        )
+        .await
+    }
+
+    pub fn services(&self) -> &Arc<Services> {
+        &self.app.services
+    }
+
+    pub fn store(&self) -> &SharedStore {
+        &self.app.services.store
+    }
+
+    /// Every durable subscriber has handled the whole log.
+    pub fn caught_up(&self) -> bool {
+        let head = self.store().head();
+        SUBSCRIBERS
+            .iter()
+            .all(|n| self.store().checkpoint(n).is_ok_and(|c| c >= head))
+    }
+
+    /// Waits (in real time, at most `limit`) until the service has done all it can
+    /// at this instant of a manual clock: the log stopped growing, and every
+    /// subscriber has handled it or waits for Katana's window to move on the clock
+    /// with no Katana request in flight. Returns whether it got there.
+    ///
+    /// [`World::settle`] with a short limit let a bench move the clock on while a
+    /// slow machine still had requests in flight: a create that then hit its
+    /// real-time timeout waited `katana.create_settle` of clock time, which the
+    /// bench burnt through in seconds, once per slow request.
+    pub async fn settle_on_clock(&self, limit: Duration) -> bool {
+        let budget = self.services().katana.as_ref().map(|k| k.budget().clone());
+        let deadline = tokio::time::Instant::now() + limit;
+        let mut last = u64::MAX;
+        let mut quiet = 0;
+        while tokio::time::Instant::now() < deadline {
+            let head = self.store().head();
+            let waits_for_clock = budget.as_ref().is_some_and(|b| {
+                let (urgent_or_high, low) = b.waiting();
+                b.in_flight() == 0 && (urgent_or_high + low > 0 || b.paused_until().is_some())
+            });
+            if head == last && (self.caught_up() || waits_for_clock) {
+                quiet += 1;
+                if quiet >= 4 {
+                    return true;
+                }
+            } else {
+                quiet = 0;
+            }
+            last = head;
+            tokio::time::sleep(Duration::from_millis(3)).await;
+        }
+        false
+    }
+
+    /// Waits (in real time, at most `limit`) until every subscriber has handled
+    /// the whole log and the log stayed unchanged for a few checks. Returns
+    /// whether it settled.
+    pub async fn settle(&self, limit: Duration) -> bool {
+        let deadline = tokio::time::Instant::now() + limit;
+        let mut quiet = 0;
+        let mut last = u64::MAX;
+        while tokio::time::Instant::now() < deadline {
+            let head = self.store().head();
+            let caught_up = SUBSCRIBERS
+                .iter()
+                .all(|n| self.store().checkpoint(n).is_ok_and(|c| c >= head));
+            if caught_up && head == last {
+                quiet += 1;
+                // Webhooks are in flight for a millisecond or two on loopback.
+                if quiet >= 4 {
+                    return true;
+                }
+            } else {
+                quiet = 0;
+            }
+            last = head;
+            tokio::time::sleep(Duration::from_millis(3)).await;
+        }
+        false
+    }
+
+    /// A buyer places an order on TikTok (paid, awaiting shipment).
+    pub fn place(
+        &self,
+        items: &[(&str, u32)],
+        fulfillment: FulfillmentType,
+    ) -> anyhow::Result<SimOrder> {
+        self.place_shipped_by(items, fulfillment, ShippingType::Seller)
+    }
+
+    /// [`Self::place`] for an order shipped with TikTok's label or the seller's carrier.
+    pub fn place_shipped_by(
+        &self,
+        items: &[(&str, u32)],
+        fulfillment: FulfillmentType,
+        shipping: ShippingType,
+    ) -> anyhow::Result<SimOrder> {
+        let mut new = NewOrder::of(items, TikTokOrderStatus::AwaitingShipment);
+        new.fulfillment_type = Some(fulfillment);
+        if fulfillment == FulfillmentType::FulfillmentBySeller {
+            let wire = match shipping {
+                ShippingType::Seller => "SELLER",
+                ShippingType::Tiktok => "TIKTOK",
+            };
+            new.shipping_type = Some(wire.into());
+        }
+        self.tiktok
+            .create_order(new)
+            .map_err(|e| anyhow::anyhow!("TikTok simulator refused the order: {e:?}"))
+    }
+
+    /// The merchant adds a product for `sku` in Katana with stock at the main location.
+    pub fn add_katana_variant(&self, sku: &str, stock: i64) -> anyhow::Result<i64> {
+        let id = self
+            .katana
+            .add_product(title_of(sku), &[(sku, price_of(sku))])
+            .map_err(|e| anyhow::anyhow!("Katana simulator refused product {sku}: {e}"))?[0];
+        self.katana
+            .set_stock(id, self.main_location, Quantity::from_units(stock))
+            .map_err(|e| anyhow::anyhow!("Katana simulator refused stock of {sku}: {e}"))?;
+        self.variants.lock().insert(sku.to_string(), id);
+        Ok(id)
+    }
+
+    /// A warehouse worker sets the stock of `sku` at the main location.
+    pub fn set_katana_stock(&self, sku: &str, in_stock: i64) -> anyhow::Result<()> {
+        let id = self
+            .variants
+            .lock()
+            .get(sku)
+            .copied()
+            .ok_or_else(|| anyhow::anyhow!("no Katana variant for {sku}"))?;
+        self.katana
+            .set_stock(id, self.main_location, Quantity::from_units(in_stock))
+            .map_err(|e| anyhow::anyhow!("Katana simulator refused stock of {sku}: {e}"))
+    }
+
+    pub async fn stop(self) {
+        self.app.stop().await;
+        self.tiktok.stop().await;
+        self.katana.stop().await;
+    }
+}
