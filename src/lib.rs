@@ -17,6 +17,7 @@
 //!   verification; their feed subscribers (`actor`); the reconciliation pollers;
 //!   the retry classification both share.
 //! - `catalogue`: which TikTok SKU is which Katana variant.
+//! - `seam`: what an error at a seam means next: retry, refused for good, or a bug.
 //! - `app`: the composition root that starts everything.
 //! - `http`: webhooks, the OAuth callback, the operator API and metrics.
 //! - `console`: the operator console: HTML pages, sessions, its read model.
@@ -44,4 +45,5 @@ pub mod metrics;
 pub mod operator;
 pub mod replay;
 pub mod sandbox;
+pub mod seam;
 pub mod store;

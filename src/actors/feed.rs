@@ -2,6 +2,12 @@
 //! saved checkpoint. A subscriber that fails on an event is retried on that same
 //! event (with back-off) so nothing is skipped; the checkpoint only moves after the
 //! subscriber succeeded, and a subscriber can move it inside its own commit.
+//!
+//! What a failure means is the subscriber's to say ([`SeamError`]): a passing one
+//! is retried on the same event, one refused for good is passed over, and a bug (an
+//! event of its own kind it cannot decode) stops the subscriber on that event until
+//! a build that can read it starts: retrying cannot fix it, and passing over it
+//! would lose whatever the event asked for.
 
 use std::time::Duration;
 
@@ -9,6 +15,7 @@ use futures::future::LocalBoxFuture;
 use tokio::sync::watch;
 
 use super::feed_health::FeedHealth;
+use crate::seam::SeamError;
 use crate::store::{RecordedEvent, SharedStore, UnitOfWork};
 
 pub trait Subscriber: 'static {
@@ -21,9 +28,11 @@ pub trait Subscriber: 'static {
         true
     }
 
-    /// Handles one event. An error means "not done": the same event comes again.
-    fn handle<'a>(&'a mut self, event: &'a RecordedEvent)
-        -> LocalBoxFuture<'a, Result<(), String>>;
+    /// Handles one event; the error says what the feed does next.
+    fn handle<'a>(
+        &'a mut self,
+        event: &'a RecordedEvent,
+    ) -> LocalBoxFuture<'a, Result<(), SeamError>>;
 }
 
 const BATCH: usize = 512;
@@ -73,15 +82,45 @@ pub fn spawn_feed(
             for event in &batch {
                 let mut wait = Duration::from_millis(50);
                 let mut failed = false;
-                while let Err(e) = subscriber.handle(event).await {
-                    tracing::warn!(subscriber = %name, position = event.position, error = %e, "subscriber failed; retrying");
-                    health.failing(&name, event.position, &e);
-                    failed = true;
-                    tokio::select! {
-                        _ = tokio::time::sleep(wait) => {}
-                        _ = shutdown.changed() => return,
+                loop {
+                    match subscriber.handle(event).await {
+                        Ok(()) => break,
+                        Err(SeamError::Retry(e)) => {
+                            tracing::warn!(subscriber = %name, position = event.position, error = %e, "subscriber failed; retrying");
+                            health.failing(&name, event.position, &e);
+                            failed = true;
+                            tokio::select! {
+                                _ = tokio::time::sleep(wait) => {}
+                                _ = shutdown.changed() => return,
+                            }
+                            wait = (wait * 2).min(Duration::from_secs(30));
+                        }
+                        Err(SeamError::Refused(e)) => {
+                            tracing::warn!(subscriber = %name, position = event.position, error = %e, "refused for good; moving on");
+                            break;
+                        }
+                        Err(SeamError::Bug(e)) => {
+                            tracing::error!(
+                                subscriber = %name,
+                                position = event.position,
+                                stream = %event.stream,
+                                event_type = %event.event_type,
+                                version = event.version,
+                                error = %e,
+                                "subscriber stopped: it cannot handle this event and will not pass over it"
+                            );
+                            health.stopped(&name, event, &e);
+                            if durable {
+                                save_checkpoint(&store, &name, position).await;
+                            }
+                            while !*shutdown.borrow() {
+                                if shutdown.changed().await.is_err() {
+                                    return;
+                                }
+                            }
+                            return;
+                        }
                     }
-                    wait = (wait * 2).min(Duration::from_secs(30));
                 }
                 if failed {
                     health.recovered(&name);
@@ -95,13 +134,17 @@ pub fn spawn_feed(
             if !durable {
                 continue;
             }
-            let unit = UnitOfWork {
-                checkpoint: Some((name.clone(), position)),
-                ..Default::default()
-            };
-            if let Err(e) = store.commit(unit).await {
-                tracing::warn!(subscriber = %name, error = %e, "checkpoint not saved");
-            }
+            save_checkpoint(&store, &name, position).await;
         }
     })
+}
+
+async fn save_checkpoint(store: &SharedStore, name: &str, position: u64) {
+    let unit = UnitOfWork {
+        checkpoint: Some((name.to_string(), position)),
+        ..Default::default()
+    };
+    if let Err(e) = store.commit(unit).await {
+        tracing::warn!(subscriber = %name, error = %e, "checkpoint not saved");
+    }
 }

@@ -1,6 +1,7 @@
 //! What each feed subscriber is doing right now: caught up, or retrying one event
-//! (which, since when, how often, why), for `/health` and `/metrics`. A stall is
-//! visible while it lasts instead of only in a log line.
+//! (which, since when, how often, why), or stopped on an event it cannot handle,
+//! for `/health` and `/metrics`. A stall is visible while it lasts instead of only
+//! in a log line.
 
 use std::collections::BTreeMap;
 use std::fmt::Write;
@@ -13,6 +14,7 @@ use serde::Serialize;
 pub struct FeedHealth {
     stalls: Mutex<BTreeMap<String, Stall>>,
     retries_total: Mutex<BTreeMap<String, u64>>,
+    stopped: Mutex<BTreeMap<String, StopReport>>,
 }
 
 struct Stall {
@@ -30,6 +32,17 @@ pub struct StallReport {
     pub attempts: u32,
     pub error: String,
     pub seconds: f64,
+}
+
+/// One subscriber stopped on an event it cannot handle (until a build that can).
+#[derive(Clone, Debug, Serialize, PartialEq)]
+pub struct StopReport {
+    pub subscriber: String,
+    pub position: u64,
+    pub stream: String,
+    pub event_type: String,
+    pub version: u32,
+    pub error: String,
 }
 
 impl FeedHealth {
@@ -61,6 +74,26 @@ impl FeedHealth {
         self.stalls.lock().remove(subscriber);
     }
 
+    /// `subscriber` stopped on `event` and will not go past it.
+    pub fn stopped(&self, subscriber: &str, event: &crate::store::RecordedEvent, error: &str) {
+        self.stalls.lock().remove(subscriber);
+        self.stopped.lock().insert(
+            subscriber.to_string(),
+            StopReport {
+                subscriber: subscriber.to_string(),
+                position: event.position,
+                stream: event.stream.clone(),
+                event_type: event.event_type.clone(),
+                version: event.version,
+                error: error.to_string(),
+            },
+        );
+    }
+
+    pub fn stops(&self) -> Vec<StopReport> {
+        self.stopped.lock().values().cloned().collect()
+    }
+
     pub fn stalls(&self) -> Vec<StallReport> {
         self.stalls
             .lock()
@@ -88,6 +121,18 @@ impl FeedHealth {
                 out,
                 "tks_subscriber_retrying{{subscriber=\"{}\"}} 1",
                 s.subscriber
+            );
+        }
+        let _ = writeln!(
+            out,
+            "# HELP tks_subscriber_stopped 1 while the subscriber is stopped on an event it cannot handle"
+        );
+        let _ = writeln!(out, "# TYPE tks_subscriber_stopped gauge");
+        for s in self.stops() {
+            let _ = writeln!(
+                out,
+                "tks_subscriber_stopped{{subscriber=\"{}\",event_type=\"{}\"}} 1",
+                s.subscriber, s.event_type
             );
         }
         let _ = writeln!(

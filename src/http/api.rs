@@ -162,7 +162,9 @@ const HEALTH_WRITE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs
 /// 200 while the service can do its job; 503 ("degraded") while the store cannot
 /// write (disk full, read-only file system), since then no webhook can be accepted.
 /// Subscribers retrying an event are listed either way: an API outage is theirs
-/// to wait out, not a reason to restart the service.
+/// to wait out, not a reason to restart the service. A subscriber stopped on an
+/// event it cannot decode makes the status "degraded" but keeps the 200: webhooks
+/// are still accepted, and a restart of the same build would stop it again.
 async fn health(services: web::Data<Services>) -> HttpResponse {
     let probe = UnitOfWork {
         checkpoint: Some(("health-probe".into(), services.store.head())),
@@ -175,8 +177,9 @@ async fn health(services: web::Data<Services>) -> HttpResponse {
         Err(_) => json!({ "writable": false, "error": "no write completed within 3 s" }),
     };
     let writable = store["writable"] == true;
+    let stopped = services.feeds.stops();
     let body = json!({
-        "status": if writable { "ok" } else { "degraded" },
+        "status": if writable && stopped.is_empty() { "ok" } else { "degraded" },
         "log_head": services.store.head(),
         "store": store,
         "connectors": {
@@ -185,6 +188,7 @@ async fn health(services: web::Data<Services>) -> HttpResponse {
         },
         "not_configured": crate::console::health::missing_json(&services.settings),
         "retrying": services.feeds.stalls(),
+        "stopped": stopped,
     });
     if writable {
         HttpResponse::Ok().json(body)

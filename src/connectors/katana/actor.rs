@@ -12,7 +12,7 @@ use super::client::KatanaClient;
 use super::mapping::{self, SalesOrderContext};
 use super::model::{CreateFulfillment, CreateFulfillmentRow, SalesOrder};
 use super::reads::{Coalesced, ReadKind};
-use crate::actors::policies::{decode_order, decode_sku, id_of};
+use crate::actors::policies::{id_of, order_event, sku_event};
 use crate::actors::{Execute, Subscriber};
 use crate::app::Services;
 use crate::config::{CustomerMode, OnCancel};
@@ -23,6 +23,7 @@ use crate::domain::order::{
     CreatedRow, Order, OrderCommand, OrderEvent, ShipmentArranged, Signaller, SoState,
 };
 use crate::domain::sku::{SkuCommand, SkuEvent};
+use crate::seam::SeamError;
 use crate::store::{EventMeta, RecordedEvent};
 
 fn client(services: &Services) -> Result<&KatanaClient, String> {
@@ -490,21 +491,23 @@ impl KatanaWriter {
         retry_blocked_orders(&self.services, &event.meta).await
     }
 
-    async fn handle_event(&self, event: &RecordedEvent) -> Result<(), String> {
+    async fn handle_event(&self, event: &RecordedEvent) -> Result<(), SeamError> {
         if !self.services.settings.katana.push_orders {
             return Ok(());
         }
-        if let Some((order_id, ev)) = decode_order(event) {
+        if let Some((order_id, ev)) = order_event(event)? {
             match ev {
-                OrderEvent::SoRequested(_) => self.create_so(&order_id, event).await,
+                OrderEvent::SoRequested(_) => Ok(self.create_so(&order_id, event).await?),
                 OrderEvent::OrderCancelled(c) if c.after_push => {
-                    self.cancel_after_push(&order_id, event).await
+                    Ok(self.cancel_after_push(&order_id, event).await?)
                 }
-                OrderEvent::ShipmentArranged(a) => self.write_tracking(&order_id, &a, event).await,
+                OrderEvent::ShipmentArranged(a) => {
+                    Ok(self.write_tracking(&order_id, &a, event).await?)
+                }
                 _ => Ok(()),
             }
-        } else if let Some((_, SkuEvent::SkuMapped(_))) = decode_sku(event) {
-            self.retry_blocked(event).await
+        } else if let Some((_, SkuEvent::SkuMapped(_))) = sku_event(event)? {
+            Ok(self.retry_blocked(event).await?)
         } else {
             Ok(())
         }
@@ -615,7 +618,7 @@ impl Subscriber for KatanaWriter {
     fn handle<'a>(
         &'a mut self,
         event: &'a RecordedEvent,
-    ) -> LocalBoxFuture<'a, Result<(), String>> {
+    ) -> LocalBoxFuture<'a, Result<(), SeamError>> {
         Box::pin(self.handle_event(event))
     }
 }
@@ -640,26 +643,26 @@ impl KatanaReader {
         }
     }
 
-    async fn handle_event(&self, event: &RecordedEvent) -> Result<(), String> {
-        if let Some((_, OrderEvent::OrderSignalled(s))) = decode_order(event) {
+    async fn handle_event(&self, event: &RecordedEvent) -> Result<(), SeamError> {
+        if let Some((_, OrderEvent::OrderSignalled(s))) = order_event(event)? {
             // A new SO has no fulfillments yet, a deleted one none to ship.
             let nothing_to_read = matches!(
                 s.what.as_str(),
                 "sales_order.created" | "sales_order.deleted"
             );
             if s.by == Signaller::Katana && !nothing_to_read {
-                return self
+                return Ok(self
                     .fulfillments
                     .ask(&self.services, &[], &event.meta)
-                    .await;
+                    .await?);
             }
-        } else if let Some((sku, ev)) = decode_sku(event) {
+        } else if let Some((sku, ev)) = sku_event(event)? {
             if !self.services.settings.katana.pull_inventory {
                 return Ok(());
             }
             match ev {
                 SkuEvent::SkuSignalled(_) => {
-                    return self.stock.ask(&self.services, &[sku], &event.meta).await;
+                    return Ok(self.stock.ask(&self.services, &[sku], &event.meta).await?);
                 }
                 // Demand for a SKU whose stock was never read: read it now, so the
                 // window it would open has a real ATP to push.
@@ -671,7 +674,7 @@ impl KatanaReader {
                         .await
                         .map_err(|e| e.to_string())?;
                     if !state.stock_known() {
-                        return self.stock.ask(&self.services, &[sku], &event.meta).await;
+                        return Ok(self.stock.ask(&self.services, &[sku], &event.meta).await?);
                     }
                 }
                 _ => {}
@@ -689,7 +692,7 @@ impl Subscriber for KatanaReader {
     fn handle<'a>(
         &'a mut self,
         event: &'a RecordedEvent,
-    ) -> LocalBoxFuture<'a, Result<(), String>> {
+    ) -> LocalBoxFuture<'a, Result<(), SeamError>> {
         Box::pin(self.handle_event(event))
     }
 }

@@ -11,7 +11,7 @@ use super::client::TikTokClient;
 use super::market;
 use super::model::ShippingProvider;
 use super::shipper::{self, Shipped};
-use crate::actors::policies::{decode_order, decode_sku};
+use crate::actors::policies::{order_event, sku_event};
 use crate::actors::Subscriber;
 use crate::app::Services;
 use crate::connectors::is_retryable;
@@ -20,6 +20,7 @@ use crate::domain::order::{
     FulfillmentRequested, OrderCommand, OrderEvent, Signaller, Source, TrackingCorrectionRequested,
 };
 use crate::domain::sku::{SkuCommand, SkuEvent};
+use crate::seam::SeamError;
 use crate::store::RecordedEvent;
 
 fn client(services: &Services) -> Result<&TikTokClient, String> {
@@ -39,8 +40,8 @@ impl TikTokReader {
         TikTokReader { services }
     }
 
-    async fn handle_event(&self, event: &RecordedEvent) -> Result<(), String> {
-        let Some((order_id, ev)) = decode_order(event) else {
+    async fn handle_event(&self, event: &RecordedEvent) -> Result<(), SeamError> {
+        let Some((order_id, ev)) = order_event(event)? else {
             return Ok(());
         };
         let source = match ev {
@@ -73,20 +74,21 @@ impl TikTokReader {
                 }
                 Ok(())
             }
-            Err(e) if is_retryable(&e) => Err(format!("re-reading order {order_id}: {e}")),
-            Err(e) => {
-                self.services
-                    .order_command(
-                        &order_id,
-                        OrderCommand::RaiseException {
-                            key: "tiktok-read".into(),
-                            message: format!("TikTok refused to return the order: {e}"),
-                        },
-                        &event.meta,
-                        None,
-                    )
-                    .await
-            }
+            Err(e) if is_retryable(&e) => Err(SeamError::Retry(format!(
+                "re-reading order {order_id}: {e}"
+            ))),
+            Err(e) => Ok(self
+                .services
+                .order_command(
+                    &order_id,
+                    OrderCommand::RaiseException {
+                        key: "tiktok-read".into(),
+                        message: format!("TikTok refused to return the order: {e}"),
+                    },
+                    &event.meta,
+                    None,
+                )
+                .await?),
         }
     }
 }
@@ -99,7 +101,7 @@ impl Subscriber for TikTokReader {
     fn handle<'a>(
         &'a mut self,
         event: &'a RecordedEvent,
-    ) -> LocalBoxFuture<'a, Result<(), String>> {
+    ) -> LocalBoxFuture<'a, Result<(), SeamError>> {
         Box::pin(self.handle_event(event))
     }
 }
@@ -391,23 +393,23 @@ impl TikTokWriter {
             .await
     }
 
-    async fn handle_event(&self, event: &RecordedEvent) -> Result<(), String> {
-        if let Some((order_id, ev)) = decode_order(event) {
+    async fn handle_event(&self, event: &RecordedEvent) -> Result<(), SeamError> {
+        if let Some((order_id, ev)) = order_event(event)? {
             if !self.services.settings.tiktok.push_fulfillment {
                 return Ok(());
             }
             return match ev {
                 OrderEvent::FulfillmentRequested(req) => {
-                    self.push_fulfillment(&order_id, &req, event).await
+                    Ok(self.push_fulfillment(&order_id, &req, event).await?)
                 }
                 OrderEvent::TrackingCorrectionRequested(req) => {
-                    self.correct_tracking(&order_id, &req, event).await
+                    Ok(self.correct_tracking(&order_id, &req, event).await?)
                 }
                 _ => Ok(()),
             };
-        } else if let Some((sku, SkuEvent::BufferFlushed(flush))) = decode_sku(event) {
+        } else if let Some((sku, SkuEvent::BufferFlushed(flush))) = sku_event(event)? {
             if self.services.settings.tiktok.push_inventory {
-                return self.push_inventory(&sku, flush.atp, event).await;
+                return Ok(self.push_inventory(&sku, flush.atp, event).await?);
             }
         }
         Ok(())
@@ -422,7 +424,7 @@ impl Subscriber for TikTokWriter {
     fn handle<'a>(
         &'a mut self,
         event: &'a RecordedEvent,
-    ) -> LocalBoxFuture<'a, Result<(), String>> {
+    ) -> LocalBoxFuture<'a, Result<(), SeamError>> {
         Box::pin(self.handle_event(event))
     }
 }
