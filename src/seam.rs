@@ -3,6 +3,7 @@
 //! payload this build cannot read was retried like a timeout, or skipped; the
 //! variant says what happens next.
 
+use crate::actors::CommandError;
 use crate::domain::codec::DecodeError;
 use crate::store::RecordedEvent;
 
@@ -36,5 +37,45 @@ impl SeamError {
 impl From<String> for SeamError {
     fn from(reason: String) -> Self {
         SeamError::Retry(reason)
+    }
+}
+
+/// A command a seam derived: the log failing is passing, a stream this build
+/// cannot read is a bug, and an aggregate's refusal is for good.
+impl From<CommandError> for SeamError {
+    fn from(e: CommandError) -> Self {
+        match e {
+            CommandError::Store(_) | CommandError::Unavailable(_) => {
+                SeamError::Retry(e.to_string())
+            }
+            CommandError::Rejected(_) => SeamError::Refused(e.to_string()),
+            CommandError::Undecodable { .. } | CommandError::Unroutable(_) => {
+                SeamError::Bug(e.to_string())
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::domain::order::OrderError;
+    use crate::store::StoreError;
+
+    #[test]
+    fn a_command_error_says_what_happens_next() {
+        let store = CommandError::Store(StoreError::Storage("disk".into()));
+        assert!(matches!(SeamError::from(store), SeamError::Retry(_)));
+        let gone = CommandError::Unavailable("order-1".into());
+        assert!(matches!(SeamError::from(gone), SeamError::Retry(_)));
+        let undecodable = CommandError::Undecodable {
+            stream: "order-1".into(),
+            source: DecodeError::UnknownType("X".into()),
+        };
+        assert!(matches!(SeamError::from(undecodable), SeamError::Bug(_)));
+        let unroutable = CommandError::Unroutable("timer".into());
+        assert!(matches!(SeamError::from(unroutable), SeamError::Bug(_)));
+        let rejected = CommandError::Rejected(OrderError::NotPlaced.into());
+        assert!(matches!(SeamError::from(rejected), SeamError::Refused(_)));
     }
 }

@@ -9,7 +9,9 @@ use actix::prelude::*;
 
 use crate::clock::Clock;
 use crate::config::ActorSettings;
-use crate::domain::{Aggregate, Ctx, DecodeError, DomainEvent, IndexChange, Policy, TimerChange};
+use crate::domain::{
+    Aggregate, Ctx, DecodeError, DomainEvent, IndexChange, Policy, Rejection, TimerChange,
+};
 use crate::store::{
     timer_id, EventMeta, Expected, InboxEntry, LookupEntry, NewEvent, RecordedEvent, SharedStore,
     Snapshot, StoreError, StreamLoad, Timer, UnitOfWork,
@@ -22,7 +24,11 @@ pub const EXCEPTION_LOOKUP: &str = "exception";
 pub enum CommandError {
     /// The business rules refused the command: a 4xx, never retried as is.
     #[error("rejected: {0}")]
-    Rejected(String),
+    Rejected(Rejection),
+    /// No aggregate handles this (a timer of an unknown kind or stream): firing it
+    /// again cannot succeed.
+    #[error("unroutable: {0}")]
+    Unroutable(String),
     /// The log could not be read or written: retry later.
     #[error(transparent)]
     Store(#[from] StoreError),
@@ -362,7 +368,7 @@ impl<A: Aggregate> Handler<Execute<A>> for AggregateActor<A> {
         let events = match self.state.decide(&msg.command, &ctx) {
             Ok(events) => events,
             Err(e) => {
-                let err = CommandError::Rejected(e.to_string());
+                let err = CommandError::Rejected(e.into());
                 return AtomicResponse::new(Box::pin(fut::ready(Err(err))));
             }
         };

@@ -148,3 +148,102 @@ async fn save_checkpoint(store: &SharedStore, name: &str, position: u64) {
         tracing::warn!(subscriber = %name, error = %e, "checkpoint not saved");
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::collections::VecDeque;
+    use std::sync::Arc;
+
+    use super::*;
+    use crate::store::{EventMeta, EventStore, Expected, MemoryStore, NewEvent};
+
+    /// Answers each event with the next scripted result, then `Ok`.
+    struct Scripted {
+        answers: VecDeque<Result<(), SeamError>>,
+        seen: std::rc::Rc<std::cell::RefCell<Vec<u64>>>,
+    }
+
+    impl Subscriber for Scripted {
+        fn name(&self) -> &str {
+            "scripted"
+        }
+
+        fn handle<'a>(
+            &'a mut self,
+            event: &'a RecordedEvent,
+        ) -> LocalBoxFuture<'a, Result<(), SeamError>> {
+            self.seen.borrow_mut().push(event.position);
+            let answer = self.answers.pop_front().unwrap_or(Ok(()));
+            Box::pin(async move { answer })
+        }
+    }
+
+    async fn run(answers: Vec<Result<(), SeamError>>) -> (Vec<u64>, u64, Arc<FeedHealth>) {
+        let store = Arc::new(MemoryStore::new());
+        for n in 1..=3 {
+            let event = NewEvent {
+                event_type: "T".into(),
+                version: 1,
+                payload: "{}".into(),
+                meta: EventMeta::root(chrono::DateTime::UNIX_EPOCH),
+            };
+            store
+                .commit(UnitOfWork::append(
+                    format!("s-{n}"),
+                    Expected::Seq(0),
+                    vec![event],
+                ))
+                .await
+                .unwrap();
+        }
+        let shared: SharedStore = store.clone();
+        let seen = std::rc::Rc::new(std::cell::RefCell::new(Vec::new()));
+        let subscriber = Scripted {
+            answers: answers.into(),
+            seen: seen.clone(),
+        };
+        let health = Arc::new(FeedHealth::default());
+        let (stop, shutdown) = watch::channel(false);
+        let task = spawn_feed(shared, subscriber, health.clone(), shutdown);
+        for _ in 0..200 {
+            let done = store.checkpoint("scripted").unwrap() == 3 || !health.stops().is_empty();
+            if done {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        let _ = stop.send(true);
+        let _ = task.await;
+        let seen = seen.borrow().clone();
+        (seen, store.checkpoint("scripted").unwrap(), health)
+    }
+
+    #[actix::test]
+    async fn a_passing_failure_is_retried_on_the_same_event() {
+        let (seen, checkpoint, health) =
+            run(vec![Ok(()), Err(SeamError::Retry("500".into()))]).await;
+        assert_eq!(seen, vec![1, 2, 2, 3]);
+        assert_eq!(checkpoint, 3);
+        assert!(health.stalls().is_empty() && health.stops().is_empty());
+    }
+
+    #[actix::test]
+    async fn a_refusal_for_good_is_passed_over() {
+        let (seen, checkpoint, _) = run(vec![Err(SeamError::Refused("no".into()))]).await;
+        assert_eq!(seen, vec![1, 2, 3]);
+        assert_eq!(checkpoint, 3);
+    }
+
+    #[actix::test]
+    async fn a_bug_stops_the_subscriber_before_the_event() {
+        let (seen, checkpoint, health) =
+            run(vec![Ok(()), Err(SeamError::Bug("cannot decode".into()))]).await;
+        assert_eq!(seen, vec![1, 2], "never retried, never passed over");
+        assert_eq!(checkpoint, 1);
+        let stops = health.stops();
+        assert_eq!((stops.len(), stops[0].position), (1, 2));
+        assert!(health
+            .render()
+            .contains("tks_subscriber_stopped{subscriber=\"scripted\""));
+    }
+}

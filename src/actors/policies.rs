@@ -86,23 +86,14 @@ impl DemandPolicy {
         let Some((order_id, _)) = order_event(event)? else {
             return Ok(());
         };
-        let (order, _) = self
-            .services
-            .orders
-            .state(&order_id)
-            .await
-            .map_err(|e| e.to_string())?;
+        let (order, _) = self.services.orders.state(&order_id).await?;
         for (sku, units) in order.pending_units() {
             let msg = Execute::new(SkuCommand::SetDemand {
                 order_id: order_id.clone(),
                 units,
             })
             .caused_by(&event.meta);
-            self.services
-                .skus
-                .execute(&sku, msg)
-                .await
-                .map_err(|e| e.to_string())?;
+            self.services.skus.execute(&sku, msg).await?;
         }
         Ok(())
     }

@@ -21,12 +21,13 @@ use serde_json::{json, Value};
 use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
 
-use crate::actors::{CommandError, Execute};
+use super::errors::{command_error, error, store_error};
+use crate::actors::Execute;
 use crate::app::Services;
 use crate::domain::order::Order;
 use crate::domain::sku::{Sku, SkuCommand};
 use crate::domain::Aggregate;
-use crate::store::{RecordedEvent, StoreError, UnitOfWork};
+use crate::store::{RecordedEvent, UnitOfWork};
 
 pub fn routes(cfg: &mut web::ServiceConfig) {
     cfg.route("/health", web::get().to(health))
@@ -42,26 +43,6 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
                 .route("/exceptions", web::get().to(exceptions))
                 .default_service(web::to(unknown_route)),
         );
-}
-
-fn error(status: StatusCode, message: impl Into<String>) -> HttpResponse {
-    HttpResponse::build(status).json(json!({ "error": message.into() }))
-}
-
-/// Store failures are ours and passing (503, try again); an undecodable stream
-/// needs a newer build (500); a rejected command is a conflict with the state.
-fn command_error(e: CommandError) -> HttpResponse {
-    match e {
-        CommandError::Rejected(reason) => error(StatusCode::CONFLICT, reason),
-        CommandError::Undecodable { .. } => error(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()),
-        CommandError::Store(_) | CommandError::Unavailable(_) => {
-            error(StatusCode::SERVICE_UNAVAILABLE, e.to_string())
-        }
-    }
-}
-
-fn store_error(e: StoreError) -> HttpResponse {
-    error(StatusCode::SERVICE_UNAVAILABLE, e.to_string())
 }
 
 /// A refused request, turned into its response at the edge (small to pass around).
@@ -214,7 +195,7 @@ fn existing(services: &Services, stream: &str, what: &str) -> Result<u64, Refusa
             format!("no events for {what}"),
         )),
         Ok(seq) => Ok(seq),
-        Err(e) => Err(Refusal::new(StatusCode::SERVICE_UNAVAILABLE, e.to_string())),
+        Err(e) => Err(Refusal::new(super::errors::store_status(&e), e.to_string())),
     }
 }
 

@@ -146,13 +146,9 @@ impl KatanaWriter {
         })
     }
 
-    async fn create_so(&self, order_id: &str, event: &RecordedEvent) -> Result<(), String> {
+    async fn create_so(&self, order_id: &str, event: &RecordedEvent) -> Result<(), SeamError> {
         let services = &self.services;
-        let (order, _) = services
-            .orders
-            .state(order_id)
-            .await
-            .map_err(|e| e.to_string())?;
+        let (order, _) = services.orders.state(order_id).await?;
         let SoState::Requested { as_done, .. } = order.so else {
             return Ok(());
         };
@@ -196,7 +192,7 @@ impl KatanaWriter {
         };
         let customer_id = match self.customer_for(&snapshot).await {
             Ok(id) => id,
-            Err(e) if is_retryable(&e) => return Err(format!("customer: {e}")),
+            Err(e) if is_retryable(&e) => return Err(SeamError::Retry(format!("customer: {e}"))),
             Err(e) => {
                 return self
                     .failed(order_id, event, format!("customer: {e}"), false)
@@ -241,7 +237,11 @@ impl KatanaWriter {
             Err(e) => {
                 let retry = is_retryable(&e);
                 self.failed(order_id, event, e.to_string(), retry).await?;
-                return if retry { Err(e.to_string()) } else { Ok(()) };
+                return if retry {
+                    Err(SeamError::Retry(e.to_string()))
+                } else {
+                    Ok(())
+                };
             }
         };
         let mut so = outcome.sales_order().clone();
@@ -305,7 +305,10 @@ impl KatanaWriter {
                 .api_call("katana", "create_fulfillment", done.is_ok());
             if let Err(e) = done {
                 if is_retryable(&e) {
-                    return Err(format!("marking FBT SO {} done: {e}", so.id));
+                    return Err(SeamError::Retry(format!(
+                        "marking FBT SO {} done: {e}",
+                        so.id
+                    )));
                 }
                 services
                     .order_command(
@@ -342,7 +345,7 @@ impl KatanaWriter {
         order_id: &str,
         event: &RecordedEvent,
         reason: String,
-    ) -> Result<(), String> {
+    ) -> Result<(), SeamError> {
         let settle = chrono::Duration::from_std(self.services.settings.katana.create_settle)
             .unwrap_or(chrono::Duration::minutes(5));
         self.services
@@ -364,7 +367,7 @@ impl KatanaWriter {
         event: &RecordedEvent,
         reason: String,
         retryable: bool,
-    ) -> Result<(), String> {
+    ) -> Result<(), SeamError> {
         self.services
             .order_command(
                 order_id,
@@ -375,13 +378,13 @@ impl KatanaWriter {
             .await
     }
 
-    async fn cancel_after_push(&self, order_id: &str, event: &RecordedEvent) -> Result<(), String> {
+    async fn cancel_after_push(
+        &self,
+        order_id: &str,
+        event: &RecordedEvent,
+    ) -> Result<(), SeamError> {
         let services = &self.services;
-        let (order, _) = services
-            .orders
-            .state(order_id)
-            .await
-            .map_err(|e| e.to_string())?;
+        let (order, _) = services.orders.state(order_id).await?;
         let SoState::Created {
             so_id, order_no, ..
         } = &order.so
@@ -402,7 +405,7 @@ impl KatanaWriter {
         let katana = client(services)?;
         let so = match katana.get_sales_order(*so_id).await {
             Ok(so) => so,
-            Err(e) if is_retryable(&e) => return Err(e.to_string()),
+            Err(e) if is_retryable(&e) => return Err(SeamError::Retry(e.to_string())),
             Err(e) => {
                 let message = format!("cancelled on TikTok; SO {order_no} could not be read: {e}");
                 return services
@@ -434,7 +437,7 @@ impl KatanaWriter {
                     )
                     .await
             }
-            Err(e) if is_retryable(&e) => Err(e.to_string()),
+            Err(e) if is_retryable(&e) => Err(SeamError::Retry(e.to_string())),
             Err(e) => {
                 let message = format!("cancelled on TikTok; deleting SO {order_no} failed: {e}");
                 services
@@ -451,7 +454,7 @@ impl KatanaWriter {
         order_id: &str,
         arranged: &ShipmentArranged,
         event: &RecordedEvent,
-    ) -> Result<(), String> {
+    ) -> Result<(), SeamError> {
         let services = &self.services;
         let katana = client(services)?;
         for &fulfillment_id in &arranged.fulfillment_ids {
@@ -470,7 +473,7 @@ impl KatanaWriter {
                     fulfillment_id,
                     tracking_number: arranged.tracking_number.clone(),
                 },
-                Err(e) if is_retryable(&e) => return Err(e.to_string()),
+                Err(e) if is_retryable(&e) => return Err(SeamError::Retry(e.to_string())),
                 Err(e) => OrderCommand::RaiseException {
                     key: keys::tracking_writeback(fulfillment_id),
                     message: format!(
@@ -487,7 +490,7 @@ impl KatanaWriter {
     }
 
     /// A SKU got its Katana variant: orders waiting only for mappings go through.
-    async fn retry_blocked(&self, event: &RecordedEvent) -> Result<(), String> {
+    async fn retry_blocked(&self, event: &RecordedEvent) -> Result<(), SeamError> {
         retry_blocked_orders(&self.services, &event.meta).await
     }
 
@@ -497,17 +500,15 @@ impl KatanaWriter {
         }
         if let Some((order_id, ev)) = order_event(event)? {
             match ev {
-                OrderEvent::SoRequested(_) => Ok(self.create_so(&order_id, event).await?),
+                OrderEvent::SoRequested(_) => self.create_so(&order_id, event).await,
                 OrderEvent::OrderCancelled(c) if c.after_push => {
-                    Ok(self.cancel_after_push(&order_id, event).await?)
+                    self.cancel_after_push(&order_id, event).await
                 }
-                OrderEvent::ShipmentArranged(a) => {
-                    Ok(self.write_tracking(&order_id, &a, event).await?)
-                }
+                OrderEvent::ShipmentArranged(a) => self.write_tracking(&order_id, &a, event).await,
                 _ => Ok(()),
             }
         } else if let Some((_, SkuEvent::SkuMapped(_))) = sku_event(event)? {
-            Ok(self.retry_blocked(event).await?)
+            self.retry_blocked(event).await
         } else {
             Ok(())
         }
@@ -523,7 +524,7 @@ pub async fn settle_duplicates(
     kept_so_id: i64,
     duplicates: &[SalesOrder],
     cause: &EventMeta,
-) -> Result<(), String> {
+) -> Result<(), SeamError> {
     let katana = client(services)?;
     for dup in duplicates.iter().filter(|d| d.id != kept_so_id) {
         tracing::warn!(
@@ -551,7 +552,7 @@ pub async fn settle_duplicates(
                 .api_call("katana", "delete_sales_order", deleted.is_ok());
             match deleted {
                 Ok(()) => None,
-                Err(e) if is_retryable(&e) => return Err(e.to_string()),
+                Err(e) if is_retryable(&e) => return Err(SeamError::Retry(e.to_string())),
                 Err(e) => Some(format!("deleting it failed: {e}")),
             }
         } else {
@@ -575,7 +576,7 @@ pub async fn settle_duplicates(
 }
 
 /// Every order blocked on unmatched SKUs whose SKUs all map now is retried.
-pub async fn retry_blocked_orders(services: &Services, cause: &EventMeta) -> Result<(), String> {
+pub async fn retry_blocked_orders(services: &Services, cause: &EventMeta) -> Result<(), SeamError> {
     let open = services
         .store
         .lookup_all(crate::actors::aggregate::EXCEPTION_LOOKUP)
@@ -590,11 +591,7 @@ pub async fn retry_blocked_orders(services: &Services, cause: &EventMeta) -> Res
         let Some(order_id) = id_of::<Order>(stream) else {
             continue;
         };
-        let (order, _) = services
-            .orders
-            .state(order_id)
-            .await
-            .map_err(|e| e.to_string())?;
+        let (order, _) = services.orders.state(order_id).await?;
         let all_mapped = order.snapshot.as_ref().is_some_and(|s| {
             s.units
                 .iter()
@@ -651,10 +648,10 @@ impl KatanaReader {
                 "sales_order.created" | "sales_order.deleted"
             );
             if s.by == Signaller::Katana && !nothing_to_read {
-                return Ok(self
+                return self
                     .fulfillments
                     .ask(&self.services, &[], &event.meta)
-                    .await?);
+                    .await;
             }
         } else if let Some((sku, ev)) = sku_event(event)? {
             if !self.services.settings.katana.pull_inventory {
@@ -662,19 +659,14 @@ impl KatanaReader {
             }
             match ev {
                 SkuEvent::SkuSignalled(_) => {
-                    return Ok(self.stock.ask(&self.services, &[sku], &event.meta).await?);
+                    return self.stock.ask(&self.services, &[sku], &event.meta).await;
                 }
                 // Demand for a SKU whose stock was never read: read it now, so the
                 // window it would open has a real ATP to push.
                 SkuEvent::DemandChanged(_) => {
-                    let (state, _) = self
-                        .services
-                        .skus
-                        .state(&sku)
-                        .await
-                        .map_err(|e| e.to_string())?;
+                    let (state, _) = self.services.skus.state(&sku).await?;
                     if !state.stock_known() {
-                        return Ok(self.stock.ask(&self.services, &[sku], &event.meta).await?);
+                        return self.stock.ask(&self.services, &[sku], &event.meta).await;
                     }
                 }
                 _ => {}
@@ -703,7 +695,7 @@ pub async fn read_stock(
     skus: &[String],
     cause: &EventMeta,
     priority: Priority,
-) -> Result<(), String> {
+) -> Result<(), SeamError> {
     let mut by_variant: BTreeMap<i64, Vec<String>> = BTreeMap::new();
     for sku in skus {
         if let Some(v) = services.catalogue.variant_for(sku) {
@@ -722,7 +714,7 @@ pub async fn read_stock(
         .api_call("katana", "inventory", rows.is_ok());
     let rows = match rows {
         Ok(r) => r,
-        Err(e) if is_retryable(&e) => return Err(e.to_string()),
+        Err(e) if is_retryable(&e) => return Err(SeamError::Retry(e.to_string())),
         Err(e) => {
             tracing::warn!(error = %e, "inventory read refused");
             return Ok(());
@@ -750,6 +742,8 @@ pub async fn read_stock(
                 .collect()
         });
         for sku in skus {
+            // A level refused for a variant the SKU no longer has means the mapping
+            // moved under the read: reading again takes the new one.
             services
                 .skus
                 .execute(
@@ -757,7 +751,7 @@ pub async fn read_stock(
                     Execute::new(SkuCommand::ObserveStock(levels.clone())).caused_by(cause),
                 )
                 .await
-                .map_err(|e| e.to_string())?;
+                .map_err(|e| SeamError::Retry(e.to_string()))?;
         }
     }
     Ok(())

@@ -19,6 +19,7 @@ use crate::app::Services;
 use crate::connectors::is_retryable;
 use crate::domain::observed::KatanaFulfillment;
 use crate::domain::order::{Order, OrderCommand};
+use crate::seam::SeamError;
 use crate::store::{EventMeta, LookupEntry, UnitOfWork};
 
 /// When the last list of changed fulfillments was asked for (the next one's
@@ -58,7 +59,7 @@ pub async fn sweep_fulfillments(
     services: &Services,
     priority: Priority,
     cause: &EventMeta,
-) -> Result<(), String> {
+) -> Result<(), SeamError> {
     let Some(katana) = services.katana.as_ref() else {
         return Ok(());
     };
@@ -73,7 +74,7 @@ pub async fn sweep_fulfillments(
         .api_call("katana", "list_changed_fulfillments", changed.is_ok());
     let changed = match changed {
         Ok(list) => list,
-        Err(e) if is_retryable(&e) => return Err(e.to_string()),
+        Err(e) if is_retryable(&e) => return Err(SeamError::Retry(e.to_string())),
         Err(e) => {
             // Retrying cannot help (the connector's health shows the failed call);
             // the cursor stays, so the next list covers the same changes.
@@ -121,7 +122,7 @@ pub async fn sweep_fulfillments(
         })
         .await
         .map(|_| ())
-        .map_err(|e| e.to_string())
+        .map_err(|e| SeamError::Retry(e.to_string()))
 }
 
 /// What a coalesced read still has to cover.
@@ -168,7 +169,7 @@ impl Coalesced {
         services: &Arc<Services>,
         skus: &[String],
         cause: &EventMeta,
-    ) -> Result<(), String> {
+    ) -> Result<(), SeamError> {
         let now = services.clock.now();
         let due = {
             let mut p = self.pending.lock();
@@ -211,7 +212,7 @@ impl Coalesced {
         }
     }
 
-    async fn read(&self, services: &Services, cause: &EventMeta) -> Result<(), String> {
+    async fn read(&self, services: &Services, cause: &EventMeta) -> Result<(), SeamError> {
         let skus: Vec<String> = {
             let mut p = self.pending.lock();
             p.last_start = Some(services.clock.now());

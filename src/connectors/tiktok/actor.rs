@@ -77,18 +77,19 @@ impl TikTokReader {
             Err(e) if is_retryable(&e) => Err(SeamError::Retry(format!(
                 "re-reading order {order_id}: {e}"
             ))),
-            Err(e) => Ok(self
-                .services
-                .order_command(
-                    &order_id,
-                    OrderCommand::RaiseException {
-                        key: "tiktok-read".into(),
-                        message: format!("TikTok refused to return the order: {e}"),
-                    },
-                    &event.meta,
-                    None,
-                )
-                .await?),
+            Err(e) => {
+                self.services
+                    .order_command(
+                        &order_id,
+                        OrderCommand::RaiseException {
+                            key: "tiktok-read".into(),
+                            message: format!("TikTok refused to return the order: {e}"),
+                        },
+                        &event.meta,
+                        None,
+                    )
+                    .await
+            }
         }
     }
 }
@@ -156,7 +157,7 @@ impl TikTokWriter {
         order_id: &str,
         req: &FulfillmentRequested,
         event: &RecordedEvent,
-    ) -> Result<(), String> {
+    ) -> Result<(), SeamError> {
         let key = keys::fulfillment_rejected(req.fulfillment_id);
         let raise = |message: String| OrderCommand::RaiseException {
             key: key.clone(),
@@ -235,7 +236,9 @@ impl TikTokWriter {
                 fulfillment_id: req.fulfillment_id,
                 reason,
             },
-            Err(e) if is_retryable(&e) => return Err(format!("shipping order {order_id}: {e}")),
+            Err(e) if is_retryable(&e) => {
+                return Err(SeamError::Retry(format!("shipping order {order_id}: {e}")))
+            }
             Err(e) => {
                 let message = format!("TikTok refused the shipment: {e}");
                 return self
@@ -255,7 +258,7 @@ impl TikTokWriter {
         order_id: &str,
         req: &TrackingCorrectionRequested,
         event: &RecordedEvent,
-    ) -> Result<(), String> {
+    ) -> Result<(), SeamError> {
         let key = keys::tracking_correction(req.fulfillment_id);
         let raise = |message: String| OrderCommand::RaiseException {
             key: key.clone(),
@@ -297,9 +300,9 @@ impl TikTokWriter {
                     )
                     .await
             }
-            Err(e) if is_retryable(&e) => {
-                Err(format!("correcting the tracking of order {order_id}: {e}"))
-            }
+            Err(e) if is_retryable(&e) => Err(SeamError::Retry(format!(
+                "correcting the tracking of order {order_id}: {e}"
+            ))),
             Err(e) => {
                 let message = format!("TikTok refused the tracking correction: {e}");
                 self.services
@@ -316,7 +319,7 @@ impl TikTokWriter {
         sku: &str,
         atp: i64,
         event: &RecordedEvent,
-    ) -> Result<(), String> {
+    ) -> Result<(), SeamError> {
         let raise = |message: String| SkuCommand::RaiseException {
             key: keys::INVENTORY_REJECTED.into(),
             message,
@@ -333,7 +336,7 @@ impl TikTokWriter {
                     self.services.catalogue.set_tiktok(entries);
                     listings = self.services.catalogue.tiktok_listings(sku);
                 }
-                Err(e) if is_retryable(&e) => return Err(e.to_string()),
+                Err(e) if is_retryable(&e) => return Err(SeamError::Retry(e.to_string())),
                 Err(_) => {}
             }
         }
@@ -368,10 +371,10 @@ impl TikTokWriter {
                 // Quantities are absolute: pushing the listings that took it again
                 // on the retry changes nothing.
                 Err(e) if is_retryable(&e) => {
-                    return Err(format!(
+                    return Err(SeamError::Retry(format!(
                         "pushing inventory of {sku} to product {}: {e}",
                         listing.product_id
-                    ))
+                    )))
                 }
                 Err(e) => refusals.push(format!("product {}: {e}", listing.product_id)),
             }
@@ -400,16 +403,16 @@ impl TikTokWriter {
             }
             return match ev {
                 OrderEvent::FulfillmentRequested(req) => {
-                    Ok(self.push_fulfillment(&order_id, &req, event).await?)
+                    self.push_fulfillment(&order_id, &req, event).await
                 }
                 OrderEvent::TrackingCorrectionRequested(req) => {
-                    Ok(self.correct_tracking(&order_id, &req, event).await?)
+                    self.correct_tracking(&order_id, &req, event).await
                 }
                 _ => Ok(()),
             };
         } else if let Some((sku, SkuEvent::BufferFlushed(flush))) = sku_event(event)? {
             if self.services.settings.tiktok.push_inventory {
-                return Ok(self.push_inventory(&sku, flush.atp, event).await?);
+                return self.push_inventory(&sku, flush.atp, event).await;
             }
         }
         Ok(())
