@@ -10,7 +10,9 @@ use futures::future::LocalBoxFuture;
 use super::budget::Priority;
 use super::client::KatanaClient;
 use super::mapping::{self, SalesOrderContext};
-use super::model::{CreateFulfillment, CreateFulfillmentRow, SalesOrder};
+use super::model::{
+    CreateFulfillment, CreateFulfillmentRow, FulfillmentStatus, SalesOrder, SoStatus,
+};
 use super::reads::{Coalesced, ReadKind};
 use crate::actors::policies::{id_of, order_event, sku_event};
 use crate::actors::{Execute, Subscriber};
@@ -210,7 +212,7 @@ impl KatanaWriter {
             },
             customer_id,
             variant_by_sku: variants.clone(),
-            status: "NOT_SHIPPED".into(),
+            status: SoStatus::NotShipped,
         };
         let request = match mapping::sales_order_request(&snapshot, &ctx) {
             Ok(r) => r,
@@ -281,12 +283,12 @@ impl KatanaWriter {
                 quantity: r.quantity.floor_units().max(0) as u32,
             })
             .collect();
-        if as_done && so.status != "DELIVERED" {
+        if as_done && so.status != SoStatus::Delivered {
             // F4: a Done SO from the FBT location, so the main location's stock is
             // not moved twice.
             let fulfil = CreateFulfillment {
                 sales_order_id: so.id,
-                status: "DELIVERED".into(),
+                status: FulfillmentStatus::Delivered,
                 sales_order_fulfillment_rows: so
                     .sales_order_rows
                     .iter()
@@ -413,7 +415,7 @@ impl KatanaWriter {
                     .await;
             }
         };
-        if so.status != "NOT_SHIPPED" {
+        if so.status != SoStatus::NotShipped {
             let message = format!(
                 "cancelled on TikTok after SO {order_no} became {}; handle it in Katana",
                 so.status
@@ -539,13 +541,13 @@ pub async fn settle_duplicates(
                 OrderCommand::RecordDuplicateSo {
                     so_id: dup.id,
                     kept_so_id,
-                    status: dup.status.clone(),
+                    status: dup.status.to_string(),
                 },
                 cause,
                 None,
             )
             .await?;
-        let refusal = if dup.status == "NOT_SHIPPED" {
+        let refusal = if dup.status == SoStatus::NotShipped {
             let deleted = katana.delete_sales_order(dup.id).await;
             services
                 .metrics
