@@ -22,6 +22,7 @@
 //! - `http`: webhooks, the OAuth callback, the operator API and metrics.
 //! - `console`: the operator console: HTML pages, sessions, its read model.
 //! - `metrics`: the Prometheus counters and gauges.
+//! - `names`: lookup kinds, subscriber checkpoints and poll cursors, one spelling each.
 //! - `sandbox`: strict HTTP simulators of both APIs and the `tks sandbox` scenario.
 //! - `replay`: rebuild and verify, timelines, time travel, captures and what-if.
 //! - `check`: the `tks check` prerequisites report.
@@ -42,6 +43,7 @@ pub mod domain;
 pub mod fuzz;
 pub mod http;
 pub mod metrics;
+pub mod names;
 pub mod operator;
 pub mod replay;
 pub mod sandbox;

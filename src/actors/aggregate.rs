@@ -12,13 +12,11 @@ use crate::config::ActorSettings;
 use crate::domain::{
     Aggregate, Ctx, DecodeError, DomainEvent, IndexChange, Policy, Rejection, TimerChange,
 };
+use crate::names::lookup;
 use crate::store::{
     timer_id, EventMeta, Expected, InboxEntry, LookupEntry, NewEvent, RecordedEvent, SharedStore,
     Snapshot, StoreError, StreamLoad, Timer, UnitOfWork,
 };
-
-/// Lookup kind of open exceptions: key `<stream>#<exception key>`, value the message.
-pub const EXCEPTION_LOOKUP: &str = "exception";
 
 #[derive(Debug, thiserror::Error)]
 pub enum CommandError {
@@ -292,7 +290,7 @@ pub fn unit_of_work<A: Aggregate>(
                 let key = format!("{stream}#{key}");
                 unit.lookup_delete.retain(|(_, k)| k != &key);
                 unit.lookup_put.push(LookupEntry {
-                    kind: EXCEPTION_LOOKUP.to_string(),
+                    kind: lookup::EXCEPTION.to_string(),
                     key,
                     value: message,
                 });
@@ -300,7 +298,8 @@ pub fn unit_of_work<A: Aggregate>(
             IndexChange::DeleteException { key } => {
                 let key = format!("{stream}#{key}");
                 unit.lookup_put.retain(|e| e.key != key);
-                unit.lookup_delete.push((EXCEPTION_LOOKUP.to_string(), key));
+                unit.lookup_delete
+                    .push((lookup::EXCEPTION.to_string(), key));
             }
         }
     }

@@ -156,9 +156,10 @@ mod tests {
 
     #[test]
     fn a_stall_counts_attempts_on_one_event_and_clears_on_recovery() {
+        let writer = crate::names::subscriber::KATANA_WRITER;
         let h = FeedHealth::default();
-        h.failing("katana-writer", 7, "timeout");
-        h.failing("katana-writer", 7, "500");
+        h.failing(writer, 7, "timeout");
+        h.failing(writer, 7, "500");
         let s = h.stalls();
         assert_eq!(s.len(), 1);
         assert_eq!((s[0].position, s[0].attempts), (7, 2));
@@ -166,7 +167,7 @@ mod tests {
         assert!(h
             .render()
             .contains("tks_subscriber_retrying{subscriber=\"katana-writer\"} 1"));
-        h.recovered("katana-writer");
+        h.recovered(writer);
         assert!(h.stalls().is_empty());
         assert!(h
             .render()

@@ -11,6 +11,7 @@ use crate::app::Services;
 use crate::domain::order::{Order, OrderEvent};
 use crate::domain::sku::{Sku, SkuCommand, SkuEvent};
 use crate::domain::{Aggregate, DomainEvent};
+use crate::names::subscriber;
 use crate::seam::SeamError;
 use crate::store::RecordedEvent;
 
@@ -101,7 +102,7 @@ impl DemandPolicy {
 
 impl Subscriber for DemandPolicy {
     fn name(&self) -> &str {
-        "demand-policy"
+        subscriber::DEMAND_POLICY
     }
 
     fn handle<'a>(
@@ -195,7 +196,7 @@ impl MetricsProjection {
 
 impl Subscriber for MetricsProjection {
     fn name(&self) -> &str {
-        "metrics"
+        subscriber::METRICS
     }
 
     fn durable(&self) -> bool {

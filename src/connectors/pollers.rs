@@ -13,12 +13,12 @@ use super::katana::actor::{read_stock, retry_blocked_orders, settle_duplicates};
 use super::katana::budget::Priority;
 use super::katana::model::SalesOrder;
 use super::katana::reads::{last_fulfillment_sweep, sweep_fulfillments};
-use crate::actors::aggregate::EXCEPTION_LOOKUP;
 use crate::actors::Execute;
 use crate::app::Services;
 use crate::domain::order::{Order, OrderCommand, Source};
 use crate::domain::sku::SkuCommand;
 use crate::domain::Aggregate;
+use crate::names::{self, lookup};
 use crate::seam::SeamError;
 use crate::store::{EventMeta, LookupEntry, UnitOfWork};
 
@@ -122,7 +122,7 @@ fn root(services: &Services) -> EventMeta {
 async fn cursor(services: &Services, name: &str) -> Result<DateTime<Utc>, String> {
     let saved = services
         .store
-        .lookup("cursor", name)
+        .lookup(lookup::CURSOR, name)
         .map_err(|e| e.to_string())?
         .and_then(|v| DateTime::parse_from_rfc3339(&v).ok())
         .map(|t| t.with_timezone(&Utc));
@@ -135,7 +135,7 @@ async fn save_cursor(services: &Services, name: &str, at: DateTime<Utc>) -> Resu
         .store
         .commit(UnitOfWork {
             lookup_put: vec![LookupEntry {
-                kind: "cursor".into(),
+                kind: lookup::CURSOR.into(),
                 key: name.into(),
                 value: at.to_rfc3339(),
             }],
@@ -207,7 +207,7 @@ pub async fn poll_tiktok_orders(services: &Services) -> Result<(), SeamError> {
         return Ok(());
     }
     let started = services.clock.now();
-    let since = cursor(services, "tiktok-orders").await?;
+    let since = cursor(services, names::cursor::TIKTOK_ORDERS).await?;
     let orders = tiktok.orders_updated_since(since, OVERLAP).await;
     services
         .metrics
@@ -223,7 +223,7 @@ pub async fn poll_tiktok_orders(services: &Services) -> Result<(), SeamError> {
             )
             .await?;
     }
-    save_cursor(services, "tiktok-orders", started).await
+    save_cursor(services, names::cursor::TIKTOK_ORDERS, started).await
 }
 
 /// Sales orders Katana changed since the last poll (every new SO, for late
@@ -235,7 +235,7 @@ pub async fn poll_katana_orders(services: &Services) -> Result<(), SeamError> {
         return Ok(());
     };
     let started = services.clock.now();
-    let since = cursor(services, "katana-orders").await?
+    let since = cursor(services, names::cursor::KATANA_ORDERS).await?
         - chrono::Duration::from_std(OVERLAP).unwrap_or_default();
     let changed = katana.list_sales_orders_updated_since(since).await;
     services
@@ -254,7 +254,7 @@ pub async fn poll_katana_orders(services: &Services) -> Result<(), SeamError> {
     if !recent {
         sweep_fulfillments(services, Priority::Urgent, &cause).await?;
     }
-    save_cursor(services, "katana-orders", started).await
+    save_cursor(services, names::cursor::KATANA_ORDERS, started).await
 }
 
 /// Every new SO shows up in the poll's list, so a create that committed in Katana
@@ -317,7 +317,7 @@ pub async fn retry_exceptions(services: &Services) -> Result<(), SeamError> {
     retry_blocked_orders(services, &cause).await?;
     let open = services
         .store
-        .lookup_all(EXCEPTION_LOOKUP)
+        .lookup_all(lookup::EXCEPTION)
         .map_err(|e| e.to_string())?;
     for entry in open {
         let Some((stream, key)) = entry.key.split_once('#') else {

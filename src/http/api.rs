@@ -27,6 +27,7 @@ use crate::app::Services;
 use crate::domain::order::Order;
 use crate::domain::sku::{Sku, SkuCommand};
 use crate::domain::Aggregate;
+use crate::names::subscriber;
 use crate::store::{RecordedEvent, UnitOfWork};
 
 pub fn routes(cfg: &mut web::ServiceConfig) {
@@ -148,7 +149,7 @@ const HEALTH_WRITE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs
 /// are still accepted, and a restart of the same build would stop it again.
 async fn health(services: web::Data<Services>) -> HttpResponse {
     let probe = UnitOfWork {
-        checkpoint: Some(("health-probe".into(), services.store.head())),
+        checkpoint: Some((subscriber::HEALTH_PROBE.into(), services.store.head())),
         ..Default::default()
     };
     let store = match tokio::time::timeout(HEALTH_WRITE_TIMEOUT, services.store.commit(probe)).await

@@ -221,7 +221,9 @@ async fn katana(services: web::Data<Services>, req: HttpRequest, body: web::Byte
     let object_id = event.object_id_int();
     let result = if event.resource_type == "sales_order" {
         let stream = match object_id {
-            Some(id) => services.store.lookup("so", &id.to_string()),
+            Some(id) => services
+                .store
+                .lookup(crate::names::lookup::SO, &id.to_string()),
             None => Ok(None),
         };
         match stream {

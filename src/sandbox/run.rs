@@ -22,7 +22,6 @@ use super::tiktok::{state::SimOrder, RETURN_WAREHOUSE};
 use super::tiktok::{
     NewOrder, NewProduct, NewSku, SimConfig, TikTokSim, MAIN_WAREHOUSE, SECOND_WAREHOUSE,
 };
-use crate::actors::aggregate::EXCEPTION_LOOKUP;
 use crate::actors::policies::{decode_order, decode_sku};
 use crate::app::{self, AppHandle, Services, StartOptions};
 use crate::clock::Clock;
@@ -35,6 +34,7 @@ use crate::domain::observed::{FulfillmentType, Quantity, ShippingType, TikTokOrd
 use crate::domain::order::{Order, OrderEvent, SoState, Source};
 use crate::domain::sku::{Sku, SkuEvent};
 use crate::domain::Aggregate;
+use crate::names::lookup::EXCEPTION as EXCEPTION_LOOKUP;
 use crate::store::{RecordedEvent, SharedStore};
 
 /// The operator API's bearer token in the sandbox.

@@ -166,13 +166,7 @@ async fn an_order_event_that_cannot_be_decoded_stops_its_subscribers_loudly() {
         .await
         .unwrap();
     let corrupt = t.store().head();
-    let order_subscribers = [
-        "demand-policy",
-        "tiktok-reader",
-        "tiktok-writer",
-        "katana-writer",
-        "katana-reader",
-    ];
+    let order_subscribers = tks::names::subscriber::EFFECTS;
     let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(20);
     let body = loop {
         let r = reqwest::get(format!("{}/health", t.app.base_url()))

@@ -25,6 +25,7 @@ use crate::domain::order::{
     CreatedRow, Order, OrderCommand, OrderEvent, ShipmentArranged, Signaller, SoState,
 };
 use crate::domain::sku::{SkuCommand, SkuEvent};
+use crate::names::subscriber;
 use crate::seam::SeamError;
 use crate::store::{EventMeta, RecordedEvent};
 
@@ -581,7 +582,7 @@ pub async fn settle_duplicates(
 pub async fn retry_blocked_orders(services: &Services, cause: &EventMeta) -> Result<(), SeamError> {
     let open = services
         .store
-        .lookup_all(crate::actors::aggregate::EXCEPTION_LOOKUP)
+        .lookup_all(crate::names::lookup::EXCEPTION)
         .map_err(|e| e.to_string())?;
     for entry in open {
         let Some((stream, key)) = entry.key.split_once('#') else {
@@ -611,7 +612,7 @@ pub async fn retry_blocked_orders(services: &Services, cause: &EventMeta) -> Res
 
 impl Subscriber for KatanaWriter {
     fn name(&self) -> &str {
-        "katana-writer"
+        subscriber::KATANA_WRITER
     }
 
     fn handle<'a>(
@@ -680,7 +681,7 @@ impl KatanaReader {
 
 impl Subscriber for KatanaReader {
     fn name(&self) -> &str {
-        "katana-reader"
+        subscriber::KATANA_READER
     }
 
     fn handle<'a>(

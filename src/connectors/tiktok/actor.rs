@@ -20,6 +20,7 @@ use crate::domain::order::{
     FulfillmentRequested, OrderCommand, OrderEvent, Signaller, Source, TrackingCorrectionRequested,
 };
 use crate::domain::sku::{SkuCommand, SkuEvent};
+use crate::names::subscriber;
 use crate::seam::SeamError;
 use crate::store::RecordedEvent;
 
@@ -96,7 +97,7 @@ impl TikTokReader {
 
 impl Subscriber for TikTokReader {
     fn name(&self) -> &str {
-        "tiktok-reader"
+        subscriber::TIKTOK_READER
     }
 
     fn handle<'a>(
@@ -421,7 +422,7 @@ impl TikTokWriter {
 
 impl Subscriber for TikTokWriter {
     fn name(&self) -> &str {
-        "tiktok-writer"
+        subscriber::TIKTOK_WRITER
     }
 
     fn handle<'a>(
