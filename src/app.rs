@@ -21,6 +21,7 @@ use crate::domain::order::{Order, OrderCommand};
 use crate::domain::sku::{Sku, SkuCommand};
 use crate::domain::Policy;
 use crate::metrics::Metrics;
+use crate::seam::SeamError;
 use crate::store::{EventMeta, SharedStore, SqliteStore};
 
 /// Everything the flows, the HTTP handlers and the operator commands share.
@@ -64,7 +65,7 @@ impl Services {
         command: OrderCommand,
         cause: &EventMeta,
         checkpoint: Option<(String, u64)>,
-    ) -> Result<(), String> {
+    ) -> Result<(), SeamError> {
         let mut msg = Execute::new(command).caused_by(cause);
         msg.checkpoint = checkpoint;
         match self.orders.execute(order_id, msg).await {
@@ -73,22 +74,23 @@ impl Services {
                 tracing::info!(order_id, %reason, "command no longer applies");
                 Ok(())
             }
-            Err(e) => Err(e.to_string()),
+            Err(e) => Err(e.into()),
         }
     }
 
-    /// The SKU counterpart of [`Services::order_command`].
+    /// The SKU counterpart of [`Services::order_command`]; a SKU's refusal is
+    /// refused for good.
     pub async fn sku_command(
         &self,
         sku: &str,
         command: SkuCommand,
         cause: &EventMeta,
-    ) -> Result<(), String> {
+    ) -> Result<(), SeamError> {
         self.skus
             .execute(sku, Execute::new(command).caused_by(cause))
             .await
             .map(|_| ())
-            .map_err(|e| e.to_string())
+            .map_err(SeamError::from)
     }
 }
 

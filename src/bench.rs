@@ -785,21 +785,15 @@ pub async fn stuck_report(world: &World, placed: &[String]) -> Vec<String> {
         lines.push(format!("order {id}: {state}; {last}"));
     }
     let head = store.head();
-    let lag: Vec<String> = [
-        "demand-policy",
-        "tiktok-reader",
-        "tiktok-writer",
-        "katana-writer",
-        "katana-reader",
-    ]
-    .iter()
-    .map(|n| {
-        format!(
-            "{n}={}",
-            head.saturating_sub(store.checkpoint(n).unwrap_or(0))
-        )
-    })
-    .collect();
+    let lag: Vec<String> = crate::names::subscriber::EFFECTS
+        .iter()
+        .map(|n| {
+            format!(
+                "{n}={}",
+                head.saturating_sub(store.checkpoint(n).unwrap_or(0))
+            )
+        })
+        .collect();
     let requests = world.katana.requests();
     let recent: Vec<String> = requests
         .iter()
@@ -1102,7 +1096,8 @@ pub async fn restart(dir: &std::path::Path, orders: u64) -> anyhow::Result<()> {
             store.commit(unit).await?;
         }
         let head = store.head();
-        for subscriber in ["demand-policy", "tiktok-reader", "tiktok-writer"] {
+        use crate::names::subscriber::{DEMAND_POLICY, TIKTOK_READER, TIKTOK_WRITER};
+        for subscriber in [DEMAND_POLICY, TIKTOK_READER, TIKTOK_WRITER] {
             store
                 .commit(UnitOfWork {
                     checkpoint: Some((subscriber.into(), head)),

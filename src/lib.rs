@@ -17,10 +17,12 @@
 //!   verification; their feed subscribers (`actor`); the reconciliation pollers;
 //!   the retry classification both share.
 //! - `catalogue`: which TikTok SKU is which Katana variant.
+//! - `seam`: what an error at a seam means next: retry, refused for good, or a bug.
 //! - `app`: the composition root that starts everything.
 //! - `http`: webhooks, the OAuth callback, the operator API and metrics.
 //! - `console`: the operator console: HTML pages, sessions, its read model.
 //! - `metrics`: the Prometheus counters and gauges.
+//! - `names`: lookup kinds, subscriber checkpoints and poll cursors, one spelling each.
 //! - `sandbox`: strict HTTP simulators of both APIs and the `tks sandbox` scenario.
 //! - `replay`: rebuild and verify, timelines, time travel, captures and what-if.
 //! - `check`: the `tks check` prerequisites report.
@@ -43,7 +45,9 @@ pub mod domain;
 pub mod fuzz;
 pub mod http;
 pub mod metrics;
+pub mod names;
 pub mod operator;
 pub mod replay;
 pub mod sandbox;
+pub mod seam;
 pub mod store;

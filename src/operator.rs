@@ -9,13 +9,13 @@ use std::sync::Arc;
 use chrono::{DateTime, TimeZone, Utc};
 use serde::Serialize;
 
-use crate::actors::aggregate::EXCEPTION_LOOKUP;
 use crate::app::token_file_for;
 use crate::clock::Clock;
 use crate::config::Settings;
 use crate::connectors::tiktok::auth::{FileTokenStore, TokenStore};
 use crate::connectors::tiktok::client::{ClientOptions, TikTokClient, TikTokError};
 use crate::connectors::tiktok::model::AuthorizedShop;
+use crate::names::lookup;
 use crate::store::{EventStore, LookupEntry, StoreError};
 
 /// One open exception, as the lookup index holds it.
@@ -58,7 +58,7 @@ impl OpenException {
 /// Every open exception, sorted by stream and key.
 pub fn open_exceptions(store: &dyn EventStore) -> Result<Vec<OpenException>, StoreError> {
     Ok(store
-        .lookup_all(EXCEPTION_LOOKUP)?
+        .lookup_all(lookup::EXCEPTION)?
         .into_iter()
         .map(OpenException::from_entry)
         .collect())
@@ -202,7 +202,7 @@ mod tests {
 
     fn entry(key: &str, message: &str) -> LookupEntry {
         LookupEntry {
-            kind: EXCEPTION_LOOKUP.into(),
+            kind: lookup::EXCEPTION.into(),
             key: key.into(),
             value: message.into(),
         }

@@ -9,20 +9,24 @@ use actix::prelude::*;
 
 use crate::clock::Clock;
 use crate::config::ActorSettings;
-use crate::domain::{Aggregate, Ctx, DecodeError, DomainEvent, IndexChange, Policy, TimerChange};
+use crate::domain::{
+    Aggregate, Ctx, DecodeError, DomainEvent, IndexChange, Policy, Rejection, TimerChange,
+};
+use crate::names::lookup;
 use crate::store::{
     timer_id, EventMeta, Expected, InboxEntry, LookupEntry, NewEvent, RecordedEvent, SharedStore,
     Snapshot, StoreError, StreamLoad, Timer, UnitOfWork,
 };
 
-/// Lookup kind of open exceptions: key `<stream>#<exception key>`, value the message.
-pub const EXCEPTION_LOOKUP: &str = "exception";
-
 #[derive(Debug, thiserror::Error)]
 pub enum CommandError {
     /// The business rules refused the command: a 4xx, never retried as is.
     #[error("rejected: {0}")]
-    Rejected(String),
+    Rejected(Rejection),
+    /// No aggregate handles this (a timer of an unknown kind or stream): firing it
+    /// again cannot succeed.
+    #[error("unroutable: {0}")]
+    Unroutable(String),
     /// The log could not be read or written: retry later.
     #[error(transparent)]
     Store(#[from] StoreError),
@@ -286,7 +290,7 @@ pub fn unit_of_work<A: Aggregate>(
                 let key = format!("{stream}#{key}");
                 unit.lookup_delete.retain(|(_, k)| k != &key);
                 unit.lookup_put.push(LookupEntry {
-                    kind: EXCEPTION_LOOKUP.to_string(),
+                    kind: lookup::EXCEPTION.to_string(),
                     key,
                     value: message,
                 });
@@ -294,7 +298,8 @@ pub fn unit_of_work<A: Aggregate>(
             IndexChange::DeleteException { key } => {
                 let key = format!("{stream}#{key}");
                 unit.lookup_put.retain(|e| e.key != key);
-                unit.lookup_delete.push((EXCEPTION_LOOKUP.to_string(), key));
+                unit.lookup_delete
+                    .push((lookup::EXCEPTION.to_string(), key));
             }
         }
     }
@@ -362,7 +367,7 @@ impl<A: Aggregate> Handler<Execute<A>> for AggregateActor<A> {
         let events = match self.state.decide(&msg.command, &ctx) {
             Ok(events) => events,
             Err(e) => {
-                let err = CommandError::Rejected(e.to_string());
+                let err = CommandError::Rejected(e.into());
                 return AtomicResponse::new(Box::pin(fut::ready(Err(err))));
             }
         };

@@ -1,6 +1,7 @@
 //! What each feed subscriber is doing right now: caught up, or retrying one event
-//! (which, since when, how often, why), for `/health` and `/metrics`. A stall is
-//! visible while it lasts instead of only in a log line.
+//! (which, since when, how often, why), or stopped on an event it cannot handle,
+//! for `/health` and `/metrics`. A stall is visible while it lasts instead of only
+//! in a log line.
 
 use std::collections::BTreeMap;
 use std::fmt::Write;
@@ -13,6 +14,7 @@ use serde::Serialize;
 pub struct FeedHealth {
     stalls: Mutex<BTreeMap<String, Stall>>,
     retries_total: Mutex<BTreeMap<String, u64>>,
+    stopped: Mutex<BTreeMap<String, StopReport>>,
 }
 
 struct Stall {
@@ -30,6 +32,17 @@ pub struct StallReport {
     pub attempts: u32,
     pub error: String,
     pub seconds: f64,
+}
+
+/// One subscriber stopped on an event it cannot handle (until a build that can).
+#[derive(Clone, Debug, Serialize, PartialEq)]
+pub struct StopReport {
+    pub subscriber: String,
+    pub position: u64,
+    pub stream: String,
+    pub event_type: String,
+    pub version: u32,
+    pub error: String,
 }
 
 impl FeedHealth {
@@ -59,6 +72,26 @@ impl FeedHealth {
     /// `subscriber` got past the event it was retrying.
     pub fn recovered(&self, subscriber: &str) {
         self.stalls.lock().remove(subscriber);
+    }
+
+    /// `subscriber` stopped on `event` and will not go past it.
+    pub fn stopped(&self, subscriber: &str, event: &crate::store::RecordedEvent, error: &str) {
+        self.stalls.lock().remove(subscriber);
+        self.stopped.lock().insert(
+            subscriber.to_string(),
+            StopReport {
+                subscriber: subscriber.to_string(),
+                position: event.position,
+                stream: event.stream.clone(),
+                event_type: event.event_type.clone(),
+                version: event.version,
+                error: error.to_string(),
+            },
+        );
+    }
+
+    pub fn stops(&self) -> Vec<StopReport> {
+        self.stopped.lock().values().cloned().collect()
     }
 
     pub fn stalls(&self) -> Vec<StallReport> {
@@ -92,6 +125,18 @@ impl FeedHealth {
         }
         let _ = writeln!(
             out,
+            "# HELP tks_subscriber_stopped 1 while the subscriber is stopped on an event it cannot handle"
+        );
+        let _ = writeln!(out, "# TYPE tks_subscriber_stopped gauge");
+        for s in self.stops() {
+            let _ = writeln!(
+                out,
+                "tks_subscriber_stopped{{subscriber=\"{}\",event_type=\"{}\"}} 1",
+                s.subscriber, s.event_type
+            );
+        }
+        let _ = writeln!(
+            out,
             "# HELP tks_subscriber_retries_total failed attempts to handle an event, per subscriber"
         );
         let _ = writeln!(out, "# TYPE tks_subscriber_retries_total counter");
@@ -111,9 +156,10 @@ mod tests {
 
     #[test]
     fn a_stall_counts_attempts_on_one_event_and_clears_on_recovery() {
+        let writer = crate::names::subscriber::KATANA_WRITER;
         let h = FeedHealth::default();
-        h.failing("katana-writer", 7, "timeout");
-        h.failing("katana-writer", 7, "500");
+        h.failing(writer, 7, "timeout");
+        h.failing(writer, 7, "500");
         let s = h.stalls();
         assert_eq!(s.len(), 1);
         assert_eq!((s[0].position, s[0].attempts), (7, 2));
@@ -121,7 +167,7 @@ mod tests {
         assert!(h
             .render()
             .contains("tks_subscriber_retrying{subscriber=\"katana-writer\"} 1"));
-        h.recovered("katana-writer");
+        h.recovered(writer);
         assert!(h.stalls().is_empty());
         assert!(h
             .render()

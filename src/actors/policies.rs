@@ -11,6 +11,8 @@ use crate::app::Services;
 use crate::domain::order::{Order, OrderEvent};
 use crate::domain::sku::{Sku, SkuCommand, SkuEvent};
 use crate::domain::{Aggregate, DomainEvent};
+use crate::names::subscriber;
+use crate::seam::SeamError;
 use crate::store::RecordedEvent;
 
 /// The aggregate id of an order or SKU stream (`order-123` -> `123`).
@@ -20,16 +22,39 @@ pub fn id_of<A: Aggregate>(stream: &str) -> Option<&str> {
         .and_then(|rest| rest.strip_prefix('-'))
 }
 
+/// An order event for observers that may look past what they cannot read (a
+/// progress display); a subscriber acting on the log uses [`order_event`].
 pub fn decode_order(e: &RecordedEvent) -> Option<(String, OrderEvent)> {
-    let id = id_of::<Order>(&e.stream)?;
-    let ev = OrderEvent::decode(&e.event_type, e.version, &e.payload).ok()?;
-    Some((id.to_string(), ev))
+    order_event(e).ok().flatten()
 }
 
+/// The SKU counterpart of [`decode_order`].
 pub fn decode_sku(e: &RecordedEvent) -> Option<(String, SkuEvent)> {
-    let id = id_of::<Sku>(&e.stream)?;
-    let ev = SkuEvent::decode(&e.event_type, e.version, &e.payload).ok()?;
-    Some((id.to_string(), ev))
+    sku_event(e).ok().flatten()
+}
+
+/// The order event at `e`, `None` on another aggregate's stream. An order event
+/// this build cannot decode is a bug: skipping it would move the subscriber's
+/// checkpoint past an effect it never performed.
+pub fn order_event(e: &RecordedEvent) -> Result<Option<(String, OrderEvent)>, SeamError> {
+    decoded::<Order, OrderEvent>(e)
+}
+
+/// The SKU counterpart of [`order_event`].
+pub fn sku_event(e: &RecordedEvent) -> Result<Option<(String, SkuEvent)>, SeamError> {
+    decoded::<Sku, SkuEvent>(e)
+}
+
+fn decoded<A: Aggregate, E: DomainEvent>(
+    e: &RecordedEvent,
+) -> Result<Option<(String, E)>, SeamError> {
+    let Some(id) = id_of::<A>(&e.stream) else {
+        return Ok(None);
+    };
+    match E::decode(&e.event_type, e.version, &e.payload) {
+        Ok(ev) => Ok(Some((id.to_string(), ev))),
+        Err(error) => Err(SeamError::undecodable(e, &error)),
+    }
 }
 
 /// Units sold on TikTok but not yet in Katana hold stock back from the ATP pushed
@@ -44,7 +69,7 @@ impl DemandPolicy {
         DemandPolicy { services }
     }
 
-    async fn handle_event(&self, event: &RecordedEvent) -> Result<(), String> {
+    async fn handle_event(&self, event: &RecordedEvent) -> Result<(), SeamError> {
         // By type first: most events do not move demand, and decoding them (an
         // order snapshot each) would only be thrown away.
         let moves_demand = matches!(
@@ -59,26 +84,17 @@ impl DemandPolicy {
         if !moves_demand {
             return Ok(());
         }
-        let Some((order_id, _)) = decode_order(event) else {
+        let Some((order_id, _)) = order_event(event)? else {
             return Ok(());
         };
-        let (order, _) = self
-            .services
-            .orders
-            .state(&order_id)
-            .await
-            .map_err(|e| e.to_string())?;
+        let (order, _) = self.services.orders.state(&order_id).await?;
         for (sku, units) in order.pending_units() {
             let msg = Execute::new(SkuCommand::SetDemand {
                 order_id: order_id.clone(),
                 units,
             })
             .caused_by(&event.meta);
-            self.services
-                .skus
-                .execute(&sku, msg)
-                .await
-                .map_err(|e| e.to_string())?;
+            self.services.skus.execute(&sku, msg).await?;
         }
         Ok(())
     }
@@ -86,13 +102,13 @@ impl DemandPolicy {
 
 impl Subscriber for DemandPolicy {
     fn name(&self) -> &str {
-        "demand-policy"
+        subscriber::DEMAND_POLICY
     }
 
     fn handle<'a>(
         &'a mut self,
         event: &'a RecordedEvent,
-    ) -> LocalBoxFuture<'a, Result<(), String>> {
+    ) -> LocalBoxFuture<'a, Result<(), SeamError>> {
         Box::pin(self.handle_event(event))
     }
 }
@@ -133,7 +149,7 @@ impl MetricsProjection {
         })
     }
 
-    fn observe(&mut self, event: &RecordedEvent) {
+    fn observe(&mut self, event: &RecordedEvent) -> Result<(), SeamError> {
         let key = |k: &str| format!("{}#{k}", event.stream);
         let exception = matches!(
             event.event_type.as_str(),
@@ -141,7 +157,7 @@ impl MetricsProjection {
         );
         if let Some(order_id) = id_of::<Order>(&event.stream) {
             if exception {
-                match decode_order(event).map(|(_, ev)| ev) {
+                match order_event(event)?.map(|(_, ev)| ev) {
                     Some(OrderEvent::ExceptionRaised(x)) => self.raised(key(&x.key)),
                     Some(OrderEvent::ExceptionResolved(x)) => self.resolved(&key(&x.key)),
                     _ => {}
@@ -156,12 +172,13 @@ impl MetricsProjection {
                 }
             }
         } else if exception {
-            match decode_sku(event).map(|(_, ev)| ev) {
+            match sku_event(event)?.map(|(_, ev)| ev) {
                 Some(SkuEvent::ExceptionRaised(x)) => self.raised(key(&x.key)),
                 Some(SkuEvent::ExceptionResolved(x)) => self.resolved(&key(&x.key)),
                 _ => {}
             }
         }
+        Ok(())
     }
 
     fn raised(&mut self, key: String) {
@@ -179,7 +196,7 @@ impl MetricsProjection {
 
 impl Subscriber for MetricsProjection {
     fn name(&self) -> &str {
-        "metrics"
+        subscriber::METRICS
     }
 
     fn durable(&self) -> bool {
@@ -189,8 +206,8 @@ impl Subscriber for MetricsProjection {
     fn handle<'a>(
         &'a mut self,
         event: &'a RecordedEvent,
-    ) -> LocalBoxFuture<'a, Result<(), String>> {
-        self.observe(event);
-        Box::pin(async { Ok(()) })
+    ) -> LocalBoxFuture<'a, Result<(), SeamError>> {
+        let result = self.observe(event);
+        Box::pin(async { result })
     }
 }

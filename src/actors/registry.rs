@@ -364,7 +364,7 @@ impl<A: Aggregate> Registry<A> {
 }
 
 fn unknown_kind(timer: &Timer) -> CommandError {
-    CommandError::Rejected(format!(
+    CommandError::Unroutable(format!(
         "unknown timer kind {:?} on {}",
         timer.kind, timer.stream
     ))
@@ -407,7 +407,7 @@ fn decide_batch<A: Aggregate>(
                 rehydrate_loaded::<A>(&env.store, &timer.stream, load)?;
             let events = state
                 .decide(&command, &ctx)
-                .map_err(|e| CommandError::Rejected(e.to_string()))?;
+                .map_err(|e| CommandError::Rejected(e.into()))?;
             let mut msg = Execute::new(command);
             msg.fired_timer = Some(timer.id());
             let at = StreamAt {

@@ -109,14 +109,12 @@ impl TimerService {
                         fired += 1;
                         progressed = true;
                     }
-                    Err(CommandError::Rejected(reason))
-                    | Err(CommandError::Undecodable {
-                        source: _,
-                        stream: reason,
-                    }) => {
+                    Err(e @ CommandError::Rejected(_))
+                    | Err(e @ CommandError::Unroutable(_))
+                    | Err(e @ CommandError::Undecodable { .. }) => {
                         // Firing again cannot succeed: drop the timer, loudly, rather
                         // than spin on it.
-                        tracing::error!(timer = %id, %reason, "timer refused; disarming it");
+                        tracing::error!(timer = %id, reason = %e, "timer refused; disarming it");
                         refused.push(id);
                     }
                     Err(e) => failure = Some(e),
@@ -152,7 +150,7 @@ impl TimerService {
                 Some((prefix, _)) => by_route.entry(prefix).or_default().push(timer),
                 None => {
                     let reason = format!("no aggregate handles timers of {}", timer.stream);
-                    unrouted.push((timer.id(), Err(CommandError::Rejected(reason))));
+                    unrouted.push((timer.id(), Err(CommandError::Unroutable(reason))));
                 }
             }
         }

@@ -13,12 +13,13 @@ use super::katana::actor::{read_stock, retry_blocked_orders, settle_duplicates};
 use super::katana::budget::Priority;
 use super::katana::model::SalesOrder;
 use super::katana::reads::{last_fulfillment_sweep, sweep_fulfillments};
-use crate::actors::aggregate::EXCEPTION_LOOKUP;
 use crate::actors::Execute;
 use crate::app::Services;
 use crate::domain::order::{Order, OrderCommand, Source};
 use crate::domain::sku::SkuCommand;
 use crate::domain::Aggregate;
+use crate::names::{self, lookup};
+use crate::seam::SeamError;
 use crate::store::{EventMeta, LookupEntry, UnitOfWork};
 
 /// Polls look this far behind their last run: TikTok's update times can drift
@@ -85,15 +86,26 @@ fn every<F, Fut>(
 ) -> tokio::task::JoinHandle<()>
 where
     F: Fn(Arc<Services>) -> Fut + 'static,
-    Fut: Future<Output = Result<(), String>> + 'static,
+    Fut: Future<Output = Result<(), SeamError>> + 'static,
 {
     actix::spawn(async move {
         loop {
             if *shutdown.borrow() {
                 return;
             }
-            if let Err(e) = job(services.clone()).await {
-                tracing::warn!(poller = name, error = %e, "poll failed; next run retries");
+            // A poll is its own retry: whatever failed, the next run does it over, so
+            // the kind only decides how loudly to say so.
+            match job(services.clone()).await {
+                Ok(()) => {}
+                Err(SeamError::Retry(e)) => {
+                    tracing::warn!(poller = name, error = %e, "poll failed; next run retries")
+                }
+                Err(SeamError::Refused(e)) => {
+                    tracing::warn!(poller = name, error = %e, "poll refused; next run tries again")
+                }
+                Err(SeamError::Bug(e)) => {
+                    tracing::error!(poller = name, error = %e, "poll cannot go on; next run tries again")
+                }
             }
             tokio::select! {
                 _ = services.clock.sleep(interval) => {}
@@ -110,7 +122,7 @@ fn root(services: &Services) -> EventMeta {
 async fn cursor(services: &Services, name: &str) -> Result<DateTime<Utc>, String> {
     let saved = services
         .store
-        .lookup("cursor", name)
+        .lookup(lookup::CURSOR, name)
         .map_err(|e| e.to_string())?
         .and_then(|v| DateTime::parse_from_rfc3339(&v).ok())
         .map(|t| t.with_timezone(&Utc));
@@ -118,12 +130,12 @@ async fn cursor(services: &Services, name: &str) -> Result<DateTime<Utc>, String
     Ok(saved.unwrap_or_else(|| services.clock.now() - first))
 }
 
-async fn save_cursor(services: &Services, name: &str, at: DateTime<Utc>) -> Result<(), String> {
+async fn save_cursor(services: &Services, name: &str, at: DateTime<Utc>) -> Result<(), SeamError> {
     services
         .store
         .commit(UnitOfWork {
             lookup_put: vec![LookupEntry {
-                kind: "cursor".into(),
+                kind: lookup::CURSOR.into(),
                 key: name.into(),
                 value: at.to_rfc3339(),
             }],
@@ -131,11 +143,11 @@ async fn save_cursor(services: &Services, name: &str, at: DateTime<Utc>) -> Resu
         })
         .await
         .map(|_| ())
-        .map_err(|e| e.to_string())
+        .map_err(|e| SeamError::Retry(e.to_string()))
 }
 
 /// Both catalogues, and a `SkuMapped` for every TikTok SKU with a Katana variant.
-pub async fn refresh_catalogue(services: &Services) -> Result<(), String> {
+pub async fn refresh_catalogue(services: &Services) -> Result<(), SeamError> {
     if let (Some(katana), true) = (&services.katana, services.settings.katana.pull_products) {
         let variants = katana.all_variants().await;
         services
@@ -173,8 +185,7 @@ pub async fn refresh_catalogue(services: &Services) -> Result<(), String> {
                 &sku,
                 Execute::new(SkuCommand::MapVariant { variant_id }).caused_by(&cause),
             )
-            .await
-            .map_err(|e| e.to_string())?;
+            .await?;
     }
     for sku in &services.settings.sync.sync_disabled_skus {
         services
@@ -183,13 +194,12 @@ pub async fn refresh_catalogue(services: &Services) -> Result<(), String> {
                 sku,
                 Execute::new(SkuCommand::ToggleSync { enabled: false }).caused_by(&cause),
             )
-            .await
-            .map_err(|e| e.to_string())?;
+            .await?;
     }
     Ok(())
 }
 
-pub async fn poll_tiktok_orders(services: &Services) -> Result<(), String> {
+pub async fn poll_tiktok_orders(services: &Services) -> Result<(), SeamError> {
     let Some(tiktok) = &services.tiktok else {
         return Ok(());
     };
@@ -197,7 +207,7 @@ pub async fn poll_tiktok_orders(services: &Services) -> Result<(), String> {
         return Ok(());
     }
     let started = services.clock.now();
-    let since = cursor(services, "tiktok-orders").await?;
+    let since = cursor(services, names::cursor::TIKTOK_ORDERS).await?;
     let orders = tiktok.orders_updated_since(since, OVERLAP).await;
     services
         .metrics
@@ -211,22 +221,21 @@ pub async fn poll_tiktok_orders(services: &Services) -> Result<(), String> {
                 &id,
                 Execute::new(OrderCommand::observe(snapshot, Source::Poll)).caused_by(&cause),
             )
-            .await
-            .map_err(|e| e.to_string())?;
+            .await?;
     }
-    save_cursor(services, "tiktok-orders", started).await
+    save_cursor(services, names::cursor::TIKTOK_ORDERS, started).await
 }
 
 /// Sales orders Katana changed since the last poll (every new SO, for late
 /// duplicates), then the fulfillments changed since the last list: a second partial
 /// delivery or a tracking edit may move neither the SO's `updated_at` nor fire a
 /// webhook, so re-reading SOs whose `updated_at` moved would miss it.
-pub async fn poll_katana_orders(services: &Services) -> Result<(), String> {
+pub async fn poll_katana_orders(services: &Services) -> Result<(), SeamError> {
     let Some(katana) = &services.katana else {
         return Ok(());
     };
     let started = services.clock.now();
-    let since = cursor(services, "katana-orders").await?
+    let since = cursor(services, names::cursor::KATANA_ORDERS).await?
         - chrono::Duration::from_std(OVERLAP).unwrap_or_default();
     let changed = katana.list_sales_orders_updated_since(since).await;
     services
@@ -245,7 +254,7 @@ pub async fn poll_katana_orders(services: &Services) -> Result<(), String> {
     if !recent {
         sweep_fulfillments(services, Priority::Urgent, &cause).await?;
     }
-    save_cursor(services, "katana-orders", started).await
+    save_cursor(services, names::cursor::KATANA_ORDERS, started).await
 }
 
 /// Every new SO shows up in the poll's list, so a create that committed in Katana
@@ -256,7 +265,7 @@ async fn settle_late_duplicates(
     services: &Services,
     changed: &[SalesOrder],
     cause: &EventMeta,
-) -> Result<(), String> {
+) -> Result<(), SeamError> {
     for so in changed {
         let (None, Some(ext)) = (&so.deleted_at, so.ecommerce_order_id.as_deref()) else {
             continue;
@@ -273,11 +282,7 @@ async fn settle_late_duplicates(
         {
             continue;
         }
-        let (order, _) = services
-            .orders
-            .state(ext)
-            .await
-            .map_err(|e| e.to_string())?;
+        let (order, _) = services.orders.state(ext).await?;
         match order.so_id() {
             Some(kept)
                 if kept != so.id && !order.duplicate_sos.get(&so.id).copied().unwrap_or(false) =>
@@ -291,7 +296,7 @@ async fn settle_late_duplicates(
 }
 
 /// Stock of every matched SKU, the backstop for lost inventory webhooks.
-pub async fn poll_stock(services: &Services) -> Result<(), String> {
+pub async fn poll_stock(services: &Services) -> Result<(), SeamError> {
     if !services.settings.katana.pull_inventory {
         return Ok(());
     }
@@ -307,12 +312,12 @@ pub async fn poll_stock(services: &Services) -> Result<(), String> {
 /// Exceptions whose cause may be gone are retried: unmatched SKUs (after a catalogue
 /// refresh), refused shipments (after a carrier mapping was added) and deferred ones
 /// (the rest of their package may have been cancelled since).
-pub async fn retry_exceptions(services: &Services) -> Result<(), String> {
+pub async fn retry_exceptions(services: &Services) -> Result<(), SeamError> {
     let cause = root(services);
     retry_blocked_orders(services, &cause).await?;
     let open = services
         .store
-        .lookup_all(EXCEPTION_LOOKUP)
+        .lookup_all(lookup::EXCEPTION)
         .map_err(|e| e.to_string())?;
     for entry in open {
         let Some((stream, key)) = entry.key.split_once('#') else {

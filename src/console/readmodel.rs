@@ -27,7 +27,7 @@ use crate::replay::StreamState;
 use crate::store::{from_millis, EventStore, SharedStore};
 
 /// The checkpoint row's name.
-const CHECKPOINT: &str = "console";
+const CHECKPOINT: &str = crate::names::subscriber::CONSOLE;
 /// Bumped when what the projection derives changes (states, stages, counts), so
 /// a new build folds the log again instead of mixing two derivations.
 const PROJECTION_VERSION: i64 = 2;

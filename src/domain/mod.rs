@@ -19,6 +19,16 @@ use serde::Serialize;
 
 pub use codec::{DecodeError, DomainEvent};
 
+/// Why an aggregate refused a command, as the aggregate said it: callers can tell a
+/// refusal apart by its kind instead of by its wording.
+#[derive(Debug, PartialEq, Eq, thiserror::Error)]
+pub enum Rejection {
+    #[error(transparent)]
+    Order(#[from] order::OrderError),
+    #[error(transparent)]
+    Sku(#[from] sku::SkuError),
+}
+
 pub use modes::{ArrangeShipmentOn, BufferMode, FbtMode};
 
 /// The settings that decisions depend on. Decisions record their inputs' results
@@ -104,7 +114,7 @@ pub trait Aggregate:
 {
     type Command: Clone + std::fmt::Debug + Send + Unpin + 'static;
     type Event: DomainEvent + Clone + std::fmt::Debug + Send + Unpin + 'static;
-    type Error: std::error::Error + Send + 'static;
+    type Error: std::error::Error + Into<Rejection> + Send + 'static;
 
     /// Streams of this aggregate are named `<PREFIX>-<id>`.
     const STREAM_PREFIX: &'static str;

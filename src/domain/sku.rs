@@ -433,7 +433,7 @@ impl Aggregate for Sku {
     fn index(event: &SkuEvent) -> Vec<IndexChange> {
         match event {
             SkuEvent::SkuMapped(e) => vec![IndexChange::Put {
-                kind: "variant",
+                kind: crate::names::lookup::VARIANT,
                 key: e.variant_id.to_string(),
             }],
             SkuEvent::ExceptionRaised(e) => vec![IndexChange::PutException {

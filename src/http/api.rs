@@ -21,12 +21,14 @@ use serde_json::{json, Value};
 use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
 
-use crate::actors::{CommandError, Execute};
+use super::errors::{command_error, error, store_error};
+use crate::actors::Execute;
 use crate::app::Services;
 use crate::domain::order::Order;
 use crate::domain::sku::{Sku, SkuCommand};
 use crate::domain::Aggregate;
-use crate::store::{RecordedEvent, StoreError, UnitOfWork};
+use crate::names::subscriber;
+use crate::store::{RecordedEvent, UnitOfWork};
 
 pub fn routes(cfg: &mut web::ServiceConfig) {
     cfg.route("/health", web::get().to(health))
@@ -42,26 +44,6 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
                 .route("/exceptions", web::get().to(exceptions))
                 .default_service(web::to(unknown_route)),
         );
-}
-
-fn error(status: StatusCode, message: impl Into<String>) -> HttpResponse {
-    HttpResponse::build(status).json(json!({ "error": message.into() }))
-}
-
-/// Store failures are ours and passing (503, try again); an undecodable stream
-/// needs a newer build (500); a rejected command is a conflict with the state.
-fn command_error(e: CommandError) -> HttpResponse {
-    match e {
-        CommandError::Rejected(reason) => error(StatusCode::CONFLICT, reason),
-        CommandError::Undecodable { .. } => error(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()),
-        CommandError::Store(_) | CommandError::Unavailable(_) => {
-            error(StatusCode::SERVICE_UNAVAILABLE, e.to_string())
-        }
-    }
-}
-
-fn store_error(e: StoreError) -> HttpResponse {
-    error(StatusCode::SERVICE_UNAVAILABLE, e.to_string())
 }
 
 /// A refused request, turned into its response at the edge (small to pass around).
@@ -162,10 +144,12 @@ const HEALTH_WRITE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs
 /// 200 while the service can do its job; 503 ("degraded") while the store cannot
 /// write (disk full, read-only file system), since then no webhook can be accepted.
 /// Subscribers retrying an event are listed either way: an API outage is theirs
-/// to wait out, not a reason to restart the service.
+/// to wait out, not a reason to restart the service. A subscriber stopped on an
+/// event it cannot decode makes the status "degraded" but keeps the 200: webhooks
+/// are still accepted, and a restart of the same build would stop it again.
 async fn health(services: web::Data<Services>) -> HttpResponse {
     let probe = UnitOfWork {
-        checkpoint: Some(("health-probe".into(), services.store.head())),
+        checkpoint: Some((subscriber::HEALTH_PROBE.into(), services.store.head())),
         ..Default::default()
     };
     let store = match tokio::time::timeout(HEALTH_WRITE_TIMEOUT, services.store.commit(probe)).await
@@ -175,8 +159,9 @@ async fn health(services: web::Data<Services>) -> HttpResponse {
         Err(_) => json!({ "writable": false, "error": "no write completed within 3 s" }),
     };
     let writable = store["writable"] == true;
+    let stopped = services.feeds.stops();
     let body = json!({
-        "status": if writable { "ok" } else { "degraded" },
+        "status": if writable && stopped.is_empty() { "ok" } else { "degraded" },
         "log_head": services.store.head(),
         "store": store,
         "connectors": {
@@ -185,6 +170,7 @@ async fn health(services: web::Data<Services>) -> HttpResponse {
         },
         "not_configured": crate::console::health::missing_json(&services.settings),
         "retrying": services.feeds.stalls(),
+        "stopped": stopped,
     });
     if writable {
         HttpResponse::Ok().json(body)
@@ -210,7 +196,7 @@ fn existing(services: &Services, stream: &str, what: &str) -> Result<u64, Refusa
             format!("no events for {what}"),
         )),
         Ok(seq) => Ok(seq),
-        Err(e) => Err(Refusal::new(StatusCode::SERVICE_UNAVAILABLE, e.to_string())),
+        Err(e) => Err(Refusal::new(super::errors::store_status(&e), e.to_string())),
     }
 }
 

@@ -2,6 +2,7 @@
 //! OAuth callback, the operator API with health and metrics, and the console.
 
 pub mod api;
+pub mod errors;
 pub mod oauth;
 pub mod webhooks;
 

@@ -8,6 +8,7 @@ use std::time::Instant;
 use actix_web::{web, HttpRequest, HttpResponse};
 use sha2::{Digest, Sha256};
 
+use super::errors;
 use crate::actors::{CommandError, Execute};
 use crate::app::Services;
 use crate::connectors::katana::webhook as katana_webhook;
@@ -22,11 +23,11 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
 }
 
 fn refuse(status: u16, message: &str) -> HttpResponse {
-    HttpResponse::build(
+    errors::error(
         actix_web::http::StatusCode::from_u16(status)
             .unwrap_or(actix_web::http::StatusCode::BAD_REQUEST),
+        message,
     )
-    .json(serde_json::json!({ "error": message }))
 }
 
 /// The outcome of recording one delivery.
@@ -72,7 +73,9 @@ fn answer(services: &Services, source: &str, started: Instant, r: Recorded) -> H
     };
     services.metrics.webhook(source, outcome, started.elapsed());
     match r {
-        Recorded::Failed => refuse(503, "not recorded, retry later"),
+        Recorded::Failed => {
+            errors::error(errors::WEBHOOK_NOT_RECORDED, "not recorded, retry later")
+        }
         _ => HttpResponse::Ok().finish(),
     }
 }
@@ -218,7 +221,9 @@ async fn katana(services: web::Data<Services>, req: HttpRequest, body: web::Byte
     let object_id = event.object_id_int();
     let result = if event.resource_type == "sales_order" {
         let stream = match object_id {
-            Some(id) => services.store.lookup("so", &id.to_string()),
+            Some(id) => services
+                .store
+                .lookup(crate::names::lookup::SO, &id.to_string()),
             None => Ok(None),
         };
         match stream {

@@ -252,7 +252,7 @@ async fn a_duplicate_that_katana_already_shipped_is_an_exception_not_a_deletion(
         .app
         .services
         .store
-        .lookup_all(tks::actors::aggregate::EXCEPTION_LOOKUP)
+        .lookup_all(tks::names::lookup::EXCEPTION)
         .unwrap();
     assert!(
         open.iter()

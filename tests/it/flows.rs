@@ -195,13 +195,7 @@ impl TestApp {
     /// Waits (in real time, bounded) until every durable subscriber has handled the
     /// whole log and the log stopped growing: the service is idle.
     pub async fn settle(&self) {
-        let names = [
-            "demand-policy",
-            "tiktok-reader",
-            "tiktok-writer",
-            "katana-writer",
-            "katana-reader",
-        ];
+        let names = tks::names::subscriber::EFFECTS;
         let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
         let mut quiet = 0;
         let mut last = u64::MAX;
@@ -484,7 +478,7 @@ async fn held_orders_reduce_the_atp_pushed() {
 
 fn exceptions(t: &TestApp) -> Vec<(String, String)> {
     t.store()
-        .lookup_all("exception")
+        .lookup_all(tks::names::lookup::EXCEPTION)
         .unwrap()
         .into_iter()
         .map(|e| (e.key, e.value))

@@ -131,3 +131,85 @@ async fn health_is_degraded_while_the_store_cannot_write_and_recovers_after() {
     assert_eq!(status, 200);
     app.stop().await;
 }
+
+/// An order event no build of ours could read (a corrupt payload) must stop every
+/// subscriber that acts on orders right there: passing over it would lose the SO,
+/// shipment or demand it stands for without a trace. Events of streams a
+/// subscriber does not read are still passed over.
+#[actix::test]
+async fn an_order_event_that_cannot_be_decoded_stops_its_subscribers_loudly() {
+    use tks::store::{EventMeta, Expected, NewEvent};
+    let t = crate::flows::spawn_app(|_| {}).await;
+    let append = |stream: &str, event_type: &str, payload: &str| {
+        UnitOfWork::append(
+            stream,
+            Expected::Seq(0),
+            vec![NewEvent {
+                event_type: event_type.into(),
+                version: 1,
+                payload: payload.into(),
+                meta: EventMeta::root(t.clock.now()),
+            }],
+        )
+    };
+    t.store()
+        .commit(append("elsewhere-1", "SomethingElse", "{}"))
+        .await
+        .unwrap();
+    let passed = t.store().head();
+    t.store()
+        .commit(append(
+            "order-577000000000000999",
+            "OrderPlaced",
+            "{not json",
+        ))
+        .await
+        .unwrap();
+    let corrupt = t.store().head();
+    let order_subscribers = tks::names::subscriber::EFFECTS;
+    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(20);
+    let body = loop {
+        let r = reqwest::get(format!("{}/health", t.app.base_url()))
+            .await
+            .unwrap();
+        assert_eq!(r.status().as_u16(), 200, "webhooks are still accepted");
+        let body: serde_json::Value = r.json().await.unwrap();
+        if body["stopped"].as_array().map(Vec::len) == Some(order_subscribers.len()) {
+            break body;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "subscribers did not stop: {body}"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    };
+    assert_eq!(body["status"], "degraded", "{body}");
+    for stop in body["stopped"].as_array().unwrap() {
+        assert_eq!(stop["position"], corrupt, "{stop}");
+        assert_eq!(stop["event_type"], "OrderPlaced", "{stop}");
+        assert!(
+            stop["error"].as_str().unwrap().contains("malformed"),
+            "{stop}"
+        );
+    }
+    for name in order_subscribers {
+        assert_eq!(
+            t.store().checkpoint(name).unwrap(),
+            passed,
+            "{name} stops before the undecodable event, past the foreign one"
+        );
+    }
+    let metrics = reqwest::get(format!("{}/metrics", t.app.base_url()))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        metrics.contains(
+            "tks_subscriber_stopped{subscriber=\"katana-writer\",event_type=\"OrderPlaced\"} 1"
+        ),
+        "{metrics}"
+    );
+    t.stop().await;
+}

@@ -12,7 +12,9 @@ use serde_json::{json, Value};
 use tks::clock::ManualClock;
 use tks::config::Secret;
 use tks::connectors::katana::mapping::{self, SalesOrderContext};
-use tks::connectors::katana::model::{CreateFulfillment, CreateFulfillmentRow, CreateSalesOrder};
+use tks::connectors::katana::model::{
+    CreateFulfillment, CreateFulfillmentRow, CreateSalesOrder, SoStatus,
+};
 use tks::connectors::katana::webhook::{self, WebhookError};
 use tks::connectors::katana::{CreateOutcome, KatanaClient, KatanaConfig};
 use tks::connectors::{Backoff, Classify, RetryClass};
@@ -676,7 +678,7 @@ async fn patch_delivered_fulfils_the_remainder_and_delete_releases_commitment() 
 
     let done = e
         .client
-        .update_sales_order_status(so_a, "DELIVERED")
+        .update_sales_order_status(so_a, SoStatus::Delivered)
         .await
         .unwrap();
     assert_eq!(done.status, "DELIVERED");

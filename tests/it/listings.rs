@@ -70,7 +70,7 @@ fn pushed_to(t: &TestApp, sku_id: &str) -> Vec<(String, i64)> {
 
 fn open_exceptions(t: &TestApp) -> Vec<(String, String)> {
     t.store()
-        .lookup_all("exception")
+        .lookup_all(tks::names::lookup::EXCEPTION)
         .unwrap()
         .into_iter()
         .map(|e| (e.key, e.value))

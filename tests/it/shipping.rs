@@ -77,7 +77,7 @@ fn exception_keys(t: &TestApp) -> Vec<String> {
     t.app
         .services
         .store
-        .lookup_all("exception")
+        .lookup_all(tks::names::lookup::EXCEPTION)
         .unwrap()
         .into_iter()
         .map(|e| e.key)

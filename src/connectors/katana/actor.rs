@@ -10,9 +10,11 @@ use futures::future::LocalBoxFuture;
 use super::budget::Priority;
 use super::client::KatanaClient;
 use super::mapping::{self, SalesOrderContext};
-use super::model::{CreateFulfillment, CreateFulfillmentRow, SalesOrder};
+use super::model::{
+    CreateFulfillment, CreateFulfillmentRow, FulfillmentStatus, SalesOrder, SoStatus,
+};
 use super::reads::{Coalesced, ReadKind};
-use crate::actors::policies::{decode_order, decode_sku, id_of};
+use crate::actors::policies::{id_of, order_event, sku_event};
 use crate::actors::{Execute, Subscriber};
 use crate::app::Services;
 use crate::config::{CustomerMode, OnCancel};
@@ -23,6 +25,8 @@ use crate::domain::order::{
     CreatedRow, Order, OrderCommand, OrderEvent, ShipmentArranged, Signaller, SoState,
 };
 use crate::domain::sku::{SkuCommand, SkuEvent};
+use crate::names::subscriber;
+use crate::seam::SeamError;
 use crate::store::{EventMeta, RecordedEvent};
 
 fn client(services: &Services) -> Result<&KatanaClient, String> {
@@ -145,13 +149,9 @@ impl KatanaWriter {
         })
     }
 
-    async fn create_so(&self, order_id: &str, event: &RecordedEvent) -> Result<(), String> {
+    async fn create_so(&self, order_id: &str, event: &RecordedEvent) -> Result<(), SeamError> {
         let services = &self.services;
-        let (order, _) = services
-            .orders
-            .state(order_id)
-            .await
-            .map_err(|e| e.to_string())?;
+        let (order, _) = services.orders.state(order_id).await?;
         let SoState::Requested { as_done, .. } = order.so else {
             return Ok(());
         };
@@ -195,7 +195,7 @@ impl KatanaWriter {
         };
         let customer_id = match self.customer_for(&snapshot).await {
             Ok(id) => id,
-            Err(e) if is_retryable(&e) => return Err(format!("customer: {e}")),
+            Err(e) if is_retryable(&e) => return Err(SeamError::Retry(format!("customer: {e}"))),
             Err(e) => {
                 return self
                     .failed(order_id, event, format!("customer: {e}"), false)
@@ -213,7 +213,7 @@ impl KatanaWriter {
             },
             customer_id,
             variant_by_sku: variants.clone(),
-            status: "NOT_SHIPPED".into(),
+            status: SoStatus::NotShipped,
         };
         let request = match mapping::sales_order_request(&snapshot, &ctx) {
             Ok(r) => r,
@@ -240,7 +240,11 @@ impl KatanaWriter {
             Err(e) => {
                 let retry = is_retryable(&e);
                 self.failed(order_id, event, e.to_string(), retry).await?;
-                return if retry { Err(e.to_string()) } else { Ok(()) };
+                return if retry {
+                    Err(SeamError::Retry(e.to_string()))
+                } else {
+                    Ok(())
+                };
             }
         };
         let mut so = outcome.sales_order().clone();
@@ -280,12 +284,12 @@ impl KatanaWriter {
                 quantity: r.quantity.floor_units().max(0) as u32,
             })
             .collect();
-        if as_done && so.status != "DELIVERED" {
+        if as_done && so.status != SoStatus::Delivered {
             // F4: a Done SO from the FBT location, so the main location's stock is
             // not moved twice.
             let fulfil = CreateFulfillment {
                 sales_order_id: so.id,
-                status: "DELIVERED".into(),
+                status: FulfillmentStatus::Delivered,
                 sales_order_fulfillment_rows: so
                     .sales_order_rows
                     .iter()
@@ -304,7 +308,10 @@ impl KatanaWriter {
                 .api_call("katana", "create_fulfillment", done.is_ok());
             if let Err(e) = done {
                 if is_retryable(&e) {
-                    return Err(format!("marking FBT SO {} done: {e}", so.id));
+                    return Err(SeamError::Retry(format!(
+                        "marking FBT SO {} done: {e}",
+                        so.id
+                    )));
                 }
                 services
                     .order_command(
@@ -341,7 +348,7 @@ impl KatanaWriter {
         order_id: &str,
         event: &RecordedEvent,
         reason: String,
-    ) -> Result<(), String> {
+    ) -> Result<(), SeamError> {
         let settle = chrono::Duration::from_std(self.services.settings.katana.create_settle)
             .unwrap_or(chrono::Duration::minutes(5));
         self.services
@@ -363,7 +370,7 @@ impl KatanaWriter {
         event: &RecordedEvent,
         reason: String,
         retryable: bool,
-    ) -> Result<(), String> {
+    ) -> Result<(), SeamError> {
         self.services
             .order_command(
                 order_id,
@@ -374,13 +381,13 @@ impl KatanaWriter {
             .await
     }
 
-    async fn cancel_after_push(&self, order_id: &str, event: &RecordedEvent) -> Result<(), String> {
+    async fn cancel_after_push(
+        &self,
+        order_id: &str,
+        event: &RecordedEvent,
+    ) -> Result<(), SeamError> {
         let services = &self.services;
-        let (order, _) = services
-            .orders
-            .state(order_id)
-            .await
-            .map_err(|e| e.to_string())?;
+        let (order, _) = services.orders.state(order_id).await?;
         let SoState::Created {
             so_id, order_no, ..
         } = &order.so
@@ -401,7 +408,7 @@ impl KatanaWriter {
         let katana = client(services)?;
         let so = match katana.get_sales_order(*so_id).await {
             Ok(so) => so,
-            Err(e) if is_retryable(&e) => return Err(e.to_string()),
+            Err(e) if is_retryable(&e) => return Err(SeamError::Retry(e.to_string())),
             Err(e) => {
                 let message = format!("cancelled on TikTok; SO {order_no} could not be read: {e}");
                 return services
@@ -409,7 +416,7 @@ impl KatanaWriter {
                     .await;
             }
         };
-        if so.status != "NOT_SHIPPED" {
+        if so.status != SoStatus::NotShipped {
             let message = format!(
                 "cancelled on TikTok after SO {order_no} became {}; handle it in Katana",
                 so.status
@@ -433,7 +440,7 @@ impl KatanaWriter {
                     )
                     .await
             }
-            Err(e) if is_retryable(&e) => Err(e.to_string()),
+            Err(e) if is_retryable(&e) => Err(SeamError::Retry(e.to_string())),
             Err(e) => {
                 let message = format!("cancelled on TikTok; deleting SO {order_no} failed: {e}");
                 services
@@ -450,7 +457,7 @@ impl KatanaWriter {
         order_id: &str,
         arranged: &ShipmentArranged,
         event: &RecordedEvent,
-    ) -> Result<(), String> {
+    ) -> Result<(), SeamError> {
         let services = &self.services;
         let katana = client(services)?;
         for &fulfillment_id in &arranged.fulfillment_ids {
@@ -469,7 +476,7 @@ impl KatanaWriter {
                     fulfillment_id,
                     tracking_number: arranged.tracking_number.clone(),
                 },
-                Err(e) if is_retryable(&e) => return Err(e.to_string()),
+                Err(e) if is_retryable(&e) => return Err(SeamError::Retry(e.to_string())),
                 Err(e) => OrderCommand::RaiseException {
                     key: keys::tracking_writeback(fulfillment_id),
                     message: format!(
@@ -486,15 +493,15 @@ impl KatanaWriter {
     }
 
     /// A SKU got its Katana variant: orders waiting only for mappings go through.
-    async fn retry_blocked(&self, event: &RecordedEvent) -> Result<(), String> {
+    async fn retry_blocked(&self, event: &RecordedEvent) -> Result<(), SeamError> {
         retry_blocked_orders(&self.services, &event.meta).await
     }
 
-    async fn handle_event(&self, event: &RecordedEvent) -> Result<(), String> {
+    async fn handle_event(&self, event: &RecordedEvent) -> Result<(), SeamError> {
         if !self.services.settings.katana.push_orders {
             return Ok(());
         }
-        if let Some((order_id, ev)) = decode_order(event) {
+        if let Some((order_id, ev)) = order_event(event)? {
             match ev {
                 OrderEvent::SoRequested(_) => self.create_so(&order_id, event).await,
                 OrderEvent::OrderCancelled(c) if c.after_push => {
@@ -503,7 +510,7 @@ impl KatanaWriter {
                 OrderEvent::ShipmentArranged(a) => self.write_tracking(&order_id, &a, event).await,
                 _ => Ok(()),
             }
-        } else if let Some((_, SkuEvent::SkuMapped(_))) = decode_sku(event) {
+        } else if let Some((_, SkuEvent::SkuMapped(_))) = sku_event(event)? {
             self.retry_blocked(event).await
         } else {
             Ok(())
@@ -520,7 +527,7 @@ pub async fn settle_duplicates(
     kept_so_id: i64,
     duplicates: &[SalesOrder],
     cause: &EventMeta,
-) -> Result<(), String> {
+) -> Result<(), SeamError> {
     let katana = client(services)?;
     for dup in duplicates.iter().filter(|d| d.id != kept_so_id) {
         tracing::warn!(
@@ -535,20 +542,20 @@ pub async fn settle_duplicates(
                 OrderCommand::RecordDuplicateSo {
                     so_id: dup.id,
                     kept_so_id,
-                    status: dup.status.clone(),
+                    status: dup.status.to_string(),
                 },
                 cause,
                 None,
             )
             .await?;
-        let refusal = if dup.status == "NOT_SHIPPED" {
+        let refusal = if dup.status == SoStatus::NotShipped {
             let deleted = katana.delete_sales_order(dup.id).await;
             services
                 .metrics
                 .api_call("katana", "delete_sales_order", deleted.is_ok());
             match deleted {
                 Ok(()) => None,
-                Err(e) if is_retryable(&e) => return Err(e.to_string()),
+                Err(e) if is_retryable(&e) => return Err(SeamError::Retry(e.to_string())),
                 Err(e) => Some(format!("deleting it failed: {e}")),
             }
         } else {
@@ -572,10 +579,10 @@ pub async fn settle_duplicates(
 }
 
 /// Every order blocked on unmatched SKUs whose SKUs all map now is retried.
-pub async fn retry_blocked_orders(services: &Services, cause: &EventMeta) -> Result<(), String> {
+pub async fn retry_blocked_orders(services: &Services, cause: &EventMeta) -> Result<(), SeamError> {
     let open = services
         .store
-        .lookup_all(crate::actors::aggregate::EXCEPTION_LOOKUP)
+        .lookup_all(crate::names::lookup::EXCEPTION)
         .map_err(|e| e.to_string())?;
     for entry in open {
         let Some((stream, key)) = entry.key.split_once('#') else {
@@ -587,11 +594,7 @@ pub async fn retry_blocked_orders(services: &Services, cause: &EventMeta) -> Res
         let Some(order_id) = id_of::<Order>(stream) else {
             continue;
         };
-        let (order, _) = services
-            .orders
-            .state(order_id)
-            .await
-            .map_err(|e| e.to_string())?;
+        let (order, _) = services.orders.state(order_id).await?;
         let all_mapped = order.snapshot.as_ref().is_some_and(|s| {
             s.units
                 .iter()
@@ -609,13 +612,13 @@ pub async fn retry_blocked_orders(services: &Services, cause: &EventMeta) -> Res
 
 impl Subscriber for KatanaWriter {
     fn name(&self) -> &str {
-        "katana-writer"
+        subscriber::KATANA_WRITER
     }
 
     fn handle<'a>(
         &'a mut self,
         event: &'a RecordedEvent,
-    ) -> LocalBoxFuture<'a, Result<(), String>> {
+    ) -> LocalBoxFuture<'a, Result<(), SeamError>> {
         Box::pin(self.handle_event(event))
     }
 }
@@ -640,8 +643,8 @@ impl KatanaReader {
         }
     }
 
-    async fn handle_event(&self, event: &RecordedEvent) -> Result<(), String> {
-        if let Some((_, OrderEvent::OrderSignalled(s))) = decode_order(event) {
+    async fn handle_event(&self, event: &RecordedEvent) -> Result<(), SeamError> {
+        if let Some((_, OrderEvent::OrderSignalled(s))) = order_event(event)? {
             // A new SO has no fulfillments yet, a deleted one none to ship.
             let nothing_to_read = matches!(
                 s.what.as_str(),
@@ -653,7 +656,7 @@ impl KatanaReader {
                     .ask(&self.services, &[], &event.meta)
                     .await;
             }
-        } else if let Some((sku, ev)) = decode_sku(event) {
+        } else if let Some((sku, ev)) = sku_event(event)? {
             if !self.services.settings.katana.pull_inventory {
                 return Ok(());
             }
@@ -664,12 +667,7 @@ impl KatanaReader {
                 // Demand for a SKU whose stock was never read: read it now, so the
                 // window it would open has a real ATP to push.
                 SkuEvent::DemandChanged(_) => {
-                    let (state, _) = self
-                        .services
-                        .skus
-                        .state(&sku)
-                        .await
-                        .map_err(|e| e.to_string())?;
+                    let (state, _) = self.services.skus.state(&sku).await?;
                     if !state.stock_known() {
                         return self.stock.ask(&self.services, &[sku], &event.meta).await;
                     }
@@ -683,13 +681,13 @@ impl KatanaReader {
 
 impl Subscriber for KatanaReader {
     fn name(&self) -> &str {
-        "katana-reader"
+        subscriber::KATANA_READER
     }
 
     fn handle<'a>(
         &'a mut self,
         event: &'a RecordedEvent,
-    ) -> LocalBoxFuture<'a, Result<(), String>> {
+    ) -> LocalBoxFuture<'a, Result<(), SeamError>> {
         Box::pin(self.handle_event(event))
     }
 }
@@ -700,7 +698,7 @@ pub async fn read_stock(
     skus: &[String],
     cause: &EventMeta,
     priority: Priority,
-) -> Result<(), String> {
+) -> Result<(), SeamError> {
     let mut by_variant: BTreeMap<i64, Vec<String>> = BTreeMap::new();
     for sku in skus {
         if let Some(v) = services.catalogue.variant_for(sku) {
@@ -719,7 +717,7 @@ pub async fn read_stock(
         .api_call("katana", "inventory", rows.is_ok());
     let rows = match rows {
         Ok(r) => r,
-        Err(e) if is_retryable(&e) => return Err(e.to_string()),
+        Err(e) if is_retryable(&e) => return Err(SeamError::Retry(e.to_string())),
         Err(e) => {
             tracing::warn!(error = %e, "inventory read refused");
             return Ok(());
@@ -747,6 +745,8 @@ pub async fn read_stock(
                 .collect()
         });
         for sku in skus {
+            // A level refused for a variant the SKU no longer has means the mapping
+            // moved under the read: reading again takes the new one.
             services
                 .skus
                 .execute(
@@ -754,7 +754,7 @@ pub async fn read_stock(
                     Execute::new(SkuCommand::ObserveStock(levels.clone())).caused_by(cause),
                 )
                 .await
-                .map_err(|e| e.to_string())?;
+                .map_err(|e| SeamError::Retry(e.to_string()))?;
         }
     }
     Ok(())

@@ -566,10 +566,10 @@ impl KatanaClient {
     pub async fn update_sales_order_status(
         &self,
         id: i64,
-        status: &str,
+        status: SoStatus,
     ) -> Result<SalesOrder, KatanaError> {
         let path = format!("/sales_orders/{id}");
-        let body = serde_json::json!({ "status": status });
+        let body = serde_json::json!({ "status": status.as_str() });
         let r = self
             .send(Method::PATCH, &path, &[], Some(&body), Priority::High)
             .await?;

@@ -39,7 +39,7 @@ pub struct SalesOrderContext {
     /// TikTok `seller_sku` (after alias/case rules) -> Katana variant id.
     pub variant_by_sku: BTreeMap<String, i64>,
     /// `NOT_SHIPPED` normally; FBT "record as done" also starts there and is delivered next.
-    pub status: String,
+    pub status: SoStatus,
 }
 
 pub const ECOMMERCE_ORDER_TYPE: &str = "tiktok";
@@ -198,7 +198,7 @@ pub fn stock_level(r: &InventoryRow) -> StockLevel {
 pub fn fulfillment_to_domain(f: &Fulfillment) -> KatanaFulfillment {
     KatanaFulfillment {
         fulfillment_id: f.id,
-        status: f.status.clone(),
+        status: f.status.to_string(),
         tracking_number: f.tracking_number.clone().filter(|s| !s.trim().is_empty()),
         tracking_url: f.tracking_url.clone().filter(|s| !s.trim().is_empty()),
         tracking_carrier: f.tracking_carrier.clone().filter(|s| !s.trim().is_empty()),
@@ -280,7 +280,7 @@ mod tests {
             variant_by_sku: [("A".to_string(), 11), ("B".to_string(), 12)]
                 .into_iter()
                 .collect(),
-            status: "NOT_SHIPPED".into(),
+            status: SoStatus::NotShipped,
         }
     }
 

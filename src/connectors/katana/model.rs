@@ -116,6 +116,83 @@ pub fn de_opt_decimal_text<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Str
     }
 }
 
+/// Declares a Katana status: the values the API documents, and `Other` for one it
+/// adds later, kept with its spelling so it goes back out unchanged.
+macro_rules! wire_status {
+    ($(#[$meta:meta])* $name:ident { $($variant:ident = $wire:literal),* $(,)? }) => {
+        $(#[$meta])*
+        #[derive(Clone, Debug, PartialEq, Eq, Hash)]
+        pub enum $name {
+            $($variant,)*
+            Other(String),
+        }
+
+        impl $name {
+            pub fn as_str(&self) -> &str {
+                match self {
+                    $(Self::$variant => $wire,)*
+                    Self::Other(s) => s,
+                }
+            }
+        }
+
+        impl From<&str> for $name {
+            fn from(s: &str) -> Self {
+                match s {
+                    $($wire => Self::$variant,)*
+                    other => Self::Other(other.to_string()),
+                }
+            }
+        }
+
+        impl std::fmt::Display for $name {
+            fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str(self.as_str())
+            }
+        }
+
+        impl PartialEq<&str> for $name {
+            fn eq(&self, other: &&str) -> bool {
+                self.as_str() == *other
+            }
+        }
+
+        impl Serialize for $name {
+            fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+                s.serialize_str(self.as_str())
+            }
+        }
+
+        impl<'de> Deserialize<'de> for $name {
+            fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+                let s = String::deserialize(d)?;
+                Ok(Self::from(s.as_str()))
+            }
+        }
+    };
+}
+
+wire_status! {
+    /// A sales order's delivery status (`katana.md` §2). `PARTIALLY_*` are computed
+    /// by Katana, never sent.
+    SoStatus {
+        NotShipped = "NOT_SHIPPED",
+        Pending = "PENDING",
+        PartiallyPacked = "PARTIALLY_PACKED",
+        Packed = "PACKED",
+        PartiallyDelivered = "PARTIALLY_DELIVERED",
+        Delivered = "DELIVERED",
+    }
+}
+
+wire_status! {
+    /// A sales order fulfillment's status.
+    FulfillmentStatus {
+        Packed = "PACKED",
+        Delivered = "DELIVERED",
+    }
+}
+
 // ---------------------------------------------------------------- requests
 
 #[derive(Clone, Debug, PartialEq, Serialize)]
@@ -127,7 +204,7 @@ pub struct CreateSalesOrder {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub location_id: Option<i64>,
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub status: Option<String>,
+    pub status: Option<SoStatus>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub currency: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -196,7 +273,7 @@ pub struct CreateCustomer {
 #[derive(Clone, Debug, PartialEq, Serialize)]
 pub struct CreateFulfillment {
     pub sales_order_id: i64,
-    pub status: String,
+    pub status: FulfillmentStatus,
     pub sales_order_fulfillment_rows: Vec<CreateFulfillmentRow>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub tracking_number: Option<String>,
@@ -232,7 +309,7 @@ pub struct SalesOrder {
     pub order_no: Option<String>,
     #[serde(default, deserialize_with = "de_opt_id")]
     pub location_id: Option<i64>,
-    pub status: String,
+    pub status: SoStatus,
     #[serde(default)]
     pub currency: Option<String>,
     #[serde(default)]
@@ -300,7 +377,7 @@ pub struct Fulfillment {
     pub id: i64,
     #[serde(deserialize_with = "de_id")]
     pub sales_order_id: i64,
-    pub status: String,
+    pub status: FulfillmentStatus,
     #[serde(default)]
     pub tracking_number: Option<String>,
     #[serde(default)]
@@ -465,6 +542,29 @@ impl ErrorDetail {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn so_statuses_keep_their_spelling_and_unknown_ones_survive() {
+        for wire in [
+            "NOT_SHIPPED",
+            "PENDING",
+            "PARTIALLY_PACKED",
+            "PACKED",
+            "PARTIALLY_DELIVERED",
+            "DELIVERED",
+            "ON_THE_MOON",
+        ] {
+            let json = format!("\"{wire}\"");
+            let status: SoStatus = serde_json::from_str(&json).unwrap();
+            assert_eq!(serde_json::to_string(&status).unwrap(), json);
+        }
+        let known: SoStatus = serde_json::from_str("\"PARTIALLY_DELIVERED\"").unwrap();
+        assert_eq!(known, SoStatus::PartiallyDelivered);
+        let unknown: SoStatus = serde_json::from_str("\"ON_THE_MOON\"").unwrap();
+        assert_eq!(unknown, SoStatus::Other("ON_THE_MOON".into()));
+        let f: FulfillmentStatus = serde_json::from_str("\"PACKED\"").unwrap();
+        assert_eq!(f, FulfillmentStatus::Packed);
+    }
+
     use super::*;
 
     #[test]

@@ -19,11 +19,9 @@ use crate::app::Services;
 use crate::connectors::is_retryable;
 use crate::domain::observed::KatanaFulfillment;
 use crate::domain::order::{Order, OrderCommand};
+use crate::names::{cursor, lookup};
+use crate::seam::SeamError;
 use crate::store::{EventMeta, LookupEntry, UnitOfWork};
-
-/// When the last list of changed fulfillments was asked for (the next one's
-/// `updated_at_min`, less [`FULFILLMENT_OVERLAP`]).
-const FULFILLMENT_CURSOR: &str = "katana-fulfillments";
 
 /// Each list looks this far behind the previous one's start: Katana stamps
 /// `updated_at` with its own clock, and a change committed while the previous list
@@ -45,7 +43,7 @@ fn chrono_of(d: Duration) -> chrono::Duration {
 pub fn last_fulfillment_sweep(services: &Services) -> Result<Option<DateTime<Utc>>, String> {
     Ok(services
         .store
-        .lookup("cursor", FULFILLMENT_CURSOR)
+        .lookup(lookup::CURSOR, cursor::KATANA_FULFILLMENTS)
         .map_err(|e| e.to_string())?
         .and_then(|v| DateTime::parse_from_rfc3339(&v).ok())
         .map(|t| t.with_timezone(&Utc)))
@@ -58,7 +56,7 @@ pub async fn sweep_fulfillments(
     services: &Services,
     priority: Priority,
     cause: &EventMeta,
-) -> Result<(), String> {
+) -> Result<(), SeamError> {
     let Some(katana) = services.katana.as_ref() else {
         return Ok(());
     };
@@ -73,7 +71,7 @@ pub async fn sweep_fulfillments(
         .api_call("katana", "list_changed_fulfillments", changed.is_ok());
     let changed = match changed {
         Ok(list) => list,
-        Err(e) if is_retryable(&e) => return Err(e.to_string()),
+        Err(e) if is_retryable(&e) => return Err(SeamError::Retry(e.to_string())),
         Err(e) => {
             // Retrying cannot help (the connector's health shows the failed call);
             // the cursor stays, so the next list covers the same changes.
@@ -91,7 +89,7 @@ pub async fn sweep_fulfillments(
     for (so_id, fulfillments) in by_so {
         let Some(stream) = services
             .store
-            .lookup("so", &so_id.to_string())
+            .lookup(lookup::SO, &so_id.to_string())
             .map_err(|e| e.to_string())?
         else {
             // Not an SO of ours.
@@ -113,15 +111,15 @@ pub async fn sweep_fulfillments(
         .store
         .commit(UnitOfWork {
             lookup_put: vec![LookupEntry {
-                kind: "cursor".into(),
-                key: FULFILLMENT_CURSOR.into(),
+                kind: lookup::CURSOR.into(),
+                key: cursor::KATANA_FULFILLMENTS.into(),
                 value: started.to_rfc3339(),
             }],
             ..Default::default()
         })
         .await
         .map(|_| ())
-        .map_err(|e| e.to_string())
+        .map_err(|e| SeamError::Retry(e.to_string()))
 }
 
 /// What a coalesced read still has to cover.
@@ -168,7 +166,7 @@ impl Coalesced {
         services: &Arc<Services>,
         skus: &[String],
         cause: &EventMeta,
-    ) -> Result<(), String> {
+    ) -> Result<(), SeamError> {
         let now = services.clock.now();
         let due = {
             let mut p = self.pending.lock();
@@ -211,7 +209,7 @@ impl Coalesced {
         }
     }
 
-    async fn read(&self, services: &Services, cause: &EventMeta) -> Result<(), String> {
+    async fn read(&self, services: &Services, cause: &EventMeta) -> Result<(), SeamError> {
         let skus: Vec<String> = {
             let mut p = self.pending.lock();
             p.last_start = Some(services.clock.now());

@@ -11,7 +11,7 @@ use super::client::TikTokClient;
 use super::market;
 use super::model::ShippingProvider;
 use super::shipper::{self, Shipped};
-use crate::actors::policies::{decode_order, decode_sku};
+use crate::actors::policies::{order_event, sku_event};
 use crate::actors::Subscriber;
 use crate::app::Services;
 use crate::connectors::is_retryable;
@@ -20,6 +20,8 @@ use crate::domain::order::{
     FulfillmentRequested, OrderCommand, OrderEvent, Signaller, Source, TrackingCorrectionRequested,
 };
 use crate::domain::sku::{SkuCommand, SkuEvent};
+use crate::names::subscriber;
+use crate::seam::SeamError;
 use crate::store::RecordedEvent;
 
 fn client(services: &Services) -> Result<&TikTokClient, String> {
@@ -39,8 +41,8 @@ impl TikTokReader {
         TikTokReader { services }
     }
 
-    async fn handle_event(&self, event: &RecordedEvent) -> Result<(), String> {
-        let Some((order_id, ev)) = decode_order(event) else {
+    async fn handle_event(&self, event: &RecordedEvent) -> Result<(), SeamError> {
+        let Some((order_id, ev)) = order_event(event)? else {
             return Ok(());
         };
         let source = match ev {
@@ -73,7 +75,9 @@ impl TikTokReader {
                 }
                 Ok(())
             }
-            Err(e) if is_retryable(&e) => Err(format!("re-reading order {order_id}: {e}")),
+            Err(e) if is_retryable(&e) => Err(SeamError::Retry(format!(
+                "re-reading order {order_id}: {e}"
+            ))),
             Err(e) => {
                 self.services
                     .order_command(
@@ -93,13 +97,13 @@ impl TikTokReader {
 
 impl Subscriber for TikTokReader {
     fn name(&self) -> &str {
-        "tiktok-reader"
+        subscriber::TIKTOK_READER
     }
 
     fn handle<'a>(
         &'a mut self,
         event: &'a RecordedEvent,
-    ) -> LocalBoxFuture<'a, Result<(), String>> {
+    ) -> LocalBoxFuture<'a, Result<(), SeamError>> {
         Box::pin(self.handle_event(event))
     }
 }
@@ -154,7 +158,7 @@ impl TikTokWriter {
         order_id: &str,
         req: &FulfillmentRequested,
         event: &RecordedEvent,
-    ) -> Result<(), String> {
+    ) -> Result<(), SeamError> {
         let key = keys::fulfillment_rejected(req.fulfillment_id);
         let raise = |message: String| OrderCommand::RaiseException {
             key: key.clone(),
@@ -233,7 +237,9 @@ impl TikTokWriter {
                 fulfillment_id: req.fulfillment_id,
                 reason,
             },
-            Err(e) if is_retryable(&e) => return Err(format!("shipping order {order_id}: {e}")),
+            Err(e) if is_retryable(&e) => {
+                return Err(SeamError::Retry(format!("shipping order {order_id}: {e}")))
+            }
             Err(e) => {
                 let message = format!("TikTok refused the shipment: {e}");
                 return self
@@ -253,7 +259,7 @@ impl TikTokWriter {
         order_id: &str,
         req: &TrackingCorrectionRequested,
         event: &RecordedEvent,
-    ) -> Result<(), String> {
+    ) -> Result<(), SeamError> {
         let key = keys::tracking_correction(req.fulfillment_id);
         let raise = |message: String| OrderCommand::RaiseException {
             key: key.clone(),
@@ -295,9 +301,9 @@ impl TikTokWriter {
                     )
                     .await
             }
-            Err(e) if is_retryable(&e) => {
-                Err(format!("correcting the tracking of order {order_id}: {e}"))
-            }
+            Err(e) if is_retryable(&e) => Err(SeamError::Retry(format!(
+                "correcting the tracking of order {order_id}: {e}"
+            ))),
             Err(e) => {
                 let message = format!("TikTok refused the tracking correction: {e}");
                 self.services
@@ -314,7 +320,7 @@ impl TikTokWriter {
         sku: &str,
         atp: i64,
         event: &RecordedEvent,
-    ) -> Result<(), String> {
+    ) -> Result<(), SeamError> {
         let raise = |message: String| SkuCommand::RaiseException {
             key: keys::INVENTORY_REJECTED.into(),
             message,
@@ -331,7 +337,7 @@ impl TikTokWriter {
                     self.services.catalogue.set_tiktok(entries);
                     listings = self.services.catalogue.tiktok_listings(sku);
                 }
-                Err(e) if is_retryable(&e) => return Err(e.to_string()),
+                Err(e) if is_retryable(&e) => return Err(SeamError::Retry(e.to_string())),
                 Err(_) => {}
             }
         }
@@ -366,10 +372,10 @@ impl TikTokWriter {
                 // Quantities are absolute: pushing the listings that took it again
                 // on the retry changes nothing.
                 Err(e) if is_retryable(&e) => {
-                    return Err(format!(
+                    return Err(SeamError::Retry(format!(
                         "pushing inventory of {sku} to product {}: {e}",
                         listing.product_id
-                    ))
+                    )))
                 }
                 Err(e) => refusals.push(format!("product {}: {e}", listing.product_id)),
             }
@@ -391,8 +397,8 @@ impl TikTokWriter {
             .await
     }
 
-    async fn handle_event(&self, event: &RecordedEvent) -> Result<(), String> {
-        if let Some((order_id, ev)) = decode_order(event) {
+    async fn handle_event(&self, event: &RecordedEvent) -> Result<(), SeamError> {
+        if let Some((order_id, ev)) = order_event(event)? {
             if !self.services.settings.tiktok.push_fulfillment {
                 return Ok(());
             }
@@ -405,7 +411,7 @@ impl TikTokWriter {
                 }
                 _ => Ok(()),
             };
-        } else if let Some((sku, SkuEvent::BufferFlushed(flush))) = decode_sku(event) {
+        } else if let Some((sku, SkuEvent::BufferFlushed(flush))) = sku_event(event)? {
             if self.services.settings.tiktok.push_inventory {
                 return self.push_inventory(&sku, flush.atp, event).await;
             }
@@ -416,13 +422,13 @@ impl TikTokWriter {
 
 impl Subscriber for TikTokWriter {
     fn name(&self) -> &str {
-        "tiktok-writer"
+        subscriber::TIKTOK_WRITER
     }
 
     fn handle<'a>(
         &'a mut self,
         event: &'a RecordedEvent,
-    ) -> LocalBoxFuture<'a, Result<(), String>> {
+    ) -> LocalBoxFuture<'a, Result<(), SeamError>> {
         Box::pin(self.handle_event(event))
     }
 }

@@ -303,7 +303,7 @@ pub async fn toggle(
         Ok(_) => HttpResponse::SeeOther()
             .insert_header((header::LOCATION, format!("/skus/{}", urlencode(&sku))))
             .finish(),
-        Err(CommandError::Rejected(reason)) => Refused::BadRequest(reason).response(),
+        Err(CommandError::Rejected(reason)) => Refused::BadRequest(reason.to_string()).response(),
         Err(e) => Refused::Unavailable(e.to_string()).response(),
     }
 }

@@ -738,7 +738,7 @@ impl Aggregate for Order {
     fn index(event: &OrderEvent) -> Vec<IndexChange> {
         match event {
             OrderEvent::SoCreated(e) => vec![IndexChange::Put {
-                kind: "so",
+                kind: crate::names::lookup::SO,
                 key: e.so_id.to_string(),
             }],
             OrderEvent::ExceptionRaised(e) => vec![IndexChange::PutException {

@@ -8,8 +8,8 @@ use std::time::Duration;
 
 use super::runner::Runner;
 use super::world::tiktok_sku_id;
-use crate::actors::aggregate::EXCEPTION_LOOKUP;
 use crate::domain::order::SoState;
+use crate::names::lookup::EXCEPTION as EXCEPTION_LOOKUP;
 use crate::sandbox::scenario::{self, Role};
 use crate::sandbox::tiktok::{MAIN_WAREHOUSE, SECOND_WAREHOUSE};
 

@@ -30,13 +30,7 @@ pub const ADMIN_TOKEN: &str = "sandbox";
 
 /// The durable feed subscribers of the service: all caught up and a quiet log
 /// means nothing is in progress.
-const SUBSCRIBERS: [&str; 5] = [
-    "demand-policy",
-    "tiktok-reader",
-    "tiktok-writer",
-    "katana-writer",
-    "katana-reader",
-];
+const SUBSCRIBERS: [&str; 5] = crate::names::subscriber::EFFECTS;
 
 /// How the world is built.
 #[derive(Clone, Debug)]
