@@ -17,6 +17,7 @@ pub mod whatif;
 use std::collections::{BTreeMap, HashMap};
 
 use chrono::{DateTime, NaiveDateTime, Utc};
+use rustc_hash::FxHashMap;
 use serde::Serialize;
 use sha2::{Digest, Sha256};
 
@@ -280,8 +281,8 @@ fn fold_serial(
     snapshots: &HashMap<&str, &Snapshot>,
     out: &mut Rebuilt,
     progress: &mut dyn FnMut(u64),
-) -> Result<HashMap<String, Folding>, StoreError> {
-    let mut folding = HashMap::new();
+) -> Result<FxHashMap<String, Folding>, StoreError> {
+    let mut folding = FxHashMap::default();
     store.scan(0, &mut |rec| {
         fold_one(&mut folding, &rec, snapshots, out);
         out.events += 1;
@@ -303,12 +304,12 @@ fn fold_parallel(
     out: &mut Rebuilt,
     progress: &mut dyn FnMut(u64),
     workers: usize,
-) -> Result<HashMap<String, Folding>, StoreError> {
+) -> Result<FxHashMap<String, Folding>, StoreError> {
     std::thread::scope(|scope| {
         let handles: Vec<_> = (1..workers)
             .map(|me| {
                 scope.spawn(move || {
-                    let mut folding = HashMap::new();
+                    let mut folding = FxHashMap::default();
                     let mut part = Rebuilt::default();
                     let scanned = store.scan(0, &mut |rec| {
                         if stream_worker(rec.stream, workers) == me {
@@ -321,7 +322,7 @@ fn fold_parallel(
             })
             .collect();
         // This thread is worker 0 and reports progress for the whole scan.
-        let mut folding = HashMap::new();
+        let mut folding = FxHashMap::default();
         let mut events = 0u64;
         store.scan(0, &mut |rec| {
             if stream_worker(rec.stream, workers) == 0 {
@@ -357,7 +358,7 @@ fn stream_worker(stream: &str, workers: usize) -> usize {
 }
 
 fn fold_one(
-    folding: &mut HashMap<String, Folding>,
+    folding: &mut FxHashMap<String, Folding>,
     rec: &RawEvent<'_>,
     snapshots: &HashMap<&str, &Snapshot>,
     out: &mut Rebuilt,
