@@ -215,7 +215,7 @@ impl<'a, W: Write> Runner<'a, W> {
             row(
                 "multi-warehouse SKU",
                 format!(
-                    "{}: {} pushes, the 3PL warehouse sent its current quantity in {}",
+                    "{}: {} push(es), the 3PL warehouse sent its current quantity in {} of them",
                     scenario::MULTI_WAREHOUSE_SKU,
                     s.multi_warehouse_pushes,
                     s.other_warehouse_kept
