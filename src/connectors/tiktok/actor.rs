@@ -153,6 +153,33 @@ impl TikTokWriter {
         Ok(carriers.get("default").cloned())
     }
 
+    /// The provider of a Katana fulfillment's carrier, or `None` once an exception
+    /// under `key` says which carrier needs a `[carriers]` entry.
+    async fn provider_or_raise(
+        &self,
+        order_id: &str,
+        fulfillment_id: i64,
+        carrier: Option<&str>,
+        key: &str,
+        event: &RecordedEvent,
+    ) -> Result<Option<String>, SeamError> {
+        if let Some(provider) = self.provider_for(carrier).await? {
+            return Ok(Some(provider));
+        }
+        let message = format!(
+            "carrier {:?} of Katana fulfillment {fulfillment_id} matches no TikTok shipping provider; add it under [carriers]",
+            carrier.unwrap_or("")
+        );
+        let raise = OrderCommand::RaiseException {
+            key: key.to_string(),
+            message,
+        };
+        self.services
+            .order_command(order_id, raise, &event.meta, None)
+            .await?;
+        Ok(None)
+    }
+
     async fn push_fulfillment(
         &self,
         order_id: &str,
@@ -178,16 +205,12 @@ impl TikTokWriter {
                 "ship_package",
             )
         } else {
-            let Some(provider) = self.provider_for(req.carrier.as_deref()).await? else {
-                let message = format!(
-                    "carrier {:?} of Katana fulfillment {} matches no TikTok shipping provider; add it under [carriers]",
-                    req.carrier.as_deref().unwrap_or(""),
-                    req.fulfillment_id
-                );
-                return self
-                    .services
-                    .order_command(order_id, raise(message), &event.meta, None)
-                    .await;
+            let carrier = req.carrier.as_deref();
+            let Some(provider) = self
+                .provider_or_raise(order_id, req.fulfillment_id, carrier, &key, event)
+                .await?
+            else {
+                return Ok(());
             };
             if market::offers_mark_package_shipped(region.as_deref()) {
                 let shipped = tiktok
@@ -265,16 +288,12 @@ impl TikTokWriter {
             key: key.clone(),
             message,
         };
-        let Some(provider) = self.provider_for(req.carrier.as_deref()).await? else {
-            let message = format!(
-                "corrected carrier {:?} of Katana fulfillment {} matches no TikTok shipping provider; add it under [carriers]",
-                req.carrier.as_deref().unwrap_or(""),
-                req.fulfillment_id
-            );
-            return self
-                .services
-                .order_command(order_id, raise(message), &event.meta, None)
-                .await;
+        let carrier = req.carrier.as_deref();
+        let Some(provider) = self
+            .provider_or_raise(order_id, req.fulfillment_id, carrier, &key, event)
+            .await?
+        else {
+            return Ok(());
         };
         let tiktok = client(&self.services)?;
         let package = req
