@@ -8,10 +8,10 @@ use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 
 use super::state::{
-    recompute_shipping_status, sim_codes, status_str, ApiErr, Notification, ShipmentRecord,
-    SimOrder, State,
+    recompute_shipping_status, shippable, sim_codes, status_str, ApiErr, Notification,
+    ShipmentRecord, SimOrder, State,
 };
-use crate::domain::observed::{FulfillmentType, TikTokOrderStatus};
+use crate::domain::observed::TikTokOrderStatus;
 
 /// Markets where Mark Package As Shipped exists (TikTok reports the UK as `GB`).
 pub const MPAS_MARKETS: [&str; 9] = ["US", "GB", "UK", "ES", "IE", "IT", "DE", "FR", "JP"];
@@ -267,24 +267,7 @@ impl State {
             _ => {}
         }
         let (_, order) = self.package_and_order(package_id)?;
-        if order.fulfillment_type != FulfillmentType::FulfillmentBySeller {
-            return Err(ApiErr::new(
-                sim_codes::ORDER_NOT_SHIPPABLE,
-                "order is fulfilled by TikTok",
-            ));
-        }
-        if !matches!(
-            order.status,
-            TikTokOrderStatus::AwaitingShipment | TikTokOrderStatus::PartiallyShipping
-        ) {
-            return Err(ApiErr::new(
-                sim_codes::ORDER_NOT_SHIPPABLE,
-                format!(
-                    "order status {} does not allow shipping",
-                    status_str(order.status)
-                ),
-            ));
-        }
+        shippable(&order)?;
         let (tracking, provider_id, provider_name, method) = if order.is_tiktok_shipping() {
             if req.self_shipment.is_some() {
                 return Err(mode(

@@ -978,24 +978,7 @@ impl State {
             })?;
         let package_id = self.id(1156);
         let order = self.order_mut(order_id)?;
-        if order.fulfillment_type != FulfillmentType::FulfillmentBySeller {
-            return Err(ApiErr::new(
-                sim_codes::ORDER_NOT_SHIPPABLE,
-                "order is fulfilled by TikTok",
-            ));
-        }
-        if !matches!(
-            order.status,
-            TikTokOrderStatus::AwaitingShipment | TikTokOrderStatus::PartiallyShipping
-        ) {
-            return Err(ApiErr::new(
-                sim_codes::ORDER_NOT_SHIPPABLE,
-                format!(
-                    "order status {} does not allow shipping",
-                    status_str(order.status)
-                ),
-            ));
-        }
+        shippable(order)?;
         if body.order_line_item_ids.is_empty() {
             return Err(ApiErr::invalid_param("order_line_item_ids is empty"));
         }
@@ -1242,6 +1225,29 @@ fn take_cancelled_reservations(o: &mut SimOrder) -> Vec<(String, String)> {
         .filter(|u| u.cancelled)
         .filter_map(|u| u.reserved_at.take().map(|w| (u.sku_id.clone(), w)))
         .collect()
+}
+
+/// Whether the seller may ship the order now, whichever call ships it.
+pub(super) fn shippable(order: &SimOrder) -> Result<(), ApiErr> {
+    if order.fulfillment_type != FulfillmentType::FulfillmentBySeller {
+        return Err(ApiErr::new(
+            sim_codes::ORDER_NOT_SHIPPABLE,
+            "order is fulfilled by TikTok",
+        ));
+    }
+    if !matches!(
+        order.status,
+        TikTokOrderStatus::AwaitingShipment | TikTokOrderStatus::PartiallyShipping
+    ) {
+        return Err(ApiErr::new(
+            sim_codes::ORDER_NOT_SHIPPABLE,
+            format!(
+                "order status {} does not allow shipping",
+                status_str(order.status)
+            ),
+        ));
+    }
+    Ok(())
 }
 
 pub(super) fn status_notification(o: &SimOrder) -> Notification {
