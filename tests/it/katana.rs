@@ -983,6 +983,71 @@ async fn failed_webhooks_are_retried_on_katanas_schedule() {
     e.sim.stop().await;
 }
 
+/// A receiver that holds every request until the test lets it through, then
+/// answers 500: a webhook on the wire, then one waiting on the clock for its retry.
+async fn gated_receiver(
+    gate: Arc<tokio::sync::Semaphore>,
+) -> (String, actix_web::dev::ServerHandle) {
+    use actix_web::{web, App, HttpResponse, HttpServer};
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let url = format!(
+        "http://127.0.0.1:{}/hook",
+        listener.local_addr().unwrap().port()
+    );
+    let server = HttpServer::new(move || {
+        let gate = gate.clone();
+        App::new().default_service(web::to(move || {
+            let gate = gate.clone();
+            async move {
+                gate.acquire().await.unwrap().forget();
+                HttpResponse::InternalServerError().finish()
+            }
+        }))
+    })
+    .workers(1)
+    .disable_signals()
+    .listen(listener)
+    .unwrap()
+    .run();
+    let handle = server.handle();
+    tokio::spawn(server);
+    (url, handle)
+}
+
+/// A harness that waits for "the log stopped growing" must also know that no
+/// webhook is still being sent, or a slow delivery lands after it moved on.
+#[tokio::test]
+async fn a_webhook_counts_as_in_flight_until_answered_and_not_while_it_waits_to_retry() {
+    let e = env();
+    let gate = Arc::new(tokio::sync::Semaphore::new(0));
+    let (url, _server) = gated_receiver(gate.clone()).await;
+    e.sim
+        .add_webhook(&url, &["current_inventory.product_updated"], None);
+    assert_eq!(e.sim.webhooks_in_flight(), 0);
+    e.sim
+        .set_stock(
+            e.variant("TOTE-NAT"),
+            e.cat.main_location_id,
+            Quantity::from_units(1),
+        )
+        .unwrap();
+    assert_eq!(e.sim.webhooks_in_flight(), 1, "queued counts");
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    assert_eq!(e.sim.webhooks_in_flight(), 1, "held by the receiver");
+    assert!(e.sim.webhook_deliveries().is_empty());
+    gate.add_permits(1);
+    wait_for("the refusal", || e.sim.webhook_deliveries().len() == 1).await;
+    wait_for("nothing in flight", || e.sim.webhooks_in_flight() == 0).await;
+    e.manual.advance(Duration::from_secs(30));
+    wait_for("the retry on the wire", || e.sim.webhooks_in_flight() == 1).await;
+    gate.add_permits(1);
+    wait_for("the retry answered", || {
+        e.sim.webhook_deliveries().len() == 2 && e.sim.webhooks_in_flight() == 0
+    })
+    .await;
+    e.sim.stop().await;
+}
+
 #[tokio::test]
 async fn webhook_faults_drop_and_duplicate() {
     let e = env();

@@ -30,6 +30,7 @@ use state::SimState;
 use crate::clock::Clock;
 use crate::connectors::katana::webhook::sign;
 use crate::domain::observed::Quantity;
+use crate::sandbox::in_flight::InFlight;
 
 /// Katana's retry schedule after a failed delivery (after the previous attempt).
 pub const WEBHOOK_RETRY_DELAYS: [Duration; 3] = [
@@ -83,6 +84,18 @@ struct Shared {
     state: Mutex<SimState>,
     clock: Clock,
     out: mpsc::UnboundedSender<Outgoing>,
+    webhooks_in_flight: InFlight,
+}
+
+impl Shared {
+    fn send_webhooks(&self, events: Vec<Outgoing>) {
+        for e in events {
+            self.webhooks_in_flight.start();
+            if self.out.send(e).is_err() {
+                self.webhooks_in_flight.done();
+            }
+        }
+    }
 }
 
 /// A running simulator; clones share it.
@@ -109,6 +122,7 @@ impl KatanaSim {
             state: Mutex::new(st),
             clock: clock.clone(),
             out: tx,
+            webhooks_in_flight: InFlight::default(),
         });
         let data = web::Data::new(shared.clone());
         let server = HttpServer::new(move || {
@@ -174,9 +188,7 @@ impl KatanaSim {
             let out = f(&mut st, now);
             (out, std::mem::take(&mut st.outbox))
         };
-        for e in events {
-            let _ = self.shared.out.send(e);
-        }
+        self.shared.send_webhooks(events);
         out
     }
 
@@ -383,6 +395,11 @@ impl KatanaSim {
     }
 
     /// Requests held by [`Self::commit_late_next`] that are not applied yet.
+    /// Webhooks queued or on the wire (a retry waiting on the clock is not).
+    pub fn webhooks_in_flight(&self) -> usize {
+        self.shared.webhooks_in_flight.count()
+    }
+
     pub fn late_commits_in_flight(&self) -> u32 {
         self.shared.state.lock().faults.late_commits_in_flight
     }
@@ -553,9 +570,7 @@ async fn process(
         let events = std::mem::take(&mut st.outbox);
         (reply, headers, events, delay)
     };
-    for e in events {
-        let _ = shared.out.send(e);
-    }
+    shared.send_webhooks(events);
     if let Some(d) = delay {
         // Real time on purpose: the client's timeout is a real-time timer.
         actix_web::rt::time::sleep(d).await;
@@ -801,9 +816,7 @@ fn control(shared: &Arc<Shared>, method: &str, path: &str, body: &[u8]) -> Reply
         };
         let events = std::mem::take(&mut st.outbox);
         drop(st);
-        for e in events {
-            let _ = shared.out.send(e);
-        }
+        shared.send_webhooks(events);
         Ok(out)
     })();
     r.unwrap_or_else(|e| e)
@@ -870,7 +883,11 @@ async fn dispatch(
         };
         if drop_it {
             record(&shared, &ev, 0, None, true);
+            shared.webhooks_in_flight.done();
             continue;
+        }
+        if dup {
+            shared.webhooks_in_flight.start();
         }
         for _ in 0..if dup { 2 } else { 1 } {
             tokio::spawn(deliver(ev.clone(), shared.clone(), http.clone()));
@@ -911,6 +928,7 @@ async fn deliver(ev: Outgoing, shared: Arc<Shared>, http: reqwest::Client) {
                 .clock
                 .sleep(WEBHOOK_RETRY_DELAYS[attempt as usize - 1])
                 .await;
+            shared.webhooks_in_flight.start();
         }
         let mut req = http
             .post(&ev.url)
@@ -922,6 +940,7 @@ async fn deliver(ev: Outgoing, shared: Arc<Shared>, http: reqwest::Client) {
         }
         let status = req.send().await.ok().map(|r| r.status().as_u16());
         record(&shared, &ev, attempt, status, false);
+        shared.webhooks_in_flight.done();
         if status.is_some_and(|s| (200..300).contains(&s)) {
             return;
         }

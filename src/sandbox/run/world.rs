@@ -299,12 +299,15 @@ impl World {
         &self.app.services.store
     }
 
-    /// Every durable subscriber has handled the whole log.
+    /// Every durable subscriber has handled the whole log, and no simulator webhook
+    /// is still on its way to add to it.
     pub fn caught_up(&self) -> bool {
         let head = self.store().head();
-        SUBSCRIBERS
-            .iter()
-            .all(|n| self.store().checkpoint(n).is_ok_and(|c| c >= head))
+        self.katana.webhooks_in_flight() == 0
+            && self.tiktok.webhooks_in_flight() == 0
+            && SUBSCRIBERS
+                .iter()
+                .all(|n| self.store().checkpoint(n).is_ok_and(|c| c >= head))
     }
 
     /// Waits (in real time, at most `limit`) until the service has done all it can

@@ -32,6 +32,7 @@ pub use state::{
 use crate::clock::Clock;
 use crate::connectors::tiktok::sign::webhook_signature;
 use crate::domain::observed::TikTokOrderStatus;
+use crate::sandbox::in_flight::InFlight;
 use state::{Grant, Notification, State};
 
 /// How long issued credentials live, as TikTok documents them.
@@ -159,6 +160,7 @@ pub(crate) struct Inner {
     pub webhook_url: Mutex<Option<String>>,
     pub webhook_log: Mutex<Vec<WebhookAttempt>>,
     pub webhook_tasks: Mutex<Vec<tokio::task::AbortHandle>>,
+    pub webhooks_in_flight: InFlight,
     pub request_count: Mutex<u64>,
     /// Requests per route (`"POST /fulfillment/202309/orders/{}/packages"`), counted once the
     /// path and method match, before any gateway check.
@@ -218,6 +220,7 @@ impl Inner {
                 let inner = self.clone();
                 let (url, body, id, order_id) =
                     (url.clone(), body.clone(), id.clone(), order_id.clone());
+                self.webhooks_in_flight.start();
                 let task = self
                     .runtime
                     .spawn(async move { inner.deliver(url, body, id, n.kind, order_id).await });
@@ -241,6 +244,7 @@ impl Inner {
                 let offset =
                     chrono::Duration::from_std(WEBHOOK_RETRIES[attempt - 1]).unwrap_or_default();
                 self.clock.sleep_until(first + offset).await;
+                self.webhooks_in_flight.start();
             }
             let status = match self
                 .http
@@ -262,6 +266,7 @@ impl Inner {
                 status,
                 time: self.now(),
             });
+            self.webhooks_in_flight.done();
             if (200..300).contains(&status) {
                 return;
             }
@@ -305,6 +310,7 @@ impl TikTokSim {
             rate: Mutex::new((0, 0)),
             webhook_log: Mutex::new(Vec::new()),
             webhook_tasks: Mutex::new(Vec::new()),
+            webhooks_in_flight: InFlight::default(),
             request_count: Mutex::new(0),
             route_calls: Mutex::new(BTreeMap::new()),
             request_log: Mutex::new(Vec::new()),
@@ -443,6 +449,11 @@ impl SimControl {
         for exp in self.inner.state.lock().access_tokens.values_mut() {
             *exp = now - 1;
         }
+    }
+
+    /// Webhooks on the wire (a retry waiting on the clock is not).
+    pub fn webhooks_in_flight(&self) -> usize {
+        self.inner.webhooks_in_flight.count()
     }
 
     pub fn shipments(&self) -> Vec<ShipmentRecord> {
