@@ -243,7 +243,9 @@ impl TestApp {
         for _ in 0..2000 {
             tokio::time::sleep(Duration::from_millis(5)).await;
             let head = self.store().head();
-            if head == last {
+            let nothing_on_the_wire =
+                self.katana.webhooks_in_flight() == 0 && self.tiktok.webhooks_in_flight() == 0;
+            if head == last && nothing_on_the_wire {
                 still += 1;
                 if still >= 20 {
                     return;
