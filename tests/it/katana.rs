@@ -803,6 +803,12 @@ struct Receiver {
 }
 
 async fn receiver(fail_first: usize) -> Receiver {
+    gated_receiver(fail_first, None).await
+}
+
+/// A [`receiver`] that, given a gate, holds each request until the test adds a
+/// permit: a webhook kept on the wire.
+async fn gated_receiver(fail_first: usize, gate: Option<Arc<tokio::sync::Semaphore>>) -> Receiver {
     use actix_web::{web, App, HttpRequest, HttpResponse, HttpServer};
     let got: Arc<Mutex<Vec<Received>>> = Arc::default();
     let g = got.clone();
@@ -812,10 +818,13 @@ async fn receiver(fail_first: usize) -> Receiver {
         listener.local_addr().unwrap().port()
     );
     let server = HttpServer::new(move || {
-        let g = g.clone();
+        let (g, gate) = (g.clone(), gate.clone());
         App::new().default_service(web::to(move |req: HttpRequest, body: web::Bytes| {
-            let g = g.clone();
+            let (g, gate) = (g.clone(), gate.clone());
             async move {
+                if let Some(gate) = gate {
+                    gate.acquire().await.unwrap().forget();
+                }
                 let h = |n: &str| {
                     req.headers()
                         .get(n)
@@ -983,46 +992,15 @@ async fn failed_webhooks_are_retried_on_katanas_schedule() {
     e.sim.stop().await;
 }
 
-/// A receiver that holds every request until the test lets it through, then
-/// answers 500: a webhook on the wire, then one waiting on the clock for its retry.
-async fn gated_receiver(
-    gate: Arc<tokio::sync::Semaphore>,
-) -> (String, actix_web::dev::ServerHandle) {
-    use actix_web::{web, App, HttpResponse, HttpServer};
-    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    let url = format!(
-        "http://127.0.0.1:{}/hook",
-        listener.local_addr().unwrap().port()
-    );
-    let server = HttpServer::new(move || {
-        let gate = gate.clone();
-        App::new().default_service(web::to(move || {
-            let gate = gate.clone();
-            async move {
-                gate.acquire().await.unwrap().forget();
-                HttpResponse::InternalServerError().finish()
-            }
-        }))
-    })
-    .workers(1)
-    .disable_signals()
-    .listen(listener)
-    .unwrap()
-    .run();
-    let handle = server.handle();
-    tokio::spawn(server);
-    (url, handle)
-}
-
 /// A harness that waits for "the log stopped growing" must also know that no
 /// webhook is still being sent, or a slow delivery lands after it moved on.
 #[tokio::test]
 async fn a_webhook_counts_as_in_flight_until_answered_and_not_while_it_waits_to_retry() {
     let e = env();
     let gate = Arc::new(tokio::sync::Semaphore::new(0));
-    let (url, _server) = gated_receiver(gate.clone()).await;
+    let rx = gated_receiver(usize::MAX, Some(gate.clone())).await;
     e.sim
-        .add_webhook(&url, &["current_inventory.product_updated"], None);
+        .add_webhook(&rx.url, &["current_inventory.product_updated"], None);
     assert_eq!(e.sim.webhooks_in_flight(), 0);
     e.sim
         .set_stock(
