@@ -394,12 +394,12 @@ impl KatanaSim {
         st.faults.late_commit_request = request.map(str::to_string);
     }
 
-    /// Requests held by [`Self::commit_late_next`] that are not applied yet.
     /// Webhooks queued or on the wire (a retry waiting on the clock is not).
     pub fn webhooks_in_flight(&self) -> usize {
         self.shared.webhooks_in_flight.count()
     }
 
+    /// Requests held by [`Self::commit_late_next`] that are not applied yet.
     pub fn late_commits_in_flight(&self) -> u32 {
         self.shared.state.lock().faults.late_commits_in_flight
     }
