@@ -201,13 +201,10 @@ impl TestApp {
         let mut last = u64::MAX;
         loop {
             let head = self.store().head();
-            // A webhook a simulator is still sending would add to the log after a
-            // quiet spell on a loaded machine.
             let caught_up = names
                 .iter()
                 .all(|n| self.store().checkpoint(n).unwrap() >= head)
-                && self.katana.webhooks_in_flight() == 0
-                && self.tiktok.webhooks_in_flight() == 0;
+                && !self.webhooks_on_the_wire();
             if caught_up && head == last {
                 quiet += 1;
                 if quiet >= 5 {
@@ -223,6 +220,12 @@ impl TestApp {
             );
             tokio::time::sleep(Duration::from_millis(10)).await;
         }
+    }
+
+    /// A webhook a simulator is still sending would add to the log after a quiet
+    /// spell on a loaded machine.
+    fn webhooks_on_the_wire(&self) -> bool {
+        self.katana.webhooks_in_flight() > 0 || self.tiktok.webhooks_in_flight() > 0
     }
 
     /// Moves the clock forward in steps, letting the service settle after each.
@@ -243,9 +246,7 @@ impl TestApp {
         for _ in 0..2000 {
             tokio::time::sleep(Duration::from_millis(5)).await;
             let head = self.store().head();
-            let nothing_on_the_wire =
-                self.katana.webhooks_in_flight() == 0 && self.tiktok.webhooks_in_flight() == 0;
-            if head == last && nothing_on_the_wire {
+            if head == last && !self.webhooks_on_the_wire() {
                 still += 1;
                 if still >= 20 {
                     return;

@@ -71,6 +71,17 @@ impl Env {
             .expect("demo sku")
     }
 
+    /// Sets a SKU's stock at the main location: one inventory webhook.
+    fn restock_main(&self, sku: &str, units: i64) {
+        self.sim
+            .set_stock(
+                self.variant(sku),
+                self.cat.main_location_id,
+                Quantity::from_units(units),
+            )
+            .unwrap();
+    }
+
     /// Runs `fut` while moving the manual clock forward `step` at a time, so budget
     /// waits and back-offs elapse without real sleeping.
     async fn drive<T: Send + 'static>(
@@ -958,13 +969,7 @@ async fn failed_webhooks_are_retried_on_katanas_schedule() {
         .sim
         .add_webhook(&rx.url, &["current_inventory.product_updated"], None);
     let start = e.manual.now();
-    e.sim
-        .set_stock(
-            e.variant("TOTE-NAT"),
-            e.cat.main_location_id,
-            Quantity::from_units(1),
-        )
-        .unwrap();
+    e.restock_main("TOTE-NAT", 1);
     wait_for("first attempt", || rx.got.lock().len() == 1).await;
     for (n, wait) in [(2, 30), (3, 120), (4, 900)] {
         e.manual.advance(Duration::from_secs(wait - 1));
@@ -1002,13 +1007,7 @@ async fn a_webhook_counts_as_in_flight_until_answered_and_not_while_it_waits_to_
     e.sim
         .add_webhook(&rx.url, &["current_inventory.product_updated"], None);
     assert_eq!(e.sim.webhooks_in_flight(), 0);
-    e.sim
-        .set_stock(
-            e.variant("TOTE-NAT"),
-            e.cat.main_location_id,
-            Quantity::from_units(1),
-        )
-        .unwrap();
+    e.restock_main("TOTE-NAT", 1);
     assert_eq!(e.sim.webhooks_in_flight(), 1, "queued counts");
     tokio::time::sleep(Duration::from_millis(100)).await;
     assert_eq!(e.sim.webhooks_in_flight(), 1, "held by the receiver");
