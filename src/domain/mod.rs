@@ -7,6 +7,7 @@ pub mod exceptions;
 pub mod modes;
 pub mod observed;
 pub mod order;
+pub mod reactions;
 pub mod sku;
 #[cfg(test)]
 pub(crate) mod testkit;

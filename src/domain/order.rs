@@ -22,7 +22,7 @@ pub use events::{
     CreatedRow, DuplicateSoDeleted, DuplicateSoFound, FulfillmentPushed, FulfillmentRequested,
     HoldExpired, OrderCancelled, OrderEdited, OrderEvent, OrderPlaced, OrderSignalled,
     OrderSkipped, RequestedRow, Signaller, SkipReason, SoBlocked, SoCreateAttempted,
-    SoCreateFailed, SoCreateUnconfirmed, SoCreated, SoDeleted, SoDelivered, Source,
+    SoCreateFailed, SoCreateUnconfirmed, SoCreated, SoDeleted, SoDelivered, SoRequested, Source,
 };
 pub use shipping::{
     PickupSlot, ShipmentArranged, ShipmentDeferred, TrackingCorrected, TrackingCorrectionRequested,

@@ -7,6 +7,7 @@ use crate::domain::observed::Quantity;
 use crate::domain::observed::{
     FulfillmentType, KatanaFulfillment, OrderSnapshot, ShippingType, TikTokOrderStatus,
 };
+use crate::domain::reactions::{order_reactions, OrderReaction};
 use crate::domain::testkit::*;
 use crate::domain::{fold, DomainEvent, Policy};
 use crate::domain::{Aggregate, TimerChange};
@@ -967,5 +968,27 @@ proptest! {
         }
         prop_assert_eq!(&owned, &live);
         prop_assert_eq!(fold::<Order>(&decoded), live);
+    }
+
+    /// The demand policy skips events by type before decoding them: every event
+    /// that changes an order's pending units must be of a type it reacts to.
+    #[test]
+    fn every_event_that_moves_pending_units_asks_for_a_demand_sync(
+        cmds in prop::collection::vec(arb_command(), 0..40),
+        fbt_done in any::<bool>(),
+    ) {
+        let policy = Policy { fbt_orders: if fbt_done { FbtMode::RecordAsDone } else { FbtMode::Skip }, ..Policy::default() };
+        let (_, history) = run::<Order>(cmds.into_iter().map(|(c, m)| (c, mins(m))).collect(), &policy);
+        let mut state = Order::default();
+        for e in &history {
+            let before = state.pending_units();
+            state.apply(e);
+            if state.pending_units() != before {
+                prop_assert!(
+                    order_reactions(e).contains(&OrderReaction::SyncDemand),
+                    "{} moved pending units without a demand sync", e.event_type()
+                );
+            }
+        }
     }
 }
