@@ -43,6 +43,7 @@ use crate::domain::observed::{
 use crate::domain::order::{
     CreatedRow, Order, OrderCommand, OrderEvent, SoState, Source, HOLD_TIMER,
 };
+use crate::domain::reactions::{order_reactions, sku_reactions, OrderReaction, SkuReaction};
 use crate::domain::sku::{Sku, SkuCommand, SkuEvent, FLUSH_TIMER, MAX_TIKTOK_QUANTITY};
 use crate::domain::{Aggregate, Ctx, DomainEvent, Policy, TimerChange};
 use crate::replay::timeline::fmt_time;
@@ -717,30 +718,32 @@ impl Simulation {
         let pending_before = sim.state.pending_units();
         let committed_before = committed_units(&sim.state, sim.as_done);
         let mut timer_changes = Vec::new();
-        let mut reread = false;
-        let mut requested = None;
+        let mut reactions = Vec::new();
         for e in &events {
             sim.state.apply(e);
             timer_changes.extend(Order::timers(e));
-            match e {
-                OrderEvent::HoldExpired(_) => reread = true,
-                OrderEvent::SoRequested(r) => requested = Some(r.clone()),
-                _ => {}
+            if let OrderEvent::SoRequested(r) = e {
+                sim.pushed_at.get_or_insert(at_log_resolution(now));
+                sim.as_done = r.as_done;
             }
-        }
-        if let Some(r) = &requested {
-            sim.pushed_at.get_or_insert(at_log_resolution(now));
-            sim.as_done = r.as_done;
+            reactions.extend(order_reactions(e));
         }
         let pending_after = sim.state.pending_units();
         let committed_after = committed_units(&sim.state, sim.as_done);
         self.set_timers(Order::stream_id(order_id), timer_changes);
-        self.sync_demand(order_id, &pending_before, &pending_after);
+        // The service's own reactions, performed on the simulated world; the ones
+        // that reach only TikTok's or Katana's shipping change no decision here.
+        let has = |wanted: fn(&OrderReaction) -> bool| reactions.iter().any(wanted);
+        let create = has(|r| *r == OrderReaction::CreateSalesOrder);
+        let reread = has(|r| matches!(r, OrderReaction::Reread { .. }));
+        if has(|r| *r == OrderReaction::SyncDemand) {
+            self.sync_demand(order_id, &pending_before, &pending_after);
+        }
         let moved = shift(&mut self.sim_committed, &committed_before, &committed_after);
         for sku in moved {
             self.feed_stock(&sku);
         }
-        if requested.is_some() {
+        if create {
             self.proposed_calls.katana_lookups += 1;
             self.proposed_calls.katana_creates += 1;
             self.after(order_id, CREATE);
@@ -979,25 +982,30 @@ impl Simulation {
             return;
         };
         let mut timer_changes = Vec::new();
-        let mut flushed = Vec::new();
+        let mut pushes = Vec::new();
         for e in &events {
             state.apply(e);
             timer_changes.extend(Sku::timers(e));
-            if let SkuEvent::BufferFlushed(f) = e {
-                flushed.push(f.clone());
+            let immediate = matches!(e, SkuEvent::BufferFlushed(f) if f.immediate);
+            for reaction in sku_reactions(e) {
+                // Stock reads follow the log's own observations; mappings are as
+                // recorded, so only the push is the simulation's to perform.
+                if let SkuReaction::PushInventory { atp } = reaction {
+                    pushes.push((atp, immediate));
+                }
             }
         }
-        for f in flushed {
+        for (atp, immediate) in pushes {
             world.proposed_pushes.push(Push {
                 at: at_log_resolution(now),
-                quantity: f.atp,
-                immediate: f.immediate,
+                quantity: atp,
+                immediate,
             });
-            world.shown_proposed = Some(f.atp);
+            world.shown_proposed = Some(atp);
             self.proposed_calls.tiktok_inventory += 1;
             if let Some(state) = world.sim.as_mut() {
                 state.apply(&SkuEvent::InventoryPushed(
-                    crate::domain::sku::InventoryPushed { quantity: f.atp },
+                    crate::domain::sku::InventoryPushed { quantity: atp },
                 ));
             }
         }
