@@ -10,27 +10,28 @@ use std::time::Duration;
 use tokio::sync::watch;
 
 use crate::actors::aggregate::Env;
-use crate::actors::{spawn_feed, CommandError, Execute, FeedHealth, Registry, TimerService};
+use crate::actors::{spawn_feed, FeedHealth, Registry, TimerService};
 use crate::catalogue::{Catalogue, SkuRules};
 use crate::clock::Clock;
 use crate::config::Settings;
 use crate::connectors::katana::client::{KatanaClient, KatanaConfig};
-use crate::connectors::tiktok::auth::{FileTokenStore, TokenStore};
+use crate::connectors::ports::{KatanaPorts, PollerPorts, TikTokPorts};
+use crate::connectors::tiktok::auth::{token_file_for, FileTokenStore, TokenStore};
 use crate::connectors::tiktok::client::{ClientOptions, TikTokClient};
-use crate::domain::order::{Order, OrderCommand};
-use crate::domain::sku::{Sku, SkuCommand};
+use crate::console::ports::ConsolePorts;
 use crate::domain::Policy;
+use crate::http::ports::{ApiPorts, OAuthPorts, WebhookPorts};
 use crate::metrics::Metrics;
-use crate::seam::SeamError;
-use crate::store::{EventMeta, SharedStore, SqliteStore};
+use crate::ports::Commands;
+use crate::store::{SharedStore, SqliteStore};
 
-/// Everything the flows, the HTTP handlers and the operator commands share.
+/// Everything the composition root wires together. Nothing below this module
+/// sees it: each subscriber, poller and handler is given its own ports.
 pub struct Services {
     pub settings: Arc<Settings>,
     pub clock: Clock,
     pub store: SharedStore,
-    pub orders: Registry<Order>,
-    pub skus: Registry<Sku>,
+    pub commands: Commands,
     /// `None` until TikTok credentials are configured.
     pub tiktok: Option<TikTokClient>,
     /// `None` until a Katana API key is configured.
@@ -42,9 +43,14 @@ pub struct Services {
     pub tokens: Arc<dyn TokenStore>,
     /// Verifies Katana's webhooks: the configured token, or the one Katana gave
     /// when the service registered its webhook itself.
-    pub katana_webhook_token: parking_lot::RwLock<crate::config::Secret>,
+    pub katana_webhook_token: Arc<parking_lot::RwLock<crate::config::Secret>>,
     /// The operator console's sessions and read model.
-    pub console: crate::console::Console,
+    pub console: Arc<crate::console::Console>,
+    /// The Katana subscribers' ports, shared with the Katana polls.
+    pub katana_ports: Option<Arc<KatanaPorts>>,
+    /// What the reconciliation polls are given (tests and the sandbox run them
+    /// on demand).
+    pub pollers: Arc<PollerPorts>,
 }
 
 /// What the service subscribes to when it registers its own Katana webhook.
@@ -54,45 +60,6 @@ pub const KATANA_WEBHOOK_EVENTS: &[&str] = &[
     "sales_order.deleted",
     "current_inventory.product_updated",
 ];
-
-impl Services {
-    /// Runs a command a connector or policy derived from `cause`, optionally moving
-    /// a subscriber checkpoint in the same transaction. A command the order no
-    /// longer accepts (it moved on meanwhile) is done, not an error.
-    pub async fn order_command(
-        &self,
-        order_id: &str,
-        command: OrderCommand,
-        cause: &EventMeta,
-        checkpoint: Option<(String, u64)>,
-    ) -> Result<(), SeamError> {
-        let mut msg = Execute::new(command).caused_by(cause);
-        msg.checkpoint = checkpoint;
-        match self.orders.execute(order_id, msg).await {
-            Ok(_) => Ok(()),
-            Err(CommandError::Rejected(reason)) => {
-                tracing::info!(order_id, %reason, "command no longer applies");
-                Ok(())
-            }
-            Err(e) => Err(e.into()),
-        }
-    }
-
-    /// The SKU counterpart of [`Services::order_command`]; a SKU's refusal is
-    /// refused for good.
-    pub async fn sku_command(
-        &self,
-        sku: &str,
-        command: SkuCommand,
-        cause: &EventMeta,
-    ) -> Result<(), SeamError> {
-        self.skus
-            .execute(sku, Execute::new(command).caused_by(cause))
-            .await
-            .map(|_| ())
-            .map_err(SeamError::from)
-    }
-}
 
 /// Knobs the sandbox and tests turn; production uses the defaults.
 #[derive(Clone, Debug)]
@@ -114,16 +81,6 @@ impl Default for StartOptions {
             pollers: true,
         }
     }
-}
-
-/// The token file for a database path: `tks.db` -> `tks.tokens.json`.
-pub fn token_file_for(db: &str) -> PathBuf {
-    let p = PathBuf::from(db);
-    let stem = p
-        .file_stem()
-        .map(|s| s.to_string_lossy().into_owned())
-        .unwrap_or_else(|| "tks".into());
-    p.with_file_name(format!("{stem}.tokens.json"))
 }
 
 impl Services {
@@ -165,14 +122,42 @@ impl Services {
             cfg.timeout = options.katana_timeout;
             Some(KatanaClient::new(cfg, clock.clone())?)
         };
+        let commands = Commands::new(Registry::start(env.clone()), Registry::start(env));
+        let catalogue = Arc::new(Catalogue::new(SkuRules::from_settings(&settings.sync)));
+        let metrics = Arc::new(Metrics::with_clock(clock.clone()));
+        let katana_ports = katana.clone().map(|katana| {
+            Arc::new(KatanaPorts {
+                commands: commands.clone(),
+                katana,
+                store: store.clone(),
+                tiktok: tiktok.clone(),
+                catalogue: catalogue.clone(),
+                metrics: metrics.clone(),
+                settings: settings.clone(),
+                clock: clock.clone(),
+            })
+        });
+        let pollers = Arc::new(PollerPorts {
+            commands: commands.clone(),
+            store: store.clone(),
+            tiktok: tiktok.clone(),
+            katana: katana_ports.clone(),
+            catalogue: catalogue.clone(),
+            metrics: metrics.clone(),
+            settings: settings.clone(),
+            clock: clock.clone(),
+        });
         Ok(Arc::new(Services {
-            orders: Registry::start(env.clone()),
-            skus: Registry::start(env),
-            catalogue: Arc::new(Catalogue::new(SkuRules::from_settings(&settings.sync))),
-            metrics: Arc::new(Metrics::with_clock(clock.clone())),
+            commands,
+            catalogue,
+            metrics,
             feeds: Arc::new(FeedHealth::default()),
-            console: crate::console::Console::new(&settings, clock.clone()),
-            katana_webhook_token: parking_lot::RwLock::new(settings.katana.webhook_token.clone()),
+            console: Arc::new(crate::console::Console::new(&settings, clock.clone())),
+            katana_webhook_token: Arc::new(parking_lot::RwLock::new(
+                settings.katana.webhook_token.clone(),
+            )),
+            katana_ports,
+            pollers,
             settings,
             clock,
             store,
@@ -180,6 +165,60 @@ impl Services {
             katana,
             tokens,
         }))
+    }
+
+    /// The TikTok subscribers' ports, when TikTok is configured.
+    fn tiktok_ports(&self) -> Option<Arc<TikTokPorts>> {
+        self.tiktok.clone().map(|tiktok| {
+            Arc::new(TikTokPorts {
+                commands: self.commands.clone(),
+                tiktok,
+                catalogue: self.catalogue.clone(),
+                metrics: self.metrics.clone(),
+                settings: self.settings.clone(),
+                clock: self.clock.clone(),
+            })
+        })
+    }
+
+    fn webhook_ports(&self) -> WebhookPorts {
+        WebhookPorts {
+            commands: self.commands.clone(),
+            store: self.store.clone(),
+            catalogue: self.catalogue.clone(),
+            metrics: self.metrics.clone(),
+            settings: self.settings.clone(),
+            clock: self.clock.clone(),
+            katana_webhook_token: self.katana_webhook_token.clone(),
+        }
+    }
+
+    fn api_ports(&self) -> ApiPorts {
+        ApiPorts {
+            commands: self.commands.clone(),
+            store: self.store.clone(),
+            catalogue: self.catalogue.clone(),
+            metrics: self.metrics.clone(),
+            feeds: self.feeds.clone(),
+            settings: self.settings.clone(),
+            clock: self.clock.clone(),
+            tiktok: self.tiktok.clone(),
+            katana_configured: self.katana.is_some(),
+        }
+    }
+
+    fn console_ports(&self) -> ConsolePorts {
+        ConsolePorts {
+            console: self.console.clone(),
+            commands: self.commands.clone(),
+            store: self.store.clone(),
+            metrics: self.metrics.clone(),
+            settings: self.settings.clone(),
+            clock: self.clock.clone(),
+            tokens: self.tokens.clone(),
+            tiktok_configured: self.tiktok.is_some(),
+            katana: self.katana.clone(),
+        }
     }
 }
 
@@ -250,53 +289,53 @@ pub async fn start_on(
     ));
 
     let timers = TimerService::new(store.clone(), clock.clone())
-        .route("order", services.orders.clone())
-        .route("sku", services.skus.clone());
+        .route("order", services.commands.orders.clone())
+        .route("sku", services.commands.skus.clone());
     tasks.push(actix::spawn(timers.run(stopped.clone())));
 
     tasks.push(spawn_feed(
         store.clone(),
-        crate::actors::policies::DemandPolicy::new(services.clone()),
+        crate::actors::policies::DemandPolicy::new(services.commands.clone()),
         services.feeds.clone(),
         stopped.clone(),
     ));
     tasks.push(spawn_feed(
         store.clone(),
-        crate::actors::policies::MetricsProjection::new(services.clone()),
+        crate::actors::policies::MetricsProjection::new(services.metrics.clone()),
         services.feeds.clone(),
         stopped.clone(),
     ));
-    if services.tiktok.is_some() {
+    if let Some(ports) = services.tiktok_ports() {
         tasks.push(spawn_feed(
             store.clone(),
-            crate::connectors::tiktok::actor::TikTokReader::new(services.clone()),
+            crate::connectors::tiktok::actor::TikTokReader::new(ports.clone()),
             services.feeds.clone(),
             stopped.clone(),
         ));
         tasks.push(spawn_feed(
             store.clone(),
-            crate::connectors::tiktok::actor::TikTokWriter::new(services.clone()),
+            crate::connectors::tiktok::actor::TikTokWriter::new(ports),
             services.feeds.clone(),
             stopped.clone(),
         ));
     }
-    if services.katana.is_some() {
+    if let Some(ports) = &services.katana_ports {
         tasks.push(spawn_feed(
             store.clone(),
-            crate::connectors::katana::actor::KatanaWriter::new(services.clone()),
+            crate::connectors::katana::actor::KatanaWriter::new(ports.clone()),
             services.feeds.clone(),
             stopped.clone(),
         ));
         tasks.push(spawn_feed(
             store.clone(),
-            crate::connectors::katana::actor::KatanaReader::new(services.clone()),
+            crate::connectors::katana::actor::KatanaReader::new(ports.clone()),
             services.feeds.clone(),
             stopped.clone(),
         ));
     }
     if options.pollers {
         tasks.extend(crate::connectors::pollers::spawn_all(
-            services.clone(),
+            services.pollers.clone(),
             stopped.clone(),
         ));
     }
@@ -310,12 +349,12 @@ pub async fn start_on(
             services.settings.server.public_url.trim_end_matches('/')
         );
         let katana = katana.clone();
-        let services = services.clone();
+        let token = services.katana_webhook_token.clone();
         tasks.push(actix::spawn(async move {
             match katana.register_webhook(&url, KATANA_WEBHOOK_EVENTS).await {
                 Ok(w) => {
                     tracing::info!(%url, id = w.id, "Katana webhook registered");
-                    *services.katana_webhook_token.write() = crate::config::Secret::new(w.token);
+                    *token.write() = crate::config::Secret::new(w.token);
                 }
                 Err(e) => tracing::error!(%url, error = %e, "Katana webhook not registered; polling still reconciles"),
             }
@@ -323,7 +362,17 @@ pub async fn start_on(
     }
 
     let addr = listener.local_addr()?;
-    let server = crate::http::server(services.clone(), listener)?;
+    let server = crate::http::server(
+        crate::http::Surfaces {
+            webhooks: services.webhook_ports(),
+            api: services.api_ports(),
+            oauth: OAuthPorts {
+                tiktok: services.tiktok.clone(),
+            },
+            console: services.console_ports(),
+        },
+        listener,
+    )?;
     let server_handle = server.handle();
     tasks.push(actix::spawn(async move {
         if let Err(e) = server.await {

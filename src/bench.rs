@@ -760,7 +760,7 @@ pub async fn stuck_report(world: &World, placed: &[String]) -> Vec<String> {
                 e.event_type, e.seq, e.meta.recorded_at
             )
         });
-        let state = match world.services().orders.state(id).await {
+        let state = match world.services().commands.orders.state(id).await {
             Ok((o, _)) => {
                 let so = match &o.so {
                     SoState::None => "none".to_string(),
@@ -1174,7 +1174,7 @@ pub async fn restart(dir: &std::path::Path, orders: u64) -> anyhow::Result<()> {
     print("restart.cpu_seconds_until_fired", format!("{cpu:.2}"));
     print(
         "restart.resident_order_actors",
-        service.services.orders.live().await,
+        service.services.commands.orders.live().await,
     );
     print("restart.peak_rss_mib", format!("{:.0}", peak_rss_mib()));
     service.stop().await;

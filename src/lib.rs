@@ -17,6 +17,7 @@
 //!   verification; their feed subscribers (`actor`); the reconciliation pollers;
 //!   the retry classification both share.
 //! - `catalogue`: which TikTok SKU is which Katana variant.
+//! - `ports`: the command dispatcher the flows are given instead of the whole service.
 //! - `seam`: what an error at a seam means next: retry, refused for good, or a bug.
 //! - `app`: the composition root that starts everything.
 //! - `http`: webhooks, the OAuth callback, the operator API and metrics.
@@ -47,6 +48,7 @@ pub mod http;
 pub mod metrics;
 pub mod names;
 pub mod operator;
+pub mod ports;
 pub mod replay;
 pub mod sandbox;
 pub mod seam;

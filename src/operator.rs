@@ -9,9 +9,9 @@ use std::sync::Arc;
 use chrono::{DateTime, TimeZone, Utc};
 use serde::Serialize;
 
-use crate::app::token_file_for;
 use crate::clock::Clock;
 use crate::config::Settings;
+use crate::connectors::tiktok::auth::token_file_for;
 use crate::connectors::tiktok::auth::{FileTokenStore, TokenStore};
 use crate::connectors::tiktok::client::{ClientOptions, TikTokClient, TikTokError};
 use crate::connectors::tiktok::model::AuthorizedShop;

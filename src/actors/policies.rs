@@ -7,11 +7,13 @@ use std::sync::Arc;
 use futures::future::LocalBoxFuture;
 
 use super::{Execute, Subscriber};
-use crate::app::Services;
 use crate::domain::order::{Order, OrderEvent};
+use crate::domain::reactions::{moves_demand, order_reactions, OrderReaction};
 use crate::domain::sku::{Sku, SkuCommand, SkuEvent};
 use crate::domain::{Aggregate, DomainEvent};
+use crate::metrics::Metrics;
 use crate::names::subscriber;
+use crate::ports::Commands;
 use crate::seam::SeamError;
 use crate::store::RecordedEvent;
 
@@ -61,40 +63,40 @@ fn decoded<A: Aggregate, E: DomainEvent>(
 /// to TikTok (F10): whenever an order's pending units may have changed, each SKU it
 /// ever had is told the order's current count.
 pub struct DemandPolicy {
-    services: Arc<Services>,
+    commands: Commands,
 }
 
 impl DemandPolicy {
-    pub fn new(services: Arc<Services>) -> Self {
-        DemandPolicy { services }
+    pub fn new(commands: Commands) -> Self {
+        DemandPolicy { commands }
     }
 
     async fn handle_event(&self, event: &RecordedEvent) -> Result<(), SeamError> {
         // By type first: most events do not move demand, and decoding them (an
         // order snapshot each) would only be thrown away.
-        let moves_demand = matches!(
-            event.event_type.as_str(),
-            "OrderPlaced"
-                | "OrderEdited"
-                | "OrderCancelled"
-                | "OrderSkipped"
-                | "SoCreated"
-                | "SoDeleted"
-        );
-        if !moves_demand {
+        if !moves_demand(&event.event_type) {
             return Ok(());
         }
-        let Some((order_id, _)) = order_event(event)? else {
+        let Some((order_id, ev)) = order_event(event)? else {
             return Ok(());
         };
-        let (order, _) = self.services.orders.state(&order_id).await?;
+        for reaction in order_reactions(&ev) {
+            if reaction == OrderReaction::SyncDemand {
+                self.sync_demand(&order_id, event).await?;
+            }
+        }
+        Ok(())
+    }
+
+    async fn sync_demand(&self, order_id: &str, event: &RecordedEvent) -> Result<(), SeamError> {
+        let (order, _) = self.commands.orders.state(order_id).await?;
         for (sku, units) in order.pending_units() {
             let msg = Execute::new(SkuCommand::SetDemand {
-                order_id: order_id.clone(),
+                order_id: order_id.to_string(),
                 units,
             })
             .caused_by(&event.meta);
-            self.services.skus.execute(&sku, msg).await?;
+            self.commands.skus.execute(&sku, msg).await?;
         }
         Ok(())
     }
@@ -116,15 +118,15 @@ impl Subscriber for DemandPolicy {
 /// Order state labels and open exceptions for `/metrics`, folded from the whole
 /// log at every start.
 pub struct MetricsProjection {
-    services: Arc<Services>,
+    metrics: Arc<Metrics>,
     orders: HashMap<String, &'static str>,
     exceptions: HashSet<String>,
 }
 
 impl MetricsProjection {
-    pub fn new(services: Arc<Services>) -> Self {
+    pub fn new(metrics: Arc<Metrics>) -> Self {
         MetricsProjection {
-            services,
+            metrics,
             orders: HashMap::new(),
             exceptions: HashSet::new(),
         }
@@ -167,7 +169,7 @@ impl MetricsProjection {
                 // A cancelled order stays cancelled in the gauge whatever follows.
                 let from = self.orders.get(order_id).copied();
                 if from != Some("cancelled") && from != Some(to) {
-                    self.services.metrics.order_moved(from, to);
+                    self.metrics.order_moved(from, to);
                     self.orders.insert(order_id.to_string(), to);
                 }
             }
@@ -183,13 +185,13 @@ impl MetricsProjection {
 
     fn raised(&mut self, key: String) {
         if self.exceptions.insert(key) {
-            self.services.metrics.exceptions_changed(1);
+            self.metrics.exceptions_changed(1);
         }
     }
 
     fn resolved(&mut self, key: &str) {
         if self.exceptions.remove(key) {
-            self.services.metrics.exceptions_changed(-1);
+            self.metrics.exceptions_changed(-1);
         }
     }
 }

@@ -5,12 +5,12 @@ use std::collections::BTreeSet;
 use std::sync::Arc;
 use std::time::Duration;
 
-use crate::app::token_file_for;
 use crate::clock::Clock;
 use crate::config::Settings;
 use crate::config::{ArrangeShipmentOn, CustomerMode, HandoverMethod};
 use crate::connectors::katana::client::KatanaClient;
 use crate::connectors::katana::mapping::store_name;
+use crate::connectors::tiktok::auth::token_file_for;
 use crate::connectors::tiktok::auth::{FileTokenStore, TokenStore};
 use crate::connectors::tiktok::client::TikTokClient;
 use crate::connectors::tiktok::mapping::CatalogueEntry;

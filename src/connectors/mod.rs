@@ -4,6 +4,7 @@
 
 pub mod katana;
 pub mod pollers;
+pub mod ports;
 pub mod tiktok;
 
 use std::time::Duration;

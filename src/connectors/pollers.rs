@@ -14,7 +14,7 @@ use super::katana::budget::Priority;
 use super::katana::model::SalesOrder;
 use super::katana::reads::{last_fulfillment_sweep, sweep_fulfillments};
 use crate::actors::Execute;
-use crate::app::Services;
+use crate::connectors::ports::{KatanaPorts, PollerPorts};
 use crate::domain::order::{Order, OrderCommand, Source};
 use crate::domain::sku::SkuCommand;
 use crate::domain::Aggregate;
@@ -29,18 +29,18 @@ const OVERLAP: Duration = Duration::from_secs(10 * 60);
 const FIRST_LOOKBACK: Duration = Duration::from_secs(24 * 3600);
 
 pub fn spawn_all(
-    services: Arc<Services>,
+    ports: Arc<PollerPorts>,
     shutdown: watch::Receiver<bool>,
 ) -> Vec<tokio::task::JoinHandle<()>> {
-    let katana_every = services.settings.katana.poll_interval;
-    let tiktok_every = services.settings.tiktok.poll_interval;
+    let katana_every = ports.settings.katana.poll_interval;
+    let tiktok_every = ports.settings.tiktok.poll_interval;
     let mut tasks = Vec::new();
-    if services.katana.is_some() {
+    if ports.katana.is_some() {
         // The stock read follows the catalogue in one job: read before the first
         // refresh, no SKU would be matched yet and the stock of every SKU would
         // stay unknown for a whole interval.
         tasks.push(every(
-            services.clone(),
+            ports.clone(),
             katana_every,
             shutdown.clone(),
             "catalogue-and-stock",
@@ -50,23 +50,23 @@ pub fn spawn_all(
             },
         ));
         tasks.push(every(
-            services.clone(),
+            ports.clone(),
             katana_every,
             shutdown.clone(),
             "katana-orders",
             |s| async move { poll_katana_orders(&s).await },
         ));
         tasks.push(every(
-            services.clone(),
+            ports.clone(),
             katana_every,
             shutdown.clone(),
             "exceptions",
             |s| async move { retry_exceptions(&s).await },
         ));
     }
-    if services.tiktok.is_some() {
+    if ports.tiktok.is_some() {
         tasks.push(every(
-            services.clone(),
+            ports.clone(),
             tiktok_every,
             shutdown,
             "tiktok-orders",
@@ -78,14 +78,14 @@ pub fn spawn_all(
 
 /// Runs `job` now and then every `interval` of the clock, until shutdown.
 fn every<F, Fut>(
-    services: Arc<Services>,
+    ports: Arc<PollerPorts>,
     interval: Duration,
     mut shutdown: watch::Receiver<bool>,
     name: &'static str,
     job: F,
 ) -> tokio::task::JoinHandle<()>
 where
-    F: Fn(Arc<Services>) -> Fut + 'static,
+    F: Fn(Arc<PollerPorts>) -> Fut + 'static,
     Fut: Future<Output = Result<(), SeamError>> + 'static,
 {
     actix::spawn(async move {
@@ -95,7 +95,7 @@ where
             }
             // A poll is its own retry: whatever failed, the next run does it over, so
             // the kind only decides how loudly to say so.
-            match job(services.clone()).await {
+            match job(ports.clone()).await {
                 Ok(()) => {}
                 Err(SeamError::Retry(e)) => {
                     tracing::warn!(poller = name, error = %e, "poll failed; next run retries")
@@ -108,30 +108,30 @@ where
                 }
             }
             tokio::select! {
-                _ = services.clock.sleep(interval) => {}
+                _ = ports.clock.sleep(interval) => {}
                 _ = shutdown.changed() => return,
             }
         }
     })
 }
 
-fn root(services: &Services) -> EventMeta {
-    EventMeta::root(services.clock.now())
+fn root(ports: &PollerPorts) -> EventMeta {
+    EventMeta::root(ports.clock.now())
 }
 
-async fn cursor(services: &Services, name: &str) -> Result<DateTime<Utc>, String> {
-    let saved = services
+async fn cursor(ports: &PollerPorts, name: &str) -> Result<DateTime<Utc>, String> {
+    let saved = ports
         .store
         .lookup(lookup::CURSOR, name)
         .map_err(|e| e.to_string())?
         .and_then(|v| DateTime::parse_from_rfc3339(&v).ok())
         .map(|t| t.with_timezone(&Utc));
     let first = chrono::Duration::from_std(FIRST_LOOKBACK).unwrap_or_default();
-    Ok(saved.unwrap_or_else(|| services.clock.now() - first))
+    Ok(saved.unwrap_or_else(|| ports.clock.now() - first))
 }
 
-async fn save_cursor(services: &Services, name: &str, at: DateTime<Utc>) -> Result<(), SeamError> {
-    services
+async fn save_cursor(ports: &PollerPorts, name: &str, at: DateTime<Utc>) -> Result<(), SeamError> {
+    ports
         .store
         .commit(UnitOfWork {
             lookup_put: vec![LookupEntry {
@@ -147,39 +147,40 @@ async fn save_cursor(services: &Services, name: &str, at: DateTime<Utc>) -> Resu
 }
 
 /// Both catalogues, and a `SkuMapped` for every TikTok SKU with a Katana variant.
-pub async fn refresh_catalogue(services: &Services) -> Result<(), SeamError> {
-    if let (Some(katana), true) = (&services.katana, services.settings.katana.pull_products) {
-        let variants = katana.all_variants().await;
-        services
+pub async fn refresh_catalogue(ports: &PollerPorts) -> Result<(), SeamError> {
+    if let (Some(k), true) = (&ports.katana, ports.settings.katana.pull_products) {
+        let variants = k.katana.all_variants().await;
+        ports
             .metrics
             .api_call("katana", "variants", variants.is_ok());
-        services
+        ports
             .catalogue
             .set_katana_variants(&variants.map_err(|e| e.to_string())?);
     }
-    if let Some(tiktok) = &services.tiktok {
+    if let Some(tiktok) = &ports.tiktok {
         // The shop's name goes on every SO (F1) and the seller can rename the shop:
         // read with the catalogue, a failed read keeps the name last known.
         let shop = tiktok.refresh_shop().await;
-        services
+        ports
             .metrics
             .api_call("tiktok", "authorized_shops", shop.is_ok());
         if let Err(e) = shop {
             tracing::warn!(error = %e, "authorised shops not read; the shop name stays as last known");
         }
     }
-    if let (Some(tiktok), true) = (&services.tiktok, services.settings.tiktok.push_products) {
+    if let (Some(tiktok), true) = (&ports.tiktok, ports.settings.tiktok.push_products) {
         let entries = tiktok.catalogue().await;
-        services
+        ports
             .metrics
             .api_call("tiktok", "search_products", entries.is_ok());
-        services
+        ports
             .catalogue
             .set_tiktok(entries.map_err(|e| e.to_string())?);
     }
-    let cause = root(services);
-    for (sku, variant_id) in services.catalogue.matched() {
-        services
+    let cause = root(ports);
+    for (sku, variant_id) in ports.catalogue.matched() {
+        ports
+            .commands
             .skus
             .execute(
                 &sku,
@@ -187,8 +188,9 @@ pub async fn refresh_catalogue(services: &Services) -> Result<(), SeamError> {
             )
             .await?;
     }
-    for sku in &services.settings.sync.sync_disabled_skus {
-        services
+    for sku in &ports.settings.sync.sync_disabled_skus {
+        ports
+            .commands
             .skus
             .execute(
                 sku,
@@ -199,23 +201,24 @@ pub async fn refresh_catalogue(services: &Services) -> Result<(), SeamError> {
     Ok(())
 }
 
-pub async fn poll_tiktok_orders(services: &Services) -> Result<(), SeamError> {
-    let Some(tiktok) = &services.tiktok else {
+pub async fn poll_tiktok_orders(ports: &PollerPorts) -> Result<(), SeamError> {
+    let Some(tiktok) = &ports.tiktok else {
         return Ok(());
     };
-    if !services.settings.tiktok.pull_orders {
+    if !ports.settings.tiktok.pull_orders {
         return Ok(());
     }
-    let started = services.clock.now();
-    let since = cursor(services, names::cursor::TIKTOK_ORDERS).await?;
+    let started = ports.clock.now();
+    let since = cursor(ports, names::cursor::TIKTOK_ORDERS).await?;
     let orders = tiktok.orders_updated_since(since, OVERLAP).await;
-    services
+    ports
         .metrics
         .api_call("tiktok", "search_orders", orders.is_ok());
-    let cause = root(services);
+    let cause = root(ports);
     for snapshot in orders.map_err(|e| e.to_string())? {
         let id = snapshot.order_id.clone();
-        services
+        ports
+            .commands
             .orders
             .execute(
                 &id,
@@ -223,38 +226,38 @@ pub async fn poll_tiktok_orders(services: &Services) -> Result<(), SeamError> {
             )
             .await?;
     }
-    save_cursor(services, names::cursor::TIKTOK_ORDERS, started).await
+    save_cursor(ports, names::cursor::TIKTOK_ORDERS, started).await
 }
 
 /// Sales orders Katana changed since the last poll (every new SO, for late
 /// duplicates), then the fulfillments changed since the last list: a second partial
 /// delivery or a tracking edit may move neither the SO's `updated_at` nor fire a
 /// webhook, so re-reading SOs whose `updated_at` moved would miss it.
-pub async fn poll_katana_orders(services: &Services) -> Result<(), SeamError> {
-    let Some(katana) = &services.katana else {
+pub async fn poll_katana_orders(ports: &PollerPorts) -> Result<(), SeamError> {
+    let Some(k) = &ports.katana else {
         return Ok(());
     };
-    let started = services.clock.now();
-    let since = cursor(services, names::cursor::KATANA_ORDERS).await?
+    let started = ports.clock.now();
+    let since = cursor(ports, names::cursor::KATANA_ORDERS).await?
         - chrono::Duration::from_std(OVERLAP).unwrap_or_default();
-    let changed = katana.list_sales_orders_updated_since(since).await;
-    services
+    let changed = k.katana.list_sales_orders_updated_since(since).await;
+    ports
         .metrics
         .api_call("katana", "list_sales_orders", changed.is_ok());
-    let cause = root(services);
+    let cause = root(ports);
     let changed = changed.map_err(|e| e.to_string())?;
-    settle_late_duplicates(services, &changed, &cause).await?;
+    settle_late_duplicates(k, &changed, &cause).await?;
     // A list a webhook asked for in the last half interval covered the same
     // changes; the backstop is for when no webhook came. Urgent like theirs: during
     // a sale creates fill the window, and this list is what ships the deliveries
     // Katana announced to nobody.
     let interval =
-        chrono::Duration::from_std(services.settings.katana.poll_interval / 2).unwrap_or_default();
-    let recent = last_fulfillment_sweep(services)?.is_some_and(|t| t > started - interval);
+        chrono::Duration::from_std(ports.settings.katana.poll_interval / 2).unwrap_or_default();
+    let recent = last_fulfillment_sweep(k)?.is_some_and(|t| t > started - interval);
     if !recent {
-        sweep_fulfillments(services, Priority::Urgent, &cause).await?;
+        sweep_fulfillments(k, Priority::Urgent, &cause).await?;
     }
-    save_cursor(services, names::cursor::KATANA_ORDERS, started).await
+    save_cursor(ports, names::cursor::KATANA_ORDERS, started).await
 }
 
 /// Every new SO shows up in the poll's list, so a create that committed in Katana
@@ -262,7 +265,7 @@ pub async fn poll_katana_orders(services: &Services) -> Result<(), SeamError> {
 /// here without a call of its own: a live TikTok SO that is not the one its order
 /// recorded is a duplicate, and is settled like one found right after a create.
 async fn settle_late_duplicates(
-    services: &Services,
+    ports: &KatanaPorts,
     changed: &[SalesOrder],
     cause: &EventMeta,
 ) -> Result<(), SeamError> {
@@ -274,20 +277,15 @@ async fn settle_late_duplicates(
             continue;
         }
         let stream = format!("{}-{ext}", Order::STREAM_PREFIX);
-        if services
-            .store
-            .stream_seq(&stream)
-            .map_err(|e| e.to_string())?
-            == 0
-        {
+        if ports.store.stream_seq(&stream).map_err(|e| e.to_string())? == 0 {
             continue;
         }
-        let (order, _) = services.orders.state(ext).await?;
+        let (order, _) = ports.commands.orders.state(ext).await?;
         match order.so_id() {
             Some(kept)
                 if kept != so.id && !order.duplicate_sos.get(&so.id).copied().unwrap_or(false) =>
             {
-                settle_duplicates(services, ext, kept, std::slice::from_ref(so), cause).await?;
+                settle_duplicates(ports, ext, kept, std::slice::from_ref(so), cause).await?;
             }
             _ => {}
         }
@@ -296,26 +294,28 @@ async fn settle_late_duplicates(
 }
 
 /// Stock of every matched SKU, the backstop for lost inventory webhooks.
-pub async fn poll_stock(services: &Services) -> Result<(), SeamError> {
-    if !services.settings.katana.pull_inventory {
+pub async fn poll_stock(ports: &PollerPorts) -> Result<(), SeamError> {
+    let (Some(k), true) = (&ports.katana, ports.settings.katana.pull_inventory) else {
         return Ok(());
-    }
-    let skus: Vec<String> = services
+    };
+    let skus: Vec<String> = ports
         .catalogue
         .matched()
         .into_iter()
         .map(|(s, _)| s)
         .collect();
-    read_stock(services, &skus, &root(services), Priority::Low).await
+    read_stock(k, &skus, &root(ports), Priority::Low).await
 }
 
 /// Exceptions whose cause may be gone are retried: unmatched SKUs (after a catalogue
 /// refresh), refused shipments (after a carrier mapping was added) and deferred ones
 /// (the rest of their package may have been cancelled since).
-pub async fn retry_exceptions(services: &Services) -> Result<(), SeamError> {
-    let cause = root(services);
-    retry_blocked_orders(services, &cause).await?;
-    let open = services
+pub async fn retry_exceptions(ports: &PollerPorts) -> Result<(), SeamError> {
+    let cause = root(ports);
+    if let Some(k) = &ports.katana {
+        retry_blocked_orders(k, &cause).await?;
+    }
+    let open = ports
         .store
         .lookup_all(lookup::EXCEPTION)
         .map_err(|e| e.to_string())?;
@@ -335,7 +335,7 @@ pub async fn retry_exceptions(services: &Services) -> Result<(), SeamError> {
             fulfillment_id: fid,
         })
         .caused_by(&cause);
-        if let Err(e) = services.orders.execute(order_id, msg).await {
+        if let Err(e) = ports.commands.orders.execute(order_id, msg).await {
             tracing::warn!(order_id, error = %e, "fulfillment retry not accepted");
         }
     }

@@ -6,8 +6,8 @@
 use chrono::{DateTime, Utc};
 use serde::Serialize;
 
-use crate::app::Services;
 use crate::config::Settings;
+use crate::console::ports::ConsolePorts;
 
 /// A connector the settings leave unconfigured.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
@@ -19,7 +19,7 @@ pub struct Missing {
     pub fix: &'static str,
 }
 
-/// The same rule `Services::build` applies to decide whether a client exists.
+/// The same rule `ConsolePorts::build` applies to decide whether a client exists.
 pub fn missing(settings: &Settings) -> Vec<Missing> {
     let mut out = Vec::new();
     if settings.tiktok.app_key.is_empty() || settings.tiktok.app_secret.is_empty() {
@@ -74,9 +74,9 @@ pub struct Health {
     pub not_connected: bool,
 }
 
-fn base(services: &Services, name: &'static str, metric: &str, configured: bool) -> Health {
-    let times = services.metrics.call_times(metric);
-    let (ok, failed) = services.metrics.api_outcomes(metric);
+fn base(ports: &ConsolePorts, name: &'static str, metric: &str, configured: bool) -> Health {
+    let times = ports.metrics.call_times(metric);
+    let (ok, failed) = ports.metrics.api_outcomes(metric);
     Health {
         connector: name,
         configured,
@@ -91,10 +91,10 @@ fn base(services: &Services, name: &'static str, metric: &str, configured: bool)
     }
 }
 
-pub fn connectors(services: &Services) -> Vec<Health> {
-    let mut tiktok = base(services, "TikTok", "tiktok", services.tiktok.is_some());
+pub fn connectors(ports: &ConsolePorts) -> Vec<Health> {
+    let mut tiktok = base(ports, "TikTok", "tiktok", ports.tiktok_configured);
     if tiktok.configured {
-        match services.tokens.load() {
+        match ports.tokens.load() {
             Ok(Some(t)) => {
                 let at = |s| crate::operator::unix_time(s).unwrap_or(DateTime::<Utc>::MIN_UTC);
                 tiktok.token_expiry =
@@ -103,8 +103,8 @@ pub fn connectors(services: &Services) -> Vec<Health> {
             Ok(None) | Err(_) => tiktok.not_connected = true,
         }
     }
-    let mut katana = base(services, "Katana", "katana", services.katana.is_some());
-    if let Some(k) = &services.katana {
+    let mut katana = base(ports, "Katana", "katana", ports.katana.is_some());
+    if let Some(k) = &ports.katana {
         katana.budget = Some((k.budget().used(), k.budget().limit()));
     }
     vec![tiktok, katana]

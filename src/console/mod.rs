@@ -11,6 +11,7 @@ pub mod charts;
 pub mod health;
 pub mod layout;
 pub mod pages;
+pub mod ports;
 pub mod readmodel;
 pub mod session;
 
@@ -18,9 +19,9 @@ use actix_web::http::{header, StatusCode};
 use actix_web::{web, HttpRequest, HttpResponse};
 use maud::{html, Markup};
 
-use crate::app::Services;
 use crate::clock::Clock;
 use crate::config::Settings;
+use ports::ConsolePorts;
 use readmodel::ReadModel;
 use session::{Session, Sessions};
 
@@ -129,11 +130,11 @@ pub fn ok(page: Markup) -> HttpResponse {
 /// the blocking pool: the HTTP workers also accept webhooks, which must not wait
 /// behind an operator's page.
 pub async fn off_thread(
-    services: &web::Data<Services>,
-    render: impl FnOnce(&Services) -> Result<Markup, Refused> + Send + 'static,
+    ports: &web::Data<ConsolePorts>,
+    render: impl FnOnce(&ConsolePorts) -> Result<Markup, Refused> + Send + 'static,
 ) -> HttpResponse {
-    let services = services.clone().into_inner();
-    match web::block(move || render(&services)).await {
+    let ports = ports.clone().into_inner();
+    match web::block(move || render(&ports)).await {
         Ok(Ok(page)) => ok(page),
         Ok(Err(r)) => r.response(),
         Err(e) => Refused::Unavailable(e.to_string()).response(),
@@ -141,16 +142,16 @@ pub async fn off_thread(
 }
 
 /// The console is open (an admin token is configured).
-pub fn is_open(services: &Services) -> bool {
-    !services.settings.server.admin_token.expose().is_empty()
+pub fn is_open(ports: &ConsolePorts) -> bool {
+    !ports.settings.server.admin_token.expose().is_empty()
 }
 
 /// The request's session, or why there is none.
-pub fn gate(req: &HttpRequest, services: &Services) -> Result<Session, Refused> {
-    if !is_open(services) {
+pub fn gate(req: &HttpRequest, ports: &ConsolePorts) -> Result<Session, Refused> {
+    if !is_open(ports) {
         return Err(Refused::Closed);
     }
-    services.console.sessions.of(req).ok_or(Refused::Login)
+    ports.console.sessions.of(req).ok_or(Refused::Login)
 }
 
 /// A state-changing form's CSRF token must be this session's.
@@ -180,8 +181,4 @@ pub fn given(form: &[(String, String)], name: &str) -> Option<String> {
     field(form, name)
         .map(|v| v.trim().to_string())
         .filter(|v| !v.is_empty())
-}
-
-pub fn services_of(req: &HttpRequest) -> Option<web::Data<Services>> {
-    req.app_data::<web::Data<Services>>().cloned()
 }

@@ -22,8 +22,8 @@ use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
 
 use super::errors::{command_error, error, store_error};
+use super::ports::ApiPorts;
 use crate::actors::Execute;
-use crate::app::Services;
 use crate::domain::order::Order;
 use crate::domain::sku::{Sku, SkuCommand};
 use crate::domain::Aggregate;
@@ -72,8 +72,8 @@ impl Refusal {
 // ----- access ------------------------------------------------------------------------
 
 /// Why a request may not use the API.
-fn authorize(services: &Services, authorization: Option<&str>) -> Result<(), Refusal> {
-    let expected = services.settings.server.admin_token.expose();
+fn authorize(ports: &ApiPorts, authorization: Option<&str>) -> Result<(), Refusal> {
+    let expected = ports.settings.server.admin_token.expose();
     if expected.is_empty() {
         return Err(Refusal::new(
             StatusCode::FORBIDDEN,
@@ -109,16 +109,16 @@ async fn require_admin(
     req: ServiceRequest,
     next: Next<impl MessageBody + 'static>,
 ) -> Result<ServiceResponse<impl MessageBody>, actix_web::Error> {
-    let verdict = match req.app_data::<web::Data<Services>>() {
-        Some(services) => authorize(
-            services,
+    let verdict = match req.app_data::<web::Data<ApiPorts>>() {
+        Some(ports) => authorize(
+            ports,
             req.headers()
                 .get(header::AUTHORIZATION)
                 .and_then(|v| v.to_str().ok()),
         ),
         None => Err(Refusal::new(
             StatusCode::INTERNAL_SERVER_ERROR,
-            "services are not configured",
+            "the API is not configured",
         )),
     };
     match verdict {
@@ -147,29 +147,28 @@ const HEALTH_WRITE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs
 /// to wait out, not a reason to restart the service. A subscriber stopped on an
 /// event it cannot decode makes the status "degraded" but keeps the 200: webhooks
 /// are still accepted, and a restart of the same build would stop it again.
-async fn health(services: web::Data<Services>) -> HttpResponse {
+async fn health(ports: web::Data<ApiPorts>) -> HttpResponse {
     let probe = UnitOfWork {
-        checkpoint: Some((subscriber::HEALTH_PROBE.into(), services.store.head())),
+        checkpoint: Some((subscriber::HEALTH_PROBE.into(), ports.store.head())),
         ..Default::default()
     };
-    let store = match tokio::time::timeout(HEALTH_WRITE_TIMEOUT, services.store.commit(probe)).await
-    {
+    let store = match tokio::time::timeout(HEALTH_WRITE_TIMEOUT, ports.store.commit(probe)).await {
         Ok(Ok(_)) => json!({ "writable": true }),
         Ok(Err(e)) => json!({ "writable": false, "error": e.to_string() }),
         Err(_) => json!({ "writable": false, "error": "no write completed within 3 s" }),
     };
     let writable = store["writable"] == true;
-    let stopped = services.feeds.stops();
+    let stopped = ports.feeds.stops();
     let body = json!({
         "status": if writable && stopped.is_empty() { "ok" } else { "degraded" },
-        "log_head": services.store.head(),
+        "log_head": ports.store.head(),
         "store": store,
         "connectors": {
-            "tiktok": { "configured": services.tiktok.is_some() },
-            "katana": { "configured": services.katana.is_some() },
+            "tiktok": { "configured": ports.tiktok.is_some() },
+            "katana": { "configured": ports.katana_configured },
         },
-        "not_configured": crate::console::health::missing_json(&services.settings),
-        "retrying": services.feeds.stalls(),
+        "not_configured": crate::console::health::missing_json(&ports.settings),
+        "retrying": ports.feeds.stalls(),
         "stopped": stopped,
     });
     if writable {
@@ -179,18 +178,18 @@ async fn health(services: web::Data<Services>) -> HttpResponse {
     }
 }
 
-async fn metrics(services: web::Data<Services>) -> HttpResponse {
+async fn metrics(ports: web::Data<ApiPorts>) -> HttpResponse {
     HttpResponse::Ok()
         .content_type("text/plain; version=0.0.4; charset=utf-8")
-        .body(services.metrics.render() + &services.feeds.render())
+        .body(ports.metrics.render() + &ports.feeds.render())
 }
 
 // ----- orders and SKUs -------------------------------------------------------------------
 
 /// The last sequence number of a stream, or the 404 for one that has no events.
 /// Checked in the log first so a lookup of a wrong id never starts an actor.
-fn existing(services: &Services, stream: &str, what: &str) -> Result<u64, Refusal> {
-    match services.store.stream_seq(stream) {
+fn existing(ports: &ApiPorts, stream: &str, what: &str) -> Result<u64, Refusal> {
+    match ports.store.stream_seq(stream) {
         Ok(0) => Err(Refusal::new(
             StatusCode::NOT_FOUND,
             format!("no events for {what}"),
@@ -218,13 +217,13 @@ fn event_json(e: &RecordedEvent) -> Value {
     })
 }
 
-async fn order(services: web::Data<Services>, id: web::Path<String>) -> HttpResponse {
+async fn order(ports: web::Data<ApiPorts>, id: web::Path<String>) -> HttpResponse {
     let id = id.into_inner();
     let stream = Order::stream_id(&id);
-    if let Err(r) = existing(&services, &stream, &format!("order {id}")) {
+    if let Err(r) = existing(&ports, &stream, &format!("order {id}")) {
         return r.response();
     }
-    match services.orders.state(&id).await {
+    match ports.commands.orders.state(&id).await {
         Ok((state, seq)) => HttpResponse::Ok().json(json!({
             "order_id": id,
             "stream": stream,
@@ -237,13 +236,13 @@ async fn order(services: web::Data<Services>, id: web::Path<String>) -> HttpResp
 
 /// F25: a fresh label for each package TikTok arranged (TikTok's URLs expire after
 /// 24 h, so one is never served from the log).
-async fn order_label(services: web::Data<Services>, id: web::Path<String>) -> HttpResponse {
+async fn order_label(ports: web::Data<ApiPorts>, id: web::Path<String>) -> HttpResponse {
     let id = id.into_inner();
     let stream = Order::stream_id(&id);
-    if let Err(r) = existing(&services, &stream, &format!("order {id}")) {
+    if let Err(r) = existing(&ports, &stream, &format!("order {id}")) {
         return r.response();
     }
-    let state = match services.orders.state(&id).await {
+    let state = match ports.commands.orders.state(&id).await {
         Ok((state, _)) => state,
         Err(e) => return command_error(e),
     };
@@ -253,14 +252,14 @@ async fn order_label(services: web::Data<Services>, id: web::Path<String>) -> Ht
             format!("order {id} has no shipment arranged with TikTok's label"),
         );
     }
-    let Some(tiktok) = services.tiktok.as_ref() else {
+    let Some(tiktok) = ports.tiktok.as_ref() else {
         return error(StatusCode::SERVICE_UNAVAILABLE, "TikTok is not configured");
     };
-    let now = services.clock.now();
+    let now = ports.clock.now();
     let mut labels = Vec::new();
     for package_id in state.arranged_packages.keys().flat_map(|p| p.split(',')) {
         let label = tiktok.shipping_label(package_id).await;
-        services
+        ports
             .metrics
             .api_call("tiktok", "shipping_label", label.is_ok());
         match label {
@@ -281,10 +280,10 @@ async fn order_label(services: web::Data<Services>, id: web::Path<String>) -> Ht
     HttpResponse::Ok().json(json!({ "order_id": id, "labels": labels }))
 }
 
-async fn order_events(services: web::Data<Services>, id: web::Path<String>) -> HttpResponse {
+async fn order_events(ports: web::Data<ApiPorts>, id: web::Path<String>) -> HttpResponse {
     let id = id.into_inner();
     let stream = Order::stream_id(&id);
-    match services.store.read_stream(&stream, 0) {
+    match ports.store.read_stream(&stream, 0) {
         Ok(events) if events.is_empty() => {
             error(StatusCode::NOT_FOUND, format!("no events for order {id}"))
         }
@@ -297,14 +296,14 @@ async fn order_events(services: web::Data<Services>, id: web::Path<String>) -> H
     }
 }
 
-async fn sku(services: web::Data<Services>, sku: web::Path<String>) -> HttpResponse {
+async fn sku(ports: web::Data<ApiPorts>, sku: web::Path<String>) -> HttpResponse {
     let sku = sku.into_inner();
     let stream = Sku::stream_id(&sku);
-    if let Err(r) = existing(&services, &stream, &format!("SKU {sku}")) {
+    if let Err(r) = existing(&ports, &stream, &format!("SKU {sku}")) {
         return r.response();
     }
-    let safety_stock = services.settings.sync.safety_stock;
-    match services.skus.state(&sku).await {
+    let safety_stock = ports.settings.sync.safety_stock;
+    match ports.commands.skus.state(&sku).await {
         Ok((state, seq)) => HttpResponse::Ok().json(json!({
             "sku": sku,
             "stream": stream,
@@ -326,7 +325,7 @@ struct SyncToggle {
 }
 
 async fn toggle_sync(
-    services: web::Data<Services>,
+    ports: web::Data<ApiPorts>,
     sku: web::Path<String>,
     body: web::Bytes,
 ) -> HttpResponse {
@@ -347,17 +346,22 @@ async fn toggle_sync(
     };
     // A SKU that exists nowhere (no events, in neither catalogue) is a typo: do
     // not create a stream for it.
-    let known = !services.catalogue.tiktok_listings(&sku).is_empty()
-        || services.catalogue.variant_for(&sku).is_some();
+    let known = !ports.catalogue.tiktok_listings(&sku).is_empty()
+        || ports.catalogue.variant_for(&sku).is_some();
     if !known {
-        if let Err(refusal) = existing(&services, &format!("sku-{sku}"), "SKU") {
+        if let Err(refusal) = existing(&ports, &format!("sku-{sku}"), "SKU") {
             return refusal.response();
         }
     }
     let command = SkuCommand::ToggleSync {
         enabled: toggle.enabled,
     };
-    match services.skus.execute(&sku, Execute::new(command)).await {
+    match ports
+        .commands
+        .skus
+        .execute(&sku, Execute::new(command))
+        .await
+    {
         Ok(events) => HttpResponse::Ok().json(json!({
             "sku": sku,
             "sync_enabled": toggle.enabled,
@@ -372,8 +376,8 @@ async fn toggle_sync(
     }
 }
 
-async fn exceptions(services: web::Data<Services>) -> HttpResponse {
-    match crate::operator::open_exceptions(services.store.as_ref()) {
+async fn exceptions(ports: web::Data<ApiPorts>) -> HttpResponse {
+    match crate::operator::open_exceptions(ports.store.as_ref()) {
         Ok(list) => HttpResponse::Ok().json(crate::operator::exceptions_json(&list)),
         Err(e) => store_error(e),
     }

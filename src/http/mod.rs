@@ -4,25 +4,37 @@
 pub mod api;
 pub mod errors;
 pub mod oauth;
+pub mod ports;
 pub mod webhooks;
 
 use std::net::TcpListener;
-use std::sync::Arc;
 
 use actix_web::dev::Service;
 use actix_web::{web, App, HttpServer};
 
-use crate::app::Services;
+use crate::console::ports::ConsolePorts;
+use ports::{ApiPorts, OAuthPorts, WebhookPorts};
 
 /// Webhook bodies above this are refused: neither API sends anything close.
 const MAX_BODY: usize = 1024 * 1024;
 
+/// The ports of each handler group, registered as app data of their own.
+pub struct Surfaces {
+    pub webhooks: WebhookPorts,
+    pub api: ApiPorts,
+    pub oauth: OAuthPorts,
+    pub console: ConsolePorts,
+}
+
 pub fn server(
-    services: Arc<Services>,
+    surfaces: Surfaces,
     listener: TcpListener,
 ) -> std::io::Result<actix_web::dev::Server> {
-    let request_timeout = services.settings.server.request_timeout;
-    let data = web::Data::from(services);
+    let request_timeout = surfaces.api.settings.server.request_timeout;
+    let webhooks = web::Data::new(surfaces.webhooks);
+    let api = web::Data::new(surfaces.api);
+    let oauth = web::Data::new(surfaces.oauth);
+    let console = web::Data::new(surfaces.console);
     Ok(HttpServer::new(move || {
         App::new()
             .wrap_fn(move |req, srv| {
@@ -38,7 +50,10 @@ pub fn server(
                     }
                 }
             })
-            .app_data(data.clone())
+            .app_data(webhooks.clone())
+            .app_data(api.clone())
+            .app_data(oauth.clone())
+            .app_data(console.clone())
             .app_data(web::PayloadConfig::new(MAX_BODY))
             .configure(webhooks::routes)
             .configure(api::routes)

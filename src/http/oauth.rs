@@ -13,7 +13,7 @@
 use actix_web::http::StatusCode;
 use actix_web::{web, HttpRequest, HttpResponse};
 
-use crate::app::Services;
+use super::ports::OAuthPorts;
 use crate::connectors::tiktok::client::TikTokError;
 use crate::connectors::Classify;
 use crate::connectors::RetryClass;
@@ -59,7 +59,7 @@ fn refused(status: StatusCode, lines: &[String]) -> HttpResponse {
     page(status, "TikTok Shop not connected", lines)
 }
 
-async fn callback(services: web::Data<Services>, req: HttpRequest) -> HttpResponse {
+async fn callback(ports: web::Data<OAuthPorts>, req: HttpRequest) -> HttpResponse {
     let mut code = None;
     let mut denied = None;
     for (k, v) in form_urlencoded::parse(req.query_string().as_bytes()) {
@@ -95,7 +95,7 @@ async fn callback(services: web::Data<Services>, req: HttpRequest) -> HttpRespon
             ],
         );
     };
-    let Some(client) = services.tiktok.as_ref() else {
+    let Some(client) = ports.tiktok.as_ref() else {
         return refused(
             StatusCode::SERVICE_UNAVAILABLE,
             &[

@@ -9,8 +9,8 @@ use actix_web::{web, HttpRequest, HttpResponse};
 use sha2::{Digest, Sha256};
 
 use super::errors;
+use super::ports::WebhookPorts;
 use crate::actors::{CommandError, Execute};
-use crate::app::Services;
 use crate::connectors::katana::webhook as katana_webhook;
 use crate::connectors::tiktok::webhook as tiktok_webhook;
 use crate::domain::order::{OrderCommand, Signaller};
@@ -50,13 +50,13 @@ fn recorded(result: Result<(), CommandError>) -> Recorded {
     }
 }
 
-async fn inbox_only(services: &Services, entry: InboxEntry) -> Recorded {
+async fn inbox_only(ports: &WebhookPorts, entry: InboxEntry) -> Recorded {
     let unit = UnitOfWork {
         inbox: Some(entry),
         ..Default::default()
     };
     recorded(
-        services
+        ports
             .store
             .commit(unit)
             .await
@@ -65,13 +65,13 @@ async fn inbox_only(services: &Services, entry: InboxEntry) -> Recorded {
     )
 }
 
-fn answer(services: &Services, source: &str, started: Instant, r: Recorded) -> HttpResponse {
+fn answer(ports: &WebhookPorts, source: &str, started: Instant, r: Recorded) -> HttpResponse {
     let outcome = match r {
         Recorded::New => "recorded",
         Recorded::Duplicate => "duplicate",
         Recorded::Failed => "failed",
     };
-    services.metrics.webhook(source, outcome, started.elapsed());
+    ports.metrics.webhook(source, outcome, started.elapsed());
     match r {
         Recorded::Failed => {
             errors::error(errors::WEBHOOK_NOT_RECORDED, "not recorded, retry later")
@@ -83,7 +83,7 @@ fn answer(services: &Services, source: &str, started: Instant, r: Recorded) -> H
 /// The body as the audit copy keeps it: the exact signed bytes, so a body that is
 /// not UTF-8 (neither API sends one) is refused rather than stored altered.
 fn utf8_payload(
-    services: &Services,
+    ports: &WebhookPorts,
     source: &str,
     started: Instant,
     body: &[u8],
@@ -91,7 +91,7 @@ fn utf8_payload(
     match std::str::from_utf8(body) {
         Ok(s) => Some(s.to_string()),
         Err(_) => {
-            services
+            ports
                 .metrics
                 .webhook(source, "malformed", started.elapsed());
             None
@@ -99,13 +99,17 @@ fn utf8_payload(
     }
 }
 
-async fn tiktok(services: web::Data<Services>, req: HttpRequest, body: web::Bytes) -> HttpResponse {
+async fn tiktok(
+    ports: web::Data<WebhookPorts>,
+    req: HttpRequest,
+    body: web::Bytes,
+) -> HttpResponse {
     let started = Instant::now();
-    let s = &services.settings.tiktok;
+    let s = &ports.settings.tiktok;
     if s.app_key.is_empty() || s.app_secret.is_empty() {
         // Without the secret anyone could compute the "signature": refuse, and say
         // why, rather than accept what cannot be checked.
-        services
+        ports
             .metrics
             .webhook("tiktok", "unconfigured", started.elapsed());
         return refuse(
@@ -119,18 +123,18 @@ async fn tiktok(services: web::Data<Services>, req: HttpRequest, body: web::Byte
         .and_then(|v| v.to_str().ok())
         .unwrap_or("");
     if let Err(e) = tiktok_webhook::verify(&s.app_key, s.app_secret.expose(), &body, auth) {
-        services
+        ports
             .metrics
             .webhook("tiktok", "unauthorized", started.elapsed());
         return refuse(e.http_status(), &e.to_string());
     }
-    let Some(payload) = utf8_payload(&services, "tiktok", started, &body) else {
+    let Some(payload) = utf8_payload(&ports, "tiktok", started, &body) else {
         return refuse(400, "webhook body is not UTF-8");
     };
     let note = match tiktok_webhook::parse(&body) {
         Ok(n) => n,
         Err(e) => {
-            services
+            ports
                 .metrics
                 .webhook("tiktok", "malformed", started.elapsed());
             return refuse(e.http_status(), &e.to_string());
@@ -139,7 +143,7 @@ async fn tiktok(services: web::Data<Services>, req: HttpRequest, body: web::Byte
     let entry = InboxEntry {
         source: "tiktok".into(),
         delivery_id: note.notification_id.clone(),
-        received_at: services.clock.now(),
+        received_at: ports.clock.now(),
         payload,
     };
     let result = match &note.order_id {
@@ -150,22 +154,33 @@ async fn tiktok(services: web::Data<Services>, req: HttpRequest, body: web::Byte
                 what: format!("{:?}", note.kind),
             });
             msg.inbox = Some(entry);
-            recorded(services.orders.execute(order_id, msg).await.map(|_| ()))
+            recorded(
+                ports
+                    .commands
+                    .orders
+                    .execute(order_id, msg)
+                    .await
+                    .map(|_| ()),
+            )
         }
-        None => inbox_only(&services, entry).await,
+        None => inbox_only(&ports, entry).await,
     };
-    answer(&services, "tiktok", started, result)
+    answer(&ports, "tiktok", started, result)
 }
 
-async fn katana(services: web::Data<Services>, req: HttpRequest, body: web::Bytes) -> HttpResponse {
+async fn katana(
+    ports: web::Data<WebhookPorts>,
+    req: HttpRequest,
+    body: web::Bytes,
+) -> HttpResponse {
     let started = Instant::now();
     let signature = req
         .headers()
         .get("x-sha2-signature")
         .and_then(|v| v.to_str().ok());
-    let token = services.katana_webhook_token.read().clone();
+    let token = ports.katana_webhook_token.read().clone();
     if token.is_empty() {
-        services
+        ports
             .metrics
             .webhook("katana", "unconfigured", started.elapsed());
         return refuse(
@@ -174,18 +189,18 @@ async fn katana(services: web::Data<Services>, req: HttpRequest, body: web::Byte
         );
     }
     if let Err(e) = katana_webhook::verify(token.expose(), &body, signature) {
-        services
+        ports
             .metrics
             .webhook("katana", "unauthorized", started.elapsed());
         return refuse(e.http_status(), &e.to_string());
     }
-    let Some(payload) = utf8_payload(&services, "katana", started, &body) else {
+    let Some(payload) = utf8_payload(&ports, "katana", started, &body) else {
         return refuse(400, "webhook body is not UTF-8");
     };
     let event = match katana_webhook::parse(&body) {
         Ok(e) => e,
         Err(e) => {
-            services
+            ports
                 .metrics
                 .webhook("katana", "malformed", started.elapsed());
             return refuse(e.http_status(), &e.to_string());
@@ -199,7 +214,7 @@ async fn katana(services: web::Data<Services>, req: HttpRequest, body: web::Byte
     // Stock webhooks are the exception: two changes of one variant within a minute
     // look identical, and the second is the one TikTok must see before it oversells.
     // Each is recorded; their re-reads are coalesced into one list call anyway.
-    let minute = services.clock.now().timestamp() / 60;
+    let minute = ports.clock.now().timestamp() / 60;
     let is_stock = event.resource_type.starts_with("current_inventory")
         || event.event.starts_with("current_inventory");
     let delivery_id = if is_stock {
@@ -215,13 +230,13 @@ async fn katana(services: web::Data<Services>, req: HttpRequest, body: web::Byte
     let entry = |suffix: &str| InboxEntry {
         source: "katana".into(),
         delivery_id: format!("{delivery_id}{suffix}"),
-        received_at: services.clock.now(),
+        received_at: ports.clock.now(),
         payload: payload.clone(),
     };
     let object_id = event.object_id_int();
     let result = if event.resource_type == "sales_order" {
         let stream = match object_id {
-            Some(id) => services
+            Some(id) => ports
                 .store
                 .lookup(crate::names::lookup::SO, &id.to_string()),
             None => Ok(None),
@@ -235,7 +250,8 @@ async fn katana(services: web::Data<Services>, req: HttpRequest, body: web::Byte
                 });
                 msg.inbox = Some(entry(""));
                 recorded(
-                    services
+                    ports
+                        .commands
                         .orders
                         .execute_on_stream(&stream, msg)
                         .await
@@ -243,15 +259,15 @@ async fn katana(services: web::Data<Services>, req: HttpRequest, body: web::Byte
                 )
             }
             // Not one of ours (or not yet recorded): keep the delivery, nothing to do.
-            Ok(None) => inbox_only(&services, entry("")).await,
+            Ok(None) => inbox_only(&ports, entry("")).await,
             Err(e) => recorded(Err(CommandError::Store(e))),
         }
     } else if is_stock {
         let skus = object_id
-            .map(|v| services.catalogue.seller_skus_for_variant(v))
+            .map(|v| ports.catalogue.seller_skus_for_variant(v))
             .unwrap_or_default();
         if skus.is_empty() {
-            inbox_only(&services, entry("")).await
+            inbox_only(&ports, entry("")).await
         } else {
             let mut outcome = Recorded::Duplicate;
             for sku in skus {
@@ -260,7 +276,7 @@ async fn katana(services: web::Data<Services>, req: HttpRequest, body: web::Byte
                     what: event.event.clone(),
                 });
                 msg.inbox = Some(entry(&format!("#{sku}")));
-                match recorded(services.skus.execute(&sku, msg).await.map(|_| ())) {
+                match recorded(ports.commands.skus.execute(&sku, msg).await.map(|_| ())) {
                     Recorded::New => outcome = Recorded::New,
                     Recorded::Duplicate => {}
                     Recorded::Failed => {
@@ -272,7 +288,7 @@ async fn katana(services: web::Data<Services>, req: HttpRequest, body: web::Byte
             outcome
         }
     } else {
-        inbox_only(&services, entry("")).await
+        inbox_only(&ports, entry("")).await
     };
-    answer(&services, "katana", started, result)
+    answer(&ports, "katana", started, result)
 }

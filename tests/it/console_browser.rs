@@ -262,7 +262,7 @@ async fn console_browser_end_to_end() {
     t.katana
         .set_stock(t.variants["A"], t.main_location, Quantity::from_units(42))
         .unwrap();
-    tks::connectors::pollers::poll_stock(&t.app.services)
+    tks::connectors::pollers::poll_stock(&t.app.services.pollers)
         .await
         .unwrap();
     t.settle().await;
@@ -281,7 +281,7 @@ async fn console_browser_end_to_end() {
     t.katana
         .set_stock(t.variants["B"], t.main_location, Quantity::from_units(30))
         .unwrap();
-    tks::connectors::pollers::poll_stock(&t.app.services)
+    tks::connectors::pollers::poll_stock(&t.app.services.pollers)
         .await
         .unwrap();
     t.settle().await;

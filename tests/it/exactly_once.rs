@@ -172,7 +172,7 @@ async fn a_create_that_commits_after_the_client_timed_out_is_found_not_repeated(
     t.advance(2 * MIN, MIN).await;
     let live = live_sos_for(&t, &id);
     assert_eq!(live.len(), 1, "exactly one SO");
-    let (order, _) = t.app.services.orders.state(&id).await.unwrap();
+    let (order, _) = t.app.services.commands.orders.state(&id).await.unwrap();
     assert_eq!(
         order.so_id(),
         Some(live[0]),
@@ -191,7 +191,7 @@ async fn a_create_that_commits_after_the_wait_is_found_by_the_poll_and_deleted()
     // The wait ends before Katana commits (longer than `create_settle` promised):
     // the lookup finds nothing and the SO is created again.
     t.advance(6 * MIN, MIN).await;
-    let (order, _) = t.app.services.orders.state(&id).await.unwrap();
+    let (order, _) = t.app.services.commands.orders.state(&id).await.unwrap();
     let kept = order.so_id().expect("created after the wait");
     wait_for("the late commit", 20, || {
         t.katana.late_commits_in_flight() == 0
@@ -202,7 +202,9 @@ async fn a_create_that_commits_after_the_wait_is_found_by_the_poll_and_deleted()
         2,
         "the late commit made a second SO"
     );
-    pollers::poll_katana_orders(&t.app.services).await.unwrap();
+    pollers::poll_katana_orders(&t.app.services.pollers)
+        .await
+        .unwrap();
     t.settle().await;
     assert_eq!(
         live_sos_for(&t, &id),
@@ -218,7 +220,9 @@ async fn a_create_that_commits_after_the_wait_is_found_by_the_poll_and_deleted()
         assert!(events.contains(&ty.to_string()), "{ty} in {events:?}");
     }
     // The story says it, and a second poll changes nothing.
-    pollers::poll_katana_orders(&t.app.services).await.unwrap();
+    pollers::poll_katana_orders(&t.app.services.pollers)
+        .await
+        .unwrap();
     t.settle().await;
     assert_eq!(t.events(&format!("order-{id}")).len(), events.len());
     t.stop().await;
@@ -231,7 +235,7 @@ async fn a_duplicate_that_katana_already_shipped_is_an_exception_not_a_deletion(
         .commit_late_next(Some("POST /sales_orders"), 1, Duration::from_millis(2500));
     let id = t.place_past_hold(&[("A", 1)]).await;
     t.advance(6 * MIN, MIN).await;
-    let (order, _) = t.app.services.orders.state(&id).await.unwrap();
+    let (order, _) = t.app.services.commands.orders.state(&id).await.unwrap();
     let kept = order.so_id().unwrap();
     wait_for("the late commit", 20, || {
         t.katana.late_commits_in_flight() == 0
@@ -241,7 +245,9 @@ async fn a_duplicate_that_katana_already_shipped_is_an_exception_not_a_deletion(
     t.katana
         .deliver(dup, None, crate::flows::tracking(Some("1Z1"), "UPS"))
         .unwrap();
-    pollers::poll_katana_orders(&t.app.services).await.unwrap();
+    pollers::poll_katana_orders(&t.app.services.pollers)
+        .await
+        .unwrap();
     t.settle().await;
     assert_eq!(
         live_sos_for(&t, &id).len(),
@@ -386,9 +392,11 @@ async fn an_order_before_the_first_stock_read_pushes_nothing_until_stock_is_know
             product("1729000000000000104", "1729100000000000104", "D", "9.00"),
         ])
         .unwrap();
-    pollers::refresh_catalogue(&t.app.services).await.unwrap();
+    pollers::refresh_catalogue(&t.app.services.pollers)
+        .await
+        .unwrap();
     t.settle().await;
-    let (sku, _) = t.app.services.skus.state("D").await.unwrap();
+    let (sku, _) = t.app.services.commands.skus.state("D").await.unwrap();
     assert!(!sku.stock_known(), "mapped, never read");
     t.place(&[("D", 1)]);
     t.settle().await;

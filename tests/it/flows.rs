@@ -131,9 +131,9 @@ pub async fn spawn_app_for(
     // Connect once, as `tks connect tiktok` would: the service finds the tokens.
     // (A test of an unconfigured app has nothing to connect.)
     if !settings.tiktok.app_secret.is_empty() {
-        let tokens = Arc::new(FileTokenStore::new(app::token_file_for(
-            &settings.store.path,
-        )));
+        let tokens = Arc::new(FileTokenStore::new(
+            tks::connectors::tiktok::auth::token_file_for(&settings.store.path),
+        ));
         let connect = TikTokClient::new(
             &settings.tiktok,
             clock.clock(),
@@ -165,8 +165,10 @@ pub async fn spawn_app_for(
         );
     }
     // What the pollers do first thing at startup: map the catalogue, read stock.
-    pollers::refresh_catalogue(&app.services).await.unwrap();
-    pollers::poll_stock(&app.services).await.unwrap();
+    pollers::refresh_catalogue(&app.services.pollers)
+        .await
+        .unwrap();
+    pollers::poll_stock(&app.services.pollers).await.unwrap();
     TestApp {
         clock,
         tiktok,
@@ -358,10 +360,14 @@ async fn duplicate_webhooks_and_polls_still_make_one_so() {
             .ok();
     }
     t.settle().await;
-    pollers::poll_tiktok_orders(&t.app.services).await.unwrap();
+    pollers::poll_tiktok_orders(&t.app.services.pollers)
+        .await
+        .unwrap();
     t.advance(61 * MIN, 10 * MIN).await;
     for _ in 0..3 {
-        pollers::poll_tiktok_orders(&t.app.services).await.unwrap();
+        pollers::poll_tiktok_orders(&t.app.services.pollers)
+            .await
+            .unwrap();
         t.settle().await;
     }
     let sos: Vec<Value> = t
@@ -572,7 +578,9 @@ async fn an_unmatched_sku_is_an_exception_until_the_variant_appears_then_pushes_
     t.katana
         .set_stock(c, t.main_location, Quantity::from_units(3))
         .unwrap();
-    pollers::refresh_catalogue(&t.app.services).await.unwrap();
+    pollers::refresh_catalogue(&t.app.services.pollers)
+        .await
+        .unwrap();
     t.settle().await;
     let so = t
         .sales_orders()
@@ -783,7 +791,9 @@ async fn orders_whose_webhooks_were_lost_are_found_by_the_poll() {
     let id = t.place(&[("B", 1)]);
     t.settle().await;
     assert!(t.events(&format!("order-{id}")).is_empty());
-    pollers::poll_tiktok_orders(&t.app.services).await.unwrap();
+    pollers::poll_tiktok_orders(&t.app.services.pollers)
+        .await
+        .unwrap();
     t.settle().await;
     t.advance(61 * MIN, 10 * MIN).await;
     assert_eq!(t.sales_orders().len(), 1);
@@ -884,9 +894,9 @@ pub async fn crash_world() -> CrashWorld {
     let dir = tempfile::tempdir().unwrap();
     let db = dir.path().join("tks.db");
     let settings = settings_for(&tiktok, &katana, &db, main, main);
-    let tokens = Arc::new(FileTokenStore::new(app::token_file_for(
-        &settings.store.path,
-    )));
+    let tokens = Arc::new(FileTokenStore::new(
+        tks::connectors::tiktok::auth::token_file_for(&settings.store.path),
+    ));
     TikTokClient::new(
         &settings.tiktok,
         clock.clone(),
@@ -1104,7 +1114,9 @@ async fn the_reconciliation_poll_does_not_reread_a_delivery_it_already_has() {
     t.settle().await;
     let before = t.katana.stats().requests;
     for _ in 0..2 {
-        pollers::poll_katana_orders(&t.app.services).await.unwrap();
+        pollers::poll_katana_orders(&t.app.services.pollers)
+            .await
+            .unwrap();
         t.settle().await;
     }
     assert_eq!(

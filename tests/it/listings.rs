@@ -5,10 +5,10 @@ use std::time::Duration;
 
 use serde_json::{json, Value};
 
-use tks::app::token_file_for;
 use tks::check::{CheckOptions, CheckReport, Status};
 use tks::connectors::katana::client::KatanaClient;
 use tks::connectors::pollers;
+use tks::connectors::tiktok::auth::token_file_for;
 use tks::connectors::tiktok::{FileTokenStore, TokenStore};
 use tks::domain::observed::{Quantity, TikTokOrderStatus};
 use tks::sandbox::tiktok::{
@@ -43,7 +43,9 @@ fn listing(
 /// Replaces TikTok's catalogue and lets the service read it, as its catalogue poll does.
 async fn relist(t: &TestApp, products: Vec<NewProduct>) {
     t.tiktok.set_catalogue(products).unwrap();
-    pollers::refresh_catalogue(&t.app.services).await.unwrap();
+    pollers::refresh_catalogue(&t.app.services.pollers)
+        .await
+        .unwrap();
     t.settle().await;
 }
 
@@ -212,7 +214,9 @@ async fn a_listing_that_refuses_the_quantity_is_an_exception_naming_it_and_the_p
 
     // The next catalogue read drops the deactivated listing; the next change reaches
     // the live one and resolves the exception.
-    pollers::refresh_catalogue(&t.app.services).await.unwrap();
+    pollers::refresh_catalogue(&t.app.services.pollers)
+        .await
+        .unwrap();
     t.katana
         .set_stock(t.variants["A"], t.main_location, Quantity::from_units(5))
         .unwrap();
@@ -487,7 +491,9 @@ async fn a_renamed_shop_names_the_next_sales_order_and_its_customer_after_the_ca
         .await
         .unwrap();
     assert!(renamed.status().is_success());
-    pollers::refresh_catalogue(&t.app.services).await.unwrap();
+    pollers::refresh_catalogue(&t.app.services.pollers)
+        .await
+        .unwrap();
     t.place_past_hold(&[("B", 1)]).await;
     let sos = t.sales_orders();
     let names: Vec<&str> = sos

@@ -11,10 +11,11 @@ use chrono::Duration as ChronoDuration;
 use serde_json::{json, Value};
 
 use tks::actors::Execute;
-use tks::app::{start, token_file_for, AppHandle, StartOptions};
+use tks::app::{start, AppHandle, StartOptions};
 use tks::check::{CheckOptions, CheckReport, Status};
 use tks::clock::ManualClock;
 use tks::config::{FbtMode, Secret, Settings};
+use tks::connectors::tiktok::auth::token_file_for;
 use tks::connectors::tiktok::{ClientOptions, FileTokenStore, TokenStore};
 use tks::connectors::Backoff;
 use tks::domain::observed::{
@@ -229,6 +230,7 @@ impl Service {
         };
         self.app
             .services
+            .commands
             .orders
             .execute(
                 id,
@@ -378,7 +380,7 @@ async fn order_state_and_events_are_served_and_unknown_orders_are_404() {
 async fn sku_shows_its_atp_and_the_sync_toggle_is_recorded() {
     let sims = Sims::start();
     let svc = sims.serve(sims.settings()).await;
-    let skus = &svc.app.services.skus;
+    let skus = &svc.app.services.commands.skus;
     skus.execute(
         "MUG-RED",
         Execute::new(SkuCommand::ObserveStock(vec![StockLevel {
@@ -473,7 +475,7 @@ async fn open_exceptions_are_listed_until_resolved() {
     let svc = sims.serve(sims.settings()).await;
     svc.place_order("576000000000000003", "MUG-RED", 1, &sims.manual)
         .await;
-    let orders = &svc.app.services.orders;
+    let orders = &svc.app.services.commands.orders;
     orders
         .execute(
             "576000000000000003",
@@ -1081,6 +1083,7 @@ async fn tks_exceptions_lists_what_the_database_holds() {
         .await;
     svc.app
         .services
+        .commands
         .orders
         .execute(
             "576000000000000006",
@@ -1118,6 +1121,7 @@ async fn shared_services_see_the_same_exceptions_as_the_cli_reader() {
     let svc = sims.serve(sims.settings()).await;
     svc.app
         .services
+        .commands
         .skus
         .execute(
             "CAP#1",

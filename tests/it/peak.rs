@@ -183,7 +183,9 @@ async fn a_second_partial_fulfillment_that_moves_no_so_and_fires_no_webhook_is_f
     // the order will be given a list holding only the second one.
     t.advance(t.app.services.settings.katana.poll_interval, MIN)
         .await;
-    pollers::poll_katana_orders(&t.app.services).await.unwrap();
+    pollers::poll_katana_orders(&t.app.services.pollers)
+        .await
+        .unwrap();
     t.settle().await;
     assert_eq!(t.tiktok.shipments().len(), 1);
 
@@ -210,7 +212,9 @@ async fn a_second_partial_fulfillment_that_moves_no_so_and_fires_no_webhook_is_f
     );
 
     let lists_before = requests_to(&t, "GET", "/sales_order_fulfillments").len();
-    pollers::poll_katana_orders(&t.app.services).await.unwrap();
+    pollers::poll_katana_orders(&t.app.services.pollers)
+        .await
+        .unwrap();
     wait_for("the second shipment", 20, || {
         t.tiktok.shipments().len() == 2
     })

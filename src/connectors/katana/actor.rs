@@ -8,7 +8,6 @@ use std::sync::Arc;
 use futures::future::LocalBoxFuture;
 
 use super::budget::Priority;
-use super::client::KatanaClient;
 use super::mapping::{self, SalesOrderContext};
 use super::model::{
     CreateFulfillment, CreateFulfillmentRow, FulfillmentStatus, SalesOrder, SoStatus,
@@ -16,34 +15,26 @@ use super::model::{
 use super::reads::{Coalesced, ReadKind};
 use crate::actors::policies::{id_of, order_event, sku_event};
 use crate::actors::{Execute, Subscriber};
-use crate::app::Services;
 use crate::config::{CustomerMode, OnCancel};
 use crate::connectors::is_retryable;
+use crate::connectors::ports::KatanaPorts;
 use crate::domain::exceptions::keys;
 use crate::domain::observed::{OrderSnapshot, Quantity, StockLevel};
-use crate::domain::order::{
-    CreatedRow, Order, OrderCommand, OrderEvent, ShipmentArranged, Signaller, SoState,
-};
-use crate::domain::sku::{SkuCommand, SkuEvent};
+use crate::domain::order::{CreatedRow, Order, OrderCommand, ShipmentArranged, SoState};
+use crate::domain::reactions::{order_reactions, sku_reactions, OrderReaction, SkuReaction};
+use crate::domain::sku::SkuCommand;
 use crate::names::subscriber;
 use crate::seam::SeamError;
 use crate::store::{EventMeta, RecordedEvent};
 
-fn client(services: &Services) -> Result<&KatanaClient, String> {
-    services
-        .katana
-        .as_ref()
-        .ok_or_else(|| "Katana is not configured".to_string())
-}
-
 /// Mapped Katana locations whose stock counts for TikTok: the pickup location when
 /// configured, otherwise every location that allows sales.
-pub async fn stock_locations(services: &Services) -> Result<Vec<i64>, String> {
-    let pickup = services.settings.warehouses.pickup_location_id;
+pub async fn stock_locations(ports: &KatanaPorts) -> Result<Vec<i64>, String> {
+    let pickup = ports.settings.warehouses.pickup_location_id;
     if pickup != 0 {
         return Ok(vec![pickup]);
     }
-    let katana = client(services)?;
+    let katana = &ports.katana;
     Ok(katana
         .locations()
         .await
@@ -56,33 +47,33 @@ pub async fn stock_locations(services: &Services) -> Result<Vec<i64>, String> {
 
 /// Creates sales orders (F1, F4, F5) and handles cancellations after the push (F6).
 pub struct KatanaWriter {
-    services: Arc<Services>,
+    ports: Arc<KatanaPorts>,
     /// The generic customer, by the shop name it was found for: a renamed shop
     /// gets the customer of its new name.
     customer: tokio::sync::Mutex<Option<(String, i64)>>,
 }
 
 impl KatanaWriter {
-    pub fn new(services: Arc<Services>) -> Self {
+    pub fn new(ports: Arc<KatanaPorts>) -> Self {
         KatanaWriter {
-            services,
+            ports,
             customer: tokio::sync::Mutex::new(None),
         }
     }
 
     /// F1: the shop's name as TikTok last listed it for the authorised shop.
     fn store_name(&self) -> String {
-        let shop = self.services.tiktok.as_ref().and_then(|c| c.shop());
+        let shop = self.ports.tiktok.as_ref().and_then(|c| c.shop());
         mapping::store_name(
             shop.as_ref().map(|s| s.name.as_str()),
-            &self.services.settings.tiktok.shop_id,
+            &self.ports.settings.tiktok.shop_id,
         )
         .name
     }
 
     async fn customer_for(&self, snapshot: &OrderSnapshot) -> Result<i64, super::KatanaError> {
-        let katana = client(&self.services).map_err(super::KatanaError::Invalid)?;
-        if self.services.settings.katana.customer == CustomerMode::PerBuyer {
+        let katana = &self.ports.katana;
+        if self.ports.settings.katana.customer == CustomerMode::PerBuyer {
             if let Some(r) = &snapshot.recipient {
                 let name = if r.name.trim().is_empty() {
                     format!("TikTok buyer {}", snapshot.order_id)
@@ -110,20 +101,20 @@ impl KatanaWriter {
         &self,
         skus: &[String],
     ) -> Result<Result<BTreeMap<String, i64>, Vec<String>>, String> {
-        let catalogue = &self.services.catalogue;
+        let catalogue = &self.ports.catalogue;
         let missing: Vec<String> = skus
             .iter()
             .filter(|s| catalogue.variant_for(s).is_none())
             .cloned()
             .collect();
         if !missing.is_empty() {
-            let katana = client(&self.services)?;
+            let katana = &self.ports.katana;
             let keys: Vec<String> = missing
                 .iter()
                 .map(|s| catalogue.rules().katana_key(s))
                 .collect();
             let found = katana.variants_by_sku(&keys).await;
-            self.services
+            self.ports
                 .metrics
                 .api_call("katana", "variants_by_sku", found.is_ok());
             match found {
@@ -150,8 +141,8 @@ impl KatanaWriter {
     }
 
     async fn create_so(&self, order_id: &str, event: &RecordedEvent) -> Result<(), SeamError> {
-        let services = &self.services;
-        let (order, _) = services.orders.state(order_id).await?;
+        let ports = &self.ports;
+        let (order, _) = ports.commands.orders.state(order_id).await?;
         let SoState::Requested { as_done, .. } = order.so else {
             return Ok(());
         };
@@ -183,7 +174,8 @@ impl KatanaWriter {
         let variants = match self.variants_for(&skus).await? {
             Ok(v) => v,
             Err(unmatched) => {
-                return services
+                return ports
+                    .commands
                     .order_command(
                         order_id,
                         OrderCommand::RecordSoBlocked { unmatched },
@@ -202,10 +194,10 @@ impl KatanaWriter {
                     .await
             }
         };
-        let w = &services.settings.warehouses;
+        let w = &ports.settings.warehouses;
         let ctx = SalesOrderContext {
             store_name: self.store_name(),
-            order_no_prefix: services.settings.katana.order_no_prefix.clone(),
+            order_no_prefix: ports.settings.katana.order_no_prefix.clone(),
             location_id: if as_done {
                 w.fbt_location_id
             } else {
@@ -220,16 +212,17 @@ impl KatanaWriter {
             Err(e) => return self.failed(order_id, event, e.to_string(), false).await,
         };
         let first = order.so_attempts == 0;
-        services
+        ports
+            .commands
             .order_command(order_id, OrderCommand::RecordSoAttempt, &event.meta, None)
             .await?;
-        let katana = client(services)?;
+        let katana = &ports.katana;
         let outcome = if first {
             katana.create_sales_order_first_attempt(&request).await
         } else {
             katana.create_sales_order_once(&request).await
         };
-        services
+        ports
             .metrics
             .api_call("katana", "create_sales_order", outcome.is_ok());
         let outcome = match outcome {
@@ -253,13 +246,13 @@ impl KatanaWriter {
             // the lookup, so check that this order has exactly one live SO.
             let ext = order_id.to_string();
             let live = katana.live_sales_orders_for(&ext).await;
-            services
+            ports
                 .metrics
                 .api_call("katana", "find_sales_orders", live.is_ok());
             match live {
                 Ok(live) if live.len() > 1 => {
                     so = live[0].clone();
-                    settle_duplicates(services, order_id, so.id, &live[1..], &event.meta).await?;
+                    settle_duplicates(ports, order_id, so.id, &live[1..], &event.meta).await?;
                 }
                 Ok(_) => {}
                 Err(e) => {
@@ -303,7 +296,7 @@ impl KatanaWriter {
                 tracking_carrier: Some("Fulfilled by TikTok".into()),
             };
             let done = katana.create_fulfillment(&fulfil).await;
-            services
+            ports
                 .metrics
                 .api_call("katana", "create_fulfillment", done.is_ok());
             if let Err(e) = done {
@@ -313,7 +306,8 @@ impl KatanaWriter {
                         so.id
                     )));
                 }
-                services
+                ports
+                    .commands
                     .order_command(
                         order_id,
                         OrderCommand::RaiseException {
@@ -326,8 +320,9 @@ impl KatanaWriter {
                     .await?;
             }
         }
-        services.metrics.pushed("sales_order");
-        services
+        ports.metrics.pushed("sales_order");
+        ports
+            .commands
             .order_command(
                 order_id,
                 OrderCommand::RecordSoCreated {
@@ -349,14 +344,15 @@ impl KatanaWriter {
         event: &RecordedEvent,
         reason: String,
     ) -> Result<(), SeamError> {
-        let settle = chrono::Duration::from_std(self.services.settings.katana.create_settle)
+        let settle = chrono::Duration::from_std(self.ports.settings.katana.create_settle)
             .unwrap_or(chrono::Duration::minutes(5));
-        self.services
+        self.ports
+            .commands
             .order_command(
                 order_id,
                 OrderCommand::RecordSoUnconfirmed {
                     reason,
-                    retry_at: self.services.clock.now() + settle,
+                    retry_at: self.ports.clock.now() + settle,
                 },
                 &event.meta,
                 Some((self.name().to_string(), event.position)),
@@ -371,7 +367,8 @@ impl KatanaWriter {
         reason: String,
         retryable: bool,
     ) -> Result<(), SeamError> {
-        self.services
+        self.ports
+            .commands
             .order_command(
                 order_id,
                 OrderCommand::RecordSoCreateFailed { reason, retryable },
@@ -386,8 +383,8 @@ impl KatanaWriter {
         order_id: &str,
         event: &RecordedEvent,
     ) -> Result<(), SeamError> {
-        let services = &self.services;
-        let (order, _) = services.orders.state(order_id).await?;
+        let ports = &self.ports;
+        let (order, _) = ports.commands.orders.state(order_id).await?;
         let SoState::Created {
             so_id, order_no, ..
         } = &order.so
@@ -398,20 +395,22 @@ impl KatanaWriter {
             key: keys::CANCELLED_AFTER_PUSH.into(),
             message,
         };
-        if services.settings.katana.on_cancel == OnCancel::Flag {
+        if ports.settings.katana.on_cancel == OnCancel::Flag {
             let message =
                 format!("cancelled on TikTok after SO {order_no} was created; cancel it in Katana");
-            return services
+            return ports
+                .commands
                 .order_command(order_id, raise(message), &event.meta, None)
                 .await;
         }
-        let katana = client(services)?;
+        let katana = &ports.katana;
         let so = match katana.get_sales_order(*so_id).await {
             Ok(so) => so,
             Err(e) if is_retryable(&e) => return Err(SeamError::Retry(e.to_string())),
             Err(e) => {
                 let message = format!("cancelled on TikTok; SO {order_no} could not be read: {e}");
-                return services
+                return ports
+                    .commands
                     .order_command(order_id, raise(message), &event.meta, None)
                     .await;
             }
@@ -421,17 +420,19 @@ impl KatanaWriter {
                 "cancelled on TikTok after SO {order_no} became {}; handle it in Katana",
                 so.status
             );
-            return services
+            return ports
+                .commands
                 .order_command(order_id, raise(message), &event.meta, None)
                 .await;
         }
         let deleted = katana.delete_sales_order(*so_id).await;
-        services
+        ports
             .metrics
             .api_call("katana", "delete_sales_order", deleted.is_ok());
         match deleted {
             Ok(()) => {
-                services
+                ports
+                    .commands
                     .order_command(
                         order_id,
                         OrderCommand::RecordSoDeleted,
@@ -443,7 +444,8 @@ impl KatanaWriter {
             Err(e) if is_retryable(&e) => Err(SeamError::Retry(e.to_string())),
             Err(e) => {
                 let message = format!("cancelled on TikTok; deleting SO {order_no} failed: {e}");
-                services
+                ports
+                    .commands
                     .order_command(order_id, raise(message), &event.meta, None)
                     .await
             }
@@ -458,8 +460,8 @@ impl KatanaWriter {
         arranged: &ShipmentArranged,
         event: &RecordedEvent,
     ) -> Result<(), SeamError> {
-        let services = &self.services;
-        let katana = client(services)?;
+        let ports = &self.ports;
+        let katana = &ports.katana;
         for &fulfillment_id in &arranged.fulfillment_ids {
             let written = katana
                 .update_fulfillment_tracking(
@@ -468,7 +470,7 @@ impl KatanaWriter {
                     Some(arranged.shipping_provider.as_str()),
                 )
                 .await;
-            services
+            ports
                 .metrics
                 .api_call("katana", "update_fulfillment", written.is_ok());
             let command = match written {
@@ -485,7 +487,8 @@ impl KatanaWriter {
                     ),
                 },
             };
-            services
+            ports
+                .commands
                 .order_command(order_id, command, &event.meta, None)
                 .await?;
         }
@@ -494,27 +497,34 @@ impl KatanaWriter {
 
     /// A SKU got its Katana variant: orders waiting only for mappings go through.
     async fn retry_blocked(&self, event: &RecordedEvent) -> Result<(), SeamError> {
-        retry_blocked_orders(&self.services, &event.meta).await
+        retry_blocked_orders(&self.ports, &event.meta).await
     }
 
     async fn handle_event(&self, event: &RecordedEvent) -> Result<(), SeamError> {
-        if !self.services.settings.katana.push_orders {
+        if !self.ports.settings.katana.push_orders {
             return Ok(());
         }
         if let Some((order_id, ev)) = order_event(event)? {
-            match ev {
-                OrderEvent::SoRequested(_) => self.create_so(&order_id, event).await,
-                OrderEvent::OrderCancelled(c) if c.after_push => {
-                    self.cancel_after_push(&order_id, event).await
+            for reaction in order_reactions(&ev) {
+                match reaction {
+                    OrderReaction::CreateSalesOrder => self.create_so(&order_id, event).await?,
+                    OrderReaction::CancelSalesOrder => {
+                        self.cancel_after_push(&order_id, event).await?
+                    }
+                    OrderReaction::WriteTrackingToKatana(a) => {
+                        self.write_tracking(&order_id, &a, event).await?
+                    }
+                    _ => {}
                 }
-                OrderEvent::ShipmentArranged(a) => self.write_tracking(&order_id, &a, event).await,
-                _ => Ok(()),
             }
-        } else if let Some((_, SkuEvent::SkuMapped(_))) = sku_event(event)? {
-            self.retry_blocked(event).await
-        } else {
-            Ok(())
+        } else if let Some((_, ev)) = sku_event(event)? {
+            for reaction in sku_reactions(&ev) {
+                if reaction == SkuReaction::RetryBlockedOrders {
+                    self.retry_blocked(event).await?;
+                }
+            }
         }
+        Ok(())
     }
 }
 
@@ -522,13 +532,13 @@ impl KatanaWriter {
 /// records each one found and deleted; one that has moved on in Katana becomes an
 /// exception, since deleting it would lose work done on it.
 pub async fn settle_duplicates(
-    services: &Services,
+    ports: &KatanaPorts,
     order_id: &str,
     kept_so_id: i64,
     duplicates: &[SalesOrder],
     cause: &EventMeta,
 ) -> Result<(), SeamError> {
-    let katana = client(services)?;
+    let katana = &ports.katana;
     for dup in duplicates.iter().filter(|d| d.id != kept_so_id) {
         tracing::warn!(
             order_id,
@@ -536,7 +546,8 @@ pub async fn settle_duplicates(
             kept_so_id,
             "duplicate sales order found"
         );
-        services
+        ports
+            .commands
             .order_command(
                 order_id,
                 OrderCommand::RecordDuplicateSo {
@@ -550,7 +561,7 @@ pub async fn settle_duplicates(
             .await?;
         let refusal = if dup.status == SoStatus::NotShipped {
             let deleted = katana.delete_sales_order(dup.id).await;
-            services
+            ports
                 .metrics
                 .api_call("katana", "delete_sales_order", deleted.is_ok());
             match deleted {
@@ -571,7 +582,8 @@ pub async fn settle_duplicates(
                 ),
             },
         };
-        services
+        ports
+            .commands
             .order_command(order_id, command, cause, None)
             .await?;
     }
@@ -579,8 +591,8 @@ pub async fn settle_duplicates(
 }
 
 /// Every order blocked on unmatched SKUs whose SKUs all map now is retried.
-pub async fn retry_blocked_orders(services: &Services, cause: &EventMeta) -> Result<(), SeamError> {
-    let open = services
+pub async fn retry_blocked_orders(ports: &KatanaPorts, cause: &EventMeta) -> Result<(), SeamError> {
+    let open = ports
         .store
         .lookup_all(crate::names::lookup::EXCEPTION)
         .map_err(|e| e.to_string())?;
@@ -594,15 +606,16 @@ pub async fn retry_blocked_orders(services: &Services, cause: &EventMeta) -> Res
         let Some(order_id) = id_of::<Order>(stream) else {
             continue;
         };
-        let (order, _) = services.orders.state(order_id).await?;
+        let (order, _) = ports.commands.orders.state(order_id).await?;
         let all_mapped = order.snapshot.as_ref().is_some_and(|s| {
             s.units
                 .iter()
                 .filter(|u| !u.cancelled)
-                .all(|u| services.catalogue.variant_for(&u.seller_sku).is_some())
+                .all(|u| ports.catalogue.variant_for(&u.seller_sku).is_some())
         });
         if all_mapped {
-            services
+            ports
+                .commands
                 .order_command(order_id, OrderCommand::RetrySo, cause, None)
                 .await?;
         }
@@ -626,53 +639,47 @@ impl Subscriber for KatanaWriter {
 /// Reads fulfillments after a delivery signal (F7) and stock after a stock signal,
 /// each coalesced with the other signals of a short window into one list call.
 pub struct KatanaReader {
-    services: Arc<Services>,
+    ports: Arc<KatanaPorts>,
     fulfillments: Coalesced,
     stock: Coalesced,
 }
 
 impl KatanaReader {
-    pub fn new(services: Arc<Services>) -> Self {
-        let k = &services.settings.katana;
+    pub fn new(ports: Arc<KatanaPorts>) -> Self {
+        let k = &ports.settings.katana;
         let fulfillments = Coalesced::new(ReadKind::Fulfillments, k.coalesce_fulfillment_reads);
         let stock = Coalesced::new(ReadKind::Stock, k.coalesce_stock_reads);
         KatanaReader {
-            services,
+            ports,
             fulfillments,
             stock,
         }
     }
 
     async fn handle_event(&self, event: &RecordedEvent) -> Result<(), SeamError> {
-        if let Some((_, OrderEvent::OrderSignalled(s))) = order_event(event)? {
-            // A new SO has no fulfillments yet, a deleted one none to ship.
-            let nothing_to_read = matches!(
-                s.what.as_str(),
-                "sales_order.created" | "sales_order.deleted"
-            );
-            if s.by == Signaller::Katana && !nothing_to_read {
-                return self
-                    .fulfillments
-                    .ask(&self.services, &[], &event.meta)
-                    .await;
+        if let Some((_, ev)) = order_event(event)? {
+            if order_reactions(&ev).contains(&OrderReaction::ReadFulfillments) {
+                return self.fulfillments.ask(&self.ports, &[], &event.meta).await;
             }
         } else if let Some((sku, ev)) = sku_event(event)? {
-            if !self.services.settings.katana.pull_inventory {
+            if !self.ports.settings.katana.pull_inventory {
                 return Ok(());
             }
-            match ev {
-                SkuEvent::SkuSignalled(_) => {
-                    return self.stock.ask(&self.services, &[sku], &event.meta).await;
-                }
-                // Demand for a SKU whose stock was never read: read it now, so the
+            for reaction in sku_reactions(&ev) {
+                let SkuReaction::ReadStock { only_if_unknown } = reaction else {
+                    continue;
+                };
+                // Demand for a SKU whose stock was never read is read now, so the
                 // window it would open has a real ATP to push.
-                SkuEvent::DemandChanged(_) => {
-                    let (state, _) = self.services.skus.state(&sku).await?;
-                    if !state.stock_known() {
-                        return self.stock.ask(&self.services, &[sku], &event.meta).await;
+                if only_if_unknown {
+                    let (state, _) = self.ports.commands.skus.state(&sku).await?;
+                    if state.stock_known() {
+                        continue;
                     }
                 }
-                _ => {}
+                self.stock
+                    .ask(&self.ports, std::slice::from_ref(&sku), &event.meta)
+                    .await?;
             }
         }
         Ok(())
@@ -694,27 +701,25 @@ impl Subscriber for KatanaReader {
 
 /// Reads Katana stock of these SKUs' variants at the mapped locations and records it.
 pub async fn read_stock(
-    services: &Services,
+    ports: &KatanaPorts,
     skus: &[String],
     cause: &EventMeta,
     priority: Priority,
 ) -> Result<(), SeamError> {
     let mut by_variant: BTreeMap<i64, Vec<String>> = BTreeMap::new();
     for sku in skus {
-        if let Some(v) = services.catalogue.variant_for(sku) {
+        if let Some(v) = ports.catalogue.variant_for(sku) {
             by_variant.entry(v).or_default().push(sku.clone());
         }
     }
     if by_variant.is_empty() {
         return Ok(());
     }
-    let locations = stock_locations(services).await?;
-    let katana = client(services)?;
+    let locations = stock_locations(ports).await?;
+    let katana = &ports.katana;
     let variant_ids: Vec<i64> = by_variant.keys().copied().collect();
     let rows = katana.inventory_with(&variant_ids, None, priority).await;
-    services
-        .metrics
-        .api_call("katana", "inventory", rows.is_ok());
+    ports.metrics.api_call("katana", "inventory", rows.is_ok());
     let rows = match rows {
         Ok(r) => r,
         Err(e) if is_retryable(&e) => return Err(SeamError::Retry(e.to_string())),
@@ -747,7 +752,8 @@ pub async fn read_stock(
         for sku in skus {
             // A level refused for a variant the SKU no longer has means the mapping
             // moved under the read: reading again takes the new one.
-            services
+            ports
+                .commands
                 .skus
                 .execute(
                     &sku,

@@ -15,8 +15,8 @@ use parking_lot::Mutex;
 use super::budget::Priority;
 use super::mapping;
 use crate::actors::policies::id_of;
-use crate::app::Services;
 use crate::connectors::is_retryable;
+use crate::connectors::ports::KatanaPorts;
 use crate::domain::observed::KatanaFulfillment;
 use crate::domain::order::{Order, OrderCommand};
 use crate::names::{cursor, lookup};
@@ -40,8 +40,8 @@ fn chrono_of(d: Duration) -> chrono::Duration {
 }
 
 /// When the last list of changed fulfillments started, if ever.
-pub fn last_fulfillment_sweep(services: &Services) -> Result<Option<DateTime<Utc>>, String> {
-    Ok(services
+pub fn last_fulfillment_sweep(ports: &KatanaPorts) -> Result<Option<DateTime<Utc>>, String> {
+    Ok(ports
         .store
         .lookup(lookup::CURSOR, cursor::KATANA_FULFILLMENTS)
         .map_err(|e| e.to_string())?
@@ -53,20 +53,18 @@ pub fn last_fulfillment_sweep(services: &Services) -> Result<Option<DateTime<Utc
 /// ones of its SO. A partial list is what `decide_fulfillments` expects anyway: it
 /// skips fulfillments it has recorded and decides on the others.
 pub async fn sweep_fulfillments(
-    services: &Services,
+    ports: &KatanaPorts,
     priority: Priority,
     cause: &EventMeta,
 ) -> Result<(), SeamError> {
-    let Some(katana) = services.katana.as_ref() else {
-        return Ok(());
-    };
-    let started = services.clock.now();
-    let since = match last_fulfillment_sweep(services)? {
+    let katana = &ports.katana;
+    let started = ports.clock.now();
+    let since = match last_fulfillment_sweep(ports)? {
         Some(last) => last - chrono_of(FULFILLMENT_OVERLAP),
         None => started - chrono_of(FIRST_LOOKBACK),
     };
     let changed = katana.fulfillments_updated_since(since, priority).await;
-    services
+    ports
         .metrics
         .api_call("katana", "list_changed_fulfillments", changed.is_ok());
     let changed = match changed {
@@ -87,7 +85,7 @@ pub async fn sweep_fulfillments(
             .push(mapping::fulfillment_to_domain(f));
     }
     for (so_id, fulfillments) in by_so {
-        let Some(stream) = services
+        let Some(stream) = ports
             .store
             .lookup(lookup::SO, &so_id.to_string())
             .map_err(|e| e.to_string())?
@@ -98,7 +96,8 @@ pub async fn sweep_fulfillments(
         let Some(order_id) = id_of::<Order>(&stream) else {
             continue;
         };
-        services
+        ports
+            .commands
             .order_command(
                 order_id,
                 OrderCommand::ObserveFulfillments(fulfillments),
@@ -107,7 +106,7 @@ pub async fn sweep_fulfillments(
             )
             .await?;
     }
-    services
+    ports
         .store
         .commit(UnitOfWork {
             lookup_put: vec![LookupEntry {
@@ -163,11 +162,11 @@ impl Coalesced {
     /// once the read is made or scheduled.
     pub async fn ask(
         &self,
-        services: &Arc<Services>,
+        ports: &Arc<KatanaPorts>,
         skus: &[String],
         cause: &EventMeta,
     ) -> Result<(), SeamError> {
-        let now = services.clock.now();
+        let now = ports.clock.now();
         let due = {
             let mut p = self.pending.lock();
             p.skus.extend(skus.iter().cloned());
@@ -183,15 +182,15 @@ impl Coalesced {
             }
         };
         match due {
-            None => self.read(services, cause).await,
+            None => self.read(ports, cause).await,
             Some(at) => {
                 let this = self.clone();
-                let services = services.clone();
+                let ports = ports.clone();
                 actix::spawn(async move {
-                    services.clock.sleep_until(at).await;
+                    ports.clock.sleep_until(at).await;
                     for attempt in 1..=DEFERRED_ATTEMPTS {
-                        let cause = EventMeta::root(services.clock.now());
-                        match this.read(&services, &cause).await {
+                        let cause = EventMeta::root(ports.clock.now());
+                        match this.read(&ports, &cause).await {
                             Ok(()) => return,
                             // After the last attempt the next ask reads again, and
                             // the reconciliation poll lists the same changes: nothing
@@ -201,7 +200,7 @@ impl Coalesced {
                                 "coalesced Katana read failed"
                             ),
                         }
-                        services.clock.sleep(RETRY_AFTER.max(this.window)).await;
+                        ports.clock.sleep(RETRY_AFTER.max(this.window)).await;
                     }
                 });
                 Ok(())
@@ -209,17 +208,17 @@ impl Coalesced {
         }
     }
 
-    async fn read(&self, services: &Services, cause: &EventMeta) -> Result<(), SeamError> {
+    async fn read(&self, ports: &KatanaPorts, cause: &EventMeta) -> Result<(), SeamError> {
         let skus: Vec<String> = {
             let mut p = self.pending.lock();
-            p.last_start = Some(services.clock.now());
+            p.last_start = Some(ports.clock.now());
             p.scheduled = false;
             std::mem::take(&mut p.skus).into_iter().collect()
         };
         let result = match self.kind {
-            ReadKind::Fulfillments => sweep_fulfillments(services, Priority::Urgent, cause).await,
+            ReadKind::Fulfillments => sweep_fulfillments(ports, Priority::Urgent, cause).await,
             ReadKind::Stock => {
-                super::actor::read_stock(services, &skus, cause, Priority::Urgent).await
+                super::actor::read_stock(ports, &skus, cause, Priority::Urgent).await
             }
         };
         if result.is_err() {

@@ -13,58 +13,63 @@ use super::model::ShippingProvider;
 use super::shipper::{self, Shipped};
 use crate::actors::policies::{order_event, sku_event};
 use crate::actors::Subscriber;
-use crate::app::Services;
 use crate::connectors::is_retryable;
+use crate::connectors::ports::TikTokPorts;
 use crate::domain::exceptions::keys;
 use crate::domain::order::{
-    FulfillmentRequested, OrderCommand, OrderEvent, Signaller, Source, TrackingCorrectionRequested,
+    FulfillmentRequested, OrderCommand, Source, TrackingCorrectionRequested,
 };
-use crate::domain::sku::{SkuCommand, SkuEvent};
+use crate::domain::reactions::{order_reactions, sku_reactions, OrderReaction, SkuReaction};
+use crate::domain::sku::SkuCommand;
 use crate::names::subscriber;
 use crate::seam::SeamError;
 use crate::store::RecordedEvent;
 
-fn client(services: &Services) -> Result<&TikTokClient, String> {
-    services
-        .tiktok
-        .as_ref()
-        .ok_or_else(|| "TikTok is not configured".to_string())
-}
-
 /// Re-reads an order after a TikTok webhook or at the end of its hold.
 pub struct TikTokReader {
-    services: Arc<Services>,
+    ports: Arc<TikTokPorts>,
 }
 
 impl TikTokReader {
-    pub fn new(services: Arc<Services>) -> Self {
-        TikTokReader { services }
+    pub fn new(ports: Arc<TikTokPorts>) -> Self {
+        TikTokReader { ports }
     }
 
     async fn handle_event(&self, event: &RecordedEvent) -> Result<(), SeamError> {
         let Some((order_id, ev)) = order_event(event)? else {
             return Ok(());
         };
-        let source = match ev {
-            OrderEvent::OrderSignalled(s) if s.by == Signaller::TikTok => Source::Webhook,
-            OrderEvent::HoldExpired(_) => Source::HoldReread,
-            _ => return Ok(()),
-        };
-        if !self.services.settings.tiktok.pull_orders {
+        if !self.ports.settings.tiktok.pull_orders {
             return Ok(());
         }
-        let tiktok = client(&self.services)?;
+        for reaction in order_reactions(&ev) {
+            if let OrderReaction::Reread { source } = reaction {
+                self.reread(&order_id, source, event).await?;
+            }
+        }
+        Ok(())
+    }
+
+    async fn reread(
+        &self,
+        order_id: &str,
+        source: Source,
+        event: &RecordedEvent,
+    ) -> Result<(), SeamError> {
+        let order_id = order_id.to_string();
+        let tiktok = &self.ports.tiktok;
         let result = tiktok
             .get_order_snapshots(std::slice::from_ref(&order_id))
             .await;
-        self.services
+        self.ports
             .metrics
             .api_call("tiktok", "get_order", result.is_ok());
         match result {
             Ok(snapshots) => {
                 for snapshot in snapshots.into_iter().filter(|s| s.order_id == order_id) {
                     let checkpoint = Some((self.name().to_string(), event.position));
-                    self.services
+                    self.ports
+                        .commands
                         .order_command(
                             &order_id,
                             OrderCommand::observe(snapshot, source),
@@ -79,7 +84,8 @@ impl TikTokReader {
                 "re-reading order {order_id}: {e}"
             ))),
             Err(e) => {
-                self.services
+                self.ports
+                    .commands
                     .order_command(
                         &order_id,
                         OrderCommand::RaiseException {
@@ -110,14 +116,14 @@ impl Subscriber for TikTokReader {
 
 /// Pushes shipments (F7-F9) and inventory (F10-F12) to TikTok.
 pub struct TikTokWriter {
-    services: Arc<Services>,
+    ports: Arc<TikTokPorts>,
     providers: OnceCell<Vec<ShippingProvider>>,
 }
 
 impl TikTokWriter {
-    pub fn new(services: Arc<Services>) -> Self {
+    pub fn new(ports: Arc<TikTokPorts>) -> Self {
         TikTokWriter {
-            services,
+            ports,
             providers: OnceCell::new(),
         }
     }
@@ -126,12 +132,9 @@ impl TikTokWriter {
     async fn providers(&self) -> Result<&Vec<ShippingProvider>, String> {
         self.providers
             .get_or_try_init(|| async {
-                let tiktok = client(&self.services)?;
-                shipping_providers(
-                    tiktok,
-                    &self.services.settings.warehouses.pickup_warehouse_id,
-                )
-                .await
+                let tiktok = &self.ports.tiktok;
+                shipping_providers(tiktok, &self.ports.settings.warehouses.pickup_warehouse_id)
+                    .await
             })
             .await
     }
@@ -139,7 +142,7 @@ impl TikTokWriter {
     /// F8: TikTok's provider list by name, then the `[carriers]` table, then its
     /// `default` entry.
     async fn provider_for(&self, carrier: Option<&str>) -> Result<Option<String>, String> {
-        let carriers = &self.services.settings.carriers;
+        let carriers = &self.ports.settings.carriers;
         let name = carrier.unwrap_or("").trim();
         if !name.is_empty() {
             let providers = self.providers().await?;
@@ -174,7 +177,8 @@ impl TikTokWriter {
             key: key.to_string(),
             message,
         };
-        self.services
+        self.ports
+            .commands
             .order_command(order_id, raise, &event.meta, None)
             .await?;
         Ok(None)
@@ -191,14 +195,14 @@ impl TikTokWriter {
             key: key.clone(),
             message,
         };
-        let tiktok = client(&self.services)?;
+        let tiktok = &self.ports.tiktok;
         let all_ids: Vec<i64> = std::iter::once(req.fulfillment_id)
             .chain(req.with_fulfillment_ids.iter().copied())
             .collect();
         let region = tiktok.shop_region().await;
         let (result, call) = if req.platform_label {
-            let handover = self.services.settings.tiktok.handover_method;
-            let now = self.services.clock.now();
+            let handover = self.ports.settings.tiktok.handover_method;
+            let now = self.ports.clock.now();
             (
                 shipper::arrange(tiktok, order_id, all_ids, &req.line_item_ids, handover, now)
                     .await,
@@ -239,13 +243,11 @@ impl TikTokWriter {
                 )
             }
         };
-        self.services
-            .metrics
-            .api_call("tiktok", call, result.is_ok());
+        self.ports.metrics.api_call("tiktok", call, result.is_ok());
         let checkpoint = Some((self.name().to_string(), event.position));
         let command = match result {
             Ok(Shipped::Pushed { package_id }) => {
-                self.services.metrics.pushed("fulfillment");
+                self.ports.metrics.pushed("fulfillment");
                 OrderCommand::RecordFulfillmentPushed {
                     fulfillment_id: req.fulfillment_id,
                     with_fulfillment_ids: req.with_fulfillment_ids.clone(),
@@ -253,7 +255,7 @@ impl TikTokWriter {
                 }
             }
             Ok(Shipped::Arranged(arranged)) => {
-                self.services.metrics.pushed("fulfillment");
+                self.ports.metrics.pushed("fulfillment");
                 OrderCommand::RecordShipmentArranged(arranged)
             }
             Ok(Shipped::Deferred(reason)) => OrderCommand::RecordShipmentDeferred {
@@ -266,12 +268,14 @@ impl TikTokWriter {
             Err(e) => {
                 let message = format!("TikTok refused the shipment: {e}");
                 return self
-                    .services
+                    .ports
+                    .commands
                     .order_command(order_id, raise(message), &event.meta, None)
                     .await;
             }
         };
-        self.services
+        self.ports
+            .commands
             .order_command(order_id, command, &event.meta, checkpoint)
             .await
     }
@@ -295,19 +299,20 @@ impl TikTokWriter {
         else {
             return Ok(());
         };
-        let tiktok = client(&self.services)?;
+        let tiktok = &self.ports.tiktok;
         let package = req
             .several_packages
             .then(|| req.package_id.split(',').next().unwrap_or_default());
         let result = tiktok
             .update_shipping_info(order_id, package, &req.tracking_number, &provider)
             .await;
-        self.services
+        self.ports
             .metrics
             .api_call("tiktok", "update_shipping_info", result.is_ok());
         match result {
             Ok(()) => {
-                self.services
+                self.ports
+                    .commands
                     .order_command(
                         order_id,
                         OrderCommand::RecordTrackingCorrected {
@@ -325,7 +330,8 @@ impl TikTokWriter {
             ))),
             Err(e) => {
                 let message = format!("TikTok refused the tracking correction: {e}");
-                self.services
+                self.ports
+                    .commands
                     .order_command(order_id, raise(message), &event.meta, None)
                     .await
             }
@@ -344,17 +350,17 @@ impl TikTokWriter {
             key: keys::INVENTORY_REJECTED.into(),
             message,
         };
-        let tiktok = client(&self.services)?;
-        let mut listings = self.services.catalogue.tiktok_listings(sku);
+        let tiktok = &self.ports.tiktok;
+        let mut listings = self.ports.catalogue.tiktok_listings(sku);
         if listings.is_empty() {
             let fresh = tiktok.catalogue().await;
-            self.services
+            self.ports
                 .metrics
                 .api_call("tiktok", "search_products", fresh.is_ok());
             match fresh {
                 Ok(entries) => {
-                    self.services.catalogue.set_tiktok(entries);
-                    listings = self.services.catalogue.tiktok_listings(sku);
+                    self.ports.catalogue.set_tiktok(entries);
+                    listings = self.ports.catalogue.tiktok_listings(sku);
                 }
                 Err(e) if is_retryable(&e) => return Err(SeamError::Retry(e.to_string())),
                 Err(_) => {}
@@ -363,17 +369,18 @@ impl TikTokWriter {
         if listings.is_empty() {
             let message = format!("SKU {sku} has no live (ACTIVATE) listing on TikTok");
             return self
-                .services
+                .ports
+                .commands
                 .sku_command(sku, raise(message), &event.meta)
                 .await;
         }
-        let warehouse = &self.services.settings.warehouses.pickup_warehouse_id;
+        let warehouse = &self.ports.settings.warehouses.pickup_warehouse_id;
         let mut refusals = Vec::new();
         for listing in &listings {
             let result = tiktok
                 .update_inventory(&listing.product_id, &listing.sku_id, warehouse, atp)
                 .await;
-            self.services
+            self.ports
                 .metrics
                 .api_call("tiktok", "update_inventory", result.is_ok());
             match result {
@@ -402,12 +409,14 @@ impl TikTokWriter {
         if !refusals.is_empty() {
             let message = format!("TikTok refused the quantity: {}", refusals.join(" | "));
             return self
-                .services
+                .ports
+                .commands
                 .sku_command(sku, raise(message), &event.meta)
                 .await;
         }
-        self.services.metrics.pushed("inventory");
-        self.services
+        self.ports.metrics.pushed("inventory");
+        self.ports
+            .commands
             .sku_command(
                 sku,
                 SkuCommand::RecordInventoryPushed { quantity: atp },
@@ -418,21 +427,28 @@ impl TikTokWriter {
 
     async fn handle_event(&self, event: &RecordedEvent) -> Result<(), SeamError> {
         if let Some((order_id, ev)) = order_event(event)? {
-            if !self.services.settings.tiktok.push_fulfillment {
+            if !self.ports.settings.tiktok.push_fulfillment {
                 return Ok(());
             }
-            return match ev {
-                OrderEvent::FulfillmentRequested(req) => {
-                    self.push_fulfillment(&order_id, &req, event).await
+            for reaction in order_reactions(&ev) {
+                match reaction {
+                    OrderReaction::PushShipment(req) => {
+                        self.push_fulfillment(&order_id, &req, event).await?
+                    }
+                    OrderReaction::CorrectTracking(req) => {
+                        self.correct_tracking(&order_id, &req, event).await?
+                    }
+                    _ => {}
                 }
-                OrderEvent::TrackingCorrectionRequested(req) => {
-                    self.correct_tracking(&order_id, &req, event).await
+            }
+        } else if let Some((sku, ev)) = sku_event(event)? {
+            if !self.ports.settings.tiktok.push_inventory {
+                return Ok(());
+            }
+            for reaction in sku_reactions(&ev) {
+                if let SkuReaction::PushInventory { atp } = reaction {
+                    self.push_inventory(&sku, atp, event).await?;
                 }
-                _ => Ok(()),
-            };
-        } else if let Some((sku, SkuEvent::BufferFlushed(flush))) = sku_event(event)? {
-            if self.services.settings.tiktok.push_inventory {
-                return self.push_inventory(&sku, flush.atp, event).await;
             }
         }
         Ok(())

@@ -150,6 +150,16 @@ impl TokenStore for FileTokenStore {
     }
 }
 
+/// The token file for a database path: `tks.db` -> `tks.tokens.json`.
+pub fn token_file_for(db: &str) -> std::path::PathBuf {
+    let p = std::path::PathBuf::from(db);
+    let stem = p
+        .file_stem()
+        .map(|s| s.to_string_lossy().into_owned())
+        .unwrap_or_else(|| "tks".into());
+    p.with_file_name(format!("{stem}.tokens.json"))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -6,9 +6,9 @@ use std::collections::BTreeMap;
 use actix_web::{web, HttpRequest, HttpResponse};
 use maud::{html, Markup};
 
-use crate::app::Services;
 use crate::console::pages::order::urlencode;
 use crate::console::pages::overview::exception_kind;
+use crate::console::ports::ConsolePorts;
 use crate::console::{gate, layout, ok, Refused};
 use crate::operator::OpenException;
 
@@ -38,8 +38,8 @@ fn link(e: &OpenException) -> Markup {
     }
 }
 
-pub fn render(services: &Services, csrf: &str) -> Result<Markup, Refused> {
-    let list = crate::operator::open_exceptions(services.store.as_ref())?;
+pub fn render(ports: &ConsolePorts, csrf: &str) -> Result<Markup, Refused> {
+    let list = crate::operator::open_exceptions(ports.store.as_ref())?;
     let mut groups: BTreeMap<&str, Vec<&OpenException>> = BTreeMap::new();
     for e in &list {
         groups.entry(exception_kind(&e.key)).or_default().push(e);
@@ -65,12 +65,12 @@ pub fn render(services: &Services, csrf: &str) -> Result<Markup, Refused> {
     ))
 }
 
-pub async fn get(req: HttpRequest, services: web::Data<Services>) -> HttpResponse {
-    let session = match gate(&req, &services) {
+pub async fn get(req: HttpRequest, ports: web::Data<ConsolePorts>) -> HttpResponse {
+    let session = match gate(&req, &ports) {
         Ok(s) => s,
         Err(r) => return r.response(),
     };
-    match render(&services, &session.csrf) {
+    match render(&ports, &session.csrf) {
         Ok(page) => ok(page),
         Err(r) => r.response(),
     }

@@ -4,7 +4,7 @@ use actix_web::http::{header, StatusCode};
 use actix_web::{web, HttpRequest, HttpResponse};
 use maud::{html, Markup};
 
-use crate::app::Services;
+use crate::console::ports::ConsolePorts;
 use crate::console::{html_response, is_open, layout, parse_form, session, CLOSED};
 
 fn login_page(message: Option<(&str, &str)>, open: bool) -> Markup {
@@ -29,14 +29,14 @@ fn login_page(message: Option<(&str, &str)>, open: bool) -> Markup {
     )
 }
 
-pub async fn form(req: HttpRequest, services: web::Data<Services>) -> HttpResponse {
-    if !is_open(&services) {
+pub async fn form(req: HttpRequest, ports: web::Data<ConsolePorts>) -> HttpResponse {
+    if !is_open(&ports) {
         return html_response(
             StatusCode::FORBIDDEN,
             login_page(Some(("bad", CLOSED)), false),
         );
     }
-    if services.console.sessions.of(&req).is_some() {
+    if ports.console.sessions.of(&req).is_some() {
         return HttpResponse::SeeOther()
             .insert_header((header::LOCATION, "/"))
             .finish();
@@ -46,8 +46,8 @@ pub async fn form(req: HttpRequest, services: web::Data<Services>) -> HttpRespon
 
 /// Login needs no CSRF token: there is no session to ride yet, and the cookie it
 /// sets is `SameSite=Strict`, so a cross-site form cannot use what it creates.
-pub async fn submit(services: web::Data<Services>, body: web::Bytes) -> HttpResponse {
-    if !is_open(&services) {
+pub async fn submit(ports: web::Data<ConsolePorts>, body: web::Bytes) -> HttpResponse {
+    if !is_open(&ports) {
         return html_response(
             StatusCode::FORBIDDEN,
             login_page(Some(("bad", CLOSED)), false),
@@ -61,14 +61,14 @@ pub async fn submit(services: web::Data<Services>, body: web::Bytes) -> HttpResp
             login_page(Some(("bad", "Enter the admin token.")), true),
         );
     }
-    if !session::same_secret(token.trim(), services.settings.server.admin_token.expose()) {
+    if !session::same_secret(token.trim(), ports.settings.server.admin_token.expose()) {
         return html_response(
             StatusCode::UNAUTHORIZED,
             login_page(Some(("bad", "Wrong admin token.")), true),
         );
     }
-    let s = services.console.sessions.create();
-    let secure = services.settings.server.public_url.starts_with("https://");
+    let s = ports.console.sessions.create();
+    let secure = ports.settings.server.public_url.starts_with("https://");
     HttpResponse::SeeOther()
         .cookie(session::cookie(&s, secure))
         .insert_header((header::LOCATION, "/"))
@@ -78,9 +78,9 @@ pub async fn submit(services: web::Data<Services>, body: web::Bytes) -> HttpResp
 /// Ends the session. The form carries the CSRF token like every other, but a
 /// logout is honoured without it: ending a session is never what an attacker
 /// gains from, and refusing it would keep a session alive against its owner's wish.
-pub async fn logout(req: HttpRequest, services: web::Data<Services>) -> HttpResponse {
-    if let Some(s) = services.console.sessions.of(&req) {
-        services.console.sessions.end(&s.id);
+pub async fn logout(req: HttpRequest, ports: web::Data<ConsolePorts>) -> HttpResponse {
+    if let Some(s) = ports.console.sessions.of(&req) {
+        ports.console.sessions.end(&s.id);
     }
     HttpResponse::SeeOther()
         .cookie(session::removal())

@@ -5,7 +5,7 @@
 use actix_web::{web, HttpRequest, HttpResponse};
 use maud::{html, Markup};
 
-use crate::app::Services;
+use crate::console::ports::ConsolePorts;
 use crate::console::readmodel::{classify, OrderState};
 use crate::console::{gate, layout, off_thread, Refused};
 use crate::domain::order::{Order, SoState};
@@ -65,9 +65,9 @@ fn entry(e: &Entry) -> Markup {
     }
 }
 
-pub fn render(services: &Services, csrf: &str, id: &str) -> Result<Markup, Refused> {
+pub fn render(ports: &ConsolePorts, csrf: &str, id: &str) -> Result<Markup, Refused> {
     let stream = Order::stream_id(id);
-    let point = match state_at(services.store.as_ref(), &stream, At::Position(u64::MAX)) {
+    let point = match state_at(ports.store.as_ref(), &stream, At::Position(u64::MAX)) {
         Ok(p) => p,
         Err(TravelError::NoSuchStream(_)) => {
             return Err(Refused::NotFound(format!("no events for order {id}")))
@@ -77,7 +77,7 @@ pub fn render(services: &Services, csrf: &str, id: &str) -> Result<Markup, Refus
     let StreamState::Order(o) = point.state else {
         return Err(Refused::NotFound(format!("{stream} is not an order")));
     };
-    let story = timeline(services.store.as_ref(), &stream, &mut |_| {})?;
+    let story = timeline(ports.store.as_ref(), &stream, &mut |_| {})?;
     let resolved: Vec<&Entry> = story
         .entries
         .iter()
@@ -160,13 +160,13 @@ pub fn urlencode(s: &str) -> String {
 
 pub async fn get(
     req: HttpRequest,
-    services: web::Data<Services>,
+    ports: web::Data<ConsolePorts>,
     id: web::Path<String>,
 ) -> HttpResponse {
-    let session = match gate(&req, &services) {
+    let session = match gate(&req, &ports) {
         Ok(s) => s,
         Err(r) => return r.response(),
     };
     let id = id.into_inner();
-    off_thread(&services, move |s| render(s, &session.csrf, &id)).await
+    off_thread(&ports, move |s| render(s, &session.csrf, &id)).await
 }

@@ -6,8 +6,8 @@ use actix_web::{web, HttpRequest, HttpResponse};
 use chrono::{DateTime, NaiveDate, Utc};
 use maud::{html, Markup};
 
-use crate::app::Services;
 use crate::console::pages::order::urlencode;
+use crate::console::ports::ConsolePorts;
 use crate::console::readmodel::{OrderFilter, OrderState};
 use crate::console::{gate, given, layout, ok, parse_form, Refused};
 
@@ -96,9 +96,9 @@ fn link(filter: &OrderFilter, page: u64) -> String {
     format!("/orders?{}", s.finish())
 }
 
-pub fn render(services: &Services, csrf: &str, query: &str) -> Result<Markup, Refused> {
+pub fn render(ports: &ConsolePorts, csrf: &str, query: &str) -> Result<Markup, Refused> {
     let (filter, page) = parse_query(query)?;
-    let (rows, total) = services
+    let (rows, total) = ports
         .console
         .read
         .orders(&filter, (page - 1) * PAGE_SIZE, PAGE_SIZE)?;
@@ -148,12 +148,12 @@ pub fn render(services: &Services, csrf: &str, query: &str) -> Result<Markup, Re
     ))
 }
 
-pub async fn get(req: HttpRequest, services: web::Data<Services>) -> HttpResponse {
-    let session = match gate(&req, &services) {
+pub async fn get(req: HttpRequest, ports: web::Data<ConsolePorts>) -> HttpResponse {
+    let session = match gate(&req, &ports) {
         Ok(s) => s,
         Err(r) => return r.response(),
     };
-    match render(&services, &session.csrf, req.query_string()) {
+    match render(&ports, &session.csrf, req.query_string()) {
         Ok(page) => ok(page),
         Err(r) => r.response(),
     }

@@ -6,7 +6,7 @@ use std::collections::BTreeMap;
 use actix_web::{web, HttpRequest, HttpResponse};
 use maud::{html, Markup};
 
-use crate::app::Services;
+use crate::console::ports::ConsolePorts;
 use crate::console::readmodel::OrderState;
 use crate::console::{charts, gate, health, layout, ok, Refused};
 
@@ -51,20 +51,20 @@ pub fn connector_table(list: &[health::Health]) -> Markup {
     }
 }
 
-pub fn render(services: &Services, csrf: &str) -> Result<Markup, Refused> {
-    let read = &services.console.read;
+pub fn render(ports: &ConsolePorts, csrf: &str) -> Result<Markup, Refused> {
+    let read = &ports.console.read;
     let by_state: BTreeMap<String, u64> = read.orders_by_state()?.into_iter().collect();
     let total: u64 = by_state.values().sum();
-    let per_hour = read.orders_per_hour(services.clock.now())?;
-    let exceptions = crate::operator::open_exceptions(services.store.as_ref())?;
+    let per_hour = read.orders_per_hour(ports.clock.now())?;
+    let exceptions = crate::operator::open_exceptions(ports.store.as_ref())?;
     let mut by_kind: BTreeMap<&str, usize> = BTreeMap::new();
     for e in &exceptions {
         *by_kind.entry(exception_kind(&e.key)).or_insert(0) += 1;
     }
-    let missing = health::missing(&services.settings);
-    let connectors = health::connectors(services);
+    let missing = health::missing(&ports.settings);
+    let connectors = health::connectors(ports);
     let position = read.position()?;
-    let head = services.store.head();
+    let head = ports.store.head();
     let buckets: Vec<(String, f64)> = per_hour
         .iter()
         .map(|(t, n)| (t.format("%H:00").to_string(), *n as f64))
@@ -110,12 +110,12 @@ pub fn render(services: &Services, csrf: &str) -> Result<Markup, Refused> {
     ))
 }
 
-pub async fn get(req: HttpRequest, services: web::Data<Services>) -> HttpResponse {
-    let session = match gate(&req, &services) {
+pub async fn get(req: HttpRequest, ports: web::Data<ConsolePorts>) -> HttpResponse {
+    let session = match gate(&req, &ports) {
         Ok(s) => s,
         Err(r) => return r.response(),
     };
-    match render(&services, &session.csrf) {
+    match render(&ports, &session.csrf) {
         Ok(page) => ok(page),
         Err(r) => r.response(),
     }

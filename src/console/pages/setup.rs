@@ -4,8 +4,8 @@
 use actix_web::{web, HttpRequest, HttpResponse};
 use maud::{html, Markup};
 
-use crate::app::Services;
 use crate::check::{CheckOptions, CheckReport, Status};
+use crate::console::ports::ConsolePorts;
 use crate::console::{gate, health, layout, ok};
 
 fn pill(s: Status) -> Markup {
@@ -17,14 +17,14 @@ fn pill(s: Status) -> Markup {
     html! { span class=(class) { (s.label()) } }
 }
 
-pub fn render(services: &Services, csrf: &str, report: &CheckReport) -> Markup {
-    let missing = health::missing(&services.settings);
+pub fn render(ports: &ConsolePorts, csrf: &str, report: &CheckReport) -> Markup {
+    let missing = health::missing(&ports.settings);
     let mut findings = report.findings.clone();
     // What to fix first: blocking problems, then warnings, each in check order.
     findings.sort_by_key(|f| std::cmp::Reverse(f.status));
     let first = findings.first().filter(|f| f.status != Status::Ok);
     // `Secret`'s Debug form is redacted, so this never shows a key or token.
-    let settings = format!("{:#?}", services.settings);
+    let settings = format!("{:#?}", ports.settings);
     layout::page(
         "Setup",
         "/setup",
@@ -52,15 +52,17 @@ pub fn render(services: &Services, csrf: &str, report: &CheckReport) -> Markup {
     )
 }
 
-pub async fn get(req: HttpRequest, services: web::Data<Services>) -> HttpResponse {
-    let session = match gate(&req, &services) {
+pub async fn get(req: HttpRequest, ports: web::Data<ConsolePorts>) -> HttpResponse {
+    let session = match gate(&req, &ports) {
         Ok(s) => s,
         Err(r) => return r.response(),
     };
     let options = CheckOptions {
-        token_file: Some(crate::app::token_file_for(&services.settings.store.path)),
+        token_file: Some(crate::connectors::tiktok::auth::token_file_for(
+            &ports.settings.store.path,
+        )),
         ..CheckOptions::default()
     };
-    let report = crate::check::run(&services.settings, services.clock.clone(), &options).await;
-    ok(render(&services, &session.csrf, &report))
+    let report = crate::check::run(&ports.settings, ports.clock.clone(), &options).await;
+    ok(render(&ports, &session.csrf, &report))
 }

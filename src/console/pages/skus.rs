@@ -9,9 +9,9 @@ use chrono::{DateTime, Utc};
 use maud::{html, Markup};
 
 use crate::actors::{CommandError, Execute};
-use crate::app::Services;
 use crate::console::charts::{self, Band, Series};
 use crate::console::pages::order::urlencode;
+use crate::console::ports::ConsolePorts;
 use crate::console::{check_csrf, gate, given, layout, off_thread, ok, parse_form, Refused};
 use crate::domain::observed::Quantity;
 use crate::domain::sku::{Sku, SkuCommand};
@@ -57,9 +57,9 @@ fn toggle_form(sku: &str, enabled: bool, csrf: &str) -> Markup {
     }
 }
 
-pub fn render_list(services: &Services, csrf: &str) -> Result<Markup, Refused> {
-    let skus = services.console.read.skus()?;
-    let safety = services.settings.sync.safety_stock;
+pub fn render_list(ports: &ConsolePorts, csrf: &str) -> Result<Markup, Refused> {
+    let skus = ports.console.read.skus()?;
+    let safety = ports.settings.sync.safety_stock;
     Ok(layout::page(
         "SKUs",
         "/skus",
@@ -102,13 +102,13 @@ pub struct History {
 /// Folds the SKU's stream with the production `apply`, sampling after each event.
 /// Oversold: TikTok shows more than the true ATP (free stock minus held units,
 /// without safety stock), as the what-if report counts it.
-pub fn history(services: &Services, sku: &str) -> Result<Option<History>, Refused> {
+pub fn history(ports: &ConsolePorts, sku: &str) -> Result<Option<History>, Refused> {
     let stream = Sku::stream_id(sku);
-    let events = services.store.read_stream(&stream, 0)?;
+    let events = ports.store.read_stream(&stream, 0)?;
     if events.is_empty() {
         return Ok(None);
     }
-    let safety = services.settings.sync.safety_stock;
+    let safety = ports.settings.sync.safety_stock;
     let mut state = StreamState::Sku(Box::default());
     let mut h = History {
         free: Vec::new(),
@@ -148,7 +148,7 @@ pub fn history(services: &Services, sku: &str) -> Result<Option<History>, Refuse
     if let Some(from) = open {
         h.oversell.push(Band {
             from,
-            until: services.clock.now().max(from),
+            until: ports.clock.now().max(from),
         });
     }
     if let StreamState::Sku(s) = state {
@@ -205,11 +205,11 @@ pub fn chart(h: History, now: DateTime<Utc>) -> Markup {
     )
 }
 
-pub fn render(services: &Services, csrf: &str, sku: &str) -> Result<Markup, Refused> {
-    let Some(h) = history(services, sku)? else {
+pub fn render(ports: &ConsolePorts, csrf: &str, sku: &str) -> Result<Markup, Refused> {
+    let Some(h) = history(ports, sku)? else {
         return Err(Refused::NotFound(format!("no events for SKU {sku}")));
     };
-    let safety = services.settings.sync.safety_stock;
+    let safety = ports.settings.sync.safety_stock;
     let s = h.state.clone();
     let last_push = h.last_push;
     let events = h.events;
@@ -239,18 +239,18 @@ pub fn render(services: &Services, csrf: &str, sku: &str) -> Result<Markup, Refu
             }
             @for (key, message) in &s.exceptions { p.notice.bad { strong { (key) } ": " (message) } }
             h2 { "Over time" }
-            (chart(h, services.clock.now()))
+            (chart(h, ports.clock.now()))
             p.muted { (events) " events in the stream; " (windows) " oversell window(s): TikTok showed more than Katana could supply." }
         },
     ))
 }
 
-pub async fn list(req: HttpRequest, services: web::Data<Services>) -> HttpResponse {
-    let session = match gate(&req, &services) {
+pub async fn list(req: HttpRequest, ports: web::Data<ConsolePorts>) -> HttpResponse {
+    let session = match gate(&req, &ports) {
         Ok(s) => s,
         Err(r) => return r.response(),
     };
-    match render_list(&services, &session.csrf) {
+    match render_list(&ports, &session.csrf) {
         Ok(page) => ok(page),
         Err(r) => r.response(),
     }
@@ -258,25 +258,25 @@ pub async fn list(req: HttpRequest, services: web::Data<Services>) -> HttpRespon
 
 pub async fn get(
     req: HttpRequest,
-    services: web::Data<Services>,
+    ports: web::Data<ConsolePorts>,
     sku: web::Path<String>,
 ) -> HttpResponse {
-    let session = match gate(&req, &services) {
+    let session = match gate(&req, &ports) {
         Ok(s) => s,
         Err(r) => return r.response(),
     };
     let sku = sku.into_inner();
-    off_thread(&services, move |s| render(s, &session.csrf, &sku)).await
+    off_thread(&ports, move |s| render(s, &session.csrf, &sku)).await
 }
 
 /// The same command `POST /api/skus/{sku}/sync` runs, then back to the SKU page.
 pub async fn toggle(
     req: HttpRequest,
-    services: web::Data<Services>,
+    ports: web::Data<ConsolePorts>,
     sku: web::Path<String>,
     body: web::Bytes,
 ) -> HttpResponse {
-    let session = match gate(&req, &services) {
+    let session = match gate(&req, &ports) {
         Ok(s) => s,
         Err(r) => return r.response(),
     };
@@ -290,12 +290,13 @@ pub async fn toggle(
         Some("false") => false,
         _ => return Refused::BadRequest("enabled must be true or false".into()).response(),
     };
-    match services.store.stream_seq(&Sku::stream_id(&sku)) {
+    match ports.store.stream_seq(&Sku::stream_id(&sku)) {
         Ok(0) => return Refused::NotFound(format!("no events for SKU {sku}")).response(),
         Ok(_) => {}
         Err(e) => return Refused::from(e).response(),
     }
-    match services
+    match ports
+        .commands
         .skus
         .execute(&sku, Execute::new(SkuCommand::ToggleSync { enabled }))
         .await

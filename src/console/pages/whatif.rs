@@ -7,8 +7,8 @@ use actix_web::{web, HttpRequest, HttpResponse};
 use chrono::{DateTime, Utc};
 use maud::{html, Markup};
 
-use crate::app::Services;
 use crate::config::{BufferMode, FbtMode};
+use crate::console::ports::ConsolePorts;
 use crate::console::{charts, gate, given, layout, ok, parse_form, Refused};
 use crate::replay::whatif::{what_if, Proposal, Report, WhatIfError, Window};
 
@@ -214,8 +214,8 @@ fn result(r: &Report, c: &Comparison) -> Markup {
     }
 }
 
-pub async fn get(req: HttpRequest, services: web::Data<Services>) -> HttpResponse {
-    let session = match gate(&req, &services) {
+pub async fn get(req: HttpRequest, ports: web::Data<ConsolePorts>) -> HttpResponse {
+    let session = match gate(&req, &ports) {
         Ok(s) => s,
         Err(r) => return r.response(),
     };
@@ -227,7 +227,7 @@ pub async fn get(req: HttpRequest, services: web::Data<Services>) -> HttpRespons
     let outcome = match asked {
         None => None,
         Some((proposal, from, until)) => {
-            let store = services.store.clone();
+            let store = ports.store.clone();
             // The simulation reads the whole log: off the actix thread.
             match web::block(move || what_if(store.as_ref(), &proposal, &mut |_| {})).await {
                 Ok(Ok(report)) => {

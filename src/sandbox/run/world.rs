@@ -177,7 +177,9 @@ impl World {
         tune(&mut s);
 
         // What `tks connect tiktok --auth-code` does: the service finds the tokens.
-        let tokens = Arc::new(FileTokenStore::new(app::token_file_for(&s.store.path)));
+        let tokens = Arc::new(FileTokenStore::new(
+            crate::connectors::tiktok::auth::token_file_for(&s.store.path),
+        ));
         TikTokClient::new(&s.tiktok, clock.clone(), tokens, ClientOptions::default())
             .context("building the TikTok client")?
             .exchange_auth_code(&tiktok.issue_auth_code())
@@ -208,10 +210,10 @@ impl World {
         }
         // What the pollers do first thing; done here too so the catalogue is mapped
         // before the first order, with or without pollers.
-        pollers::refresh_catalogue(&app.services)
+        pollers::refresh_catalogue(&app.services.pollers)
             .await
             .map_err(|e| anyhow::anyhow!("first catalogue refresh: {e}"))?;
-        pollers::poll_stock(&app.services)
+        pollers::poll_stock(&app.services.pollers)
             .await
             .map_err(|e| anyhow::anyhow!("first stock read: {e}"))?;
         Ok(World {

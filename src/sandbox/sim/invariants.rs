@@ -44,7 +44,14 @@ pub async fn check(played: &Played) -> (usize, Vec<Violation>) {
     for (id, placed) in &played.orders {
         checks += 1;
         let live_sos = live.get(id).cloned().unwrap_or_default();
-        let state = world.services().orders.state(id).await.ok().map(|(s, _)| s);
+        let state = world
+            .services()
+            .commands
+            .orders
+            .state(id)
+            .await
+            .ok()
+            .map(|(s, _)| s);
         if placed.fbt {
             if ever.get(id).copied().unwrap_or(0) > 0 {
                 broken(
@@ -165,6 +172,7 @@ pub async fn check(played: &Played) -> (usize, Vec<Violation>) {
                 let live = match stream.split_once('-') {
                     Some(("order", id)) => world
                         .services()
+                        .commands
                         .orders
                         .state(id)
                         .await
@@ -172,6 +180,7 @@ pub async fn check(played: &Played) -> (usize, Vec<Violation>) {
                         .map(|(s, _)| StreamState::Order(Box::new(s))),
                     Some(("sku", sku)) => world
                         .services()
+                        .commands
                         .skus
                         .state(sku)
                         .await
