@@ -8,13 +8,12 @@ use std::time::Duration;
 
 use serde_json::Value;
 
-use tks::app::{self, AppHandle, StartOptions};
+use tks::app::{AppHandle, StartOptions};
 use tks::clock::ManualClock;
 use tks::config::{Secret, Settings};
 use tks::connectors::pollers;
-use tks::connectors::tiktok::auth::FileTokenStore;
-use tks::connectors::tiktok::client::{ClientOptions, TikTokClient};
 use tks::domain::observed::{Quantity, TikTokOrderStatus};
+use tks::sandbox::harness::{self, KatanaWebhook, Simulators};
 use tks::sandbox::katana::{KatanaSim, KatanaSimConfig, Tracking, WEBHOOK_EVENTS};
 use tks::sandbox::tiktok::{
     NewOrder, NewProduct, NewSku, SimConfig, TikTokSim, MAIN_WAREHOUSE, RETURN_WAREHOUSE,
@@ -126,49 +125,32 @@ pub async fn spawn_app_for(
     let listener = TcpListener::bind("127.0.0.1:0").unwrap();
     settings.server.bind = listener.local_addr().unwrap().to_string();
     tune(&mut settings);
-    let registers_itself = !settings.server.public_url.is_empty();
-
-    // Connect once, as `tks connect tiktok` would: the service finds the tokens.
-    // (A test of an unconfigured app has nothing to connect.)
-    if !settings.tiktok.app_secret.is_empty() {
-        let tokens = Arc::new(FileTokenStore::new(
-            tks::connectors::tiktok::auth::token_file_for(&settings.store.path),
-        ));
-        let connect = TikTokClient::new(
-            &settings.tiktok,
-            clock.clock(),
-            tokens,
-            ClientOptions::default(),
-        )
-        .unwrap();
-        connect
-            .exchange_auth_code(&tiktok.issue_auth_code())
-            .await
-            .unwrap();
-    }
-
+    let katana_webhook = if settings.server.public_url.is_empty() {
+        KatanaWebhook::AddedByOperator {
+            token: Some(KATANA_WEBHOOK_TOKEN.into()),
+        }
+    } else {
+        KatanaWebhook::RegisteredByService
+    };
     let mut options = StartOptions {
         pollers: false,
         katana_timeout: Duration::from_secs(5),
         ..StartOptions::default()
     };
     tune_options(&mut options);
-    let app = app::start(settings, clock.clock(), listener, options)
-        .await
-        .unwrap();
-    tiktok.set_webhook_url(Some(format!("{}/webhooks/tiktok", app.base_url())));
-    if !registers_itself {
-        katana.add_webhook(
-            &format!("{}/webhooks/katana", app.base_url()),
-            WEBHOOK_EVENTS,
-            Some(KATANA_WEBHOOK_TOKEN),
-        );
-    }
-    // What the pollers do first thing at startup: map the catalogue, read stock.
-    pollers::refresh_catalogue(&app.services.pollers)
-        .await
-        .unwrap();
-    pollers::poll_stock(&app.services.pollers).await.unwrap();
+    let app = harness::start_connected(
+        settings,
+        &clock.clock(),
+        listener,
+        options,
+        Simulators {
+            tiktok: &tiktok,
+            katana: &katana,
+        },
+        katana_webhook,
+    )
+    .await
+    .unwrap();
     TestApp {
         clock,
         tiktok,
@@ -197,16 +179,12 @@ impl TestApp {
     /// Waits (in real time, bounded) until every durable subscriber has handled the
     /// whole log and the log stopped growing: the service is idle.
     pub async fn settle(&self) {
-        let names = tks::names::subscriber::EFFECTS;
         let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
         let mut quiet = 0;
         let mut last = u64::MAX;
         loop {
             let head = self.store().head();
-            let caught_up = names
-                .iter()
-                .all(|n| self.store().checkpoint(n).unwrap() >= head)
-                && !self.webhooks_on_the_wire();
+            let caught_up = harness::caught_up(self.store(), self.simulators());
             if caught_up && head == last {
                 quiet += 1;
                 if quiet >= 5 {
@@ -221,6 +199,13 @@ impl TestApp {
                 "the service never settled (head {head})"
             );
             tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    }
+
+    pub fn simulators(&self) -> Simulators<'_> {
+        Simulators {
+            tiktok: &self.tiktok,
+            katana: &self.katana,
         }
     }
 
@@ -894,19 +879,9 @@ pub async fn crash_world() -> CrashWorld {
     let dir = tempfile::tempdir().unwrap();
     let db = dir.path().join("tks.db");
     let settings = settings_for(&tiktok, &katana, &db, main, main);
-    let tokens = Arc::new(FileTokenStore::new(
-        tks::connectors::tiktok::auth::token_file_for(&settings.store.path),
-    ));
-    TikTokClient::new(
-        &settings.tiktok,
-        clock.clone(),
-        tokens,
-        ClientOptions::default(),
-    )
-    .unwrap()
-    .exchange_auth_code(&tiktok.issue_auth_code())
-    .await
-    .unwrap();
+    harness::connect_tiktok(&settings, &clock, &tiktok)
+        .await
+        .unwrap();
     let port = TcpListener::bind("127.0.0.1:0")
         .unwrap()
         .local_addr()

@@ -13,10 +13,8 @@ use super::{sandbox_settings, scaled_rate};
 use crate::app::{self, AppHandle, Services, StartOptions};
 use crate::clock::Clock;
 use crate::config::{Secret, Settings};
-use crate::connectors::pollers;
-use crate::connectors::tiktok::auth::FileTokenStore;
-use crate::connectors::tiktok::client::{ClientOptions, TikTokClient};
 use crate::domain::observed::{FulfillmentType, Quantity, ShippingType, TikTokOrderStatus};
+use crate::sandbox::harness::{self, KatanaWebhook, Simulators};
 use crate::sandbox::katana::{KatanaSim, KatanaSimConfig};
 use crate::sandbox::scenario;
 use crate::sandbox::tiktok::{state::SimOrder, RETURN_WAREHOUSE};
@@ -27,10 +25,6 @@ use crate::store::SharedStore;
 
 /// The operator API's bearer token in the sandbox.
 pub const ADMIN_TOKEN: &str = "sandbox";
-
-/// The durable feed subscribers of the service: all caught up and a quiet log
-/// means nothing is in progress.
-const SUBSCRIBERS: [&str; 5] = crate::names::subscriber::EFFECTS;
 
 /// How the world is built.
 #[derive(Clone, Debug)]
@@ -176,46 +170,25 @@ impl World {
         s.warehouses.fbt_location_id = fbt_location;
         tune(&mut s);
 
-        // What `tks connect tiktok --auth-code` does: the service finds the tokens.
-        let tokens = Arc::new(FileTokenStore::new(
-            crate::connectors::tiktok::auth::token_file_for(&s.store.path),
-        ));
-        TikTokClient::new(&s.tiktok, clock.clone(), tokens, ClientOptions::default())
-            .context("building the TikTok client")?
-            .exchange_auth_code(&tiktok.issue_auth_code())
-            .await
-            .context("connecting TikTok with an auth code")?;
-
         let start = StartOptions {
             pollers: options.pollers,
             katana_timeout: Duration::from_secs(10),
             ..StartOptions::default()
         };
         let settings = s.clone();
-        let app = app::start(s, clock.clone(), listener, start.clone()).await?;
-        tiktok.set_webhook_url(Some(format!("{}/webhooks/tiktok", app.base_url())));
-        // TikTok's webhook URL lives in the app's Partner Center settings; the
-        // Katana one the service registers itself (public_url is set).
-        let registered = tokio::time::Instant::now() + Duration::from_secs(10);
-        while !katana
-            .requests()
-            .iter()
-            .any(|r| r.method == "POST" && r.path == "/webhooks" && r.status < 300)
-        {
-            if tokio::time::Instant::now() > registered {
-                app.stop().await;
-                anyhow::bail!("the service did not register its Katana webhook");
-            }
-            tokio::time::sleep(Duration::from_millis(5)).await;
-        }
-        // What the pollers do first thing; done here too so the catalogue is mapped
-        // before the first order, with or without pollers.
-        pollers::refresh_catalogue(&app.services.pollers)
-            .await
-            .map_err(|e| anyhow::anyhow!("first catalogue refresh: {e}"))?;
-        pollers::poll_stock(&app.services.pollers)
-            .await
-            .map_err(|e| anyhow::anyhow!("first stock read: {e}"))?;
+        // The Katana webhook the service registers itself (public_url is set).
+        let app = harness::start_connected(
+            s,
+            &clock,
+            listener,
+            start.clone(),
+            Simulators {
+                tiktok: &tiktok,
+                katana: &katana,
+            },
+            KatanaWebhook::RegisteredByService,
+        )
+        .await?;
         Ok(World {
             clock,
             tiktok,
@@ -304,12 +277,13 @@ impl World {
     /// Every durable subscriber has handled the whole log, and no simulator webhook
     /// is still on its way to add to it.
     pub fn caught_up(&self) -> bool {
-        let head = self.store().head();
-        self.katana.webhooks_in_flight() == 0
-            && self.tiktok.webhooks_in_flight() == 0
-            && SUBSCRIBERS
-                .iter()
-                .all(|n| self.store().checkpoint(n).is_ok_and(|c| c >= head))
+        harness::caught_up(
+            self.store(),
+            Simulators {
+                tiktok: &self.tiktok,
+                katana: &self.katana,
+            },
+        )
     }
 
     /// Waits (in real time, at most `limit`) until the service has done all it can
