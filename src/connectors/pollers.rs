@@ -9,10 +9,11 @@ use std::time::Duration;
 use chrono::{DateTime, Utc};
 use tokio::sync::watch;
 
-use super::katana::actor::{read_stock, retry_blocked_orders, settle_duplicates};
+use super::katana::actor::{retry_blocked_orders, settle_duplicates};
 use super::katana::budget::Priority;
 use super::katana::model::SalesOrder;
 use super::katana::reads::{last_fulfillment_sweep, sweep_fulfillments};
+use super::katana::stock::read_stock;
 use crate::actors::Execute;
 use crate::connectors::ports::{KatanaPorts, PollerPorts};
 use crate::domain::order::{Order, OrderCommand, Source};

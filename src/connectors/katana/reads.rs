@@ -218,7 +218,7 @@ impl Coalesced {
         let result = match self.kind {
             ReadKind::Fulfillments => sweep_fulfillments(ports, Priority::Urgent, cause).await,
             ReadKind::Stock => {
-                super::actor::read_stock(ports, &skus, cause, Priority::Urgent).await
+                super::stock::read_stock(ports, &skus, cause, Priority::Urgent).await
             }
         };
         if result.is_err() {

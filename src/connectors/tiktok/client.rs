@@ -50,8 +50,6 @@ pub const DEFAULT_REFRESH_MARGIN: Duration = Duration::from_secs(600);
 pub const MAX_DETAIL_IDS: usize = 50;
 /// TikTok caps `page_size` of order and product search at 100.
 pub const MAX_PAGE_SIZE: u32 = 100;
-/// Inventory quantities TikTok accepts.
-pub const MAX_QUANTITY: i64 = 99_999;
 /// TikTok caps `sku_ids` of Inventory Search at 600.
 pub const MAX_INVENTORY_SEARCH_SKUS: usize = 600;
 

@@ -12,8 +12,10 @@
 
 use std::collections::BTreeMap;
 
-use super::client::MAX_QUANTITY;
 use super::model::{WarehouseInventory, WarehouseQuantity};
+
+/// Inventory quantities TikTok accepts.
+pub const MAX_QUANTITY: i64 = 99_999;
 
 /// A warehouse we were asked to set that TikTok has not assigned to the SKU.
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
