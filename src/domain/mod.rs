@@ -2,6 +2,7 @@
 //! Nothing in here performs I/O, awaits, or reads the clock: time arrives as an
 //! argument, so every rule is testable and every decision replayable.
 
+pub mod allocation;
 pub mod codec;
 pub mod exceptions;
 pub mod modes;
