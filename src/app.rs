@@ -295,7 +295,10 @@ pub async fn start_on(
 
     tasks.push(spawn_feed(
         store.clone(),
-        crate::actors::policies::DemandPolicy::new(services.commands.clone()),
+        crate::actors::policies::DemandPolicy::new(
+            services.commands.clone(),
+            crate::domain::Policy::from(&*services.settings).shops,
+        ),
         services.feeds.clone(),
         stopped.clone(),
     ));

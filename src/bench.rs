@@ -166,6 +166,7 @@ pub async fn write_log(store: &SqliteStore, events: u64) -> Result<(), crate::st
             }
             let id = format!("57700{order:012}");
             let snapshot = OrderSnapshot {
+                shop_id: String::new(),
                 order_id: id.clone(),
                 status: TikTokOrderStatus::AwaitingShipment,
                 fulfillment_type: FulfillmentType::FulfillmentBySeller,
@@ -1050,6 +1051,7 @@ pub async fn restart(dir: &std::path::Path, orders: u64) -> anyhow::Result<()> {
             let id = format!("57700{n:012}");
             let placed = OrderEvent::OrderPlaced(OrderPlaced {
                 snapshot: OrderSnapshot {
+                    shop_id: String::new(),
                     order_id: id.clone(),
                     status: TikTokOrderStatus::AwaitingShipment,
                     fulfillment_type: FulfillmentType::FulfillmentBySeller,

@@ -9,6 +9,9 @@ use figment::providers::{Env, Format, Serialized, Toml};
 use figment::Figment;
 use serde::{Deserialize, Serialize};
 
+mod shops;
+pub use shops::ShopSettings;
+
 /// A secret string. `Debug` and `Display` print a placeholder, so a settings dump or
 /// a log line cannot leak it.
 #[derive(Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -84,6 +87,8 @@ pub struct Settings {
     #[serde(deserialize_with = "lenient_map")]
     pub carriers: BTreeMap<String, String>,
     pub actors: ActorSettings,
+    /// Several shops: one `[[shops]]` table each (see [`shops`]).
+    pub shops: Vec<ShopSettings>,
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize)]
@@ -252,6 +257,7 @@ impl From<&Settings> for crate::domain::Policy {
             safety_stock: s.safety_stock,
             fbt_orders: s.fbt_orders,
             arrange_shipment_on: settings.tiktok.arrange_shipment_on,
+            shops: settings.shop_stock(),
         }
     }
 }

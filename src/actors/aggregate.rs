@@ -266,7 +266,7 @@ pub fn unit_of_work<A: Aggregate>(
                 due_at,
             }),
             TimerChange::Disarm { kind } => {
-                let id = timer_id(stream, kind);
+                let id = timer_id(stream, &kind);
                 unit.arm_timers.retain(|t| t.id() != id);
                 unit.disarm_timers.push(id);
             }

@@ -7,6 +7,7 @@ use std::sync::Arc;
 use futures::future::LocalBoxFuture;
 
 use super::{Execute, Subscriber};
+use crate::domain::allocation::Shops;
 use crate::domain::order::{Order, OrderEvent};
 use crate::domain::reactions::{moves_demand, order_reactions, OrderReaction};
 use crate::domain::sku::{Sku, SkuCommand, SkuEvent};
@@ -64,11 +65,12 @@ fn decoded<A: Aggregate, E: DomainEvent>(
 /// ever had is told the order's current count.
 pub struct DemandPolicy {
     commands: Commands,
+    shops: Shops,
 }
 
 impl DemandPolicy {
-    pub fn new(commands: Commands) -> Self {
-        DemandPolicy { commands }
+    pub fn new(commands: Commands, shops: Shops) -> Self {
+        DemandPolicy { commands, shops }
     }
 
     async fn handle_event(&self, event: &RecordedEvent) -> Result<(), SeamError> {
@@ -90,10 +92,13 @@ impl DemandPolicy {
 
     async fn sync_demand(&self, order_id: &str, event: &RecordedEvent) -> Result<(), SeamError> {
         let (order, _) = self.commands.orders.state(order_id).await?;
+        let shop_id = order.snapshot.as_ref().map_or("", |s| s.shop_id.as_str());
+        let shop = self.shops.event_key(shop_id);
         for (sku, units) in order.pending_units() {
             let msg = Execute::new(SkuCommand::SetDemand {
                 order_id: order_id.to_string(),
                 units,
+                shop: shop.to_string(),
             })
             .caused_by(&event.meta);
             self.commands.skus.execute(&sku, msg).await?;

@@ -50,6 +50,7 @@ pub async fn write_log(
             let id = format!("58800{n:012}");
             let sku = format!("SKU-{}", n % SKUS);
             let snapshot = OrderSnapshot {
+                shop_id: String::new(),
                 order_id: id.clone(),
                 status: TikTokOrderStatus::AwaitingShipment,
                 fulfillment_type: FulfillmentType::FulfillmentBySeller,
@@ -106,10 +107,12 @@ pub async fn write_log(
                     committed: Quantity::from_units((i % 30) as i64),
                 }),
                 1 => SkuEvent::DemandChanged(DemandChanged {
+                    shop: String::new(),
                     order_id: format!("58800{:012}", i * SKUS + s),
                     units: (i % 4) as u32,
                 }),
                 _ => SkuEvent::InventoryPushed(InventoryPushed {
+                    shop: String::new(),
                     quantity: 180 + (i % 60) as i64,
                 }),
             };

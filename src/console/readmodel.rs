@@ -775,6 +775,7 @@ mod tests {
         };
         let mut o = Order {
             snapshot: Some(OrderSnapshot {
+                shop_id: String::new(),
                 order_id: "1".into(),
                 status: TikTokOrderStatus::AwaitingShipment,
                 fulfillment_type: FulfillmentType::FulfillmentByTiktok,

@@ -198,10 +198,7 @@ mod tests {
         }
     }
 
-    fn view<'a>(
-        free: &'a BTreeMap<i64, i64>,
-        held: &'a BTreeMap<String, i64>,
-    ) -> StockView<'a> {
+    fn view<'a>(free: &'a BTreeMap<i64, i64>, held: &'a BTreeMap<String, i64>) -> StockView<'a> {
         StockView {
             free_by_location: free,
             held_by_shop: held,
@@ -229,7 +226,10 @@ mod tests {
         let half = Shops::new(vec![shop("A", &[1], 50, 0, 0), shop("B", &[1], 50, 0, 0)]);
         assert_eq!(offer(&half, "", &view(&free, &held)), 50);
         assert_eq!(offer(&half, "B", &view(&free, &held)), 50);
-        let capped = Shops::new(vec![shop("A", &[1], 100, 30, 0), shop("B", &[1], 100, 0, 0)]);
+        let capped = Shops::new(vec![
+            shop("A", &[1], 100, 30, 0),
+            shop("B", &[1], 100, 0, 0),
+        ]);
         assert_eq!(offer(&capped, "", &view(&free, &held)), 30);
         assert_eq!(offer(&capped, "B", &view(&free, &held)), 100);
         // B keeps 40 back: A is offered what is left, B at least its 40.

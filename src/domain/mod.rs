@@ -43,6 +43,8 @@ pub struct Policy {
     pub safety_stock: u32,
     pub fbt_orders: FbtMode,
     pub arrange_shipment_on: ArrangeShipmentOn,
+    /// The shops the stock is offered to, and how.
+    pub shops: allocation::Shops,
 }
 
 /// The product's defaults (`sync.*` in product.md).
@@ -55,6 +57,7 @@ impl Default for Policy {
             safety_stock: 0,
             fbt_orders: FbtMode::Skip,
             arrange_shipment_on: ArrangeShipmentOn::Delivered,
+            shops: allocation::Shops::default(),
         }
     }
 }
@@ -74,13 +77,16 @@ pub(crate) fn add(t: DateTime<Utc>, d: Duration) -> DateTime<Utc> {
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum TimerChange {
     Arm {
-        kind: &'static str,
+        kind: TimerKind,
         due_at: DateTime<Utc>,
     },
     Disarm {
-        kind: &'static str,
+        kind: TimerKind,
     },
 }
+
+/// A timer's kind: a fixed name, or one made per shop (a shop's buffer window).
+pub type TimerKind = std::borrow::Cow<'static, str>;
 
 /// A lookup entry an event writes in the same transaction, for queries the log
 /// alone would answer only by a scan (which order a Katana SO belongs to, which

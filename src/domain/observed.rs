@@ -195,6 +195,10 @@ pub struct OrderSnapshot {
     pub recipient: Option<Address>,
     pub buyer_email: Option<String>,
     pub units: Vec<LineUnit>,
+    /// The TikTok shop the order was placed in; none in logs written before the
+    /// instance served several shops, whose orders are the primary shop's.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub shop_id: String,
 }
 
 /// A Katana sales order fulfillment as read back from the API.

@@ -41,8 +41,8 @@ pub enum SkuReaction {
     /// Read the SKU's Katana stock; `only_if_unknown` when it is wanted only
     /// because demand arrived for a SKU whose stock was never read.
     ReadStock { only_if_unknown: bool },
-    /// Push this ATP to TikTok.
-    PushInventory { atp: i64 },
+    /// Push this ATP to the shop of this event key (empty: the primary shop).
+    PushInventory { atp: i64, shop: String },
     /// The SKU got its Katana variant: orders waiting only for mappings go on.
     RetryBlockedOrders,
 }
@@ -110,7 +110,10 @@ pub fn sku_reactions(event: &SkuEvent) -> Vec<SkuReaction> {
         SkuEvent::DemandChanged(_) => vec![SkuReaction::ReadStock {
             only_if_unknown: true,
         }],
-        SkuEvent::BufferFlushed(f) => vec![SkuReaction::PushInventory { atp: f.atp }],
+        SkuEvent::BufferFlushed(f) => vec![SkuReaction::PushInventory {
+            atp: f.atp,
+            shop: f.shop.clone(),
+        }],
         SkuEvent::SkuMapped(_) => vec![SkuReaction::RetryBlockedOrders],
         _ => Vec::new(),
     }
@@ -195,6 +198,7 @@ mod tests {
             }]
         );
         let demand = SkuEvent::DemandChanged(DemandChanged {
+            shop: String::new(),
             order_id: "1".into(),
             units: 2,
         });
@@ -205,12 +209,16 @@ mod tests {
             }]
         );
         let flushed = SkuEvent::BufferFlushed(BufferFlushed {
+            shop: String::new(),
             atp: 7,
             immediate: false,
         });
         assert_eq!(
             sku_reactions(&flushed),
-            vec![SkuReaction::PushInventory { atp: 7 }]
+            vec![SkuReaction::PushInventory {
+                atp: 7,
+                shop: String::new()
+            }]
         );
         let mapped = SkuEvent::SkuMapped(SkuMapped { variant_id: 3 });
         assert_eq!(

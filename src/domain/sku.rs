@@ -7,11 +7,12 @@ use std::collections::BTreeMap;
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
+use super::allocation::{self, Shops, StockView};
 use super::codec::{domain_events, Upcaster};
 use super::exceptions::{keys, ExceptionRaised, ExceptionResolved};
 use super::modes::BufferMode;
 use super::observed::{Quantity, StockLevel};
-use super::{add, Aggregate, Ctx, IndexChange, TimerChange};
+use super::{add, Aggregate, Ctx, IndexChange, TimerChange, TimerKind};
 
 pub const FLUSH_TIMER: &str = "flush";
 
@@ -35,11 +36,17 @@ pub struct DemandChanged {
     pub order_id: String,
     /// Units of this SKU in that order not yet in Katana (0: none any more).
     pub units: u32,
+    /// The shop this concerns, by its event key (none: the primary shop).
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub shop: String,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct BufferOpened {
     pub due_at: DateTime<Utc>,
+    /// The shop this concerns, by its event key (none: the primary shop).
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub shop: String,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
@@ -48,17 +55,26 @@ pub struct BufferFlushed {
     /// decrease in `increases_only` mode).
     pub atp: i64,
     pub immediate: bool,
+    /// The shop this concerns, by its event key (none: the primary shop).
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub shop: String,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct BufferClosed {
     /// The ATP at the window's end, equal to what TikTok already has: not pushed.
     pub atp: i64,
+    /// The shop this concerns, by its event key (none: the primary shop).
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub shop: String,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct InventoryPushed {
     pub quantity: i64,
+    /// The shop this concerns, by its event key (none: the primary shop).
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub shop: String,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
@@ -101,11 +117,18 @@ pub enum SkuCommand {
     SetDemand {
         order_id: String,
         units: u32,
+        /// The order's shop, by its event key (empty: the primary shop).
+        shop: String,
     },
-    /// The buffer timer fired.
+    /// The primary shop's buffer timer fired.
     FlushBuffer,
+    /// Another shop's buffer timer fired.
+    FlushShopBuffer {
+        shop: String,
+    },
     RecordInventoryPushed {
         quantity: i64,
+        shop: String,
     },
     ToggleSync {
         enabled: bool,
@@ -155,6 +178,23 @@ pub struct Sku {
     /// flushed value and the next window pushes even an unchanged ATP.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub ordered_since_flush: bool,
+    /// The shop of each order in `demand` that is not the primary shop's.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub demand_shops: BTreeMap<String, String>,
+    /// The buffers of the shops other than the primary one, whose buffer is the
+    /// fields above (so a single-shop state keeps its shape and its hash).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub shop_buffers: BTreeMap<String, ShopBuffer>,
+}
+
+/// One shop's buffer window and what was decided and pushed for that shop.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
+pub struct ShopBuffer {
+    pub buffer_due: Option<DateTime<Utc>>,
+    pub last_flushed: Option<i64>,
+    pub last_pushed: Option<i64>,
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub ordered_since_flush: bool,
 }
 
 impl Default for Sku {
@@ -169,21 +209,96 @@ impl Default for Sku {
             last_pushed: None,
             exceptions: BTreeMap::new(),
             ordered_since_flush: false,
+            demand_shops: BTreeMap::new(),
+            shop_buffers: BTreeMap::new(),
         }
     }
 }
 
 impl Sku {
     /// ATP = Σ locations max(0, in_stock − committed) − pending demand − safety
-    /// stock, clamped to what TikTok accepts.
+    /// stock, clamped to what TikTok accepts: the offer of a single shop.
     pub fn atp(&self, safety_stock: u32) -> i64 {
-        let free: i64 = self
-            .locations
-            .values()
-            .map(|l| Quantity(l.in_stock.0 - l.committed.0).floor_units().max(0))
-            .sum();
-        let demand: i64 = self.demand.values().map(|&u| i64::from(u)).sum();
-        (free - demand - i64::from(safety_stock)).clamp(0, MAX_TIKTOK_QUANTITY)
+        self.offer(&Shops::default(), "", safety_stock)
+    }
+
+    /// What the shop of event key `shop` is offered: its pool under its
+    /// allocation rule (see [`allocation`](super::allocation)).
+    pub fn offer(&self, shops: &Shops, shop: &str, safety_stock: u32) -> i64 {
+        let free = self.free_by_location();
+        let held = self.held_by_shop();
+        allocation::offer(
+            shops,
+            shop,
+            &StockView {
+                free_by_location: &free,
+                held_by_shop: &held,
+                safety_stock,
+            },
+        )
+    }
+
+    /// The pool the shop of event key `shop` is offered from.
+    pub fn pool(&self, shops: &Shops, shop: &str, safety_stock: u32) -> i64 {
+        let free = self.free_by_location();
+        let held = self.held_by_shop();
+        allocation::pool(
+            shops,
+            shop,
+            &StockView {
+                free_by_location: &free,
+                held_by_shop: &held,
+                safety_stock,
+            },
+        )
+    }
+
+    fn free_by_location(&self) -> BTreeMap<i64, i64> {
+        self.locations
+            .iter()
+            .map(|(&l, s)| {
+                (
+                    l,
+                    Quantity(s.in_stock.0 - s.committed.0).floor_units().max(0),
+                )
+            })
+            .collect()
+    }
+
+    fn held_by_shop(&self) -> BTreeMap<String, i64> {
+        let mut held = BTreeMap::new();
+        for (order, &units) in &self.demand {
+            let shop = self.demand_shops.get(order).cloned().unwrap_or_default();
+            *held.entry(shop).or_insert(0) += i64::from(units);
+        }
+        held
+    }
+
+    /// The buffer of the shop of event key `shop`.
+    pub fn buffer(&self, shop: &str) -> ShopBuffer {
+        if shop.is_empty() {
+            ShopBuffer {
+                buffer_due: self.buffer_due,
+                last_flushed: self.last_flushed,
+                last_pushed: self.last_pushed,
+                ordered_since_flush: self.ordered_since_flush,
+            }
+        } else {
+            self.shop_buffers.get(shop).cloned().unwrap_or_default()
+        }
+    }
+
+    fn change_buffer(&mut self, shop: &str, change: impl FnOnce(&mut ShopBuffer)) {
+        if shop.is_empty() {
+            let mut b = self.buffer("");
+            change(&mut b);
+            self.buffer_due = b.buffer_due;
+            self.last_flushed = b.last_flushed;
+            self.last_pushed = b.last_pushed;
+            self.ordered_since_flush = b.ordered_since_flush;
+        } else {
+            change(self.shop_buffers.entry(shop.to_string()).or_default());
+        }
     }
 
     /// Whether Katana's stock of this SKU was ever read. Until it is, the SKU has
@@ -192,30 +307,67 @@ impl Sku {
         !self.locations.is_empty()
     }
 
-    /// After something moved the ATP's inputs: open a window, or in
+    /// After something moved the ATP's inputs, for each shop: open a window, or in
     /// `increases_only` mode push a decrease at once. Nothing while the stock is
     /// unknown: the first stock read is itself a change and opens the window.
-    fn buffer_decision(&self, ctx: &Ctx<'_>) -> Option<SkuEvent> {
+    fn buffer_decisions(&self, ctx: &Ctx<'_>) -> Vec<SkuEvent> {
         if !self.sync_enabled || !self.stock_known() {
-            return None;
+            return Vec::new();
         }
-        let atp = self.atp(ctx.policy.safety_stock);
-        if ctx.policy.buffer_mode == BufferMode::IncreasesOnly {
-            if let Some(last) = self.last_flushed {
-                if atp < last {
-                    return Some(SkuEvent::BufferFlushed(BufferFlushed {
-                        atp,
-                        immediate: true,
-                    }));
-                }
+        let shops = &ctx.policy.shops;
+        let mut decided = Vec::new();
+        for shop in shops.keys() {
+            let atp = self.offer(shops, shop, ctx.policy.safety_stock);
+            let buffer = self.buffer(shop);
+            if ctx.policy.buffer_mode == BufferMode::IncreasesOnly
+                && buffer.last_flushed.is_some_and(|last| atp < last)
+            {
+                decided.push(SkuEvent::BufferFlushed(BufferFlushed {
+                    atp,
+                    immediate: true,
+                    shop: shop.to_string(),
+                }));
+            } else if buffer.buffer_due.is_none() {
+                decided.push(SkuEvent::BufferOpened(BufferOpened {
+                    due_at: add(ctx.now, ctx.policy.inventory_buffer),
+                    shop: shop.to_string(),
+                }));
             }
         }
-        if self.buffer_due.is_some() {
+        decided
+    }
+
+    /// The window of `shop` ended: push its offer if TikTok may not show it.
+    fn flush(&self, shop: &str, ctx: &Ctx<'_>) -> Option<SkuEvent> {
+        let buffer = self.buffer(shop);
+        let due = buffer.buffer_due?;
+        if ctx.now < due {
             return None;
         }
-        Some(SkuEvent::BufferOpened(BufferOpened {
-            due_at: add(ctx.now, ctx.policy.inventory_buffer),
-        }))
+        let atp = self.offer(&ctx.policy.shops, shop, ctx.policy.safety_stock);
+        let stale = buffer.last_flushed != Some(atp) || buffer.ordered_since_flush;
+        Some(if self.sync_enabled && self.stock_known() && stale {
+            SkuEvent::BufferFlushed(BufferFlushed {
+                atp,
+                immediate: false,
+                shop: shop.to_string(),
+            })
+        } else {
+            SkuEvent::BufferClosed(BufferClosed {
+                atp,
+                shop: shop.to_string(),
+            })
+        })
+    }
+}
+
+/// The timer of a shop's buffer window: the primary shop's keeps the name it
+/// always had.
+pub fn flush_timer(shop: &str) -> TimerKind {
+    if shop.is_empty() {
+        TimerKind::Borrowed(FLUSH_TIMER)
+    } else {
+        TimerKind::Owned(format!("{FLUSH_TIMER}:{shop}"))
     }
 }
 
@@ -277,7 +429,11 @@ impl Aggregate for Sku {
                     }
                 }
             }
-            SkuCommand::SetDemand { order_id, units } => {
+            SkuCommand::SetDemand {
+                order_id,
+                units,
+                shop,
+            } => {
                 let current = self.demand.get(order_id).copied().unwrap_or(0);
                 if current != *units {
                     record(
@@ -286,36 +442,26 @@ impl Aggregate for Sku {
                         SkuEvent::DemandChanged(DemandChanged {
                             order_id: order_id.clone(),
                             units: *units,
+                            shop: shop.clone(),
                         }),
                     );
                 }
             }
             SkuCommand::FlushBuffer => {
-                let Some(due) = self.buffer_due else {
-                    return Ok(events);
-                };
-                if ctx.now < due {
-                    return Ok(events);
-                }
-                let atp = self.atp(ctx.policy.safety_stock);
-                let stale = self.last_flushed != Some(atp) || self.ordered_since_flush;
-                let e = if self.sync_enabled && self.stock_known() && stale {
-                    SkuEvent::BufferFlushed(BufferFlushed {
-                        atp,
-                        immediate: false,
-                    })
-                } else {
-                    SkuEvent::BufferClosed(BufferClosed { atp })
-                };
-                record(&mut next, &mut events, e);
+                events.extend(self.flush("", ctx));
                 return Ok(events);
             }
-            SkuCommand::RecordInventoryPushed { quantity } => {
+            SkuCommand::FlushShopBuffer { shop } => {
+                events.extend(self.flush(shop, ctx));
+                return Ok(events);
+            }
+            SkuCommand::RecordInventoryPushed { quantity, shop } => {
                 record(
                     &mut next,
                     &mut events,
                     SkuEvent::InventoryPushed(InventoryPushed {
                         quantity: *quantity,
+                        shop: shop.clone(),
                     }),
                 );
                 if next.exceptions.contains_key(keys::INVENTORY_REJECTED) {
@@ -375,7 +521,7 @@ impl Aggregate for Sku {
             }
         }
         if !events.is_empty() {
-            if let Some(e) = next.buffer_decision(ctx) {
+            for e in next.clone().buffer_decisions(ctx) {
                 record(&mut next, &mut events, e);
             }
         }
@@ -395,29 +541,42 @@ impl Aggregate for Sku {
                 );
             }
             SkuEvent::DemandChanged(e) => {
+                // TikTok lowers the available quantity of the shop the buyer
+                // ordered in, not of the others.
                 if e.units > self.demand.get(&e.order_id).copied().unwrap_or(0) {
-                    self.ordered_since_flush = true;
+                    self.change_buffer(&e.shop, |b| b.ordered_since_flush = true);
                 }
                 if e.units == 0 {
                     self.demand.remove(&e.order_id);
+                    self.demand_shops.remove(&e.order_id);
                 } else {
                     self.demand.insert(e.order_id.clone(), e.units);
+                    if !e.shop.is_empty() {
+                        self.demand_shops.insert(e.order_id.clone(), e.shop.clone());
+                    }
                 }
             }
-            SkuEvent::BufferOpened(e) => self.buffer_due = Some(e.due_at),
-            SkuEvent::BufferFlushed(e) => {
-                self.last_flushed = Some(e.atp);
-                self.ordered_since_flush = false;
+            SkuEvent::BufferOpened(e) => {
+                self.change_buffer(&e.shop, |b| b.buffer_due = Some(e.due_at))
+            }
+            SkuEvent::BufferFlushed(e) => self.change_buffer(&e.shop, |b| {
+                b.last_flushed = Some(e.atp);
+                b.ordered_since_flush = false;
                 if !e.immediate {
-                    self.buffer_due = None;
+                    b.buffer_due = None;
                 }
+            }),
+            SkuEvent::BufferClosed(e) => self.change_buffer(&e.shop, |b| b.buffer_due = None),
+            SkuEvent::InventoryPushed(e) => {
+                self.change_buffer(&e.shop, |b| b.last_pushed = Some(e.quantity))
             }
-            SkuEvent::BufferClosed(_) => self.buffer_due = None,
-            SkuEvent::InventoryPushed(e) => self.last_pushed = Some(e.quantity),
             SkuEvent::ChannelSyncToggled(e) => {
                 self.sync_enabled = e.enabled;
                 if !e.enabled {
                     self.buffer_due = None;
+                    for b in self.shop_buffers.values_mut() {
+                        b.buffer_due = None;
+                    }
                 }
             }
             SkuEvent::SkuSignalled(_) => {}
@@ -450,22 +609,36 @@ impl Aggregate for Sku {
     fn timers(event: &SkuEvent) -> Vec<TimerChange> {
         match event {
             SkuEvent::BufferOpened(e) => vec![TimerChange::Arm {
-                kind: FLUSH_TIMER,
+                kind: flush_timer(&e.shop),
                 due_at: e.due_at,
             }],
             SkuEvent::BufferFlushed(BufferFlushed {
-                immediate: false, ..
+                immediate: false,
+                shop,
+                ..
             })
-            | SkuEvent::BufferClosed(_)
-            | SkuEvent::ChannelSyncToggled(ChannelSyncToggled { enabled: false }) => {
-                vec![TimerChange::Disarm { kind: FLUSH_TIMER }]
+            | SkuEvent::BufferClosed(BufferClosed { shop, .. }) => vec![TimerChange::Disarm {
+                kind: flush_timer(shop),
+            }],
+            // Another shop's timer finds its window closed when it fires.
+            SkuEvent::ChannelSyncToggled(ChannelSyncToggled { enabled: false }) => {
+                vec![TimerChange::Disarm {
+                    kind: flush_timer(""),
+                }]
             }
             _ => vec![],
         }
     }
 
     fn timer_command(kind: &str) -> Option<SkuCommand> {
-        (kind == FLUSH_TIMER).then_some(SkuCommand::FlushBuffer)
+        if kind == FLUSH_TIMER {
+            return Some(SkuCommand::FlushBuffer);
+        }
+        kind.strip_prefix(FLUSH_TIMER)
+            .and_then(|rest| rest.strip_prefix(':'))
+            .map(|shop| SkuCommand::FlushShopBuffer {
+                shop: shop.to_string(),
+            })
     }
 }
 
@@ -505,6 +678,102 @@ mod tests {
                 _ => None,
             })
             .collect()
+    }
+
+    fn two_shops(b_locations: &[i64], b_share: u32) -> Policy {
+        use crate::domain::allocation::{Allocation, ShopStock};
+        let shop = |id: &str, locations: &[i64], share| ShopStock {
+            shop_id: id.into(),
+            locations: locations.to_vec(),
+            allocation: Allocation {
+                share,
+                ..Allocation::default()
+            },
+        };
+        Policy {
+            shops: Shops::new(vec![shop("A", &[1], 100), shop("B", b_locations, b_share)]),
+            ..Policy::default()
+        }
+    }
+
+    fn flushed_per_shop(events: &[SkuEvent]) -> Vec<(String, i64)> {
+        events
+            .iter()
+            .filter_map(|e| match e {
+                SkuEvent::BufferFlushed(f) => Some((f.shop.clone(), f.atp)),
+                _ => None,
+            })
+            .collect()
+    }
+
+    #[test]
+    fn each_shop_has_its_own_window_timer_and_offer() {
+        let policy = two_shops(&[1], 50);
+        let (state, h) = run::<Sku>(
+            vec![
+                (observe(&[(1, 10, 0)]), mins(0)),
+                (SkuCommand::FlushBuffer, mins(60)),
+                (SkuCommand::FlushShopBuffer { shop: "B".into() }, mins(60)),
+            ],
+            &policy,
+        );
+        let opened: Vec<_> = h
+            .iter()
+            .filter(|e| matches!(e, SkuEvent::BufferOpened(_)))
+            .flat_map(Sku::timers)
+            .collect();
+        assert_eq!(
+            opened,
+            vec![
+                TimerChange::Arm {
+                    kind: flush_timer(""),
+                    due_at: mins(60)
+                },
+                TimerChange::Arm {
+                    kind: "flush:B".into(),
+                    due_at: mins(60)
+                },
+            ]
+        );
+        assert_eq!(
+            Sku::timer_command("flush:B"),
+            Some(SkuCommand::FlushShopBuffer { shop: "B".into() })
+        );
+        // A is the primary shop: its events carry no shop key.
+        assert_eq!(
+            flushed_per_shop(&h),
+            vec![(String::new(), 10), ("B".into(), 5)]
+        );
+        assert_eq!(state.buffer("B").last_flushed, Some(5));
+        assert_eq!(state.last_flushed, Some(10));
+    }
+
+    #[test]
+    fn an_order_held_in_one_shop_lowers_the_other_only_where_they_share_a_location() {
+        for (b_locations, b_offer) in [(&[1][..], 7), (&[2][..], 10)] {
+            let policy = two_shops(b_locations, 100);
+            let (_, h) = run::<Sku>(
+                vec![
+                    (observe(&[(1, 10, 0), (2, 10, 0)]), mins(0)),
+                    (
+                        SkuCommand::SetDemand {
+                            order_id: "o1".into(),
+                            units: 3,
+                            shop: String::new(),
+                        },
+                        mins(1),
+                    ),
+                    (SkuCommand::FlushBuffer, mins(60)),
+                    (SkuCommand::FlushShopBuffer { shop: "B".into() }, mins(60)),
+                ],
+                &policy,
+            );
+            assert_eq!(
+                flushed_per_shop(&h),
+                vec![(String::new(), 7), ("B".into(), b_offer)],
+                "B sells from {b_locations:?}"
+            );
+        }
     }
 
     #[test]
@@ -561,7 +830,7 @@ mod tests {
         assert_eq!(
             Sku::timers(&e[1]),
             vec![TimerChange::Arm {
-                kind: FLUSH_TIMER,
+                kind: flush_timer(""),
                 due_at: mins(60)
             }]
         );
@@ -635,6 +904,7 @@ mod tests {
     #[test]
     fn an_order_after_a_flush_makes_the_next_window_push_even_an_unchanged_atp() {
         let order = |id: &str, units| SkuCommand::SetDemand {
+            shop: String::new(),
             order_id: id.into(),
             units,
         };
@@ -668,6 +938,7 @@ mod tests {
                     SkuCommand::SetDemand {
                         order_id: "o1".into(),
                         units: 3,
+                        shop: String::new(),
                     },
                     1,
                 ),
@@ -719,13 +990,19 @@ mod tests {
             (0..3u8, 0..5u32, 0..300i64).prop_map(|(o, u, m)| (
                 SkuCommand::SetDemand {
                     order_id: format!("o{o}"),
-                    units: u
+                    units: u,
+                    shop: String::new(),
                 },
                 m
             )),
             (0..300i64).prop_map(|m| (SkuCommand::FlushBuffer, m)),
-            (0..30i64, 0..300i64)
-                .prop_map(|(q, m)| (SkuCommand::RecordInventoryPushed { quantity: q }, m)),
+            (0..30i64, 0..300i64).prop_map(|(q, m)| (
+                SkuCommand::RecordInventoryPushed {
+                    quantity: q,
+                    shop: String::new()
+                },
+                m
+            )),
             (any::<bool>(), 0..300i64)
                 .prop_map(|(b, m)| (SkuCommand::ToggleSync { enabled: b }, m)),
         ]

@@ -56,6 +56,7 @@ pub fn unit(id: &str, sku: &str) -> LineUnit {
 /// An order placed at t0 with the given units, paid and released.
 pub fn order(units: &[(&str, &str)]) -> OrderSnapshot {
     OrderSnapshot {
+        shop_id: String::new(),
         order_id: "5770001".to_string(),
         status: TikTokOrderStatus::AwaitingShipment,
         fulfillment_type: FulfillmentType::FulfillmentBySeller,

@@ -27,6 +27,7 @@ fn t0() -> DateTime<Utc> {
 
 fn snapshot(order_id: &str, created: DateTime<Utc>) -> OrderSnapshot {
     OrderSnapshot {
+        shop_id: String::new(),
         order_id: order_id.into(),
         status: TikTokOrderStatus::AwaitingShipment,
         fulfillment_type: FulfillmentType::FulfillmentBySeller,

@@ -127,6 +127,7 @@ fn tiktok_order(id: &str, units: Vec<LineUnit>) -> OrderSnapshot {
         .with_ymd_and_hms(2025, 12, 31, 23, 0, 0)
         .unwrap();
     OrderSnapshot {
+        shop_id: String::new(),
         order_id: id.into(),
         status: TikTokOrderStatus::AwaitingShipment,
         fulfillment_type: FulfillmentType::FulfillmentBySeller,

@@ -207,6 +207,7 @@ impl Service {
     async fn place_order(&self, id: &str, sku: &str, units: usize, at: &ManualClock) {
         let now = at.now();
         let snapshot = OrderSnapshot {
+            shop_id: String::new(),
             order_id: id.into(),
             status: TikTokOrderStatus::AwaitingShipment,
             fulfillment_type: FulfillmentType::FulfillmentBySeller,

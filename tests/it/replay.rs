@@ -201,6 +201,7 @@ impl LogBuilder {
                 SkuCommand::SetDemand {
                     order_id: order.into(),
                     units,
+                    shop: String::new(),
                 },
                 t,
                 Some(cause),
@@ -219,7 +220,10 @@ impl LogBuilder {
             let meta = f.meta.clone();
             self.sku(
                 sku,
-                SkuCommand::RecordInventoryPushed { quantity: atp },
+                SkuCommand::RecordInventoryPushed {
+                    quantity: atp,
+                    shop: String::new(),
+                },
                 t + chrono::Duration::seconds(1),
                 Some(&meta),
             )
@@ -342,6 +346,7 @@ fn unit(id: &str, sku: &str) -> LineUnit {
 
 fn snapshot(id: &str, units: &[(&str, &str)], created: DateTime<Utc>) -> OrderSnapshot {
     OrderSnapshot {
+        shop_id: String::new(),
         order_id: id.into(),
         status: TikTokOrderStatus::AwaitingShipment,
         fulfillment_type: FulfillmentType::FulfillmentBySeller,

@@ -251,6 +251,7 @@ mod tests {
     fn order(units: Vec<LineUnit>) -> OrderSnapshot {
         let t = chrono::Utc.with_ymd_and_hms(2026, 1, 1, 0, 0, 0).unwrap();
         OrderSnapshot {
+            shop_id: String::new(),
             order_id: "576".into(),
             status: TikTokOrderStatus::AwaitingShipment,
             fulfillment_type: FulfillmentType::FulfillmentBySeller,

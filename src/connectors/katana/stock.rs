@@ -12,12 +12,12 @@ use crate::domain::sku::SkuCommand;
 use crate::seam::SeamError;
 use crate::store::EventMeta;
 
-/// Mapped Katana locations whose stock counts for TikTok: the pickup location when
-/// configured, otherwise every location that allows sales.
+/// The Katana locations whose stock some shop sells (each shop's `locations` or
+/// pickup location), or every location that allows sales when a shop names none.
 pub async fn stock_locations(ports: &KatanaPorts) -> Result<Vec<i64>, SeamError> {
-    let pickup = ports.settings.warehouses.pickup_location_id;
-    if pickup != 0 {
-        return Ok(vec![pickup]);
+    let sold_from = ports.settings.stock_locations();
+    if !sold_from.is_empty() {
+        return Ok(sold_from);
     }
     let katana = &ports.katana;
     Ok(katana

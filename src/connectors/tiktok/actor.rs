@@ -419,7 +419,10 @@ impl TikTokWriter {
             .commands
             .sku_command(
                 sku,
-                SkuCommand::RecordInventoryPushed { quantity: atp },
+                SkuCommand::RecordInventoryPushed {
+                    quantity: atp,
+                    shop: String::new(),
+                },
                 &event.meta,
             )
             .await
@@ -446,7 +449,12 @@ impl TikTokWriter {
                 return Ok(());
             }
             for reaction in sku_reactions(&ev) {
-                if let SkuReaction::PushInventory { atp } = reaction {
+                if let SkuReaction::PushInventory { atp, shop } = reaction {
+                    if !shop.is_empty() {
+                        return Err(SeamError::Refused(format!(
+                            "inventory of {sku} for shop {shop}, which this instance has no connection to"
+                        )));
+                    }
                     self.push_inventory(&sku, atp, event).await?;
                 }
             }

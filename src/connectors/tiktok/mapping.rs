@@ -158,6 +158,7 @@ pub fn map_order(o: &model::Order) -> Result<OrderSnapshot, MappingError> {
         o.recipient_address.as_ref().map(map_address)
     };
     Ok(OrderSnapshot {
+        shop_id: String::new(),
         order_id: o.id.clone(),
         status,
         fulfillment_type: parse_fulfillment_type(o.fulfillment_type.as_deref()),

@@ -11,7 +11,7 @@ use crate::domain::modes::FbtMode;
 use crate::domain::observed::{
     FulfillmentType, KatanaFulfillment, OrderSnapshot, ShippingType, TikTokOrderStatus,
 };
-use crate::domain::{add, Aggregate, Ctx, IndexChange, TimerChange};
+use crate::domain::{add, Aggregate, Ctx, IndexChange, TimerChange, TimerKind};
 
 use super::commands::*;
 use super::events::*;
@@ -723,12 +723,14 @@ impl Aggregate for Order {
     fn timers(event: &OrderEvent) -> Vec<TimerChange> {
         match event {
             OrderEvent::OrderPlaced(e) => vec![TimerChange::Arm {
-                kind: HOLD_TIMER,
+                kind: TimerKind::Borrowed(HOLD_TIMER),
                 due_at: e.hold_until,
             }],
-            OrderEvent::HoldExpired(_) => vec![TimerChange::Disarm { kind: HOLD_TIMER }],
+            OrderEvent::HoldExpired(_) => vec![TimerChange::Disarm {
+                kind: TimerKind::Borrowed(HOLD_TIMER),
+            }],
             OrderEvent::SoCreateUnconfirmed(e) => vec![TimerChange::Arm {
-                kind: SO_RETRY_TIMER,
+                kind: TimerKind::Borrowed(SO_RETRY_TIMER),
                 due_at: e.retry_at,
             }],
             _ => vec![],

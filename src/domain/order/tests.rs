@@ -98,7 +98,7 @@ fn first_observation_places_the_order_and_holds_it_from_create_time() {
     assert_eq!(
         Order::timers(&events[0]),
         vec![TimerChange::Arm {
-            kind: HOLD_TIMER,
+            kind: crate::domain::TimerKind::Borrowed(HOLD_TIMER),
             due_at: mins(60)
         }]
     );

@@ -45,7 +45,7 @@ use crate::domain::order::{
 };
 use crate::domain::reactions::{order_reactions, sku_reactions, OrderReaction, SkuReaction};
 use crate::domain::sku::{Sku, SkuCommand, SkuEvent, FLUSH_TIMER, MAX_TIKTOK_QUANTITY};
-use crate::domain::{Aggregate, Ctx, DomainEvent, Policy, TimerChange};
+use crate::domain::{Aggregate, Ctx, DomainEvent, Policy, TimerChange, TimerKind};
 use crate::replay::timeline::fmt_time;
 use crate::store::{EventStore, RecordedEvent, StoreError};
 
@@ -202,7 +202,7 @@ impl SettingsProbe {
                     let t = rec.meta.recorded_at;
                     if let Some(h) = self.expired_at.remove(order_id) {
                         self.latency
-                            .entry((rec.stream.clone(), REREAD))
+                            .entry((rec.stream.clone(), TimerKind::Borrowed(REREAD)))
                             .or_insert(t - h);
                     }
                     self.requested_at.entry(order_id.to_string()).or_insert(t);
@@ -212,7 +212,7 @@ impl SettingsProbe {
                         Some((c.so_id, c.order_no.clone()));
                     if let Some(r) = self.requested_at.get(order_id) {
                         self.latency
-                            .entry((rec.stream.clone(), CREATE))
+                            .entry((rec.stream.clone(), TimerKind::Borrowed(CREATE)))
                             .or_insert(rec.meta.recorded_at - *r);
                     }
                 }
@@ -229,7 +229,11 @@ impl SettingsProbe {
                     self.expired_at.insert(order_id.to_string(), h.at);
                     if let Some(due) = self.open_window.remove(&rec.stream) {
                         self.lateness.insert(
-                            (rec.stream.clone(), HOLD_TIMER, at_log_resolution(due)),
+                            (
+                                rec.stream.clone(),
+                                TimerKind::Borrowed(HOLD_TIMER),
+                                at_log_resolution(due),
+                            ),
                             h.at,
                         );
                     }
@@ -260,7 +264,11 @@ impl SettingsProbe {
                 SkuEvent::BufferClosed(_) => {
                     if let Some(due) = self.open_window.remove(&rec.stream) {
                         self.lateness.insert(
-                            (rec.stream.clone(), FLUSH_TIMER, at_log_resolution(due)),
+                            (
+                                rec.stream.clone(),
+                                TimerKind::Borrowed(FLUSH_TIMER),
+                                at_log_resolution(due),
+                            ),
                             rec.meta.recorded_at,
                         );
                     }
@@ -269,7 +277,11 @@ impl SettingsProbe {
                     if !f.immediate {
                         if let Some(due) = self.open_window.remove(&rec.stream) {
                             self.lateness.insert(
-                                (rec.stream.clone(), FLUSH_TIMER, at_log_resolution(due)),
+                                (
+                                    rec.stream.clone(),
+                                    TimerKind::Borrowed(FLUSH_TIMER),
+                                    at_log_resolution(due),
+                                ),
                                 rec.meta.recorded_at,
                             );
                         }
@@ -313,7 +325,7 @@ impl SettingsProbe {
 
 /// (stream, timer kind, due at the log's resolution) -> when the recorded timer
 /// fired (late when the timer service woke late or a manual clock stepped past it).
-type Lateness = HashMap<(String, &'static str, DateTime<Utc>), DateTime<Utc>>;
+type Lateness = HashMap<(String, TimerKind, DateTime<Utc>), DateTime<Utc>>;
 
 /// The log keeps times to the millisecond: simulated times are compared at that
 /// resolution.
@@ -322,7 +334,7 @@ fn at_log_resolution(t: DateTime<Utc>) -> DateTime<Utc> {
 }
 
 /// (order stream, reaction) -> how long the recorded service took for it.
-type Latency = HashMap<(String, &'static str), chrono::Duration>;
+type Latency = HashMap<(String, TimerKind), chrono::Duration>;
 
 /// The simulation's stand-ins for the service's reactions, scheduled like timers
 /// so they take as long as the log shows they took.
@@ -473,7 +485,7 @@ struct Simulation {
     /// recorded SO's, a simulated SO's commitment shows from the next stock read.
     sim_reflected: HashMap<String, i64>,
     timers: BinaryHeap<Reverse<TimerEntry>>,
-    armed: HashMap<(String, &'static str), DateTime<Utc>>,
+    armed: HashMap<(String, TimerKind), DateTime<Utc>>,
     timer_seq: u64,
     recorded_calls: Calls,
     proposed_calls: Calls,
@@ -487,7 +499,7 @@ struct Simulation {
 }
 
 /// (due, arming order, stream, kind): earliest first, ties in arming order.
-type TimerEntry = (DateTime<Utc>, u64, String, &'static str);
+type TimerEntry = (DateTime<Utc>, u64, String, TimerKind);
 
 const MAX_WARNINGS: usize = 50;
 
@@ -579,28 +591,35 @@ impl Simulation {
                 {
                     self.advance(due);
                     let sku = sku.to_string();
-                    self.exec_sku(&sku, SkuCommand::SetDemand { order_id, units });
+                    self.exec_sku(
+                        &sku,
+                        SkuCommand::SetDemand {
+                            order_id,
+                            units,
+                            shop: String::new(),
+                        },
+                    );
                     self.track_oversell();
                 }
                 continue;
             }
-            if self.armed.get(&(stream.clone(), kind)) != Some(&due) {
+            if self.armed.get(&(stream.clone(), kind.clone())) != Some(&due) {
                 continue;
             }
-            self.armed.remove(&(stream.clone(), kind));
+            self.armed.remove(&(stream.clone(), kind.clone()));
             self.advance(due);
             if let Some(order_id) = order_id_of(&stream) {
-                match kind {
+                match kind.as_ref() {
                     REREAD => self.reread(order_id),
                     CREATE => self.create(order_id),
-                    _ => {
+                    kind => {
                         if let Some(cmd) = Order::timer_command(kind) {
                             self.exec_order(order_id, cmd);
                         }
                     }
                 }
             } else if let Some(sku) = sku_of(&stream) {
-                if let Some(cmd) = Sku::timer_command(kind) {
+                if let Some(cmd) = Sku::timer_command(&kind) {
                     self.exec_sku(sku, cmd);
                 }
             }
@@ -616,10 +635,10 @@ impl Simulation {
                     // before it is due).
                     let due_at = self
                         .lateness
-                        .get(&(stream.clone(), kind, at_log_resolution(due_at)))
+                        .get(&(stream.clone(), kind.clone(), at_log_resolution(due_at)))
                         .map_or(due_at, |fired| due_at.max(*fired));
                     self.timer_seq += 1;
-                    self.armed.insert((stream.clone(), kind), due_at);
+                    self.armed.insert((stream.clone(), kind.clone()), due_at);
                     self.timers
                         .push(Reverse((due_at, self.timer_seq, stream.clone(), kind)));
                 }
@@ -759,7 +778,7 @@ impl Simulation {
         let stream = Order::stream_id(order_id);
         let took = self
             .latency
-            .get(&(stream.clone(), reaction))
+            .get(&(stream.clone(), TimerKind::Borrowed(reaction)))
             .copied()
             .filter(|d| *d > chrono::Duration::zero())
             .unwrap_or_else(chrono::Duration::zero);
@@ -772,9 +791,14 @@ impl Simulation {
         }
         let due_at = self.now() + took;
         self.timer_seq += 1;
-        self.armed.insert((stream.clone(), reaction), due_at);
-        self.timers
-            .push(Reverse((due_at, self.timer_seq, stream, reaction)));
+        self.armed
+            .insert((stream.clone(), TimerKind::Borrowed(reaction)), due_at);
+        self.timers.push(Reverse((
+            due_at,
+            self.timer_seq,
+            stream,
+            TimerKind::Borrowed(reaction),
+        )));
     }
 
     /// The re-read at the end of the hold: the newest snapshot the log has shown.
@@ -853,14 +877,19 @@ impl Simulation {
                     self.demand_in_flight
                         .insert(self.timer_seq, (order_id.to_string(), units));
                     let due = self.now() + took;
-                    self.timers
-                        .push(Reverse((due, self.timer_seq, Sku::stream_id(&sku), DEMAND)));
+                    self.timers.push(Reverse((
+                        due,
+                        self.timer_seq,
+                        Sku::stream_id(&sku),
+                        TimerKind::Borrowed(DEMAND),
+                    )));
                 }
                 None => self.exec_sku(
                     &sku,
                     SkuCommand::SetDemand {
                         order_id: order_id.to_string(),
                         units,
+                        shop: String::new(),
                     },
                 ),
             }
@@ -920,7 +949,14 @@ impl Simulation {
             .map(|((_, o), u)| (o.clone(), *u))
             .collect();
         for (order_id, units) in demands {
-            self.exec_sku(sku, SkuCommand::SetDemand { order_id, units });
+            self.exec_sku(
+                sku,
+                SkuCommand::SetDemand {
+                    order_id,
+                    units,
+                    shop: String::new(),
+                },
+            );
         }
     }
 
@@ -990,7 +1026,7 @@ impl Simulation {
             for reaction in sku_reactions(e) {
                 // Stock reads follow the log's own observations; mappings are as
                 // recorded, so only the push is the simulation's to perform.
-                if let SkuReaction::PushInventory { atp } = reaction {
+                if let SkuReaction::PushInventory { atp, .. } = reaction {
                     pushes.push((atp, immediate));
                 }
             }
@@ -1005,7 +1041,10 @@ impl Simulation {
             self.proposed_calls.tiktok_inventory += 1;
             if let Some(state) = world.sim.as_mut() {
                 state.apply(&SkuEvent::InventoryPushed(
-                    crate::domain::sku::InventoryPushed { quantity: atp },
+                    crate::domain::sku::InventoryPushed {
+                        quantity: atp,
+                        shop: String::new(),
+                    },
                 ));
             }
         }
