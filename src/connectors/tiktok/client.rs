@@ -358,15 +358,26 @@ pub(super) struct Inner {
     pub(super) configured_cipher: String,
     pub(super) clock: Clock,
     pub(super) options: ClientOptions,
-    pub(super) pacer: Pacer,
-    pub(super) store: Arc<dyn TokenStore>,
-    /// An async mutex so concurrent callers wait for one refresh instead of racing (a
-    /// rotated refresh token is single-use).
-    pub(super) tokens: tokio::sync::Mutex<Option<Tokens>>,
+    /// Shared by every shop of the app: TikTok's limits are per app.
+    pub(super) pacer: Arc<Pacer>,
+    /// The seller's tokens, shared by the clients of each of the seller's shops.
+    pub(super) session: Arc<SellerSession>,
+    /// Whether this client's shop is the one recorded in the token file (the first
+    /// shop bound with these tokens); the other shops of the seller are bound in
+    /// memory only, from Get Authorized Shops.
+    pub(super) binds_tokens: bool,
     pub(super) shop_cipher: RwLock<String>,
     /// The authorised shop as TikTok last listed it (its name goes on every SO).
     pub(super) shop: RwLock<Option<AuthorizedShop>>,
     known_skus: Mutex<HashMap<String, KnownSku>>,
+}
+
+/// One seller's authorisation: the token pair every shop it covers calls with.
+pub(super) struct SellerSession {
+    pub(super) store: Arc<dyn TokenStore>,
+    /// An async mutex so concurrent callers wait for one refresh instead of racing (a
+    /// rotated refresh token is single-use), whichever of the seller's shops calls.
+    pub(super) tokens: tokio::sync::Mutex<Option<Tokens>>,
 }
 
 /// Cheap to clone; all clones share tokens, pacing and the inventory cache.
@@ -423,14 +434,43 @@ impl TikTokClient {
                 configured_cipher: settings.shop_cipher.clone(),
                 clock,
                 options,
-                pacer: Pacer::new(settings.requests_per_second),
-                store,
-                tokens: tokio::sync::Mutex::new(tokens),
+                pacer: Arc::new(Pacer::new(settings.requests_per_second)),
+                session: Arc::new(SellerSession {
+                    store,
+                    tokens: tokio::sync::Mutex::new(tokens),
+                }),
+                binds_tokens: true,
                 shop_cipher: RwLock::new(cipher),
                 shop: RwLock::new(tokens_shop),
                 known_skus: Mutex::new(HashMap::new()),
             }),
         })
+    }
+
+    /// A client for another shop of the same seller: the same tokens (a refresh by
+    /// either is seen by both), the app's pacing, its own shop binding. An empty
+    /// `cipher` is learnt from Get Authorized Shops by [`Self::refresh_shop`].
+    pub fn for_shop(&self, shop_id: &str, cipher: &str) -> TikTokClient {
+        let i = &self.inner;
+        TikTokClient {
+            inner: Arc::new(Inner {
+                http: i.http.clone(),
+                api_base: i.api_base.clone(),
+                auth_base: i.auth_base.clone(),
+                app_key: i.app_key.clone(),
+                app_secret: i.app_secret.clone(),
+                wanted_shop_id: shop_id.to_string(),
+                configured_cipher: cipher.to_string(),
+                clock: i.clock.clone(),
+                options: i.options.clone(),
+                pacer: i.pacer.clone(),
+                session: i.session.clone(),
+                binds_tokens: false,
+                shop_cipher: RwLock::new(cipher.to_string()),
+                shop: RwLock::new(None),
+                known_skus: Mutex::new(HashMap::new()),
+            }),
+        }
     }
 
     pub fn shop_cipher(&self) -> String {

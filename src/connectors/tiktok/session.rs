@@ -10,7 +10,14 @@ use crate::config::Secret;
 impl TikTokClient {
     /// The authorised shop's market (`US`, `GB`, `MY`, …), once the shop was read.
     pub async fn shop_region(&self) -> Option<String> {
+        if let Some(shop) = self.shop() {
+            return Some(shop.region).filter(|r| !r.is_empty());
+        }
+        if !self.inner.binds_tokens {
+            return None;
+        }
         self.inner
+            .session
             .tokens
             .lock()
             .await
@@ -22,7 +29,7 @@ impl TikTokClient {
 
     /// The tokens currently in use (for `tks check` to report expiry; `Debug` redacts them).
     pub async fn tokens(&self) -> Option<Tokens> {
-        self.inner.tokens.lock().await.clone()
+        self.inner.session.tokens.lock().await.clone()
     }
 
     async fn token_call(
@@ -69,7 +76,7 @@ impl TikTokClient {
     }
 
     pub(super) async fn access_token(&self) -> Result<Secret, TikTokError> {
-        let mut guard = self.inner.tokens.lock().await;
+        let mut guard = self.inner.session.tokens.lock().await;
         let current = guard.clone().ok_or(TikTokError::NotConnected)?;
         let margin = i64::try_from(self.inner.options.refresh_margin.as_secs()).unwrap_or(i64::MAX);
         if current
@@ -86,7 +93,7 @@ impl TikTokClient {
     /// Refreshes only if `stale` is still the token in use: another caller may have refreshed
     /// while this one was waiting, and refreshing twice would burn a rotated refresh token.
     pub(super) async fn refresh_if_current(&self, stale: &Secret) -> Result<Secret, TikTokError> {
-        let mut guard = self.inner.tokens.lock().await;
+        let mut guard = self.inner.session.tokens.lock().await;
         match guard.as_ref() {
             Some(t) if &t.access_token != stale => Ok(t.access_token.clone()),
             _ => self.refresh_locked(&mut guard).await,
@@ -95,7 +102,7 @@ impl TikTokClient {
 
     /// Forces a refresh now (e.g. `tks check --refresh`).
     pub async fn refresh(&self) -> Result<(), TikTokError> {
-        let mut guard = self.inner.tokens.lock().await;
+        let mut guard = self.inner.session.tokens.lock().await;
         self.refresh_locked(&mut guard).await.map(|_| ())
     }
 
@@ -132,7 +139,7 @@ impl TikTokClient {
         // Keep the new pair in memory even if persisting fails: the old refresh token may
         // already be dead, and the caller still learns about the storage failure.
         *guard = Some(fresh.clone());
-        self.inner.store.save(&fresh)?;
+        self.inner.session.store.save(&fresh)?;
         tracing::info!(
             expires_at = fresh.access_token_expire_in,
             "access token refreshed"
@@ -180,10 +187,10 @@ impl TikTokClient {
         }
         let tokens = Self::tokens_from(data, None);
         let previous = {
-            let mut guard = self.inner.tokens.lock().await;
+            let mut guard = self.inner.session.tokens.lock().await;
             guard.replace(tokens.clone())
         };
-        self.inner.store.save(&tokens)?;
+        self.inner.session.store.save(&tokens)?;
         let picked = match self.authorized_shops().await {
             Ok(shops) => self.pick_shop(shops),
             Err(e) => Err(e),
@@ -195,17 +202,17 @@ impl TikTokClient {
                 // not replace a working connection: the OAuth callback is reachable
                 // without credentials.
                 if let Some(prev) = previous {
-                    *self.inner.tokens.lock().await = Some(prev.clone());
-                    self.inner.store.save(&prev)?;
+                    *self.inner.session.tokens.lock().await = Some(prev.clone());
+                    self.inner.session.store.save(&prev)?;
                 }
                 return Err(e);
             }
         };
         {
-            let mut guard = self.inner.tokens.lock().await;
+            let mut guard = self.inner.session.tokens.lock().await;
             if let Some(t) = guard.as_mut() {
                 t.shop = Some(shop.clone());
-                self.inner.store.save(t)?;
+                self.inner.session.store.save(t)?;
             }
         }
         *self.inner.shop_cipher.write() = shop.cipher.clone();
@@ -228,11 +235,11 @@ impl TikTokClient {
             Some(s) => s,
             None => self.pick_shop(shops)?,
         };
-        {
-            let mut guard = self.inner.tokens.lock().await;
+        if self.inner.binds_tokens {
+            let mut guard = self.inner.session.tokens.lock().await;
             if let Some(t) = guard.as_mut().filter(|t| t.shop.as_ref() != Some(&shop)) {
                 t.shop = Some(shop.clone());
-                self.inner.store.save(t)?;
+                self.inner.session.store.save(t)?;
             }
         }
         if self.inner.configured_cipher.is_empty() {
