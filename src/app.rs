@@ -2,6 +2,7 @@
 //! timer service, the connector subscribers and pollers, and the HTTP server. Tests
 //! and the sandbox call [`start`] with their own clock and a port-0 listener.
 
+use crate::connectors::tiktok::shops::TikTokShops;
 use std::net::{SocketAddr, TcpListener};
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -34,6 +35,8 @@ pub struct Services {
     pub commands: Commands,
     /// `None` until TikTok credentials are configured.
     pub tiktok: Option<TikTokClient>,
+    /// Every served shop's connection; `None` with `tiktok`.
+    pub shops: Option<Arc<TikTokShops>>,
     /// `None` until a Katana API key is configured.
     pub katana: Option<KatanaClient>,
     pub catalogue: Arc<Catalogue>,
@@ -125,6 +128,9 @@ impl Services {
         let commands = Commands::new(Registry::start(env.clone()), Registry::start(env));
         let catalogue = Arc::new(Catalogue::new(SkuRules::from_settings(&settings.sync)));
         let metrics = Arc::new(Metrics::with_clock(clock.clone()));
+        let shops = tiktok
+            .clone()
+            .map(|t| Arc::new(TikTokShops::new(&settings, t, catalogue.clone())));
         let katana_ports = katana.clone().map(|katana| {
             Arc::new(KatanaPorts {
                 commands: commands.clone(),
@@ -141,6 +147,7 @@ impl Services {
             commands: commands.clone(),
             store: store.clone(),
             tiktok: tiktok.clone(),
+            shops: shops.clone(),
             katana: katana_ports.clone(),
             catalogue: catalogue.clone(),
             metrics: metrics.clone(),
@@ -148,6 +155,7 @@ impl Services {
             clock: clock.clone(),
         });
         Ok(Arc::new(Services {
+            shops,
             commands,
             catalogue,
             metrics,
@@ -169,16 +177,15 @@ impl Services {
 
     /// The TikTok subscribers' ports, when TikTok is configured.
     fn tiktok_ports(&self) -> Option<Arc<TikTokPorts>> {
-        self.tiktok.clone().map(|tiktok| {
-            Arc::new(TikTokPorts {
-                commands: self.commands.clone(),
-                tiktok,
-                catalogue: self.catalogue.clone(),
-                metrics: self.metrics.clone(),
-                settings: self.settings.clone(),
-                clock: self.clock.clone(),
-            })
-        })
+        Some(Arc::new(TikTokPorts {
+            commands: self.commands.clone(),
+            shops: self.shops.clone()?,
+            tiktok: self.tiktok.clone()?,
+            catalogue: self.catalogue.clone(),
+            metrics: self.metrics.clone(),
+            settings: self.settings.clone(),
+            clock: self.clock.clone(),
+        }))
     }
 
     fn webhook_ports(&self) -> WebhookPorts {

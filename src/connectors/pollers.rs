@@ -2,6 +2,7 @@
 //! overlapping windows, the catalogues refreshed, and open exceptions retried.
 //! Every loop sleeps through the injected clock.
 
+use super::tiktok::shops::ShopConnection;
 use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
@@ -158,25 +159,38 @@ pub async fn refresh_catalogue(ports: &PollerPorts) -> Result<(), SeamError> {
             .catalogue
             .set_katana_variants(&variants.map_err(|e| e.to_string())?);
     }
-    if let Some(tiktok) = &ports.tiktok {
+    // Each shop on its own: one whose authorisation fails keeps only itself from
+    // a fresh catalogue.
+    let mut failed = None;
+    for shop in ports.shops.iter().flat_map(|s| s.iter()) {
         // The shop's name goes on every SO (F1) and the seller can rename the shop:
         // read with the catalogue, a failed read keeps the name last known.
-        let shop = tiktok.refresh_shop().await;
+        let named = shop.client.refresh_shop().await;
         ports
             .metrics
-            .api_call("tiktok", "authorized_shops", shop.is_ok());
-        if let Err(e) = shop {
-            tracing::warn!(error = %e, "authorised shops not read; the shop name stays as last known");
+            .api_call("tiktok", "authorized_shops", named.is_ok());
+        if let Err(e) = named {
+            tracing::warn!(shop = %shop.settings.id, error = %e, "authorised shops not read; the shop name stays as last known");
+        }
+        if ports.settings.tiktok.push_products {
+            let entries = shop.client.catalogue().await;
+            ports
+                .metrics
+                .api_call("tiktok", "search_products", entries.is_ok());
+            match entries {
+                Ok(entries) => shop.catalogue.set_tiktok(entries),
+                Err(e) => {
+                    tracing::warn!(shop = %shop.settings.id, error = %e, "TikTok catalogue not read");
+                    failed.get_or_insert(SeamError::Retry(format!(
+                        "catalogue of shop {}: {e}",
+                        shop.settings.id
+                    )));
+                }
+            }
         }
     }
-    if let (Some(tiktok), true) = (&ports.tiktok, ports.settings.tiktok.push_products) {
-        let entries = tiktok.catalogue().await;
-        ports
-            .metrics
-            .api_call("tiktok", "search_products", entries.is_ok());
-        ports
-            .catalogue
-            .set_tiktok(entries.map_err(|e| e.to_string())?);
+    if let Some(e) = failed {
+        return Err(e);
     }
     let cause = root(ports);
     for (sku, variant_id) in ports.catalogue.matched() {
@@ -203,20 +217,39 @@ pub async fn refresh_catalogue(ports: &PollerPorts) -> Result<(), SeamError> {
 }
 
 pub async fn poll_tiktok_orders(ports: &PollerPorts) -> Result<(), SeamError> {
-    let Some(tiktok) = &ports.tiktok else {
+    let Some(shops) = &ports.shops else {
         return Ok(());
     };
     if !ports.settings.tiktok.pull_orders {
         return Ok(());
     }
+    let mut failed = None;
+    for shop in shops.iter() {
+        if let Err(e) = poll_shop_orders(ports, shop).await {
+            tracing::warn!(shop = %shop.settings.id, error = %e, "TikTok orders not polled");
+            failed.get_or_insert(e);
+        }
+    }
+    failed.map_or(Ok(()), Err)
+}
+
+/// One shop's orders changed since its own cursor (the primary shop's keeps the
+/// cursor's old name).
+async fn poll_shop_orders(ports: &PollerPorts, shop: &ShopConnection) -> Result<(), SeamError> {
+    let cursor_name = if shop.key.is_empty() {
+        names::cursor::TIKTOK_ORDERS.to_string()
+    } else {
+        format!("{}:{}", names::cursor::TIKTOK_ORDERS, shop.key)
+    };
     let started = ports.clock.now();
-    let since = cursor(ports, names::cursor::TIKTOK_ORDERS).await?;
-    let orders = tiktok.orders_updated_since(since, OVERLAP).await;
+    let since = cursor(ports, &cursor_name).await?;
+    let orders = shop.client.orders_updated_since(since, OVERLAP).await;
     ports
         .metrics
         .api_call("tiktok", "search_orders", orders.is_ok());
     let cause = root(ports);
-    for snapshot in orders.map_err(|e| e.to_string())? {
+    for mut snapshot in orders.map_err(|e| e.to_string())? {
+        snapshot.shop_id = shop.key.clone();
         let id = snapshot.order_id.clone();
         ports
             .commands
@@ -227,7 +260,7 @@ pub async fn poll_tiktok_orders(ports: &PollerPorts) -> Result<(), SeamError> {
             )
             .await?;
     }
-    save_cursor(ports, names::cursor::TIKTOK_ORDERS, started).await
+    save_cursor(ports, &cursor_name, started).await
 }
 
 /// Sales orders Katana changed since the last poll (every new SO, for late

@@ -8,6 +8,7 @@ use crate::clock::Clock;
 use crate::config::Settings;
 use crate::connectors::katana::client::KatanaClient;
 use crate::connectors::tiktok::client::TikTokClient;
+use crate::connectors::tiktok::shops::TikTokShops;
 use crate::metrics::Metrics;
 use crate::ports::Commands;
 use crate::store::SharedStore;
@@ -15,7 +16,11 @@ use crate::store::SharedStore;
 /// The TikTok reader and writer: they call TikTok and report back to aggregates.
 pub struct TikTokPorts {
     pub commands: Commands,
+    /// The primary shop's client (shipments, which are per order, go through it
+    /// until orders of other shops ship through their own).
     pub tiktok: TikTokClient,
+    /// Every served shop with its client and listings.
+    pub shops: Arc<TikTokShops>,
     pub catalogue: Arc<Catalogue>,
     pub metrics: Arc<Metrics>,
     pub settings: Arc<Settings>,
@@ -42,6 +47,7 @@ pub struct PollerPorts {
     pub commands: Commands,
     pub store: SharedStore,
     pub tiktok: Option<TikTokClient>,
+    pub shops: Option<Arc<TikTokShops>>,
     pub katana: Option<Arc<KatanaPorts>>,
     pub catalogue: Arc<Catalogue>,
     pub metrics: Arc<Metrics>,

@@ -131,6 +131,7 @@ mod tests {
             by,
             delivery_id: "d1".into(),
             what: what.into(),
+            shop: String::new(),
         })
     }
 

@@ -146,12 +146,28 @@ async fn tiktok(
         received_at: ports.clock.now(),
         payload,
     };
+    let shops = ports.settings.shop_stock();
+    let served = ports.settings.served_shops();
+    // A shop this instance does not serve: recorded and answered 200 (TikTok would
+    // retry a refusal for days), but no order is touched. A single shop configured
+    // without its id serves whatever shop the app's webhooks are for.
+    let foreign = !served
+        .iter()
+        .any(|s| s.id.is_empty() || s.id == note.shop_id);
+    if foreign {
+        tracing::info!(shop_id = %note.shop_id, "webhook for a shop this instance does not serve");
+        ports
+            .metrics
+            .webhook("tiktok", "foreign_shop", started.elapsed());
+        return answer(&ports, "tiktok", started, inbox_only(&ports, entry).await);
+    }
     let result = match &note.order_id {
         Some(order_id) => {
             let mut msg = Execute::new(OrderCommand::Signal {
                 by: Signaller::TikTok,
                 delivery_id: note.notification_id.clone(),
                 what: format!("{:?}", note.kind),
+                shop: shops.event_key(&note.shop_id).to_string(),
             });
             msg.inbox = Some(entry);
             recorded(
@@ -247,6 +263,7 @@ async fn katana(
                     by: Signaller::Katana,
                     delivery_id: delivery_id.clone(),
                     what: event.event.clone(),
+                    shop: String::new(),
                 });
                 msg.inbox = Some(entry(""));
                 recorded(

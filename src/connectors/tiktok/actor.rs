@@ -17,7 +17,7 @@ use crate::connectors::is_retryable;
 use crate::connectors::ports::TikTokPorts;
 use crate::domain::exceptions::keys;
 use crate::domain::order::{
-    FulfillmentRequested, OrderCommand, Source, TrackingCorrectionRequested,
+    FulfillmentRequested, OrderCommand, OrderEvent, Source, TrackingCorrectionRequested,
 };
 use crate::domain::reactions::{order_reactions, sku_reactions, OrderReaction, SkuReaction};
 use crate::domain::sku::SkuCommand;
@@ -44,21 +44,37 @@ impl TikTokReader {
         }
         for reaction in order_reactions(&ev) {
             if let OrderReaction::Reread { source } = reaction {
-                self.reread(&order_id, source, event).await?;
+                let shop = match &ev {
+                    OrderEvent::OrderSignalled(s) => s.shop.clone(),
+                    _ => self.shop_of(&order_id).await?,
+                };
+                self.reread(&order_id, &shop, source, event).await?;
             }
         }
         Ok(())
     }
 
+    /// The event key of the shop the order was placed in (empty: the primary).
+    async fn shop_of(&self, order_id: &str) -> Result<String, SeamError> {
+        let (order, _) = self.ports.commands.orders.state(order_id).await?;
+        Ok(order.snapshot.map(|s| s.shop_id).unwrap_or_default())
+    }
+
     async fn reread(
         &self,
         order_id: &str,
+        shop: &str,
         source: Source,
         event: &RecordedEvent,
     ) -> Result<(), SeamError> {
         let order_id = order_id.to_string();
-        let tiktok = &self.ports.tiktok;
-        let result = tiktok
+        let Some(connection) = self.ports.shops.by_key(shop) else {
+            return Err(SeamError::Refused(format!(
+                "order {order_id} belongs to shop {shop}, which this instance does not serve"
+            )));
+        };
+        let result = connection
+            .client
             .get_order_snapshots(std::slice::from_ref(&order_id))
             .await;
         self.ports
@@ -66,7 +82,8 @@ impl TikTokReader {
             .api_call("tiktok", "get_order", result.is_ok());
         match result {
             Ok(snapshots) => {
-                for snapshot in snapshots.into_iter().filter(|s| s.order_id == order_id) {
+                for mut snapshot in snapshots.into_iter().filter(|s| s.order_id == order_id) {
+                    snapshot.shop_id = shop.to_string();
                     let checkpoint = Some((self.name().to_string(), event.position));
                     self.ports
                         .commands
@@ -344,14 +361,21 @@ impl TikTokWriter {
         &self,
         sku: &str,
         atp: i64,
+        shop: &str,
         event: &RecordedEvent,
     ) -> Result<(), SeamError> {
         let raise = |message: String| SkuCommand::RaiseException {
             key: keys::INVENTORY_REJECTED.into(),
             message,
         };
-        let tiktok = &self.ports.tiktok;
-        let mut listings = self.ports.catalogue.tiktok_listings(sku);
+        let Some(connection) = self.ports.shops.by_key(shop) else {
+            return Err(SeamError::Refused(format!(
+                "inventory of {sku} for shop {shop}, which this instance does not serve"
+            )));
+        };
+        let tiktok = &connection.client;
+        let catalogue = &connection.catalogue;
+        let mut listings = catalogue.tiktok_listings(sku);
         if listings.is_empty() {
             let fresh = tiktok.catalogue().await;
             self.ports
@@ -359,8 +383,8 @@ impl TikTokWriter {
                 .api_call("tiktok", "search_products", fresh.is_ok());
             match fresh {
                 Ok(entries) => {
-                    self.ports.catalogue.set_tiktok(entries);
-                    listings = self.ports.catalogue.tiktok_listings(sku);
+                    catalogue.set_tiktok(entries);
+                    listings = catalogue.tiktok_listings(sku);
                 }
                 Err(e) if is_retryable(&e) => return Err(SeamError::Retry(e.to_string())),
                 Err(_) => {}
@@ -374,7 +398,7 @@ impl TikTokWriter {
                 .sku_command(sku, raise(message), &event.meta)
                 .await;
         }
-        let warehouse = &self.ports.settings.warehouses.pickup_warehouse_id;
+        let warehouse = &connection.settings.pickup_warehouse_id;
         let mut refusals = Vec::new();
         for listing in &listings {
             let result = tiktok
@@ -421,7 +445,7 @@ impl TikTokWriter {
                 sku,
                 SkuCommand::RecordInventoryPushed {
                     quantity: atp,
-                    shop: String::new(),
+                    shop: shop.to_string(),
                 },
                 &event.meta,
             )
@@ -450,12 +474,7 @@ impl TikTokWriter {
             }
             for reaction in sku_reactions(&ev) {
                 if let SkuReaction::PushInventory { atp, shop } = reaction {
-                    if !shop.is_empty() {
-                        return Err(SeamError::Refused(format!(
-                            "inventory of {sku} for shop {shop}, which this instance has no connection to"
-                        )));
-                    }
-                    self.push_inventory(&sku, atp, event).await?;
+                    self.push_inventory(&sku, atp, &shop, event).await?;
                 }
             }
         }

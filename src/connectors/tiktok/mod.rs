@@ -12,6 +12,7 @@ pub mod package_plan;
 pub mod packages;
 mod session;
 pub mod shipper;
+pub mod shops;
 pub mod sign;
 pub mod webhook;
 

@@ -14,6 +14,9 @@ pub enum OrderCommand {
         by: Signaller,
         delivery_id: String,
         what: String,
+        /// The TikTok shop that signalled, by its event key (empty: the primary
+        /// shop, or Katana).
+        shop: String,
     },
     /// TikTok showed the order like this.
     Observe {

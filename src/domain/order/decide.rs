@@ -443,10 +443,12 @@ impl Aggregate for Order {
                 by,
                 delivery_id,
                 what,
+                shop,
             } => Ok(vec![OrderEvent::OrderSignalled(OrderSignalled {
                 by: *by,
                 delivery_id: delivery_id.clone(),
                 what: what.clone(),
+                shop: shop.clone(),
             })]),
             OrderCommand::Observe { snapshot, source } => {
                 self.decide_observe(snapshot, *source, ctx)

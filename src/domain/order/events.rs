@@ -65,6 +65,10 @@ pub struct OrderSignalled {
     pub delivery_id: String,
     /// The webhook's own name for what happened (e.g. `ORDER_STATUS_CHANGE`).
     pub what: String,
+    /// The TikTok shop that signalled, by its event key: none for the primary shop
+    /// (and for Katana), so a single-shop log keeps its shape.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub shop: String,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
