@@ -462,7 +462,7 @@ impl TikTokClient {
                 wanted_shop_id: shop_id.to_string(),
                 configured_cipher: cipher.to_string(),
                 clock: i.clock.clone(),
-                options: i.options.clone(),
+                options: i.options,
                 pacer: i.pacer.clone(),
                 session: i.session.clone(),
                 binds_tokens: false,
