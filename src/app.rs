@@ -136,7 +136,7 @@ impl Services {
                 commands: commands.clone(),
                 katana,
                 store: store.clone(),
-                tiktok: tiktok.clone(),
+                shops: shops.clone(),
                 catalogue: catalogue.clone(),
                 metrics: metrics.clone(),
                 settings: settings.clone(),

@@ -32,9 +32,9 @@ pub struct KatanaPorts {
     pub commands: Commands,
     pub katana: KatanaClient,
     pub store: SharedStore,
-    /// Read only for the authorised shop's name, which names SOs and the
-    /// generic customer.
-    pub tiktok: Option<TikTokClient>,
+    /// Read only for each shop's name, prefix and locations, which go on its SOs
+    /// and name its generic customer.
+    pub shops: Option<Arc<TikTokShops>>,
     pub catalogue: Arc<Catalogue>,
     pub metrics: Arc<Metrics>,
     pub settings: Arc<Settings>,

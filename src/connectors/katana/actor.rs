@@ -2,6 +2,8 @@
 //! deletes) sales orders, the reader turns delivery and stock signals into
 //! observations. Results go back to the aggregates as commands.
 
+use crate::config::ShopSettings;
+use crate::connectors::tiktok::shops::ShopConnection;
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
@@ -28,27 +30,50 @@ use crate::store::{EventMeta, RecordedEvent};
 /// Creates sales orders (F1, F4, F5) and handles cancellations after the push (F6).
 pub struct KatanaWriter {
     ports: Arc<KatanaPorts>,
-    /// The generic customer, by the shop name it was found for: a renamed shop
-    /// gets the customer of its new name.
-    customer: tokio::sync::Mutex<Option<(String, i64)>>,
+    /// The generic customer of each shop, by the shop name it was found for: a
+    /// renamed shop gets the customer of its new name.
+    customers: tokio::sync::Mutex<BTreeMap<String, i64>>,
 }
 
 impl KatanaWriter {
     pub fn new(ports: Arc<KatanaPorts>) -> Self {
         KatanaWriter {
             ports,
-            customer: tokio::sync::Mutex::new(None),
+            customers: tokio::sync::Mutex::new(BTreeMap::new()),
         }
     }
 
     /// F1: the shop's name as TikTok last listed it for the authorised shop.
-    fn store_name(&self) -> String {
-        let shop = self.ports.tiktok.as_ref().and_then(|c| c.shop());
-        mapping::store_name(
-            shop.as_ref().map(|s| s.name.as_str()),
-            &self.ports.settings.tiktok.shop_id,
+    fn store_name(&self, snapshot: &OrderSnapshot) -> String {
+        let connection = self.shop_of(snapshot);
+        let listed = connection.and_then(|c| c.client.shop());
+        let id = connection.map_or_else(
+            || self.ports.settings.tiktok.shop_id.clone(),
+            |c| c.settings.id.clone(),
+        );
+        mapping::store_name(listed.as_ref().map(|s| s.name.as_str()), &id).name
+    }
+
+    /// The connection of the shop the order was placed in.
+    fn shop_of(&self, snapshot: &OrderSnapshot) -> Option<&ShopConnection> {
+        self.ports
+            .shops
+            .as_ref()
+            .and_then(|s| s.by_key(&snapshot.shop_id))
+    }
+
+    /// The order's shop's settings: its prefix and locations go on the SO.
+    fn shop_settings(&self, snapshot: &OrderSnapshot) -> ShopSettings {
+        self.shop_of(snapshot).map_or_else(
+            || {
+                let served = self.ports.settings.served_shops();
+                served
+                    .into_iter()
+                    .find(|s| self.ports.settings.shop_stock().event_key(&s.id) == snapshot.shop_id)
+                    .unwrap_or_default()
+            },
+            |c| c.settings.clone(),
         )
-        .name
     }
 
     async fn customer_for(&self, snapshot: &OrderSnapshot) -> Result<i64, super::KatanaError> {
@@ -65,13 +90,13 @@ impl KatanaWriter {
                     .await;
             }
         }
-        let shop = self.store_name();
-        let mut cached = self.customer.lock().await;
-        if let Some((_, id)) = cached.as_ref().filter(|(name, _)| *name == shop) {
+        let shop = self.store_name(snapshot);
+        let mut cached = self.customers.lock().await;
+        if let Some(id) = cached.get(&shop) {
             return Ok(*id);
         }
         let id = katana.ensure_generic_customer(&shop).await?;
-        *cached = Some((shop, id));
+        cached.insert(shop, id);
         Ok(id)
     }
 
@@ -174,14 +199,14 @@ impl KatanaWriter {
                     .await
             }
         };
-        let w = &ports.settings.warehouses;
+        let shop = self.shop_settings(&snapshot);
         let ctx = SalesOrderContext {
-            store_name: self.store_name(),
-            order_no_prefix: ports.settings.katana.order_no_prefix.clone(),
+            store_name: self.store_name(&snapshot),
+            order_no_prefix: shop.order_no_prefix.clone(),
             location_id: if as_done {
-                w.fbt_location_id
+                shop.fbt_location_id
             } else {
-                w.pickup_location_id
+                shop.stock_locations().first().copied().unwrap_or(0)
             },
             customer_id,
             variant_by_sku: variants.clone(),
