@@ -210,6 +210,7 @@ impl Services {
             settings: self.settings.clone(),
             clock: self.clock.clone(),
             tiktok: self.tiktok.clone(),
+            shops: self.shops.clone(),
             katana_configured: self.katana.is_some(),
         }
     }

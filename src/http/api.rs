@@ -42,6 +42,7 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
                 .route("/skus/{sku}", web::get().to(sku))
                 .route("/skus/{sku}/sync", web::post().to(toggle_sync))
                 .route("/exceptions", web::get().to(exceptions))
+                .route("/shops", web::get().to(super::shops::shops))
                 .default_service(web::to(unknown_route)),
         );
 }
@@ -312,6 +313,7 @@ async fn sku(ports: web::Data<ApiPorts>, sku: web::Path<String>) -> HttpResponse
             "events": seq,
             "safety_stock": safety_stock,
             "atp": state.atp(safety_stock),
+            "shops": super::shops::sku_offers(&ports, &state),
             "state": state,
         })),
         Err(e) => command_error(e),

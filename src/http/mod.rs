@@ -5,6 +5,7 @@ pub mod api;
 pub mod errors;
 pub mod oauth;
 pub mod ports;
+pub mod shops;
 pub mod webhooks;
 
 use std::net::TcpListener;

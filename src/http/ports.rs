@@ -3,6 +3,7 @@
 //! TikTok. Each group is registered as its own app data, so a handler can reach
 //! only what its group holds.
 
+use crate::connectors::tiktok::shops::TikTokShops;
 use std::sync::Arc;
 
 use parking_lot::RwLock;
@@ -40,6 +41,8 @@ pub struct ApiPorts {
     pub clock: Clock,
     /// For fresh label URLs; `None` until TikTok credentials are configured.
     pub tiktok: Option<TikTokClient>,
+    /// Every served shop's connection; `None` until TikTok credentials are configured.
+    pub shops: Option<Arc<TikTokShops>>,
     pub katana_configured: bool,
 }
 

@@ -14,6 +14,7 @@ mod replay;
 mod sandbox;
 mod schemas;
 mod shipping;
+mod shops;
 mod simulation;
 mod store;
 mod tiktok;
