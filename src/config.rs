@@ -360,6 +360,7 @@ impl Settings {
             Some(p) => figment = figment.merge(Toml::file(p)),
             None => figment = figment.merge(Toml::file("tks.toml")),
         }
+        figment = with_env_shops(figment, std::env::vars());
         figment = figment.merge(TextEnv::prefixed("TKS_"));
         // Lossy: a number or a boolean may arrive as text (every environment value
         // does), while text stays the bytes it was.
@@ -391,9 +392,60 @@ struct TextEnv {
 impl TextEnv {
     fn prefixed(prefix: &str) -> Self {
         TextEnv {
-            inner: Env::prefixed(prefix).split("__"),
+            // `[[shops]]` is a list: its variables are merged by `with_env_shops`.
+            inner: Env::prefixed(prefix)
+                .filter(|k| !k.as_str().starts_with(SHOPS_ENV))
+                .split("__"),
         }
     }
+}
+
+/// `TKS_SHOPS__<n>__<KEY>` sets `KEY` of the `n`-th `[[shops]]` table (from 0),
+/// keeping the file's other keys of that shop; `n` one past the last table adds a
+/// shop.
+const SHOPS_ENV: &str = "shops__";
+
+fn with_env_shops(figment: Figment, vars: impl Iterator<Item = (String, String)>) -> Figment {
+    use figment::value::{Dict, Value};
+    let mut by_index: BTreeMap<usize, Dict> = BTreeMap::new();
+    for (key, value) in vars {
+        let Some(rest) = key
+            .strip_prefix("TKS_")
+            .map(str::to_ascii_lowercase)
+            .and_then(|k| k.strip_prefix(SHOPS_ENV).map(str::to_string))
+        else {
+            continue;
+        };
+        let Some((index, field)) = rest.split_once("__") else {
+            continue;
+        };
+        let Ok(index) = index.parse::<usize>() else {
+            continue;
+        };
+        let path = field.replace("__", ".");
+        if let Some(nested) = figment::util::nest(&path, Value::from(value)).into_dict() {
+            merge_into(by_index.entry(index).or_default(), nested);
+        }
+    }
+    if by_index.is_empty() {
+        return figment;
+    }
+    let mut shops: Vec<Value> = match figment.find_value("shops") {
+        Ok(Value::Array(_, items)) => items,
+        _ => Vec::new(),
+    };
+    for (index, overrides) in by_index {
+        while shops.len() <= index {
+            shops.push(Value::from(Dict::new()));
+        }
+        let mut dict = match &shops[index] {
+            Value::Dict(_, d) => d.clone(),
+            _ => Dict::new(),
+        };
+        merge_into(&mut dict, overrides);
+        shops[index] = Value::from(dict);
+    }
+    figment.merge(Serialized::default("shops", shops))
 }
 
 impl figment::Provider for TextEnv {

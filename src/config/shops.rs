@@ -167,6 +167,38 @@ mod tests {
     }
 
     #[test]
+    fn environment_variables_address_a_shop_by_its_index() {
+        use figment::providers::{Format, Serialized, Toml};
+        let file = r#"
+            [[shops]]
+            id = "111"
+            order_no_prefix = "US-"
+            allocation = { share = 50 }
+        "#;
+        let figment = figment::Figment::from(Serialized::defaults(Settings::default()))
+            .merge(Toml::string(file));
+        let vars = [
+            ("TKS_SHOPS__0__PICKUP_LOCATION_ID", "7"),
+            ("TKS_SHOPS__0__ALLOCATION__MAX", "30"),
+            ("TKS_SHOPS__1__ID", "0222"),
+            ("TKS_KATANA__API_KEY", "not a shop key"),
+        ]
+        .map(|(k, v)| (k.to_string(), v.to_string()));
+        let s: Settings = super::super::with_env_shops(figment, vars.into_iter())
+            .extract_lossy()
+            .unwrap();
+        assert_eq!(s.shops.len(), 2);
+        // The file's keys of shop 0 stay; the environment's are added.
+        assert_eq!(s.shops[0].id, "111");
+        assert_eq!(s.shops[0].order_no_prefix, "US-");
+        assert_eq!(s.shops[0].pickup_location_id, 7);
+        assert_eq!(s.shops[0].allocation.share, 50);
+        assert_eq!(s.shops[0].allocation.max, 30);
+        // An id keeps its leading zero: every value stays the text it was.
+        assert_eq!(s.shops[1].id, "0222");
+    }
+
+    #[test]
     fn a_misspelt_shop_key_is_refused() {
         let e = Settings::from_toml("[[shops]]\nid = \"1\"\npickup_locaton_id = 3\n").unwrap_err();
         assert!(e.to_string().contains("pickup_locaton_id"), "{e}");
