@@ -112,7 +112,7 @@ impl Services {
             None
         } else {
             Some(TikTokClient::new(
-                &settings.tiktok,
+                &settings.primary_tiktok(),
                 clock.clone(),
                 tokens.clone(),
                 options.tiktok_client,

@@ -112,6 +112,8 @@ pub struct Connected {
     pub access_token_expires_at: Option<DateTime<Utc>>,
     pub refresh_token_expires_at: Option<DateTime<Utc>>,
     pub token_file: Option<PathBuf>,
+    /// Each configured shop's id and whether this authorisation covers it.
+    pub shops: Vec<(String, bool)>,
 }
 
 impl Connected {
@@ -135,6 +137,7 @@ impl Connected {
                 .as_ref()
                 .and_then(|t| unix_time(t.refresh_token_expire_in)),
             token_file,
+            shops: Vec::new(),
         }
     }
 
@@ -164,6 +167,16 @@ impl Connected {
         if let Some(f) = &self.token_file {
             let _ = writeln!(out, "  tokens saved to {}", f.display());
         }
+        if self.shops.len() > 1 {
+            for (id, covered) in &self.shops {
+                let state = if *covered {
+                    "authorised"
+                } else {
+                    "NOT authorised by this code: connect its seller too"
+                };
+                let _ = writeln!(out, "  shop {id}: {state}");
+            }
+        }
         out
     }
 }
@@ -191,9 +204,25 @@ pub async fn connect_tiktok(
     }
     let path = token_file.unwrap_or_else(|| token_file_for(&settings.store.path));
     let store: Arc<dyn TokenStore> = Arc::new(FileTokenStore::new(path.clone()));
-    let client = TikTokClient::new(&settings.tiktok, clock, store, options)?;
+    let client = TikTokClient::new(&settings.primary_tiktok(), clock, store, options)?;
     let shop = client.exchange_auth_code(auth_code).await?;
-    Ok(Connected::from_client(&client, shop, Some(path)).await)
+    let mut connected = Connected::from_client(&client, shop, Some(path)).await;
+    connected.shops = served_and_authorised(settings, &client).await;
+    Ok(connected)
+}
+
+/// Each configured shop, and whether the authorisation just made covers it.
+async fn served_and_authorised(settings: &Settings, client: &TikTokClient) -> Vec<(String, bool)> {
+    let listed = client.authorized_shops().await.unwrap_or_default();
+    settings
+        .served_shops()
+        .into_iter()
+        .filter(|s| !s.id.is_empty())
+        .map(|s| {
+            let covered = listed.iter().any(|l| l.id == s.id);
+            (s.id, covered)
+        })
+        .collect()
 }
 
 #[cfg(test)]

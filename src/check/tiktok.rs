@@ -53,7 +53,8 @@ async fn tiktok_inner(
     clock: Clock,
     options: &CheckOptions,
 ) -> Option<Vec<CatalogueEntry>> {
-    let s = &settings.tiktok;
+    let primary = settings.primary_tiktok();
+    let s = &primary;
     if s.app_key.is_empty() || s.app_secret.is_empty() {
         r.push(
             Status::Fail,

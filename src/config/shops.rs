@@ -4,7 +4,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use super::{lenient_string, Settings};
+use super::{lenient_string, Settings, TikTokSettings};
 use crate::domain::allocation::{Allocation, ShopStock, Shops};
 
 /// One `[[shops]]` table.
@@ -74,6 +74,17 @@ impl Settings {
             }
         }
         shops
+    }
+
+    /// The TikTok settings of the primary shop's client: `tks connect` binds the
+    /// tokens to this shop, and the seller's other shops share them.
+    pub fn primary_tiktok(&self) -> TikTokSettings {
+        let mut tiktok = self.tiktok.clone();
+        if let Some(primary) = self.shops.first() {
+            tiktok.shop_id = primary.id.clone();
+            tiktok.shop_cipher = primary.cipher.clone();
+        }
+        tiktok
     }
 
     /// The stock rules of the shops served, for the SKU aggregate.
