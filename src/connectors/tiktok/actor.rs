@@ -107,7 +107,10 @@ impl TikTokReader {
                         &order_id,
                         OrderCommand::RaiseException {
                             key: "tiktok-read".into(),
-                            message: format!("TikTok refused to return the order: {e}"),
+                            message: format!(
+                                "{} refused to return the order: {e}",
+                                connection.label()
+                            ),
                         },
                         &event.meta,
                         None,
@@ -431,7 +434,11 @@ impl TikTokWriter {
             }
         }
         if !refusals.is_empty() {
-            let message = format!("TikTok refused the quantity: {}", refusals.join(" | "));
+            let message = format!(
+                "{} refused the quantity: {}",
+                connection.label(),
+                refusals.join(" | ")
+            );
             return self
                 .ports
                 .commands

@@ -19,6 +19,17 @@ pub struct ShopConnection {
     pub catalogue: Arc<Catalogue>,
 }
 
+impl ShopConnection {
+    /// How messages name the shop: by its id when one is configured.
+    pub fn label(&self) -> String {
+        if self.settings.id.is_empty() {
+            "TikTok".into()
+        } else {
+            format!("TikTok shop {}", self.settings.id)
+        }
+    }
+}
+
 /// Every served shop, the primary one first.
 pub struct TikTokShops {
     shops: Vec<ShopConnection>,
