@@ -180,7 +180,6 @@ impl Services {
         Some(Arc::new(TikTokPorts {
             commands: self.commands.clone(),
             shops: self.shops.clone()?,
-            tiktok: self.tiktok.clone()?,
             catalogue: self.catalogue.clone(),
             metrics: self.metrics.clone(),
             settings: self.settings.clone(),

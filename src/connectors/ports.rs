@@ -16,9 +16,6 @@ use crate::store::SharedStore;
 /// The TikTok reader and writer: they call TikTok and report back to aggregates.
 pub struct TikTokPorts {
     pub commands: Commands,
-    /// The primary shop's client (shipments, which are per order, go through it
-    /// until orders of other shops ship through their own).
-    pub tiktok: TikTokClient,
     /// Every served shop with its client and listings.
     pub shops: Arc<TikTokShops>,
     pub catalogue: Arc<Catalogue>,

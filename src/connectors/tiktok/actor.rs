@@ -5,12 +5,13 @@
 use std::sync::Arc;
 
 use futures::future::LocalBoxFuture;
-use tokio::sync::OnceCell;
+use std::collections::HashMap;
 
 use super::client::TikTokClient;
 use super::market;
 use super::model::ShippingProvider;
 use super::shipper::{self, Shipped};
+use super::shops::ShopConnection;
 use crate::actors::policies::{order_event, sku_event};
 use crate::actors::Subscriber;
 use crate::connectors::is_retryable;
@@ -137,35 +138,52 @@ impl Subscriber for TikTokReader {
 /// Pushes shipments (F7-F9) and inventory (F10-F12) to TikTok.
 pub struct TikTokWriter {
     ports: Arc<TikTokPorts>,
-    providers: OnceCell<Vec<ShippingProvider>>,
+    /// Each shop's providers, read once: they belong to its pickup warehouse.
+    providers: tokio::sync::Mutex<HashMap<String, Arc<Vec<ShippingProvider>>>>,
 }
 
 impl TikTokWriter {
     pub fn new(ports: Arc<TikTokPorts>) -> Self {
         TikTokWriter {
             ports,
-            providers: OnceCell::new(),
+            providers: tokio::sync::Mutex::new(HashMap::new()),
         }
     }
 
-    /// The shipping providers of the pickup warehouse's seller-shipping options.
-    async fn providers(&self) -> Result<&Vec<ShippingProvider>, String> {
-        self.providers
-            .get_or_try_init(|| async {
-                let tiktok = &self.ports.tiktok;
-                shipping_providers(tiktok, &self.ports.settings.warehouses.pickup_warehouse_id)
-                    .await
-            })
-            .await
+    /// The shipping providers of the shop's pickup warehouse's seller-shipping options.
+    async fn providers(&self, shop: &ShopConnection) -> Result<Arc<Vec<ShippingProvider>>, String> {
+        let mut cached = self.providers.lock().await;
+        if let Some(p) = cached.get(&shop.key) {
+            return Ok(p.clone());
+        }
+        let read =
+            Arc::new(shipping_providers(&shop.client, &shop.settings.pickup_warehouse_id).await?);
+        cached.insert(shop.key.clone(), read.clone());
+        Ok(read)
+    }
+
+    /// The connection of the shop an order was placed in.
+    async fn shop_of(&self, order_id: &str) -> Result<&ShopConnection, SeamError> {
+        let (order, _) = self.ports.commands.orders.state(order_id).await?;
+        let key = order.snapshot.map(|s| s.shop_id).unwrap_or_default();
+        self.ports.shops.by_key(&key).ok_or_else(|| {
+            SeamError::Refused(format!(
+                "order {order_id} belongs to shop {key}, which this instance does not serve"
+            ))
+        })
     }
 
     /// F8: TikTok's provider list by name, then the `[carriers]` table, then its
     /// `default` entry.
-    async fn provider_for(&self, carrier: Option<&str>) -> Result<Option<String>, String> {
+    async fn provider_for(
+        &self,
+        shop: &ShopConnection,
+        carrier: Option<&str>,
+    ) -> Result<Option<String>, String> {
         let carriers = &self.ports.settings.carriers;
         let name = carrier.unwrap_or("").trim();
         if !name.is_empty() {
-            let providers = self.providers().await?;
+            let providers = self.providers(shop).await?;
             if let Some(p) = providers.iter().find(|p| p.name.eq_ignore_ascii_case(name)) {
                 return Ok(Some(p.id.clone()));
             }
@@ -180,13 +198,14 @@ impl TikTokWriter {
     /// under `key` says which carrier needs a `[carriers]` entry.
     async fn provider_or_raise(
         &self,
+        shop: &ShopConnection,
         order_id: &str,
         fulfillment_id: i64,
         carrier: Option<&str>,
         key: &str,
         event: &RecordedEvent,
     ) -> Result<Option<String>, SeamError> {
-        if let Some(provider) = self.provider_for(carrier).await? {
+        if let Some(provider) = self.provider_for(shop, carrier).await? {
             return Ok(Some(provider));
         }
         let message = format!(
@@ -215,7 +234,8 @@ impl TikTokWriter {
             key: key.clone(),
             message,
         };
-        let tiktok = &self.ports.tiktok;
+        let shop = self.shop_of(order_id).await?;
+        let tiktok = &shop.client;
         let all_ids: Vec<i64> = std::iter::once(req.fulfillment_id)
             .chain(req.with_fulfillment_ids.iter().copied())
             .collect();
@@ -231,7 +251,7 @@ impl TikTokWriter {
         } else {
             let carrier = req.carrier.as_deref();
             let Some(provider) = self
-                .provider_or_raise(order_id, req.fulfillment_id, carrier, &key, event)
+                .provider_or_raise(shop, order_id, req.fulfillment_id, carrier, &key, event)
                 .await?
             else {
                 return Ok(());
@@ -313,13 +333,14 @@ impl TikTokWriter {
             message,
         };
         let carrier = req.carrier.as_deref();
+        let shop = self.shop_of(order_id).await?;
         let Some(provider) = self
-            .provider_or_raise(order_id, req.fulfillment_id, carrier, &key, event)
+            .provider_or_raise(shop, order_id, req.fulfillment_id, carrier, &key, event)
             .await?
         else {
             return Ok(());
         };
-        let tiktok = &self.ports.tiktok;
+        let tiktok = &shop.client;
         let package = req
             .several_packages
             .then(|| req.package_id.split(',').next().unwrap_or_default());
