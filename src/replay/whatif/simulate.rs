@@ -591,12 +591,13 @@ impl Simulation {
                 {
                     self.advance(due);
                     let sku = sku.to_string();
+                    let shop = self.shop_of(&order_id);
                     self.exec_sku(
                         &sku,
                         SkuCommand::SetDemand {
                             order_id,
                             units,
-                            shop: String::new(),
+                            shop,
                         },
                     );
                     self.track_oversell();
@@ -846,6 +847,15 @@ impl Simulation {
         );
     }
 
+    /// The event key of the shop an order was placed in (empty: the primary).
+    fn shop_of(&self, order_id: &str) -> String {
+        self.sim_orders
+            .get(order_id)
+            .and_then(|o| o.state.snapshot.as_ref())
+            .map(|s| s.shop_id.clone())
+            .unwrap_or_default()
+    }
+
     /// Tells each simulated SKU how many units of this order are not in Katana.
     fn sync_demand(
         &mut self,
@@ -889,7 +899,7 @@ impl Simulation {
                     SkuCommand::SetDemand {
                         order_id: order_id.to_string(),
                         units,
-                        shop: String::new(),
+                        shop: self.shop_of(order_id),
                     },
                 ),
             }
@@ -949,12 +959,13 @@ impl Simulation {
             .map(|((_, o), u)| (o.clone(), *u))
             .collect();
         for (order_id, units) in demands {
+            let shop = self.shop_of(&order_id);
             self.exec_sku(
                 sku,
                 SkuCommand::SetDemand {
                     order_id,
                     units,
-                    shop: String::new(),
+                    shop,
                 },
             );
         }
