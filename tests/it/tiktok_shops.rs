@@ -85,6 +85,32 @@ async fn tiktok_shops_a_seller_lists_its_own_shops_and_orders_stay_in_their_shop
     assert_eq!(b.get_orders(&ids).await.unwrap().len(), 1);
     assert!(a.get_orders(&ids).await.unwrap_or_default().is_empty());
 
+    // An inventory update through shop B's cipher moves shop B's stock only.
+    let main_stock = sim.stock();
+    let jug = uk.products().pop().unwrap();
+    let sku = jug.skus[0].id.clone();
+    let out = b
+        .update_inventory(&jug.id, &sku, &uk_wh.main, 7)
+        .await
+        .unwrap();
+    assert!(out.is_ok(), "{out:?}");
+    assert_eq!(uk.stock()[&sku][&uk_wh.main], 7);
+    assert_eq!(sim.stock(), main_stock);
+
+    // A webhook about shop B's order names shop B.
+    sim.set_webhook_url(Some("http://127.0.0.1:9/hooks".into()));
+    uk.set_order_status(&order.id, TikTokOrderStatus::Cancelled)
+        .unwrap();
+    let mut attempt = None;
+    for _ in 0..300 {
+        attempt = sim.webhook_attempts().into_iter().next();
+        if attempt.is_some() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    assert_eq!(attempt.unwrap().shop_id, DEMO_UK_SHOP_ID);
+
     // Seller 2's token on its own shop works, then not after it revokes the app.
     let c = client_for(&sim, &manual, DEMO_OTHER_SHOP_ID);
     c.exchange_auth_code(&sim.issue_auth_code_for_seller(1))
