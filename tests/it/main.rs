@@ -19,4 +19,5 @@ mod simulation;
 mod store;
 mod tiktok;
 mod tiktok_shipping;
+mod tiktok_shops;
 mod whatif_identity;

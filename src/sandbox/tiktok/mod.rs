@@ -3,9 +3,15 @@
 //! TikTok does, keeps a shop's orders/catalogue/logistics, emits signed webhooks with TikTok's
 //! retry schedule on the injected clock, and offers fault injection and a control surface
 //! (Rust methods on [`TikTokSim`] and JSON under `/_sim/...`).
+//!
+//! One app serves several sellers, each with one or more shops: a token belongs to the
+//! seller it was issued to and covers that seller's shops, the `shop_cipher` of a call picks
+//! one of them, and every shop keeps its own orders, catalogue, warehouses and packages.
 
+mod auth;
 pub mod packages;
 mod server;
+pub mod shop;
 pub mod state;
 pub mod stock;
 
@@ -33,7 +39,10 @@ use crate::clock::Clock;
 use crate::connectors::tiktok::sign::webhook_signature;
 use crate::domain::observed::TikTokOrderStatus;
 use crate::sandbox::in_flight::InFlight;
-use state::{Grant, Notification, State};
+use auth::{Credentials, Grant};
+use shop::{IdCounter, ShopEntry};
+pub use shop::{ShopSim, ShopWarehouses};
+use state::{Notification, State};
 
 /// How long issued credentials live, as TikTok documents them.
 pub const ACCESS_TOKEN_TTL: i64 = 7 * 24 * 3600;
@@ -55,6 +64,23 @@ pub struct SimShop {
     pub region: String,
 }
 
+/// A seller account and the shops it authorises the app for.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct SimSeller {
+    pub name: String,
+    pub shops: Vec<SimShop>,
+}
+
+/// `SimConfig::demo_multi`'s second shop of the main seller.
+pub const DEMO_UK_SHOP_ID: &str = "7494726673780150052";
+pub const DEMO_UK_SHOP_CIPHER: &str = "ROW_sim_cipher_uk";
+pub const DEMO_UK_SHOP_NAME: &str = "Sim Pottery UK";
+/// `SimConfig::demo_multi`'s other seller (seller 1) and its one shop.
+pub const DEMO_OTHER_SELLER_NAME: &str = "Clay Works";
+pub const DEMO_OTHER_SHOP_ID: &str = "7495218830460913307";
+pub const DEMO_OTHER_SHOP_CIPHER: &str = "ROW_sim_cipher_clay";
+pub const DEMO_OTHER_SHOP_NAME: &str = "Clay Works US";
+
 #[derive(Clone, Debug)]
 pub struct SimConfig {
     pub app_key: String,
@@ -62,8 +88,12 @@ pub struct SimConfig {
     pub shop_id: String,
     pub shop_cipher: String,
     pub shop_name: String,
-    /// More shops covered by the same authorisation (cross-border sellers).
+    /// More shops of the main seller, covered by the same authorisation (cross-border
+    /// sellers).
     pub extra_shops: Vec<SimShop>,
+    /// Sellers besides the main one (whose shops are the main shop and `extra_shops`); seller
+    /// `i` of `issue_auth_code_for_seller` is `other_sellers[i - 1]`.
+    pub other_sellers: Vec<SimSeller>,
     /// Where signed notifications are POSTed, if anywhere.
     pub webhook_url: Option<String>,
     /// Requests per clock second before 429 + 36009002 (0 = unlimited).
@@ -82,10 +112,33 @@ impl SimConfig {
             shop_cipher: "ROW_sim_cipher_main".into(),
             shop_name: "Sim Pottery".into(),
             extra_shops: Vec::new(),
+            other_sellers: Vec::new(),
             webhook_url: None,
             qps_limit: 0,
             region: "US".into(),
         }
+    }
+
+    /// The demo main seller with a second shop in the UK, plus another seller with one US
+    /// shop: ids and ciphers are the `DEMO_*` constants.
+    pub fn demo_multi() -> Self {
+        let mut cfg = Self::demo();
+        cfg.extra_shops.push(SimShop {
+            id: DEMO_UK_SHOP_ID.into(),
+            name: DEMO_UK_SHOP_NAME.into(),
+            cipher: DEMO_UK_SHOP_CIPHER.into(),
+            region: "GB".into(),
+        });
+        cfg.other_sellers.push(SimSeller {
+            name: DEMO_OTHER_SELLER_NAME.into(),
+            shops: vec![SimShop {
+                id: DEMO_OTHER_SHOP_ID.into(),
+                name: DEMO_OTHER_SHOP_NAME.into(),
+                cipher: DEMO_OTHER_SHOP_CIPHER.into(),
+                region: "US".into(),
+            }],
+        });
+        cfg
     }
 
     /// The same demo shop in another market.
@@ -94,7 +147,30 @@ impl SimConfig {
         self
     }
 
-    fn shops(&self) -> Vec<SimShop> {
+    /// Every seller, the main one (named like its main shop) first.
+    pub fn sellers(&self) -> Vec<SimSeller> {
+        let mut v = vec![SimSeller {
+            name: self.shop_name.clone(),
+            shops: self.main_seller_shops(),
+        }];
+        v.extend(self.other_sellers.iter().cloned());
+        v
+    }
+
+    /// A shop's warehouse ids (see [`ShopWarehouses`] for the rule), `None` for a shop the
+    /// configuration does not have.
+    pub fn warehouses_of(&self, shop_id: &str) -> Option<ShopWarehouses> {
+        if shop_id == self.shop_id {
+            return Some(ShopWarehouses::main_shop());
+        }
+        self.sellers()
+            .iter()
+            .flat_map(|s| s.shops.iter())
+            .any(|s| s.id == shop_id)
+            .then(|| ShopWarehouses::derived(shop_id))
+    }
+
+    fn main_seller_shops(&self) -> Vec<SimShop> {
         let mut v = vec![SimShop {
             id: self.shop_id.clone(),
             name: self.shop_name.clone(),
@@ -141,6 +217,9 @@ pub struct Faults {
 pub struct WebhookAttempt {
     pub notification_id: String,
     pub kind: i64,
+    /// The envelope's `shop_id`: the shop the notification is about.
+    #[serde(default)]
+    pub shop_id: String,
     pub order_id: Option<String>,
     pub attempt: u32,
     /// HTTP status, or 0 when the connection failed.
@@ -150,10 +229,10 @@ pub struct WebhookAttempt {
 
 pub(crate) struct Inner {
     pub cfg: SimConfig,
-    /// The main shop's name now: the seller can rename it in Seller Center.
-    pub shop_name: Mutex<String>,
     pub clock: Clock,
-    pub state: Mutex<State>,
+    /// Every shop of every seller, the main shop first (never empty).
+    pub shops: Vec<ShopEntry>,
+    pub credentials: Mutex<Credentials>,
     pub faults: Mutex<Faults>,
     /// (clock second, requests in it)
     pub rate: Mutex<(i64, u32)>,
@@ -176,17 +255,26 @@ impl Inner {
         self.clock.unix()
     }
 
-    /// The shops the authorisation covers, the main one under its current name.
-    pub fn shops(&self) -> Vec<SimShop> {
-        let mut shops = self.cfg.shops();
-        if let Some(main) = shops.first_mut() {
-            main.name = self.shop_name.lock().clone();
-        }
-        shops
+    pub fn main_shop(&self) -> &ShopEntry {
+        &self.shops[0]
     }
 
-    /// Sends notifications produced by a state change (after the state lock is released).
-    pub fn emit(self: &Arc<Self>, notes: Vec<Notification>) {
+    pub fn shop(&self, shop_id: &str) -> Option<&ShopEntry> {
+        self.shops.iter().find(|s| s.id == shop_id)
+    }
+
+    /// The shops a seller authorised, under their current names.
+    pub fn shops_of(&self, seller: usize) -> Vec<SimShop> {
+        self.shops
+            .iter()
+            .filter(|s| s.seller == seller)
+            .map(|s| s.state.lock().shop.clone())
+            .collect()
+    }
+
+    /// Sends notifications produced by a state change of one shop (after its lock is
+    /// released); the envelope names that shop.
+    pub fn emit(self: &Arc<Self>, shop_id: &str, notes: Vec<Notification>) {
         let Some(url) = self.webhook_url.lock().clone() else {
             return;
         };
@@ -206,7 +294,7 @@ impl Inner {
             let body = json!({
                 "type": n.kind,
                 "tts_notification_id": id,
-                "shop_id": self.cfg.shop_id,
+                "shop_id": shop_id,
                 "timestamp": self.now(),
                 "data": n.data,
             })
@@ -218,25 +306,32 @@ impl Inner {
                 .map(str::to_string);
             for _ in 0..if duplicate { 2 } else { 1 } {
                 let inner = self.clone();
-                let (url, body, id, order_id) =
-                    (url.clone(), body.clone(), id.clone(), order_id.clone());
+                let delivery = Delivery {
+                    url: url.clone(),
+                    body: body.clone(),
+                    id: id.clone(),
+                    kind: n.kind,
+                    shop_id: shop_id.to_string(),
+                    order_id: order_id.clone(),
+                };
                 self.webhooks_in_flight.start();
                 let task = self
                     .runtime
-                    .spawn(async move { inner.deliver(url, body, id, n.kind, order_id).await });
+                    .spawn(async move { inner.deliver(delivery).await });
                 self.webhook_tasks.lock().push(task.abort_handle());
             }
         }
     }
 
-    async fn deliver(
-        self: Arc<Self>,
-        url: String,
-        body: String,
-        id: String,
-        kind: i64,
-        order_id: Option<String>,
-    ) {
+    async fn deliver(self: Arc<Self>, d: Delivery) {
+        let Delivery {
+            url,
+            body,
+            id,
+            kind,
+            shop_id,
+            order_id,
+        } = d;
         let signature = webhook_signature(&self.cfg.app_key, &self.cfg.app_secret, body.as_bytes());
         let first = self.clock.now();
         for attempt in 0..=WEBHOOK_RETRIES.len() {
@@ -261,6 +356,7 @@ impl Inner {
             self.webhook_log.lock().push(WebhookAttempt {
                 notification_id: id.clone(),
                 kind,
+                shop_id: shop_id.clone(),
                 order_id: order_id.clone(),
                 attempt: attempt as u32 + 1,
                 status,
@@ -272,6 +368,16 @@ impl Inner {
             }
         }
     }
+}
+
+/// One notification on its way to the webhook URL.
+struct Delivery {
+    url: String,
+    body: String,
+    id: String,
+    kind: i64,
+    shop_id: String,
+    order_id: Option<String>,
 }
 
 /// A running simulator. Dropping it without [`TikTokSim::stop`] leaves the server running
@@ -294,19 +400,40 @@ impl TikTokSim {
             .map_err(|e| io::Error::other(e.to_string()))?;
         let listener = TcpListener::bind("127.0.0.1:0")?;
         let addr = listener.local_addr()?;
-        let mut state = State::new();
-        state.region = cfg.region.to_ascii_uppercase();
-        state.base_url = format!("http://{addr}");
+        let ids = IdCounter::default();
+        let base_url = format!("http://{addr}");
+        let mut shops = Vec::new();
+        for (seller, s) in cfg.sellers().into_iter().enumerate() {
+            for shop in s.shops {
+                let part = if shop.id == cfg.shop_id && seller == 0 {
+                    shop::MAIN_SHOP_PART.to_string()
+                } else {
+                    shop::shop_part(&shop.id)
+                };
+                let mut state = State::for_shop(shop.clone(), &part, ids.clone());
+                state.base_url = base_url.clone();
+                shops.push(ShopEntry {
+                    id: shop.id,
+                    cipher: shop.cipher,
+                    seller,
+                    state: Mutex::new(state),
+                });
+            }
+        }
+        if let Some(main) = shops.first_mut() {
+            // The main shop's market as configured (`UK` and `GB` both name the UK).
+            main.state.get_mut().region = cfg.region.to_ascii_uppercase();
+        }
         let inner = Arc::new(Inner {
             webhook_url: Mutex::new(cfg.webhook_url.clone()),
             faults: Mutex::new(Faults {
                 qps_limit: (cfg.qps_limit > 0).then_some(cfg.qps_limit),
                 ..Faults::default()
             }),
-            shop_name: Mutex::new(cfg.shop_name.clone()),
             cfg,
             clock,
-            state: Mutex::new(state),
+            shops,
+            credentials: Mutex::new(Credentials::default()),
             rate: Mutex::new((0, 0)),
             webhook_log: Mutex::new(Vec::new()),
             webhook_tasks: Mutex::new(Vec::new()),
@@ -366,6 +493,29 @@ pub struct SimControl {
 }
 
 impl SimControl {
+    /// The handle on one shop of any seller; `None` for a shop the simulator does not have.
+    pub fn shop(&self, shop_id: &str) -> Option<ShopSim<'_>> {
+        self.inner.shop(shop_id).map(|entry| ShopSim {
+            inner: &self.inner,
+            entry,
+        })
+    }
+
+    /// The configured main shop, which every shop-level method of [`SimControl`] acts on.
+    pub fn main_shop(&self) -> ShopSim<'_> {
+        ShopSim {
+            inner: &self.inner,
+            entry: self.inner.main_shop(),
+        }
+    }
+
+    /// Every shop of every seller, the main shop first, then the main seller's other shops,
+    /// then the other sellers' in configuration order.
+    pub fn shop_ids(&self) -> Vec<String> {
+        self.inner.shops.iter().map(|s| s.id.clone()).collect()
+    }
+
+    /// The demo catalogue (fixed ids, main-shop warehouses), in the main shop.
     pub fn seed_demo_catalogue(&self) -> Vec<state::SimProduct> {
         self.set_catalogue(State::demo_catalogue())
             .unwrap_or_default()
@@ -375,26 +525,19 @@ impl SimControl {
         &self,
         products: Vec<NewProduct>,
     ) -> Result<Vec<state::SimProduct>, ApiErr> {
-        let now = self.inner.now();
-        self.inner.state.lock().set_catalogue(products, now)
+        self.main_shop().set_catalogue(products)
     }
 
     pub fn products(&self) -> Vec<state::SimProduct> {
-        self.inner.state.lock().products.values().cloned().collect()
+        self.main_shop().products()
     }
 
     pub fn create_order(&self, new: NewOrder) -> Result<state::SimOrder, ApiErr> {
-        let now = self.inner.now();
-        let (o, notes) = self.inner.state.lock().create_order(new, now)?;
-        self.inner.emit(notes);
-        Ok(o)
+        self.main_shop().create_order(new)
     }
 
     pub fn edit_order(&self, id: &str, edit: OrderEdit) -> Result<state::SimOrder, ApiErr> {
-        let now = self.inner.now();
-        let (o, notes) = self.inner.state.lock().edit_order(id, edit, now)?;
-        self.inner.emit(notes);
-        Ok(o)
+        self.main_shop().edit_order(id, edit)
     }
 
     /// Cancels the whole order (`None`) or the given units.
@@ -403,10 +546,7 @@ impl SimControl {
         id: &str,
         line_item_ids: Option<Vec<String>>,
     ) -> Result<state::SimOrder, ApiErr> {
-        let now = self.inner.now();
-        let (o, notes) = self.inner.state.lock().cancel(id, line_item_ids, now)?;
-        self.inner.emit(notes);
-        Ok(o)
+        self.main_shop().cancel_order(id, line_item_ids)
     }
 
     pub fn set_order_status(
@@ -414,41 +554,55 @@ impl SimControl {
         id: &str,
         status: TikTokOrderStatus,
     ) -> Result<state::SimOrder, ApiErr> {
-        let now = self.inner.now();
-        let (o, notes) = self.inner.state.lock().set_status(id, status, now)?;
-        self.inner.emit(notes);
-        Ok(o)
+        self.main_shop().set_order_status(id, status)
     }
 
     pub fn order(&self, id: &str) -> Option<state::SimOrder> {
-        self.inner.state.lock().orders.get(id).cloned()
+        self.main_shop().order(id)
     }
 
-    /// A single-use authorisation code for a seller main account (`user_type` 0).
+    /// A single-use authorisation code for the main seller's main account (`user_type` 0).
     pub fn issue_auth_code(&self) -> String {
         self.issue_auth_code_for(0)
     }
 
-    /// `user_type` 1 (creator) or 3 (partner) reproduces a non-seller authorisation.
+    /// `user_type` 1 (creator) or 3 (partner) reproduces a non-seller authorisation (of the
+    /// main seller's shops).
     pub fn issue_auth_code_for(&self, user_type: i64) -> String {
-        let code = format!("code_{}", uuid::Uuid::new_v4().simple());
-        let expires_at = self.inner.now() + AUTH_CODE_TTL;
-        self.inner.state.lock().auth_codes.insert(
-            code.clone(),
-            Grant {
-                user_type,
-                expires_at,
-            },
-        );
-        code
+        self.issue_code(Grant {
+            user_type,
+            seller: 0,
+        })
+    }
+
+    /// A single-use authorisation code of a seller's main account: 0 = the main seller,
+    /// `i` = `other_sellers[i - 1]`. For a seller the configuration does not have, the code
+    /// is one TikTok never issued, so exchanging it fails with 36004004.
+    pub fn issue_auth_code_for_seller(&self, seller: usize) -> String {
+        if seller > self.inner.cfg.other_sellers.len() {
+            return format!("code_unknown_seller_{seller}");
+        }
+        self.issue_code(Grant {
+            user_type: 0,
+            seller,
+        })
+    }
+
+    fn issue_code(&self, grant: Grant) -> String {
+        let now = self.inner.now();
+        self.inner.credentials.lock().issue_auth_code(grant, now)
+    }
+
+    /// The seller revokes the app: every access and refresh token issued to it stops
+    /// working (105001), until it authorises again with a new code.
+    pub fn revoke_seller(&self, seller: usize) {
+        self.inner.credentials.lock().revoke_seller(seller);
     }
 
     /// Makes every issued access token expired as of now (refresh tokens stay valid).
     pub fn expire_access_tokens(&self) {
         let now = self.inner.now();
-        for exp in self.inner.state.lock().access_tokens.values_mut() {
-            *exp = now - 1;
-        }
+        self.inner.credentials.lock().expire_access_tokens(now);
     }
 
     /// Webhooks on the wire (a retry waiting on the clock is not).
@@ -457,38 +611,28 @@ impl SimControl {
     }
 
     pub fn shipments(&self) -> Vec<ShipmentRecord> {
-        self.inner.state.lock().shipments.clone()
+        self.main_shop().shipments()
     }
 
     /// Accepted Update Shipping Info calls, oldest first.
     pub fn tracking_updates(&self) -> Vec<TrackingUpdate> {
-        self.inner.state.lock().tracking_updates.clone()
+        self.main_shop().tracking_updates()
     }
 
     /// The order's packages (ids, units, status, tracking, handover), in unit order.
     pub fn order_packages(&self, order_id: &str) -> Vec<PackageInfo> {
-        self.inner.state.lock().order_packages(order_id)
+        self.main_shop().order_packages(order_id)
     }
 
     /// Issues a shipping-label URL for an arranged TikTok-label package, as Get Shipping
     /// Document does (`SHIPPING_LABEL`, A6), without a signed call.
     pub fn issue_label(&self, package_id: &str) -> Result<String, ApiErr> {
-        let now = self.inner.now();
-        let v = self.inner.state.lock().shipping_document(
-            package_id,
-            Some("SHIPPING_LABEL"),
-            Some("A6"),
-            now,
-        )?;
-        Ok(v["doc_url"].as_str().unwrap_or_default().to_string())
+        self.main_shop().issue_label(package_id)
     }
 
     /// Every shipping document URL handed out, oldest first.
     pub fn labels(&self) -> Vec<Label> {
-        let st = self.inner.state.lock();
-        let mut v: Vec<Label> = st.labels.values().cloned().collect();
-        v.sort_by_key(|l| (l.expires_at, l.token.len(), l.token.clone()));
-        v
+        self.main_shop().labels()
     }
 
     /// Fetches a `doc_url` the way a label printer would: `(HTTP status, body)`; 410 once
@@ -522,27 +666,17 @@ impl SimControl {
     }
 
     pub fn inventory_pushes(&self) -> Vec<InventoryPush> {
-        self.inner.state.lock().inventory_pushes.clone()
+        self.main_shop().inventory_pushes()
     }
 
     /// (sku id -> warehouse id -> quantity) as the simulator holds it now.
     pub fn stock(&self) -> BTreeMap<String, BTreeMap<String, i64>> {
-        let st = self.inner.state.lock();
-        st.products
-            .values()
-            .flat_map(|p| p.skus.iter())
-            .map(|s| (s.id.clone(), s.inventory.iter().cloned().collect()))
-            .collect()
+        self.main_shop().stock()
     }
 
     /// (sku id -> warehouse id -> units reserved by orders) as the simulator holds it now.
     pub fn committed(&self) -> BTreeMap<String, BTreeMap<String, i64>> {
-        let st = self.inner.state.lock();
-        st.products
-            .values()
-            .flat_map(|p| p.skus.iter())
-            .map(|s| (s.id.clone(), s.committed.clone()))
-            .collect()
+        self.main_shop().committed()
     }
 
     /// Sets a SKU's available quantity at one of its warehouses, as a person in
@@ -553,15 +687,13 @@ impl SimControl {
         warehouse_id: &str,
         quantity: i64,
     ) -> Result<(), ApiErr> {
-        self.inner
-            .state
-            .lock()
+        self.main_shop()
             .set_available(sku_id, warehouse_id, quantity)
     }
 
     /// Renames the main shop, as the seller would in Seller Center.
     pub fn rename_shop(&self, name: &str) {
-        *self.inner.shop_name.lock() = name.to_string();
+        self.main_shop().rename_shop(name)
     }
 
     pub fn webhook_attempts(&self) -> Vec<WebhookAttempt> {

@@ -13,8 +13,9 @@ use serde_json::{json, Value};
 use sha2::{Digest, Sha256};
 
 use super::packages::{self, LabelFetch};
+use super::shop::ShopEntry;
 use super::state::{self, ApiErr, Notification};
-use super::{Faults, Inner, SimControl, ACCESS_TOKEN_TTL, REFRESH_TOKEN_TTL};
+use super::{Faults, Inner, SimControl};
 use crate::connectors::tiktok::sign;
 use crate::domain::observed::TikTokOrderStatus;
 
@@ -314,8 +315,10 @@ async fn api(req: HttpRequest, body: web::Bytes, data: web::Data<Arc<Inner>>) ->
         tokio::time::sleep(Duration::from_millis(delay)).await;
     }
     match handle(&inner, &req, &body) {
-        Ok((data, notes)) => {
-            inner.emit(notes);
+        Ok((data, notes, shop_id)) => {
+            if let Some(shop_id) = shop_id {
+                inner.emit(&shop_id, notes);
+            }
             envelope(200, 0, "Success", Some(data))
         }
         Err(e) => envelope(e.http, e.code, &e.message, None),
@@ -351,7 +354,10 @@ fn throttle(inner: &Inner) -> Result<(), ApiErr> {
 
 type Handled = Result<(Value, Vec<Notification>), ApiErr>;
 
-fn handle(inner: &Arc<Inner>, req: &HttpRequest, body: &[u8]) -> Handled {
+/// The answer, the notifications it causes and the shop they are about.
+type HandledForShop = Result<(Value, Vec<Notification>, Option<String>), ApiErr>;
+
+fn handle(inner: &Arc<Inner>, req: &HttpRequest, body: &[u8]) -> HandledForShop {
     throttle(inner)?;
     let path = req.path();
     let method = req.method().as_str();
@@ -360,7 +366,7 @@ fn handle(inner: &Arc<Inner>, req: &HttpRequest, body: &[u8]) -> Handled {
         if method != "GET" {
             return Err(err(405, 36009010, "Invalid method"));
         }
-        return token_endpoint(inner, kind, &q).map(|v| (v, vec![]));
+        return token_endpoint(inner, kind, &q).map(|v| (v, vec![], None));
     }
     let (route, captures) = match_route(path, method)?;
     *inner
@@ -425,12 +431,8 @@ fn handle(inner: &Arc<Inner>, req: &HttpRequest, body: &[u8]) -> Handled {
     if token.is_empty() {
         return Err(err(200, 101000, "Invalid x-tts-access-token header"));
     }
-    match inner.state.lock().access_tokens.get(token) {
-        None => return Err(err(200, 105001, "Invalid credentials")),
-        Some(exp) if *exp <= now => return Err(err(200, 105002, "Expired credentials")),
-        Some(_) => {}
-    }
-    match (route.shop_scoped, q.get("shop_cipher")) {
+    let seller = inner.credentials.lock().seller_of(token, now)?;
+    let shop = match (route.shop_scoped, q.get("shop_cipher")) {
         (true, None) => {
             return Err(err(
                 200,
@@ -438,9 +440,17 @@ fn handle(inner: &Arc<Inner>, req: &HttpRequest, body: &[u8]) -> Handled {
                 "Missing identifier. The shop_cipher query parameter is required",
             ))
         }
-        (true, Some(c)) if !inner.shops().iter().any(|s| s.cipher == c) => {
-            return Err(err(200, INVALID_PARAM, "Invalid shop_cipher"))
-        }
+        // The cipher must name a shop this token's seller authorised. The API reference
+        // (§1, §4) gives 106013 for a missing cipher only and no code for an unknown or
+        // foreign one, so both get the overloaded invalid-param code 36009004 (§4 table).
+        (true, Some(c)) => match inner
+            .shops
+            .iter()
+            .find(|s| s.cipher == c && s.seller == seller)
+        {
+            Some(shop) => Some(shop),
+            None => return Err(err(200, INVALID_PARAM, "Invalid shop_cipher")),
+        },
         (false, Some(_)) => {
             return Err(err(
                 200,
@@ -448,8 +458,8 @@ fn handle(inner: &Arc<Inner>, req: &HttpRequest, body: &[u8]) -> Handled {
                 "invalid param: shop_cipher is not accepted on this path",
             ))
         }
-        _ => {}
-    }
+        (false, None) => None,
+    };
     if let Some(prefix) = inner.faults.lock().deny_scope_prefix.clone() {
         if path.starts_with(&prefix) {
             return Err(err(
@@ -466,29 +476,60 @@ fn handle(inner: &Arc<Inner>, req: &HttpRequest, body: &[u8]) -> Handled {
             )));
         }
     }
-    dispatch(inner, route.pattern, &captures, &q, body, now)
+    let call = Call {
+        pattern: route.pattern,
+        captures: &captures,
+        q: &q,
+        body,
+        now,
+    };
+    match shop {
+        Some(shop) => {
+            let (v, notes) = dispatch_shop(shop, &call)?;
+            Ok((v, notes, Some(shop.id.clone())))
+        }
+        None => dispatch_account(inner, seller, &call).map(|v| (v, vec![], None)),
+    }
 }
 
-fn dispatch(
-    inner: &Arc<Inner>,
-    pattern: &str,
-    captures: &[&str],
-    q: &Query,
-    body: &[u8],
+/// A gateway-checked call: route, path ids, query and body.
+struct Call<'a> {
+    pattern: &'static str,
+    captures: &'a [&'a str],
+    q: &'a Query,
+    body: &'a [u8],
     now: i64,
-) -> Handled {
-    let cap = |i: usize| captures.get(i).copied().unwrap_or_default();
-    let none = |v: Value| Ok((v, vec![]));
-    match pattern {
-        "/authorization/202309/shops" => none(json!({
-            "shops": inner.shops().iter().map(|s| json!({
+}
+
+/// Calls without a shop cipher: they answer about the token's seller.
+fn dispatch_account(inner: &Inner, seller: usize, call: &Call) -> Result<Value, ApiErr> {
+    let shops = inner.shops_of(seller);
+    match call.pattern {
+        "/authorization/202309/shops" => Ok(json!({
+            "shops": shops.iter().map(|s| json!({
                 "id": s.id, "name": s.name, "region": s.region, "code": format!("US{}", &s.id[s.id.len().saturating_sub(6)..]),
                 "cipher": s.cipher, "seller_type": "LOCAL",
             })).collect::<Vec<_>>()
         })),
-        "/seller/202309/shops" => none(json!({
-            "shops": inner.shops().iter().map(|s| json!({"id": s.id, "region": s.region})).collect::<Vec<_>>()
+        "/seller/202309/shops" => Ok(json!({
+            "shops": shops.iter().map(|s| json!({"id": s.id, "region": s.region})).collect::<Vec<_>>()
         })),
+        _ => Err(err(404, 36009009, "Invalid path")),
+    }
+}
+
+/// Shop-scoped calls act on the shop the cipher selected.
+fn dispatch_shop(shop: &ShopEntry, call: &Call) -> Handled {
+    let Call {
+        pattern,
+        captures,
+        q,
+        body,
+        now,
+    } = *call;
+    let cap = |i: usize| captures.get(i).copied().unwrap_or_default();
+    let none = |v: Value| Ok((v, vec![]));
+    match pattern {
         "/order/202309/orders/search" => {
             let size = page_size(q, 100)?;
             let sort_field = q.get("sort_field").unwrap_or("create_time");
@@ -506,7 +547,7 @@ fn dispatch(
             let filter: state::OrderSearchRequest = parse_body(body)?;
             let fp = fingerprint(&[body, sort_field.as_bytes(), sort_order.as_bytes()]);
             let offset = page_offset(q, &fp)?;
-            let orders = inner.state.lock().search_orders(&filter, by_update, asc);
+            let orders = shop.state.lock().search_orders(&filter, by_update, asc);
             none(paginate(orders, offset, size, &fp, "orders"))
         }
         "/order/202309/orders" => {
@@ -524,24 +565,24 @@ fn dispatch(
                     ids.len()
                 )));
             }
-            let st = inner.state.lock();
+            let st = shop.state.lock();
             none(
                 json!({"orders": ids.iter().filter_map(|id| st.orders.get(id)).map(state::SimOrder::wire).collect::<Vec<_>>()}),
             )
         }
         "/fulfillment/202309/orders/{}/packages" => {
             let req: state::MarkShippedRequest = parse_body(body)?;
-            inner.state.lock().mark_shipped(cap(0), req, now)
+            shop.state.lock().mark_shipped(cap(0), req, now)
         }
         "/fulfillment/202309/packages/{}/ship" => {
             let req: packages::ShipPackageRequest = parse_body(body)?;
-            inner.state.lock().ship_package(cap(0), req, now)
+            shop.state.lock().ship_package(cap(0), req, now)
         }
         "/fulfillment/202309/packages/{}/handover_time_slots" => {
-            none(inner.state.lock().handover_time_slots(cap(0), now)?)
+            none(shop.state.lock().handover_time_slots(cap(0), now)?)
         }
         "/fulfillment/202309/packages/{}/shipping_documents" => {
-            none(inner.state.lock().shipping_document(
+            none(shop.state.lock().shipping_document(
                 cap(0),
                 q.get("document_type"),
                 q.get("document_size"),
@@ -551,8 +592,7 @@ fn dispatch(
         "/fulfillment/202309/orders/{}/shipping_info/update" => {
             let req: packages::ShippingInfoUpdateRequest = parse_body(body)?;
             none(
-                inner
-                    .state
+                shop.state
                     .lock()
                     .update_order_shipping_info(cap(0), req, now)?,
             )
@@ -560,8 +600,7 @@ fn dispatch(
         "/fulfillment/202309/packages/{}/shipping_info/update" => {
             let req: packages::ShippingInfoUpdateRequest = parse_body(body)?;
             none(
-                inner
-                    .state
+                shop.state
                     .lock()
                     .update_shipping_info(cap(0), "package", req, now)?,
             )
@@ -581,14 +620,14 @@ fn dispatch(
                     ids.len()
                 )));
             }
-            none(inner.state.lock().split_attributes(&ids))
+            none(shop.state.lock().split_attributes(&ids))
         }
         "/fulfillment/202309/orders/{}/split" => {
             let req: packages::SplitRequest = parse_body(body)?;
-            inner.state.lock().split(cap(0), req, now)
+            shop.state.lock().split(cap(0), req, now)
         }
         "/logistics/202309/warehouses" => {
-            let st = inner.state.lock();
+            let st = shop.state.lock();
             none(json!({"warehouses": st.warehouses.iter().map(|w| json!({
                 "id": w.id, "entity_id": w.id, "name": w.name, "effect_status": w.effect_status,
                 "type": w.warehouse_type, "sub_type": "DOMESTIC_WAREHOUSE", "is_default": w.is_default,
@@ -602,7 +641,7 @@ fn dispatch(
                     return Err(ApiErr::invalid_param(format!("scope {scope}")));
                 }
             }
-            let st = inner.state.lock();
+            let st = shop.state.lock();
             let wid = cap(0);
             if !st.warehouses.iter().any(|w| w.id == wid) {
                 return Err(ApiErr::new(
@@ -618,7 +657,7 @@ fn dispatch(
             )
         }
         "/logistics/202309/delivery_options/{}/shipping_providers" => {
-            let st = inner.state.lock();
+            let st = shop.state.lock();
             let did = cap(0);
             if !st.delivery_options.iter().any(|d| d.id == did) {
                 return Err(ApiErr::new(
@@ -646,16 +685,16 @@ fn dispatch(
             }
             let fp = fingerprint(&[body]);
             let offset = page_offset(q, &fp)?;
-            let products = inner.state.lock().search_products(&filter);
+            let products = shop.state.lock().search_products(&filter);
             none(paginate(products, offset, size, &fp, "products"))
         }
         "/product/202309/products/{}/inventory/update" => {
             let req: state::InventoryUpdateRequest = parse_body(body)?;
-            none(inner.state.lock().update_inventory(cap(0), req, now)?)
+            none(shop.state.lock().update_inventory(cap(0), req, now)?)
         }
         "/product/202309/inventory/search" => {
             let req: super::stock::InventorySearchRequest = parse_body(body)?;
-            none(inner.state.lock().inventory_search(&req)?)
+            none(shop.state.lock().inventory_search(&req)?)
         }
         _ => Err(err(404, 36009009, "Invalid path")),
     }
@@ -670,50 +709,37 @@ fn token_endpoint(inner: &Inner, kind: &str, q: &Query) -> Result<Value, ApiErr>
         return Err(err(200, INVALID_PARAM, "Invalid app_secret"));
     }
     let now = inner.now();
-    let mut st = inner.state.lock();
-    let user_type = match kind {
+    let issued = match kind {
         "get" => {
             if q.get("grant_type") != Some("authorized_code") {
                 return Err(ApiErr::invalid_param("grant_type must be authorized_code"));
             }
             let code = q.get("auth_code").unwrap_or("");
-            // Single use: the code is consumed whether or not it is still valid.
-            match st.auth_codes.remove(code) {
-                Some(g) if g.expires_at > now => g.user_type,
-                _ => return Err(err(200, 36004004, "invalid auth code")),
-            }
+            inner.credentials.lock().exchange(code, now)?
         }
         "refresh" => {
             if q.get("grant_type") != Some("refresh_token") {
                 return Err(ApiErr::invalid_param("grant_type must be refresh_token"));
             }
             let rt = q.get("refresh_token").unwrap_or("");
-            match st.refresh_tokens.remove(rt) {
-                Some((exp, old_access)) if exp > now => {
-                    // Refresh rotates both tokens: the old pair stops working.
-                    st.access_tokens.remove(&old_access);
-                    0
-                }
-                _ => return Err(err(200, 105001, "Invalid refresh_token")),
-            }
+            inner.credentials.lock().refresh(rt, now)?
         }
         _ => return Err(err(404, 36009009, "Invalid path")),
     };
-    let access = format!("ROW_{}", uuid::Uuid::new_v4().simple());
-    let refresh = format!("ROW_{}", uuid::Uuid::new_v4().simple());
-    st.access_tokens
-        .insert(access.clone(), now + ACCESS_TOKEN_TTL);
-    st.refresh_tokens
-        .insert(refresh.clone(), (now + REFRESH_TOKEN_TTL, access.clone()));
+    let seller = cfg.sellers().into_iter().nth(issued.grant.seller);
     Ok(json!({
-        "access_token": access,
-        "access_token_expire_in": now + ACCESS_TOKEN_TTL,
-        "refresh_token": refresh,
-        "refresh_token_expire_in": now + REFRESH_TOKEN_TTL,
-        "open_id": "sim_open_id",
-        "seller_name": cfg.shop_name,
-        "seller_base_region": cfg.shops()[0].region,
-        "user_type": user_type,
+        "access_token": issued.access_token,
+        "access_token_expire_in": issued.access_token_expire_in,
+        "refresh_token": issued.refresh_token,
+        "refresh_token_expire_in": issued.refresh_token_expire_in,
+        // open_id names the seller; the main seller keeps the id it always had.
+        "open_id": match issued.grant.seller {
+            0 => "sim_open_id".to_string(),
+            n => format!("sim_open_id_{n}"),
+        },
+        "seller_name": seller.as_ref().map(|s| s.name.clone()).unwrap_or_default(),
+        "seller_base_region": seller.as_ref().and_then(|s| s.shops.first()).map(|s| s.region.clone()).unwrap_or_default(),
+        "user_type": issued.grant.user_type,
         "granted_scopes": ["seller.order.info", "seller.fulfillment.basic", "seller.product.basic", "seller.logistics"],
     }))
 }
@@ -723,6 +749,34 @@ fn token_endpoint(inner: &Inner, kind: &str, q: &Query) -> Result<Value, ApiErr>
 fn control(data: &web::Data<Arc<Inner>>) -> SimControl {
     SimControl {
         inner: data.get_ref().clone(),
+    }
+}
+
+/// `?shop_id=` on a control route that acts on shop data; without it, the main shop.
+#[derive(Deserialize, Default)]
+#[serde(default, deny_unknown_fields)]
+struct ShopQuery {
+    shop_id: Option<String>,
+}
+
+fn no_such_shop(shop_id: &str) -> HttpResponse {
+    HttpResponse::NotFound().json(json!({"message": format!("no such shop {shop_id}")}))
+}
+
+/// Runs `f` on the shop the query names (the main shop without `shop_id`).
+fn on_shop(
+    d: &web::Data<Arc<Inner>>,
+    q: &ShopQuery,
+    f: impl FnOnce(&super::ShopSim<'_>) -> HttpResponse,
+) -> HttpResponse {
+    let control = control(d);
+    let shop = match &q.shop_id {
+        None => Some(control.main_shop()),
+        Some(id) => control.shop(id),
+    };
+    match shop {
+        Some(shop) => f(&shop),
+        None => no_such_shop(q.shop_id.as_deref().unwrap_or_default()),
     }
 }
 
@@ -749,6 +803,8 @@ struct StatusBody {
 #[serde(default, deny_unknown_fields)]
 struct AuthCodeBody {
     user_type: i64,
+    /// 0 = the main seller, `i` = `other_sellers[i - 1]`.
+    seller: usize,
 }
 
 #[derive(Deserialize)]
@@ -771,90 +827,127 @@ struct WebhookUrlBody {
     url: Option<String>,
 }
 
+type Data = web::Data<Arc<Inner>>;
+type Shop = web::Query<ShopQuery>;
+
 fn control_scope() -> actix_web::Scope {
     web::scope("/_sim")
         .route(
             "/orders",
-            web::post().to(|d: web::Data<Arc<Inner>>, b: web::Json<state::NewOrder>| async move {
-                ctl_result(control(&d).create_order(b.into_inner()).map(|o| o.wire()))
+            web::post().to(|d: Data, q: Shop, b: web::Json<state::NewOrder>| async move {
+                on_shop(&d, &q, |s| ctl_result(s.create_order(b.into_inner()).map(|o| o.wire())))
             }),
         )
         .route(
             "/orders/{id}",
-            web::get().to(|d: web::Data<Arc<Inner>>, id: web::Path<String>| async move {
-                match control(&d).order(&id) {
+            web::get().to(|d: Data, q: Shop, id: web::Path<String>| async move {
+                on_shop(&d, &q, |s| match s.order(&id) {
                     Some(o) => HttpResponse::Ok().json(o.wire()),
                     None => HttpResponse::NotFound().json(json!({"message": "no such order"})),
-                }
+                })
             }),
         )
         .route(
             "/orders/{id}/edit",
             web::post().to(
-                |d: web::Data<Arc<Inner>>, id: web::Path<String>, b: web::Json<state::OrderEdit>| async move {
-                    ctl_result(control(&d).edit_order(&id, b.into_inner()).map(|o| o.wire()))
+                |d: Data, q: Shop, id: web::Path<String>, b: web::Json<state::OrderEdit>| async move {
+                    on_shop(&d, &q, |s| ctl_result(s.edit_order(&id, b.into_inner()).map(|o| o.wire())))
                 },
             ),
         )
         .route(
             "/orders/{id}/cancel",
-            web::post().to(|d: web::Data<Arc<Inner>>, id: web::Path<String>, b: web::Json<CancelBody>| async move {
-                ctl_result(control(&d).cancel_order(&id, b.into_inner().line_item_ids).map(|o| o.wire()))
+            web::post().to(|d: Data, q: Shop, id: web::Path<String>, b: web::Json<CancelBody>| async move {
+                on_shop(&d, &q, |s| {
+                    ctl_result(s.cancel_order(&id, b.into_inner().line_item_ids).map(|o| o.wire()))
+                })
             }),
         )
         .route(
             "/orders/{id}/status",
-            web::post().to(|d: web::Data<Arc<Inner>>, id: web::Path<String>, b: web::Json<StatusBody>| async move {
-                ctl_result(control(&d).set_order_status(&id, b.status).map(|o| o.wire()))
+            web::post().to(|d: Data, q: Shop, id: web::Path<String>, b: web::Json<StatusBody>| async move {
+                on_shop(&d, &q, |s| ctl_result(s.set_order_status(&id, b.status).map(|o| o.wire())))
             }),
         )
         .route(
             "/catalogue",
-            web::put().to(|d: web::Data<Arc<Inner>>, b: web::Json<Vec<state::NewProduct>>| async move {
-                ctl_result(control(&d).set_catalogue(b.into_inner()))
+            web::put().to(|d: Data, q: Shop, b: web::Json<Vec<state::NewProduct>>| async move {
+                on_shop(&d, &q, |s| ctl_result(s.set_catalogue(b.into_inner())))
             }),
         )
         .route(
             "/catalogue",
-            web::get().to(|d: web::Data<Arc<Inner>>| async move { HttpResponse::Ok().json(control(&d).products()) }),
+            web::get().to(|d: Data, q: Shop| async move {
+                on_shop(&d, &q, |s| HttpResponse::Ok().json(s.products()))
+            }),
         )
+        // The demo catalogue's fixed ids and warehouses are the main shop's: no shop_id.
         .route(
             "/catalogue/demo",
-            web::post().to(|d: web::Data<Arc<Inner>>| async move {
+            web::post().to(|d: Data| async move {
                 HttpResponse::Ok().json(control(&d).seed_demo_catalogue())
             }),
         )
         .route(
+            "/shops",
+            web::get().to(|d: Data| async move { HttpResponse::Ok().json(control(&d).shop_ids()) }),
+        )
+        .route(
             "/auth_code",
-            web::post().to(|d: web::Data<Arc<Inner>>, b: web::Json<AuthCodeBody>| async move {
-                HttpResponse::Ok().json(json!({"code": control(&d).issue_auth_code_for(b.user_type)}))
+            web::post().to(|d: Data, b: web::Json<AuthCodeBody>| async move {
+                let control = control(&d);
+                let code = if b.seller == 0 {
+                    control.issue_auth_code_for(b.user_type)
+                } else {
+                    control.issue_auth_code_for_seller(b.seller)
+                };
+                HttpResponse::Ok().json(json!({"code": code}))
+            }),
+        )
+        .route(
+            "/sellers/{seller}/revoke",
+            web::post().to(|d: Data, seller: web::Path<usize>| async move {
+                control(&d).revoke_seller(seller.into_inner());
+                HttpResponse::Ok().json(json!({}))
             }),
         )
         .route(
             "/expire_access_token",
-            web::post().to(|d: web::Data<Arc<Inner>>| async move {
+            web::post().to(|d: Data| async move {
                 control(&d).expire_access_tokens();
                 HttpResponse::Ok().json(json!({}))
             }),
         )
         .route(
             "/shipments",
-            web::get().to(|d: web::Data<Arc<Inner>>| async move { HttpResponse::Ok().json(control(&d).shipments()) }),
+            web::get().to(|d: Data, q: Shop| async move {
+                on_shop(&d, &q, |s| HttpResponse::Ok().json(s.shipments()))
+            }),
         )
         .route(
             "/tracking_updates",
-            web::get()
-                .to(|d: web::Data<Arc<Inner>>| async move { HttpResponse::Ok().json(control(&d).tracking_updates()) }),
+            web::get().to(|d: Data, q: Shop| async move {
+                on_shop(&d, &q, |s| HttpResponse::Ok().json(s.tracking_updates()))
+            }),
         )
         .route(
             "/labels",
-            web::get().to(|d: web::Data<Arc<Inner>>| async move { HttpResponse::Ok().json(control(&d).labels()) }),
+            web::get().to(|d: Data, q: Shop| async move {
+                on_shop(&d, &q, |s| HttpResponse::Ok().json(s.labels()))
+            }),
         )
+        // A document URL is what a label printer fetches: its token alone finds the shop.
         .route(
             "/labels/{token}",
-            web::get().to(|d: web::Data<Arc<Inner>>, token: web::Path<String>| async move {
+            web::get().to(|d: Data, token: web::Path<String>| async move {
                 let now = d.now();
-                match d.state.lock().label(&token, now) {
+                let fetched = d
+                    .shops
+                    .iter()
+                    .map(|s| s.state.lock().label(&token, now))
+                    .find(|f| !matches!(f, LabelFetch::Unknown))
+                    .unwrap_or(LabelFetch::Unknown);
+                match fetched {
                     LabelFetch::Valid(l) => HttpResponse::Ok().content_type("application/pdf").body(format!(
                         "%PDF-1.4\n% TikTok Shop simulator {} ({}) for package {}, tracking {}\n%%EOF\n",
                         l.document_type, l.document_size, l.package_id, l.tracking_number
@@ -866,52 +959,56 @@ fn control_scope() -> actix_web::Scope {
         )
         .route(
             "/orders/{id}/packages",
-            web::get().to(|d: web::Data<Arc<Inner>>, id: web::Path<String>| async move {
-                HttpResponse::Ok().json(control(&d).order_packages(&id))
+            web::get().to(|d: Data, q: Shop, id: web::Path<String>| async move {
+                on_shop(&d, &q, |s| HttpResponse::Ok().json(s.order_packages(&id)))
             }),
         )
         .route(
             "/calls",
-            web::get().to(|d: web::Data<Arc<Inner>>| async move { HttpResponse::Ok().json(control(&d).call_counts()) }),
+            web::get().to(|d: Data| async move { HttpResponse::Ok().json(control(&d).call_counts()) }),
         )
         .route(
             "/shop",
-            web::post().to(|d: web::Data<Arc<Inner>>, b: web::Json<ShopBody>| async move {
-                control(&d).rename_shop(&b.name);
-                HttpResponse::Ok().json(json!({}))
+            web::post().to(|d: Data, q: Shop, b: web::Json<ShopBody>| async move {
+                on_shop(&d, &q, |s| {
+                    s.rename_shop(&b.name);
+                    HttpResponse::Ok().json(json!({}))
+                })
             }),
         )
         .route(
             "/stock",
-            web::post().to(|d: web::Data<Arc<Inner>>, b: web::Json<StockBody>| async move {
+            web::post().to(|d: Data, q: Shop, b: web::Json<StockBody>| async move {
                 let b = b.into_inner();
-                ctl_result(control(&d).set_available(&b.sku_id, &b.warehouse_id, b.available_quantity))
+                on_shop(&d, &q, |s| {
+                    ctl_result(s.set_available(&b.sku_id, &b.warehouse_id, b.available_quantity))
+                })
             }),
         )
         .route(
             "/inventory_pushes",
-            web::get()
-                .to(|d: web::Data<Arc<Inner>>| async move { HttpResponse::Ok().json(control(&d).inventory_pushes()) }),
+            web::get().to(|d: Data, q: Shop| async move {
+                on_shop(&d, &q, |s| HttpResponse::Ok().json(s.inventory_pushes()))
+            }),
         )
         .route(
             "/webhooks",
-            web::get()
-                .to(|d: web::Data<Arc<Inner>>| async move { HttpResponse::Ok().json(control(&d).webhook_attempts()) }),
+            web::get().to(|d: Data| async move { HttpResponse::Ok().json(control(&d).webhook_attempts()) }),
         )
         .route(
             "/webhook_url",
-            web::post().to(|d: web::Data<Arc<Inner>>, b: web::Json<WebhookUrlBody>| async move {
+            web::post().to(|d: Data, b: web::Json<WebhookUrlBody>| async move {
                 control(&d).set_webhook_url(b.into_inner().url);
                 HttpResponse::Ok().json(json!({}))
             }),
         )
         .route(
             "/faults",
-            web::get().to(|d: web::Data<Arc<Inner>>| async move { HttpResponse::Ok().json(control(&d).faults()) }),
+            web::get().to(|d: Data| async move { HttpResponse::Ok().json(control(&d).faults()) }),
         )
         .route(
             "/faults",
-            web::post().to(|d: web::Data<Arc<Inner>>, b: web::Json<Faults>| async move {
+            web::post().to(|d: Data, b: web::Json<Faults>| async move {
                 control(&d).set_faults(b.into_inner());
                 HttpResponse::Ok().json(json!({}))
             }),

@@ -1,13 +1,15 @@
-//! The simulated shop: orders with per-unit line items, catalogue with per-warehouse stock,
-//! logistics, tokens, and the business rules TikTok enforces on them. Pure state transitions
-//! (time passed in); the HTTP layer in `server.rs` calls these under one lock.
+//! One simulated shop: orders with per-unit line items, catalogue with per-warehouse stock,
+//! logistics, and the business rules TikTok enforces on them. Pure state transitions (time
+//! passed in); the HTTP layer in `server.rs` calls these under the shop's lock.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 
 use super::packages::{mpas_market, Label, SimPackage, TrackingUpdate};
+use super::shop::{shop_scoped_id, IdCounter, ShopWarehouses, MAIN_SHOP_PART};
+use super::SimShop;
 use crate::domain::observed::{FulfillmentType, TikTokOrderStatus};
 
 /// Simulator-specific codes where TikTok's docs name no exact code (documented in the report).
@@ -457,19 +459,13 @@ pub struct Notification {
     pub data: Value,
 }
 
-pub struct Grant {
-    pub user_type: i64,
-    pub expires_at: i64,
-}
-
 pub struct State {
-    next_id: u64,
+    /// Shared with every other shop of the simulator.
+    ids: IdCounter,
+    /// The shop as Get Authorized Shops lists it (the seller may rename it).
+    pub shop: SimShop,
+    pub warehouse_ids: ShopWarehouses,
     pub currency: String,
-    pub auth_codes: HashMap<String, Grant>,
-    /// token -> absolute expiry
-    pub access_tokens: HashMap<String, i64>,
-    /// refresh token -> (absolute expiry, the access token issued with it)
-    pub refresh_tokens: HashMap<String, (i64, String)>,
     pub orders: BTreeMap<String, SimOrder>,
     pub products: BTreeMap<String, SimProduct>,
     pub warehouses: Vec<SimWarehouse>,
@@ -477,7 +473,7 @@ pub struct State {
     pub providers: Vec<SimProvider>,
     pub shipments: Vec<ShipmentRecord>,
     pub inventory_pushes: Vec<InventoryPush>,
-    /// The main shop's region: decides whether Mark Package As Shipped exists.
+    /// The shop's region: decides whether Mark Package As Shipped exists.
     pub region: String,
     /// Where the simulator serves, for URLs it hands out (shipping labels).
     pub base_url: String,
@@ -492,7 +488,25 @@ pub const RETURN_WAREHOUSE: &str = "7300000000000000003";
 pub const SELLER_SHIPPING_OPTION: &str = "7400000000000000001";
 
 impl State {
+    /// A lone main shop with its own id sequence (unit tests of the business rules).
     pub fn new() -> Self {
+        let shop = SimShop {
+            id: String::new(),
+            name: String::new(),
+            cipher: String::new(),
+            region: "US".into(),
+        };
+        Self::for_shop(shop, MAIN_SHOP_PART, IdCounter::default())
+    }
+
+    /// A shop's empty state; `shop_part` picks its warehouse and delivery-option ids (see
+    /// [`ShopWarehouses`]).
+    pub fn for_shop(shop: SimShop, shop_part: &str, ids: IdCounter) -> Self {
+        let warehouse_ids = ShopWarehouses {
+            main: shop_scoped_id(73, shop_part, 1),
+            second: shop_scoped_id(73, shop_part, 2),
+            return_: shop_scoped_id(73, shop_part, 3),
+        };
         let wh = |id: &str, name: &str, t: &str, default: bool| SimWarehouse {
             id: id.into(),
             name: name.into(),
@@ -502,9 +516,12 @@ impl State {
         };
         let mut delivery_options = Vec::new();
         let mut providers = Vec::new();
-        for (i, w) in [MAIN_WAREHOUSE, SECOND_WAREHOUSE].iter().enumerate() {
-            let seller = format!("74000000000000000{:02}", i * 2 + 1);
-            let standard = format!("74000000000000000{:02}", i * 2 + 2);
+        for (i, w) in [&warehouse_ids.main, &warehouse_ids.second]
+            .iter()
+            .enumerate()
+        {
+            let seller = shop_scoped_id(74, shop_part, i * 2 + 1);
+            let standard = shop_scoped_id(74, shop_part, i * 2 + 2);
             delivery_options.push(SimDeliveryOption {
                 id: seller.clone(),
                 name: "Shipped by seller".into(),
@@ -525,29 +542,34 @@ impl State {
                 });
             }
         }
+        let warehouses = vec![
+            wh(
+                &warehouse_ids.main,
+                "Main warehouse",
+                "SALES_WAREHOUSE",
+                true,
+            ),
+            wh(
+                &warehouse_ids.second,
+                "Overflow warehouse",
+                "SALES_WAREHOUSE",
+                false,
+            ),
+            wh(&warehouse_ids.return_, "Returns", "RETURN_WAREHOUSE", false),
+        ];
         State {
-            next_id: 1,
+            ids,
+            region: shop.region.to_ascii_uppercase(),
+            shop,
+            warehouse_ids,
             currency: "USD".into(),
-            auth_codes: HashMap::new(),
-            access_tokens: HashMap::new(),
-            refresh_tokens: HashMap::new(),
             orders: BTreeMap::new(),
             products: BTreeMap::new(),
-            warehouses: vec![
-                wh(MAIN_WAREHOUSE, "Main warehouse", "SALES_WAREHOUSE", true),
-                wh(
-                    SECOND_WAREHOUSE,
-                    "Overflow warehouse",
-                    "SALES_WAREHOUSE",
-                    false,
-                ),
-                wh(RETURN_WAREHOUSE, "Returns", "RETURN_WAREHOUSE", false),
-            ],
+            warehouses,
             delivery_options,
             providers,
             shipments: Vec::new(),
             inventory_pushes: Vec::new(),
-            region: "US".into(),
             base_url: String::new(),
             packages: BTreeMap::new(),
             tracking_updates: Vec::new(),
@@ -555,10 +577,9 @@ impl State {
         }
     }
 
-    /// 18/19-digit decimal ids like TikTok's, unique per kind prefix.
+    /// 18/19-digit decimal ids like TikTok's, unique per kind prefix across all shops.
     pub fn id(&mut self, prefix: u64) -> String {
-        self.next_id += 1;
-        format!("{}", prefix * 1_000_000_000_000_000 + self.next_id)
+        format!("{}", prefix * 1_000_000_000_000_000 + self.ids.next())
     }
 
     // ----- catalogue ---------------------------------------------------------------------
@@ -574,7 +595,7 @@ impl State {
             let mut skus = Vec::new();
             for s in p.skus {
                 let inventory = if s.inventory.is_empty() {
-                    vec![(MAIN_WAREHOUSE.to_string(), 0)]
+                    vec![(self.warehouse_ids.main.clone(), 0)]
                 } else {
                     s.inventory
                 };

@@ -8,7 +8,7 @@ use std::collections::BTreeMap;
 use serde::Deserialize;
 use serde_json::{json, Value};
 
-use super::state::{ApiErr, SimSku, SimUnit, State, MAIN_WAREHOUSE};
+use super::state::{ApiErr, SimSku, SimUnit, State};
 
 /// Inventory Search takes at most this many SKU ids, or this many product ids.
 pub const MAX_SEARCH_SKU_IDS: usize = 600;
@@ -50,7 +50,7 @@ impl State {
         units: &[SimUnit],
     ) -> Result<String, ApiErr> {
         let Some(w) = asked else {
-            return Ok(MAIN_WAREHOUSE.to_string());
+            return Ok(self.warehouse_ids.main.clone());
         };
         if !self
             .warehouses
@@ -227,7 +227,7 @@ impl State {
 
 #[cfg(test)]
 mod tests {
-    use super::super::state::{NewOrder, NewProduct, NewSku, SECOND_WAREHOUSE};
+    use super::super::state::{NewOrder, NewProduct, NewSku, MAIN_WAREHOUSE, SECOND_WAREHOUSE};
     use super::*;
     use crate::domain::observed::TikTokOrderStatus;
 
