@@ -117,6 +117,31 @@ async fn tiktok_shops_a_seller_lists_its_own_shops_and_orders_stay_in_their_shop
         .await
         .unwrap();
     assert!(c.warehouses().await.is_ok());
+    // Seller 2's token with seller 1's cipher is refused as an unknown cipher.
+    let cfg = sim.config();
+    let path = "/logistics/202309/warehouses";
+    let mut q: Vec<(String, String)> = vec![
+        ("app_key".into(), cfg.app_key.clone()),
+        ("timestamp".into(), manual.now().timestamp().to_string()),
+        ("shop_cipher".into(), cfg.shop_cipher.clone()),
+    ];
+    let signature = tks::connectors::tiktok::sign::sign(&cfg.app_secret, path, &q, None);
+    q.push(("sign".into(), signature));
+    let qs = form_urlencoded::Serializer::new(String::new())
+        .extend_pairs(q.iter())
+        .finish();
+    let token = c.tokens().await.unwrap().access_token;
+    let refused: serde_json::Value = reqwest::Client::new()
+        .get(format!("{}{path}?{qs}", sim.base_url()))
+        .header("x-tts-access-token", token.expose())
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(refused["code"], 36009004, "{refused}");
+    assert_eq!(refused["message"], "Invalid shop_cipher");
     sim.revoke_seller(1);
     assert!(c.warehouses().await.is_err());
     assert!(a.warehouses().await.is_ok());
