@@ -1,9 +1,24 @@
 //! Several shops on one instance, over HTTP with a manual clock: what `/api/shops`
 //! and `/api/skus/{sku}` say of each shop.
 
+use std::time::Duration;
+
 use serde_json::Value;
 
-use super::flows::spawn_app;
+use tks::config::{Settings, ShopSettings};
+use tks::connectors::pollers;
+use tks::domain::allocation::Allocation;
+use tks::domain::observed::{Quantity, TikTokOrderStatus};
+use tks::sandbox::tiktok::shop::ShopSim;
+use tks::sandbox::tiktok::state::InventoryPush;
+use tks::sandbox::tiktok::{
+    NewOrder, NewProduct, NewSku, SimConfig, DEMO_OTHER_SHOP_ID, DEMO_UK_SHOP_CIPHER,
+    DEMO_UK_SHOP_ID, DEMO_UK_SHOP_NAME, MAIN_WAREHOUSE, RETURN_WAREHOUSE,
+};
+
+use super::flows::{spawn_app, spawn_app_for, TestApp};
+
+const MIN: Duration = Duration::from_secs(60);
 
 async fn admin_get(base: &str, path: &str) -> Value {
     let resp = reqwest::Client::new()
@@ -39,4 +54,238 @@ async fn a_single_shop_instance_lists_its_one_authorised_shop_and_its_offer() {
     assert_eq!(offers.len(), 1);
     assert_eq!(offers[0]["offered"], sku["atp"], "{sku}");
     assert_eq!(offers[0]["pool"], 10);
+}
+
+/// Shop A is the demo US shop, B the same seller's UK shop, C another seller's.
+const A_SKU_ID: &str = "1729100000000000101";
+const B_SKU_ID: &str = "1729100000000000201";
+
+/// Two shops of one seller, both selling seller SKUs A and B; `b_apart` gives shop
+/// B a Katana location of its own (the FBT location, stocked here) instead of A's.
+fn two_shops(s: &mut Settings, rule_a: Allocation, rule_b: Allocation, b_apart: bool) {
+    let demo = SimConfig::demo();
+    let multi = SimConfig::demo_multi();
+    let b_warehouses = multi.warehouses_of(DEMO_UK_SHOP_ID).unwrap();
+    let main = s.warehouses.pickup_location_id;
+    let b_location = if b_apart {
+        s.warehouses.fbt_location_id
+    } else {
+        main
+    };
+    s.shops = vec![
+        ShopSettings {
+            id: demo.shop_id,
+            cipher: demo.shop_cipher,
+            pickup_warehouse_id: MAIN_WAREHOUSE.into(),
+            pickup_location_id: main,
+            return_warehouse_id: RETURN_WAREHOUSE.into(),
+            return_location_id: main,
+            order_no_prefix: "US-".into(),
+            allocation: rule_a,
+            ..ShopSettings::default()
+        },
+        ShopSettings {
+            id: DEMO_UK_SHOP_ID.into(),
+            cipher: DEMO_UK_SHOP_CIPHER.into(),
+            pickup_warehouse_id: b_warehouses.main,
+            pickup_location_id: b_location,
+            return_warehouse_id: b_warehouses.return_,
+            return_location_id: b_location,
+            order_no_prefix: "UK-".into(),
+            allocation: rule_b,
+            ..ShopSettings::default()
+        },
+    ];
+}
+
+fn listing(shop: &ShopSim<'_>, product_id: &str, sku_id: &str, seller_sku: &str) -> NewProduct {
+    NewProduct {
+        id: Some(product_id.into()),
+        title: format!("Product {seller_sku}"),
+        status: "ACTIVATE".into(),
+        skus: vec![NewSku {
+            id: Some(sku_id.into()),
+            seller_sku: seller_sku.into(),
+            price: "10.00".into(),
+            inventory: vec![(shop.warehouses().main, 0)],
+        }],
+    }
+}
+
+async fn spawn_two_shops(rule_a: Allocation, rule_b: Allocation, b_apart: bool) -> TestApp {
+    let t = spawn_app_for(
+        SimConfig::demo_multi(),
+        |s| two_shops(s, rule_a, rule_b, b_apart),
+        |_| {},
+    )
+    .await;
+    let b = t.tiktok.shop(DEMO_UK_SHOP_ID).unwrap();
+    b.set_catalogue(vec![
+        listing(&b, "1729000000000000201", B_SKU_ID, "A"),
+        listing(&b, "1729000000000000202", "1729100000000000202", "B"),
+    ])
+    .unwrap();
+    if b_apart {
+        let fbt = t.app.services.settings.warehouses.fbt_location_id;
+        t.katana
+            .set_stock(t.variants["A"], fbt, Quantity::from_units(10))
+            .unwrap();
+    }
+    // What the pollers do every cycle: shop B's listings and name are read too.
+    pollers::refresh_catalogue(&t.app.services.pollers)
+        .await
+        .unwrap();
+    pollers::poll_stock(&t.app.services.pollers).await.unwrap();
+    t.settle().await;
+    t
+}
+
+fn last_push(pushes: &[InventoryPush], sku_id: &str) -> Option<i64> {
+    pushes
+        .iter()
+        .filter(|p| p.sku_id == sku_id)
+        .map(|p| p.quantity)
+        .next_back()
+}
+
+fn rule(share: u32, max: u32, reserve: u32) -> Allocation {
+    Allocation {
+        share,
+        max,
+        reserve,
+    }
+}
+
+#[actix::test]
+async fn one_stock_read_pushes_each_shop_its_allocated_value() {
+    // Katana has 10 of A at the shared location.
+    for (rule_a, rule_b, want_a, want_b) in [
+        (rule(50, 0, 0), rule(50, 0, 0), 5, 5),
+        (rule(100, 0, 0), rule(100, 3, 0), 10, 3),
+        (rule(100, 0, 0), rule(0, 0, 4), 6, 4),
+    ] {
+        let t = spawn_two_shops(rule_a, rule_b, false).await;
+        t.advance(61 * MIN, 10 * MIN).await;
+        let a = last_push(&t.tiktok.inventory_pushes(), A_SKU_ID);
+        let b = last_push(
+            &t.tiktok.shop(DEMO_UK_SHOP_ID).unwrap().inventory_pushes(),
+            B_SKU_ID,
+        );
+        assert_eq!(
+            (a, b),
+            (Some(want_a), Some(want_b)),
+            "A {rule_a:?}, B {rule_b:?}"
+        );
+        t.stop().await;
+    }
+}
+
+#[actix::test]
+async fn an_order_held_in_one_shop_lowers_the_other_only_when_they_share_a_location() {
+    for (b_apart, want_a) in [(false, 8), (true, 10)] {
+        let t = spawn_two_shops(rule(100, 0, 0), rule(100, 0, 0), b_apart).await;
+        // Half-way through the first window, a buyer orders 2 of A in shop B; its
+        // hold outlasts the window.
+        t.advance(30 * MIN, 10 * MIN).await;
+        t.tiktok
+            .shop(DEMO_UK_SHOP_ID)
+            .unwrap()
+            .create_order(NewOrder::of(
+                &[("A", 2)],
+                TikTokOrderStatus::AwaitingShipment,
+            ))
+            .unwrap();
+        t.settle().await;
+        t.advance(31 * MIN, 10 * MIN).await;
+        assert!(t.sales_orders().is_empty(), "the order is still held");
+        let a = last_push(&t.tiktok.inventory_pushes(), A_SKU_ID);
+        let b = last_push(
+            &t.tiktok.shop(DEMO_UK_SHOP_ID).unwrap().inventory_pushes(),
+            B_SKU_ID,
+        );
+        assert_eq!(a, Some(want_a), "shop B apart: {b_apart}");
+        assert_eq!(b, Some(8), "shop B's own order lowers shop B");
+        t.stop().await;
+    }
+}
+
+#[actix::test]
+async fn orders_of_each_shop_land_once_with_their_shops_name_prefix_and_location() {
+    let t = spawn_two_shops(rule(100, 0, 0), rule(100, 0, 0), true).await;
+    let a_id = t.place(&[("A", 1)]);
+    let b_id = t
+        .tiktok
+        .shop(DEMO_UK_SHOP_ID)
+        .unwrap()
+        .create_order(NewOrder::of(
+            &[("A", 1)],
+            TikTokOrderStatus::AwaitingShipment,
+        ))
+        .unwrap()
+        .id;
+    t.settle().await;
+    t.advance(61 * MIN, 10 * MIN).await;
+    let sos = t.sales_orders();
+    assert_eq!(sos.len(), 2, "{sos:#?}");
+    let so_of = |no: &str| {
+        sos.iter()
+            .find(|so| so["order_no"] == no)
+            .unwrap_or_else(|| panic!("no SO {no} in {sos:#?}"))
+    };
+    let a = so_of(&format!("US-{a_id}"));
+    let b = so_of(&format!("UK-{b_id}"));
+    assert_eq!(a["ecommerce_store_name"], "Sim Pottery");
+    assert_eq!(b["ecommerce_store_name"], DEMO_UK_SHOP_NAME);
+    assert_eq!(a["location_id"], t.main_location);
+    let fbt = t.app.services.settings.warehouses.fbt_location_id;
+    assert_eq!(b["location_id"], fbt);
+    // One generic customer per shop.
+    assert_ne!(a["customer_id"], b["customer_id"]);
+
+    let shops = admin_get(&t.app.base_url(), "/api/shops").await;
+    let names: Vec<&str> = shops["shops"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s["name"].as_str().unwrap_or(""))
+        .collect();
+    assert_eq!(names, vec!["Sim Pottery", DEMO_UK_SHOP_NAME]);
+    assert!(shops["shops"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .all(|s| s["authorised"] == true));
+    t.stop().await;
+}
+
+#[actix::test]
+async fn a_webhook_for_a_shop_not_served_is_answered_and_touches_no_order() {
+    let t = spawn_two_shops(rule(100, 0, 0), rule(100, 0, 0), false).await;
+    let c = t.tiktok.shop(DEMO_OTHER_SHOP_ID).unwrap();
+    c.set_catalogue(vec![listing(
+        &c,
+        "1729000000000000301",
+        "1729100000000000301",
+        "A",
+    )])
+    .unwrap();
+    let order = c
+        .create_order(NewOrder::of(
+            &[("A", 1)],
+            TikTokOrderStatus::AwaitingShipment,
+        ))
+        .unwrap();
+    t.settle().await;
+    let attempts: Vec<_> = t
+        .tiktok
+        .webhook_attempts()
+        .into_iter()
+        .filter(|a| a.order_id.as_deref() == Some(order.id.as_str()))
+        .collect();
+    assert!(!attempts.is_empty());
+    assert!(attempts.iter().all(|a| a.status == 200), "{attempts:?}");
+    assert!(t.events(&format!("order-{}", order.id)).is_empty());
+    t.advance(61 * MIN, 10 * MIN).await;
+    assert!(t.sales_orders().is_empty());
+    t.stop().await;
 }
