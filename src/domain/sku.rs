@@ -225,32 +225,22 @@ impl Sku {
     /// What the shop of event key `shop` is offered: its pool under its
     /// allocation rule (see [`allocation`](super::allocation)).
     pub fn offer(&self, shops: &Shops, shop: &str, safety_stock: u32) -> i64 {
-        let free = self.free_by_location();
-        let held = self.held_by_shop();
-        allocation::offer(
-            shops,
-            shop,
-            &StockView {
-                free_by_location: &free,
-                held_by_shop: &held,
-                safety_stock,
-            },
-        )
+        self.with_view(safety_stock, |view| allocation::offer(shops, shop, view))
     }
 
     /// The pool the shop of event key `shop` is offered from.
     pub fn pool(&self, shops: &Shops, shop: &str, safety_stock: u32) -> i64 {
+        self.with_view(safety_stock, |view| allocation::pool(shops, shop, view))
+    }
+
+    fn with_view<T>(&self, safety_stock: u32, f: impl FnOnce(&StockView<'_>) -> T) -> T {
         let free = self.free_by_location();
         let held = self.held_by_shop();
-        allocation::pool(
-            shops,
-            shop,
-            &StockView {
-                free_by_location: &free,
-                held_by_shop: &held,
-                safety_stock,
-            },
-        )
+        f(&StockView {
+            free_by_location: &free,
+            held_by_shop: &held,
+            safety_stock,
+        })
     }
 
     fn free_by_location(&self) -> BTreeMap<i64, i64> {
