@@ -547,6 +547,7 @@ pub async fn flow_throughput(db: &Path, orders: usize) -> anyhow::Result<FlowRun
     let world = World::start(
         Clock::real(),
         WorldOptions {
+            shops: 1,
             db_path: db.to_path_buf(),
             katana_requests_per_minute: None,
             pollers: false,
@@ -618,6 +619,7 @@ pub async fn katana_calls_per_order(db: &Path, orders: usize) -> anyhow::Result<
     let world = World::start(
         manual.clock(),
         WorldOptions {
+            shops: 1,
             db_path: db.to_path_buf(),
             katana_requests_per_minute: Some(60),
             pollers: false,

@@ -72,10 +72,17 @@ pub fn connect_tiktok(auth_code: &str, config: Option<PathBuf>) -> anyhow::Resul
 }
 
 /// `tks sandbox`: exits non-zero when the script did not finish in time.
-pub fn sandbox(orders: usize, speed: f64, db: Option<PathBuf>, exit: bool) -> anyhow::Result<()> {
+pub fn sandbox(
+    orders: usize,
+    speed: f64,
+    db: Option<PathBuf>,
+    exit: bool,
+    shops: usize,
+) -> anyhow::Result<()> {
     let options = crate::sandbox::run::SandboxOptions {
         orders,
         speed,
+        shops,
         db,
         timeout: None,
         keep_serving: !exit,

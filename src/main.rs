@@ -40,6 +40,10 @@ enum Command {
         /// End after the summary instead of keeping the console up until Ctrl-C.
         #[arg(long)]
         exit: bool,
+        /// How many TikTok shops of one seller sell the catalogue (1 or 2); with 2,
+        /// every other order is placed in the second shop.
+        #[arg(long, default_value_t = 1)]
+        shops: usize,
     },
     /// Measure this machine (prints key=value lines).
     Bench {
@@ -181,7 +185,8 @@ fn main() -> anyhow::Result<()> {
             speed,
             db,
             exit,
-        } => tks::commands::sandbox(orders, speed, db, exit),
+            shops,
+        } => tks::commands::sandbox(orders, speed, db, exit, shops),
         Command::Bench {
             what,
             seconds,

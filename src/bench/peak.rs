@@ -86,6 +86,7 @@ pub async fn run(db: &Path, orders: usize) -> anyhow::Result<PeakRun> {
     let world = World::start(
         manual.clock(),
         WorldOptions {
+            shops: 1,
             db_path: db.to_path_buf(),
             katana_requests_per_minute: Some(60),
             pollers: true,

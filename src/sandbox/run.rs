@@ -28,6 +28,8 @@ pub use world::{World, WorldOptions, ADMIN_TOKEN};
 #[derive(Clone, Debug)]
 pub struct SandboxOptions {
     pub orders: usize,
+    /// TikTok shops of one seller selling the catalogue (1 or 2).
+    pub shops: usize,
     /// How much faster than a real shop time runs (120: a 60 minute hold lasts 30 s).
     pub speed: f64,
     /// Where the database goes (default: a new temporary directory that is kept).
@@ -42,6 +44,7 @@ impl Default for SandboxOptions {
     fn default() -> Self {
         SandboxOptions {
             orders: 12,
+            shops: 1,
             speed: 120.0,
             db: None,
             timeout: None,
@@ -52,11 +55,16 @@ impl Default for SandboxOptions {
 
 pub const MAX_ORDERS: usize = 1000;
 pub const MAX_SPEED: f64 = 10_000.0;
+/// The simulator's demo seller has two shops.
+pub const MAX_SHOPS: usize = 2;
 
 impl SandboxOptions {
     pub fn validate(&self) -> anyhow::Result<()> {
         if self.orders == 0 || self.orders > MAX_ORDERS {
             anyhow::bail!("--orders must be between 1 and {MAX_ORDERS}");
+        }
+        if !(1..=MAX_SHOPS).contains(&self.shops) {
+            anyhow::bail!("--shops must be between 1 and {MAX_SHOPS}");
         }
         if !self.speed.is_finite() || !(1.0..=MAX_SPEED).contains(&self.speed) {
             anyhow::bail!("--speed must be between 1 (real time) and {MAX_SPEED}");
@@ -117,7 +125,7 @@ pub async fn run<W: Write>(options: SandboxOptions, out: W) -> anyhow::Result<Ou
         }
     };
     let speed = options.speed;
-    let world = match World::sandbox(db_path, speed).await {
+    let world = match World::sandbox(db_path, speed, options.shops).await {
         Ok(w) => w,
         Err(e) => {
             // Nothing worth replaying was written.

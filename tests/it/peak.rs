@@ -390,6 +390,7 @@ async fn a_bench_step_on_a_slow_machine_ends_only_after_the_katana_request_in_fl
     let world = World::start(
         manual.clock(),
         WorldOptions {
+            shops: 1,
             db_path: dir.path().join("slow.db"),
             katana_requests_per_minute: Some(60),
             pollers: false,

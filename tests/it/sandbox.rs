@@ -70,7 +70,7 @@ fn expected_rows(items: &[(&str, u32)], less: Option<&str>) -> BTreeMap<String, 
 #[actix::test]
 async fn the_scripted_day_ends_with_every_order_where_it_belongs() {
     let dir = tempfile::tempdir().unwrap();
-    let world = World::sandbox(dir.path().join("tks.db"), SPEED)
+    let world = World::sandbox(dir.path().join("tks.db"), SPEED, 1)
         .await
         .unwrap();
     let script = Script::new(6);
@@ -316,6 +316,7 @@ async fn a_lifted_katana_limit_stays_lifted_after_the_simulators_headers() {
     let world = World::start(
         tks::clock::Clock::real(),
         WorldOptions {
+            shops: 1,
             db_path: dir.path().join("tks.db"),
             katana_requests_per_minute: None,
             pollers: false,
@@ -330,4 +331,33 @@ async fn a_lifted_katana_limit_stays_lifted_after_the_simulators_headers() {
     let budget = world.services().katana.as_ref().unwrap().budget().limit();
     assert!(budget > 1_000_000, "budget lowered to {budget}");
     world.stop().await;
+}
+
+#[test]
+fn the_sandbox_with_two_shops_lands_each_shops_orders_with_its_prefix() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_tks"))
+        .args([
+            "sandbox", "--exit", "--shops", "2", "--orders", "6", "--speed", "2000", "--db",
+        ])
+        .arg(dir.path().join("tks.db"))
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let line = stdout
+        .lines()
+        .find(|l| l.trim_start().starts_with("TikTok shops"))
+        .unwrap_or_else(|| panic!("no shops line in\n{stdout}"));
+    assert!(
+        line.contains("TikTok shops") && line.contains(" 2 ("),
+        "{line}"
+    );
+    // Both shops got SOs: neither count is zero.
+    assert!(!line.contains(" 0 SOs"), "{line}");
+    assert!(line.contains("US-") && line.contains("UK-"), "{line}");
 }

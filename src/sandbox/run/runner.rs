@@ -309,10 +309,7 @@ impl<'a, W: Write> Runner<'a, W> {
                     .map(|(_, id)| id.clone())
                     .context("no unit to cancel")?;
                 let id = t.id.clone();
-                self.world
-                    .tiktok
-                    .cancel_order(&id, Some(vec![unit]))
-                    .map_err(|e| anyhow::anyhow!("TikTok refused the unit cancellation: {e:?}"))?;
+                self.world.cancel_order(&id, Some(vec![unit]))?;
                 self.say(format!(
                     "TikTok: buyer of order #{} cancels 1 unit of {sku} (still in the hold)",
                     i + 1
@@ -324,10 +321,7 @@ impl<'a, W: Write> Runner<'a, W> {
                     .context("order not placed yet")?
                     .id
                     .clone();
-                self.world
-                    .tiktok
-                    .cancel_order(&id, None)
-                    .map_err(|e| anyhow::anyhow!("TikTok refused the cancellation: {e:?}"))?;
+                self.world.cancel_order(&id, None)?;
                 self.say(format!(
                     "TikTok: buyer cancels order #{} (still in the hold)",
                     i + 1

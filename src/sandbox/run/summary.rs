@@ -27,6 +27,9 @@ pub struct Summary {
     pub exceptions_open: usize,
     /// Non-deleted TikTok SOs in the Katana simulator.
     pub sales_orders_in_katana: usize,
+    /// TikTok shops served, and the SOs of each by its order prefix.
+    pub shops: usize,
+    pub sales_orders_by_prefix: Vec<(String, usize)>,
     /// Packages TikTok's simulator recorded, and their line items.
     pub shipments: usize,
     pub shipped_line_items: usize,
@@ -103,14 +106,44 @@ impl<'a, W: Write> Runner<'a, W> {
             .iter()
             .filter(|so| so["deleted_at"].is_null() && so["ecommerce_order_type"] == "tiktok")
             .count();
-        let shipments = self.world.tiktok.shipments();
+        for shop in self.world.app.services.settings.served_shops() {
+            let count = self
+                .world
+                .katana
+                .sales_orders()
+                .iter()
+                .filter(|so| so["deleted_at"].is_null())
+                .filter(|so| {
+                    so["order_no"]
+                        .as_str()
+                        .is_some_and(|n| n.starts_with(&shop.order_no_prefix))
+                })
+                .count();
+            s.sales_orders_by_prefix.push((shop.order_no_prefix, count));
+        }
+        // Every shop's shipments and pushes (one shop unless `--shops 2`).
+        let shops: Vec<_> = self
+            .world
+            .tiktok
+            .shop_ids()
+            .iter()
+            .filter_map(|id| self.world.tiktok.shop(id))
+            .filter(|shop| shop.seller() == 0)
+            .collect();
+        s.shops = shops
+            .len()
+            .min(self.world.app.services.settings.served_shops().len());
+        let shipments: Vec<_> = shops.iter().flat_map(|shop| shop.shipments()).collect();
         s.shipments = shipments.len();
         s.shipped_line_items = shipments.iter().map(|x| x.line_item_ids.len()).sum();
         s.tiktok_label_shipments = shipments
             .iter()
             .filter(|x| x.method == "tiktok_label")
             .count();
-        let pushes = self.world.tiktok.inventory_pushes();
+        let pushes: Vec<_> = shops
+            .iter()
+            .flat_map(|shop| shop.inventory_pushes())
+            .collect();
         s.inventory_pushes = pushes.len();
         let other = tiktok_sku_id(scenario::MULTI_WAREHOUSE_SKU).unwrap_or_default();
         let changes = &self.other_warehouse_set;
@@ -193,6 +226,19 @@ impl<'a, W: Write> Runner<'a, W> {
                     "{} ({} after an exception was resolved; Katana holds {} TikTok SOs)",
                     s.pushed, s.pushed_after_exception, s.sales_orders_in_katana
                 ),
+            ),
+            row(
+                "TikTok shops",
+                if s.shops > 1 {
+                    let per_shop: Vec<String> = s
+                        .sales_orders_by_prefix
+                        .iter()
+                        .map(|(prefix, n)| format!("{n} SOs {prefix}…"))
+                        .collect();
+                    format!("{} ({})", s.shops, per_shop.join(", "))
+                } else {
+                    s.shops.to_string()
+                },
             ),
             row("skipped (fulfilled by TikTok)", s.skipped.to_string()),
             row("cancelled in the hold", format!("{} (never pushed)", s.cancelled)),

@@ -12,14 +12,15 @@ use anyhow::Context;
 use super::{sandbox_settings, scaled_rate};
 use crate::app::{self, AppHandle, Services, StartOptions};
 use crate::clock::Clock;
-use crate::config::{Secret, Settings};
+use crate::config::{Secret, Settings, ShopSettings};
 use crate::domain::observed::{FulfillmentType, Quantity, ShippingType, TikTokOrderStatus};
 use crate::sandbox::harness::{self, KatanaWebhook, Simulators};
 use crate::sandbox::katana::{KatanaSim, KatanaSimConfig};
 use crate::sandbox::scenario;
 use crate::sandbox::tiktok::{state::SimOrder, RETURN_WAREHOUSE};
 use crate::sandbox::tiktok::{
-    NewOrder, NewProduct, NewSku, SimConfig, TikTokSim, MAIN_WAREHOUSE, SECOND_WAREHOUSE,
+    NewOrder, NewProduct, NewSku, SimConfig, TikTokSim, DEMO_UK_SHOP_CIPHER, DEMO_UK_SHOP_ID,
+    MAIN_WAREHOUSE, SECOND_WAREHOUSE,
 };
 use crate::store::SharedStore;
 
@@ -36,6 +37,8 @@ pub struct WorldOptions {
     pub katana_requests_per_minute: Option<u32>,
     /// Run the service's reconciliation pollers.
     pub pollers: bool,
+    /// TikTok shops of the demo seller selling the catalogue (1 or 2).
+    pub shops: usize,
 }
 
 /// Both simulators seeded with the sandbox catalogue, and the service connected to
@@ -54,6 +57,8 @@ pub struct World {
     /// What the service was started with, for a restart on the same port.
     settings: Settings,
     start_options: StartOptions,
+    /// Orders placed so far: with two shops, every other one goes to the second.
+    placed: std::sync::atomic::AtomicUsize,
 }
 
 fn tiktok_catalogue() -> Vec<NewProduct> {
@@ -80,6 +85,22 @@ fn tiktok_catalogue() -> Vec<NewProduct> {
                     vec![(MAIN_WAREHOUSE.to_string(), 0)]
                 },
             }],
+        })
+        .collect()
+}
+
+/// The second shop's listings of the same seller SKUs, with ids of their own.
+fn second_shop_catalogue(warehouse: &str) -> Vec<NewProduct> {
+    tiktok_catalogue()
+        .into_iter()
+        .enumerate()
+        .map(|(i, mut p)| {
+            p.id = Some(format!("17290000000002{:05}", i + 1));
+            for sku in &mut p.skus {
+                sku.id = Some(format!("17291000000002{:05}", i + 1));
+                sku.inventory = vec![(warehouse.to_string(), 0)];
+            }
+            p
         })
         .collect()
 }
@@ -114,11 +135,24 @@ impl World {
         options: WorldOptions,
         tune: impl FnOnce(&mut Settings),
     ) -> anyhow::Result<World> {
-        let tiktok = TikTokSim::start(SimConfig::demo(), clock.clone())
+        let sim_config = if options.shops > 1 {
+            SimConfig::demo_multi()
+        } else {
+            SimConfig::demo()
+        };
+        let tiktok = TikTokSim::start(sim_config.clone(), clock.clone())
             .context("starting the TikTok simulator")?;
         tiktok
             .set_catalogue(tiktok_catalogue())
             .map_err(|e| anyhow::anyhow!("seeding the TikTok catalogue: {e:?}"))?;
+        if options.shops > 1 {
+            let second = tiktok
+                .shop(DEMO_UK_SHOP_ID)
+                .context("the simulator's second shop")?;
+            second
+                .set_catalogue(second_shop_catalogue(&second.warehouses().main))
+                .map_err(|e| anyhow::anyhow!("seeding the second shop's catalogue: {e:?}"))?;
+        }
         // Lifting the limit means the simulator's too: it advertises its limit in
         // `X-Ratelimit-Limit`, and the client rightly lowers its budget to a
         // smaller server-side limit.
@@ -168,6 +202,35 @@ impl World {
         s.warehouses.pickup_location_id = main_location;
         s.warehouses.return_location_id = main_location;
         s.warehouses.fbt_location_id = fbt_location;
+        if options.shops > 1 {
+            let second = sim_config
+                .warehouses_of(DEMO_UK_SHOP_ID)
+                .context("the simulator's second shop")?;
+            s.shops = vec![
+                ShopSettings {
+                    id: s.tiktok.shop_id.clone(),
+                    cipher: s.tiktok.shop_cipher.clone(),
+                    pickup_warehouse_id: MAIN_WAREHOUSE.into(),
+                    pickup_location_id: main_location,
+                    return_warehouse_id: RETURN_WAREHOUSE.into(),
+                    return_location_id: main_location,
+                    fbt_location_id: fbt_location,
+                    order_no_prefix: "US-".into(),
+                    ..ShopSettings::default()
+                },
+                ShopSettings {
+                    id: DEMO_UK_SHOP_ID.into(),
+                    cipher: DEMO_UK_SHOP_CIPHER.into(),
+                    pickup_warehouse_id: second.main,
+                    pickup_location_id: main_location,
+                    return_warehouse_id: second.return_,
+                    return_location_id: main_location,
+                    fbt_location_id: fbt_location,
+                    order_no_prefix: "UK-".into(),
+                    ..ShopSettings::default()
+                },
+            ];
+        }
         tune(&mut s);
 
         let start = StartOptions {
@@ -200,6 +263,7 @@ impl World {
             db_path: options.db_path,
             settings,
             start_options: start,
+            placed: std::sync::atomic::AtomicUsize::new(0),
         })
     }
 
@@ -217,6 +281,7 @@ impl World {
             db_path,
             settings,
             start_options,
+            placed,
         } = self;
         let addr = app.addr;
         app.kill().await;
@@ -248,18 +313,20 @@ impl World {
             db_path,
             settings,
             start_options,
+            placed,
         })
     }
 
     /// The sandbox's world: the real clock, Katana's limit and every business
     /// duration scaled by `speed`, pollers on.
-    pub async fn sandbox(db_path: PathBuf, speed: f64) -> anyhow::Result<World> {
+    pub async fn sandbox(db_path: PathBuf, speed: f64, shops: usize) -> anyhow::Result<World> {
         World::start(
             Clock::real(),
             WorldOptions {
                 db_path,
                 katana_requests_per_minute: Some(scaled_rate(60, speed)),
                 pollers: true,
+                shops,
             },
             |s| sandbox_settings(s, speed),
         )
@@ -369,9 +436,34 @@ impl World {
             };
             new.shipping_type = Some(wire.into());
         }
-        self.tiktok
-            .create_order(new)
-            .map_err(|e| anyhow::anyhow!("TikTok simulator refused the order: {e:?}"))
+        let n = self
+            .placed
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let shop = if self.settings.shops.len() > 1 && n % 2 == 1 {
+            self.tiktok.shop(DEMO_UK_SHOP_ID)
+        } else {
+            None
+        };
+        match shop {
+            Some(shop) => shop.create_order(new),
+            None => self.tiktok.create_order(new),
+        }
+        .map_err(|e| anyhow::anyhow!("TikTok simulator refused the order: {e:?}"))
+    }
+
+    /// The buyer cancels the order (or these units of it) in whichever shop it was
+    /// placed.
+    pub fn cancel_order(&self, id: &str, units: Option<Vec<String>>) -> anyhow::Result<()> {
+        let shop = self
+            .tiktok
+            .shop_ids()
+            .iter()
+            .filter_map(|s| self.tiktok.shop(s))
+            .find(|shop| shop.order(id).is_some())
+            .with_context(|| format!("order {id} is in no shop of the simulator"))?;
+        shop.cancel_order(id, units)
+            .map(|_| ())
+            .map_err(|e| anyhow::anyhow!("TikTok refused the cancellation: {e:?}"))
     }
 
     /// The merchant adds a product for `sku` in Katana with stock at the main location.

@@ -69,6 +69,7 @@ pub async fn play(seed: u64, size: DaySize, db: &Path) -> anyhow::Result<Played>
     let world = World::start(
         manual.clock(),
         WorldOptions {
+            shops: 1,
             db_path: db.to_path_buf(),
             katana_requests_per_minute: None,
             pollers: true,
