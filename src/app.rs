@@ -196,6 +196,7 @@ impl Services {
             settings: self.settings.clone(),
             clock: self.clock.clone(),
             katana_webhook_token: self.katana_webhook_token.clone(),
+            shops: self.settings.shop_stock(),
         }
     }
 

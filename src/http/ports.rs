@@ -28,6 +28,9 @@ pub struct WebhookPorts {
     /// The configured Katana webhook token, or the one Katana gave when the
     /// service registered its webhook itself.
     pub katana_webhook_token: Arc<RwLock<Secret>>,
+    /// The shops served, read once from the settings: every TikTok webhook is
+    /// routed by them.
+    pub shops: crate::domain::allocation::Shops,
 }
 
 /// `/api/*`, `/health` and `/metrics`.

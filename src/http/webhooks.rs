@@ -146,14 +146,13 @@ async fn tiktok(
         received_at: ports.clock.now(),
         payload,
     };
-    let shops = ports.settings.shop_stock();
-    let served = ports.settings.served_shops();
+    let shops = &ports.shops;
     // A shop this instance does not serve: recorded and answered 200 (TikTok would
     // retry a refusal for days), but no order is touched. A single shop configured
     // without its id serves whatever shop the app's webhooks are for.
-    let foreign = !served
+    let foreign = !shops
         .iter()
-        .any(|s| s.id.is_empty() || s.id == note.shop_id);
+        .any(|s| s.shop_id.is_empty() || s.shop_id == note.shop_id);
     if foreign {
         tracing::info!(shop_id = %note.shop_id, "webhook for a shop this instance does not serve");
         ports
