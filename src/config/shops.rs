@@ -142,7 +142,7 @@ mod tests {
         assert_eq!(shops[0].order_no_prefix, "TK-");
         assert_eq!(shops[0].stock_locations(), vec![4]);
         assert_eq!(shops[0].allocation, Allocation::default());
-        assert!(!s.shop_stock().several());
+        assert_eq!(s.shop_stock().iter().count(), 1);
     }
 
     #[test]
@@ -173,7 +173,7 @@ mod tests {
         assert_eq!(shops[1].allocation.reserve, 5);
         assert_eq!(s.stock_locations(), vec![1, 2]);
         let rules = s.shop_stock();
-        assert!(rules.several());
+        assert_eq!(rules.iter().count(), 2);
         assert_eq!(rules.primary().shop_id, "111");
     }
 

@@ -80,11 +80,6 @@ impl Shops {
         &self.0[0]
     }
 
-    /// Whether the instance serves more than one shop.
-    pub fn several(&self) -> bool {
-        self.0.len() > 1
-    }
-
     /// The key a shop's events carry: none for the primary shop (see the module
     /// documentation), its id for the others.
     pub fn event_key<'a>(&self, shop_id: &'a str) -> &'a str {

@@ -65,10 +65,6 @@ impl TikTokShops {
         self.shops.iter()
     }
 
-    pub fn primary(&self) -> &ShopConnection {
-        &self.shops[0]
-    }
-
     /// The shop of an event key (empty: the primary shop).
     pub fn by_key(&self, key: &str) -> Option<&ShopConnection> {
         self.shops.iter().find(|s| s.key == key)
