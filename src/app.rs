@@ -19,6 +19,7 @@ use crate::connectors::katana::client::{KatanaClient, KatanaConfig};
 use crate::connectors::ports::{KatanaPorts, PollerPorts, TikTokPorts};
 use crate::connectors::tiktok::auth::{token_file_for, FileTokenStore, TokenStore};
 use crate::connectors::tiktok::client::{ClientOptions, TikTokClient};
+use crate::connectors::tiktok::sellers::SellerFiles;
 use crate::console::ports::ConsolePorts;
 use crate::domain::Policy;
 use crate::http::ports::{ApiPorts, OAuthPorts, WebhookPorts};
@@ -101,12 +102,11 @@ impl Services {
             policy: Arc::new(Policy::from(settings.as_ref())),
             settings: settings.actors.clone(),
         };
-        let tokens: Arc<dyn TokenStore> = Arc::new(FileTokenStore::new(
-            options
-                .token_file
-                .clone()
-                .unwrap_or_else(|| token_file_for(&settings.store.path)),
-        ));
+        let token_file = options
+            .token_file
+            .clone()
+            .unwrap_or_else(|| token_file_for(&settings.store.path));
+        let tokens: Arc<dyn TokenStore> = Arc::new(FileTokenStore::new(token_file.clone()));
         let tiktok = if settings.tiktok.app_key.is_empty() || settings.tiktok.app_secret.is_empty()
         {
             None
@@ -128,9 +128,15 @@ impl Services {
         let commands = Commands::new(Registry::start(env.clone()), Registry::start(env));
         let catalogue = Arc::new(Catalogue::new(SkuRules::from_settings(&settings.sync)));
         let metrics = Arc::new(Metrics::with_clock(clock.clone()));
-        let shops = tiktok
-            .clone()
-            .map(|t| Arc::new(TikTokShops::new(&settings, t, catalogue.clone())));
+        let shops = match tiktok.clone() {
+            Some(t) => Some(Arc::new(TikTokShops::new(
+                &settings,
+                t,
+                catalogue.clone(),
+                SellerFiles::Beside(token_file),
+            )?)),
+            None => None,
+        };
         let katana_ports = katana.clone().map(|katana| {
             Arc::new(KatanaPorts {
                 commands: commands.clone(),
@@ -378,7 +384,7 @@ pub async fn start_on(
             webhooks: services.webhook_ports(),
             api: services.api_ports(),
             oauth: OAuthPorts {
-                tiktok: services.tiktok.clone(),
+                shops: services.shops.clone(),
             },
             console: services.console_ports(),
         },

@@ -9,12 +9,15 @@ use std::sync::Arc;
 use chrono::{DateTime, TimeZone, Utc};
 use serde::Serialize;
 
+use crate::catalogue::{Catalogue, SkuRules};
 use crate::clock::Clock;
 use crate::config::Settings;
 use crate::connectors::tiktok::auth::token_file_for;
 use crate::connectors::tiktok::auth::{FileTokenStore, TokenStore};
 use crate::connectors::tiktok::client::{ClientOptions, TikTokClient, TikTokError};
 use crate::connectors::tiktok::model::AuthorizedShop;
+use crate::connectors::tiktok::sellers::SellerFiles;
+use crate::connectors::tiktok::shops::{SellerConnected, TikTokShops};
 use crate::names::lookup;
 use crate::store::{EventStore, LookupEntry, StoreError};
 
@@ -117,27 +120,15 @@ pub struct Connected {
 }
 
 impl Connected {
-    /// Reads the expiries from the client after a successful exchange.
-    pub async fn from_client(
-        client: &TikTokClient,
-        shop: AuthorizedShop,
-        token_file: Option<PathBuf>,
-    ) -> Connected {
-        let tokens = client.tokens().await;
+    /// What a seller's connection reports (never its tokens).
+    pub fn from_seller(seller: SellerConnected) -> Connected {
         Connected {
-            shop,
-            seller_name: tokens
-                .as_ref()
-                .map(|t| t.seller_name.clone())
-                .unwrap_or_default(),
-            access_token_expires_at: tokens
-                .as_ref()
-                .and_then(|t| unix_time(t.access_token_expire_in)),
-            refresh_token_expires_at: tokens
-                .as_ref()
-                .and_then(|t| unix_time(t.refresh_token_expire_in)),
-            token_file,
-            shops: Vec::new(),
+            shop: seller.shop,
+            seller_name: seller.tokens.seller_name.clone(),
+            access_token_expires_at: unix_time(seller.tokens.access_token_expire_in),
+            refresh_token_expires_at: unix_time(seller.tokens.refresh_token_expire_in),
+            token_file: seller.token_file,
+            shops: seller.shops,
         }
     }
 
@@ -205,24 +196,9 @@ pub async fn connect_tiktok(
     let path = token_file.unwrap_or_else(|| token_file_for(&settings.store.path));
     let store: Arc<dyn TokenStore> = Arc::new(FileTokenStore::new(path.clone()));
     let client = TikTokClient::new(&settings.primary_tiktok(), clock, store, options)?;
-    let shop = client.exchange_auth_code(auth_code).await?;
-    let mut connected = Connected::from_client(&client, shop, Some(path)).await;
-    connected.shops = served_and_authorised(settings, &client).await;
-    Ok(connected)
-}
-
-/// Each configured shop, and whether the authorisation just made covers it.
-async fn served_and_authorised(settings: &Settings, client: &TikTokClient) -> Vec<(String, bool)> {
-    let listed = client.authorized_shops().await.unwrap_or_default();
-    settings
-        .served_shops()
-        .into_iter()
-        .filter(|s| !s.id.is_empty())
-        .map(|s| {
-            let covered = listed.iter().any(|l| l.id == s.id);
-            (s.id, covered)
-        })
-        .collect()
+    let catalogue = Arc::new(Catalogue::new(SkuRules::from_settings(&settings.sync)));
+    let shops = TikTokShops::new(settings, client, catalogue, SellerFiles::Beside(path))?;
+    Ok(Connected::from_seller(shops.connect(auth_code).await?))
 }
 
 #[cfg(test)]

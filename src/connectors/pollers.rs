@@ -2,6 +2,7 @@
 //! overlapping windows, the catalogues refreshed, and open exceptions retried.
 //! Every loop sleeps through the injected clock.
 
+use super::is_retryable;
 use super::tiktok::shops::ShopConnection;
 use std::future::Future;
 use std::sync::Arc;
@@ -181,16 +182,17 @@ pub async fn refresh_catalogue(ports: &PollerPorts) -> Result<(), SeamError> {
                 Ok(entries) => shop.catalogue.set_tiktok(entries),
                 Err(e) => {
                     tracing::warn!(shop = %shop.settings.id, error = %e, "TikTok catalogue not read");
-                    failed.get_or_insert(SeamError::Retry(format!(
-                        "catalogue of shop {}: {e}",
-                        shop.settings.id
-                    )));
+                    // A shop whose seller is not (or no longer) connected waits for
+                    // the seller; the others' SKUs are mapped all the same.
+                    if is_retryable(&e) {
+                        failed.get_or_insert(SeamError::Retry(format!(
+                            "catalogue of shop {}: {e}",
+                            shop.settings.id
+                        )));
+                    }
                 }
             }
         }
-    }
-    if let Some(e) = failed {
-        return Err(e);
     }
     let cause = root(ports);
     for (sku, variant_id) in ports.catalogue.matched() {
@@ -213,7 +215,7 @@ pub async fn refresh_catalogue(ports: &PollerPorts) -> Result<(), SeamError> {
             )
             .await?;
     }
-    Ok(())
+    failed.map_or(Ok(()), Err)
 }
 
 pub async fn poll_tiktok_orders(ports: &PollerPorts) -> Result<(), SeamError> {

@@ -24,6 +24,19 @@ pub mod keys {
     pub const CANCELLED_AFTER_PUSH: &str = "cancelled-after-push";
     pub const EDITED_AFTER_PUSH: &str = "edited-after-push";
     pub const INVENTORY_REJECTED: &str = "inventory-rejected";
+    /// TikTok refused to return an order (its shop's authorisation, most often).
+    pub const TIKTOK_READ: &str = "tiktok-read";
+
+    /// A shop's refusal of a SKU's quantity: each shop's on its own, so a push that
+    /// one shop takes never resolves another's refusal (the primary shop keeps the
+    /// key it always had).
+    pub fn inventory_rejected(shop: &str) -> String {
+        if shop.is_empty() {
+            INVENTORY_REJECTED.to_string()
+        } else {
+            format!("{INVENTORY_REJECTED}:{shop}")
+        }
+    }
 
     pub fn missing_tracking(fulfillment_id: i64) -> String {
         format!("missing-tracking-{fulfillment_id}")

@@ -454,13 +454,12 @@ impl Aggregate for Sku {
                         shop: shop.clone(),
                     }),
                 );
-                if next.exceptions.contains_key(keys::INVENTORY_REJECTED) {
+                let key = keys::inventory_rejected(shop);
+                if next.exceptions.contains_key(&key) {
                     record(
                         &mut next,
                         &mut events,
-                        SkuEvent::ExceptionResolved(ExceptionResolved {
-                            key: keys::INVENTORY_REJECTED.into(),
-                        }),
+                        SkuEvent::ExceptionResolved(ExceptionResolved { key }),
                     );
                 }
                 return Ok(events);

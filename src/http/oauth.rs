@@ -7,8 +7,8 @@
 //! The callback carries no bearer token (a browser redirect cannot), and this
 //! service does not issue the consent URL, so `state` is not verified here: keep the
 //! endpoint reachable only while connecting, or behind the proxy that serves the
-//! Redirect URL registered in Partner Center. A code for a shop other than
-//! `tiktok.shop_id` is refused and leaves the existing connection as it was.
+//! Redirect URL registered in Partner Center. A code that covers none of the
+//! configured shops is refused and leaves every existing connection as it was.
 
 use actix_web::http::StatusCode;
 use actix_web::{web, HttpRequest, HttpResponse};
@@ -95,7 +95,7 @@ async fn callback(ports: web::Data<OAuthPorts>, req: HttpRequest) -> HttpRespons
             ],
         );
     };
-    let Some(client) = ports.tiktok.as_ref() else {
+    let Some(shops) = ports.shops.as_ref() else {
         return refused(
             StatusCode::SERVICE_UNAVAILABLE,
             &[
@@ -105,29 +105,33 @@ async fn callback(ports: web::Data<OAuthPorts>, req: HttpRequest) -> HttpRespons
             ],
         );
     };
-    match client.exchange_auth_code(&code).await {
-        Ok(shop) => {
-            let c = Connected::from_client(client, shop, None).await;
+    match shops.connect(&code).await {
+        Ok(seller) => {
+            let c = Connected::from_seller(seller);
             tracing::info!(shop_id = %c.shop.id, shop = %c.shop.name, "TikTok shop connected");
             let expiry = |t: Option<chrono::DateTime<chrono::Utc>>| {
                 t.map(|t| t.format("%Y-%m-%d %H:%M UTC").to_string())
                     .unwrap_or_else(|| "unknown".into())
             };
-            page(
-                StatusCode::OK,
-                "TikTok Shop connected",
-                &[
-                    format!(
-                        "Connected shop {} (id {}, region {}).",
-                        c.shop.name, c.shop.id, c.shop.region
-                    ),
-                    format!(
-                        "Access is renewed automatically; authorise again before {}.",
-                        expiry(c.refresh_token_expires_at)
-                    ),
-                    "You can close this page.".into(),
-                ],
-            )
+            let mut lines = vec![format!(
+                "Connected shop {} (id {}, region {}).",
+                c.shop.name, c.shop.id, c.shop.region
+            )];
+            if c.shops.len() > 1 {
+                for (id, covered) in &c.shops {
+                    lines.push(if *covered {
+                        format!("Shop {id}: authorised by this seller.")
+                    } else {
+                        format!("Shop {id}: not covered by this authorisation (authorise its seller too).")
+                    });
+                }
+            }
+            lines.push(format!(
+                "Access is renewed automatically; authorise again before {}.",
+                expiry(c.refresh_token_expires_at)
+            ));
+            lines.push("You can close this page.".into());
+            page(StatusCode::OK, "TikTok Shop connected", &lines)
         }
         Err(e) => {
             tracing::warn!(error = %e, "TikTok authorisation code not exchanged");

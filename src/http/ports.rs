@@ -52,5 +52,5 @@ pub struct ApiPorts {
 /// `GET /oauth/tiktok/callback`.
 pub struct OAuthPorts {
     /// `None` until TikTok credentials are configured.
-    pub tiktok: Option<TikTokClient>,
+    pub shops: Option<Arc<TikTokShops>>,
 }

@@ -289,3 +289,202 @@ async fn a_webhook_for_a_shop_not_served_is_answered_and_touches_no_order() {
     assert!(t.sales_orders().is_empty());
     t.stop().await;
 }
+
+/// Shop C: the other seller's shop, sharing shop A's Katana location.
+fn three_shops(s: &mut Settings) {
+    two_shops(s, rule(100, 0, 0), rule(100, 0, 0), true);
+    let c = SimConfig::demo_multi()
+        .warehouses_of(DEMO_OTHER_SHOP_ID)
+        .unwrap();
+    let main = s.warehouses.pickup_location_id;
+    s.shops.push(ShopSettings {
+        id: DEMO_OTHER_SHOP_ID.into(),
+        pickup_warehouse_id: c.main,
+        pickup_location_id: main,
+        return_warehouse_id: c.return_,
+        return_location_id: main,
+        order_no_prefix: "CW-".into(),
+        ..ShopSettings::default()
+    });
+}
+
+async fn oauth_callback(base: &str, code: &str) -> (u16, String) {
+    let resp = reqwest::get(format!("{base}/oauth/tiktok/callback?code={code}"))
+        .await
+        .unwrap();
+    (resp.status().as_u16(), resp.text().await.unwrap())
+}
+
+fn order_in(t: &TestApp, shop: &str, sku: &str) -> String {
+    t.tiktok
+        .shop(shop)
+        .unwrap()
+        .create_order(NewOrder::of(
+            &[(sku, 1)],
+            TikTokOrderStatus::AwaitingShipment,
+        ))
+        .unwrap()
+        .id
+}
+
+#[actix::test]
+async fn a_revoked_seller_stalls_only_its_own_shop_with_an_exception_naming_it() {
+    let t = spawn_app_for(SimConfig::demo_multi(), three_shops, |_| {}).await;
+    let base = t.app.base_url();
+    let c = t.tiktok.shop(DEMO_OTHER_SHOP_ID).unwrap();
+    c.set_catalogue(vec![listing(
+        &c,
+        "1729000000000000301",
+        "1729100000000000301",
+        "A",
+    )])
+    .unwrap();
+    let b = t.tiktok.shop(DEMO_UK_SHOP_ID).unwrap();
+    b.set_catalogue(vec![listing(&b, "1729000000000000201", B_SKU_ID, "A")])
+        .unwrap();
+    let authorised = |shops: &Value| -> Vec<bool> {
+        shops["shops"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|s| s["authorised"] == true)
+            .collect()
+    };
+    // Seller 1's code (the harness's) covers A and B, not C.
+    assert_eq!(
+        authorised(&admin_get(&base, "/api/shops").await),
+        [true, true, false]
+    );
+
+    // Seller 2 connects through the OAuth callback: its tokens go to a file of
+    // their own, and shop C is served from now on.
+    let (status, page) = oauth_callback(&base, &t.tiktok.issue_auth_code_for_seller(1)).await;
+    assert_eq!(status, 200, "{page}");
+    assert!(page.contains("Clay Works US"), "{page}");
+    let db = std::path::PathBuf::from(&t.app.services.settings.store.path);
+    let seller_files: Vec<_> = std::fs::read_dir(db.parent().unwrap())
+        .unwrap()
+        .filter_map(|e| e.ok())
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .filter(|n| n.starts_with("tks.tokens.seller-") && n.ends_with(".json"))
+        .collect();
+    assert_eq!(seller_files.len(), 1, "{seller_files:?}");
+    assert_eq!(
+        authorised(&admin_get(&base, "/api/shops").await),
+        [true, true, true]
+    );
+    pollers::refresh_catalogue(&t.app.services.pollers)
+        .await
+        .unwrap();
+    pollers::poll_stock(&t.app.services.pollers).await.unwrap();
+    t.settle().await;
+
+    // Both sellers' access tokens expire: each pair is refreshed on its own.
+    t.tiktok.expire_access_tokens();
+    let first = [
+        order_in(&t, &t.tiktok.config().shop_id, "A"),
+        order_in(&t, DEMO_UK_SHOP_ID, "A"),
+        order_in(&t, DEMO_OTHER_SHOP_ID, "A"),
+    ];
+    t.settle().await;
+    t.advance(61 * MIN, 10 * MIN).await;
+    let numbers = |t: &TestApp| -> Vec<String> {
+        let mut n: Vec<String> = t
+            .sales_orders()
+            .iter()
+            .map(|so| so["order_no"].as_str().unwrap().to_string())
+            .collect();
+        n.sort();
+        n
+    };
+    let mut want = vec![
+        format!("US-{}", first[0]),
+        format!("UK-{}", first[1]),
+        format!("CW-{}", first[2]),
+    ];
+    want.sort();
+    assert_eq!(numbers(&t), want);
+    let cw = t
+        .sales_orders()
+        .into_iter()
+        .find(|so| so["order_no"] == format!("CW-{}", first[2]))
+        .unwrap();
+    assert_eq!(cw["ecommerce_store_name"], "Clay Works US");
+    assert_eq!(cw["location_id"], t.main_location);
+
+    // Seller 2 revokes the app. New orders in all three shops, and a stock change.
+    t.tiktok.revoke_seller(1);
+    let second = [
+        order_in(&t, &t.tiktok.config().shop_id, "A"),
+        order_in(&t, DEMO_UK_SHOP_ID, "A"),
+        order_in(&t, DEMO_OTHER_SHOP_ID, "A"),
+    ];
+    t.settle().await;
+    let fbt = t.app.services.settings.warehouses.fbt_location_id;
+    t.katana
+        .set_stock(t.variants["A"], fbt, Quantity::from_units(30))
+        .unwrap();
+    t.settle().await;
+    t.advance(61 * MIN, 10 * MIN).await;
+    let numbers_now = numbers(&t);
+    assert!(
+        numbers_now.contains(&format!("US-{}", second[0])),
+        "{numbers_now:?}"
+    );
+    assert!(
+        numbers_now.contains(&format!("UK-{}", second[1])),
+        "{numbers_now:?}"
+    );
+    assert!(
+        !numbers_now.iter().any(|n| n.ends_with(&second[2])),
+        "{numbers_now:?}"
+    );
+    // Shop B still receives its stock (its own location's 30, less its held
+    // and pushed orders), shop C's push is refused and says so.
+    let b_push = last_push(&b.inventory_pushes(), B_SKU_ID);
+    assert_eq!(b_push, Some(28), "{:?}", b.inventory_pushes());
+    let exceptions = admin_get(&base, "/api/exceptions").await;
+    let list = exceptions["exceptions"].as_array().unwrap();
+    let of_order = list
+        .iter()
+        .find(|e| e["id"] == second[2].as_str())
+        .unwrap_or_else(|| panic!("no exception for C's order: {exceptions}"));
+    let message = of_order["message"].as_str().unwrap();
+    assert!(
+        message.contains(DEMO_OTHER_SHOP_ID) && message.contains("revoked"),
+        "{message}"
+    );
+    let of_sku = list
+        .iter()
+        .find(|e| e["key"] == format!("inventory-rejected:{DEMO_OTHER_SHOP_ID}"))
+        .unwrap_or_else(|| panic!("no inventory exception for shop C: {exceptions}"));
+    assert!(of_sku["message"]
+        .as_str()
+        .unwrap()
+        .contains(DEMO_OTHER_SHOP_ID));
+    assert!(
+        list.iter()
+            .all(|e| e["id"] != second[0].as_str() && e["id"] != second[1].as_str()),
+        "{exceptions}"
+    );
+
+    // Seller 2 authorises again; the next poll of shop C finds the order it missed.
+    let (status, page) = oauth_callback(&base, &t.tiktok.issue_auth_code_for_seller(1)).await;
+    assert_eq!(status, 200, "{page}");
+    pollers::poll_tiktok_orders(&t.app.services.pollers)
+        .await
+        .unwrap();
+    t.settle().await;
+    t.advance(61 * MIN, 10 * MIN).await;
+    assert!(numbers(&t).contains(&format!("CW-{}", second[2])));
+    let exceptions = admin_get(&base, "/api/exceptions").await;
+    assert!(
+        exceptions["exceptions"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|e| e["id"] != second[2].as_str()),
+        "{exceptions}"
+    );
+    t.stop().await;
+}

@@ -107,7 +107,7 @@ impl TikTokReader {
                     .order_command(
                         &order_id,
                         OrderCommand::RaiseException {
-                            key: "tiktok-read".into(),
+                            key: keys::TIKTOK_READ.into(),
                             message: format!(
                                 "{} refused to return the order: {e}",
                                 connection.label()
@@ -389,7 +389,7 @@ impl TikTokWriter {
         event: &RecordedEvent,
     ) -> Result<(), SeamError> {
         let raise = |message: String| SkuCommand::RaiseException {
-            key: keys::INVENTORY_REJECTED.into(),
+            key: keys::inventory_rejected(shop),
             message,
         };
         let Some(connection) = self.ports.shops.by_key(shop) else {
@@ -411,11 +411,24 @@ impl TikTokWriter {
                     listings = catalogue.tiktok_listings(sku);
                 }
                 Err(e) if is_retryable(&e) => return Err(SeamError::Retry(e.to_string())),
-                Err(_) => {}
+                Err(e) => {
+                    let message = format!(
+                        "{} refused to list its products, so {sku}'s quantity was not pushed: {e}",
+                        connection.label()
+                    );
+                    return self
+                        .ports
+                        .commands
+                        .sku_command(sku, raise(message), &event.meta)
+                        .await;
+                }
             }
         }
         if listings.is_empty() {
-            let message = format!("SKU {sku} has no live (ACTIVATE) listing on TikTok");
+            let message = format!(
+                "SKU {sku} has no live (ACTIVATE) listing in {}",
+                connection.label()
+            );
             return self
                 .ports
                 .commands

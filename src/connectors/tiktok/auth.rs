@@ -27,6 +27,11 @@ pub struct Tokens {
     /// The shop this authorisation was bound to after Get Authorized Shops.
     #[serde(default)]
     pub shop: Option<AuthorizedShop>,
+    /// Every shop the authorisation covers, as Get Authorized Shops listed them at
+    /// connect: how a restarted service knows which seller serves which shop.
+    /// Files written before several shops were served have none.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub shops: Vec<AuthorizedShop>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -173,6 +178,7 @@ mod tests {
             open_id: "o".into(),
             seller_name: "Shop".into(),
             shop: None,
+            shops: Vec::new(),
         }
     }
 

@@ -360,8 +360,9 @@ pub(super) struct Inner {
     pub(super) options: ClientOptions,
     /// Shared by every shop of the app: TikTok's limits are per app.
     pub(super) pacer: Arc<Pacer>,
-    /// The seller's tokens, shared by the clients of each of the seller's shops.
-    pub(super) session: Arc<SellerSession>,
+    /// The seller's tokens, shared by the clients of each of the seller's shops;
+    /// replaced when the shop's seller connects (or connects again).
+    pub(super) session: RwLock<Arc<SellerSession>>,
     /// Whether this client's shop is the one recorded in the token file (the first
     /// shop bound with these tokens); the other shops of the seller are bound in
     /// memory only, from Get Authorized Shops.
@@ -378,6 +379,15 @@ pub(super) struct SellerSession {
     /// An async mutex so concurrent callers wait for one refresh instead of racing (a
     /// rotated refresh token is single-use), whichever of the seller's shops calls.
     pub(super) tokens: tokio::sync::Mutex<Option<Tokens>>,
+}
+
+impl SellerSession {
+    pub(super) fn new(store: Arc<dyn TokenStore>, tokens: Option<Tokens>) -> Self {
+        SellerSession {
+            store,
+            tokens: tokio::sync::Mutex::new(tokens),
+        }
+    }
 }
 
 /// Cheap to clone; all clones share tokens, pacing and the inventory cache.
@@ -435,10 +445,7 @@ impl TikTokClient {
                 clock,
                 options,
                 pacer: Arc::new(Pacer::new(settings.requests_per_second)),
-                session: Arc::new(SellerSession {
-                    store,
-                    tokens: tokio::sync::Mutex::new(tokens),
-                }),
+                session: RwLock::new(Arc::new(SellerSession::new(store, tokens))),
                 binds_tokens: true,
                 shop_cipher: RwLock::new(cipher),
                 shop: RwLock::new(tokens_shop),
@@ -451,6 +458,17 @@ impl TikTokClient {
     /// either is seen by both), the app's pacing, its own shop binding. An empty
     /// `cipher` is learnt from Get Authorized Shops by [`Self::refresh_shop`].
     pub fn for_shop(&self, shop_id: &str, cipher: &str) -> TikTokClient {
+        self.with_session(shop_id, cipher, self.session())
+    }
+
+    /// A client for a shop of another seller (or of none yet): the app's pacing,
+    /// `session`'s tokens.
+    pub(super) fn with_session(
+        &self,
+        shop_id: &str,
+        cipher: &str,
+        session: Arc<SellerSession>,
+    ) -> TikTokClient {
         let i = &self.inner;
         TikTokClient {
             inner: Arc::new(Inner {
@@ -464,7 +482,7 @@ impl TikTokClient {
                 clock: i.clock.clone(),
                 options: i.options,
                 pacer: i.pacer.clone(),
-                session: i.session.clone(),
+                session: RwLock::new(session),
                 binds_tokens: false,
                 shop_cipher: RwLock::new(cipher.to_string()),
                 shop: RwLock::new(None),
@@ -599,6 +617,17 @@ impl TikTokClient {
                     tracing::info!(path = %call.path, "access token rejected as expired; refreshing");
                     self.refresh_if_current(&token).await?;
                     refreshed = true;
+                }
+                Err(TikTokError::Api { code, message, .. })
+                    if code == codes::INVALID_CREDENTIAL =>
+                {
+                    return Err(TikTokError::Reauthorize {
+                        code: Some(code),
+                        reason: format!(
+                            "TikTok no longer accepts the access token, most likely because the \
+                             seller revoked the app ({message})"
+                        ),
+                    })
                 }
                 Err(TikTokError::Api { code, message, .. }) if code == codes::SCOPE_NOT_GRANTED => {
                     return Err(TikTokError::Reauthorize {

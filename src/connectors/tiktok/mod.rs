@@ -10,6 +10,7 @@ pub mod market;
 pub mod model;
 pub mod package_plan;
 pub mod packages;
+pub mod sellers;
 mod session;
 pub mod shipper;
 pub mod shops;

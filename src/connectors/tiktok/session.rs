@@ -2,8 +2,10 @@
 //! expiry, or once when TikTok answers 105002), the auth-code exchange that binds
 //! the authorised shop, and the tokens kept in the `TokenStore` across restarts.
 
-use super::auth::Tokens;
-use super::client::{codes, ApiCall, TikTokClient, TikTokError};
+use std::sync::Arc;
+
+use super::auth::{MemoryTokenStore, Tokens};
+use super::client::{codes, ApiCall, SellerSession, TikTokClient, TikTokError};
 use super::model::{self, AuthorizedShop};
 use crate::config::Secret;
 
@@ -16,8 +18,7 @@ impl TikTokClient {
         if !self.inner.binds_tokens {
             return None;
         }
-        self.inner
-            .session
+        self.session()
             .tokens
             .lock()
             .await
@@ -29,7 +30,7 @@ impl TikTokClient {
 
     /// The tokens currently in use (for `tks check` to report expiry; `Debug` redacts them).
     pub async fn tokens(&self) -> Option<Tokens> {
-        self.inner.session.tokens.lock().await.clone()
+        self.session().tokens.lock().await.clone()
     }
 
     async fn token_call(
@@ -72,11 +73,40 @@ impl TikTokClient {
             open_id: data.open_id,
             seller_name: data.seller_name,
             shop,
+            shops: Vec::new(),
         }
     }
 
+    /// The seller session this client calls with now.
+    pub(super) fn session(&self) -> Arc<SellerSession> {
+        self.inner.session.read().clone()
+    }
+
+    /// Calls with `session` from now on (its seller connected, or connected again).
+    pub(super) fn rebind(&self, session: Arc<SellerSession>) {
+        *self.inner.session.write() = session;
+    }
+
+    /// A client of the same app and shop binding with no tokens of its own yet:
+    /// what an authorisation code is exchanged with before it is known which
+    /// configured shops the code covers.
+    pub(super) fn detached(&self) -> TikTokClient {
+        self.detached_for(&self.inner.wanted_shop_id, &self.inner.configured_cipher)
+    }
+
+    /// A client for the shop `shop_id` of a seller not connected yet: every call
+    /// answers `NotConnected` until the seller connects and the client is rebound.
+    pub(super) fn detached_for(&self, shop_id: &str, cipher: &str) -> TikTokClient {
+        let session = Arc::new(SellerSession::new(
+            Arc::new(MemoryTokenStore::default()),
+            None,
+        ));
+        self.with_session(shop_id, cipher, session)
+    }
+
     pub(super) async fn access_token(&self) -> Result<Secret, TikTokError> {
-        let mut guard = self.inner.session.tokens.lock().await;
+        let session = self.session();
+        let mut guard = session.tokens.lock().await;
         let current = guard.clone().ok_or(TikTokError::NotConnected)?;
         let margin = i64::try_from(self.inner.options.refresh_margin.as_secs()).unwrap_or(i64::MAX);
         if current
@@ -87,26 +117,32 @@ impl TikTokClient {
             return Ok(current.access_token);
         }
         tracing::info!("access token expires within the refresh margin; refreshing");
-        self.refresh_locked(&mut guard).await
+        self.refresh_locked(&session, &mut guard).await
     }
 
     /// Refreshes only if `stale` is still the token in use: another caller may have refreshed
     /// while this one was waiting, and refreshing twice would burn a rotated refresh token.
     pub(super) async fn refresh_if_current(&self, stale: &Secret) -> Result<Secret, TikTokError> {
-        let mut guard = self.inner.session.tokens.lock().await;
+        let session = self.session();
+        let mut guard = session.tokens.lock().await;
         match guard.as_ref() {
             Some(t) if &t.access_token != stale => Ok(t.access_token.clone()),
-            _ => self.refresh_locked(&mut guard).await,
+            _ => self.refresh_locked(&session, &mut guard).await,
         }
     }
 
     /// Forces a refresh now (e.g. `tks check --refresh`).
     pub async fn refresh(&self) -> Result<(), TikTokError> {
-        let mut guard = self.inner.session.tokens.lock().await;
-        self.refresh_locked(&mut guard).await.map(|_| ())
+        let session = self.session();
+        let mut guard = session.tokens.lock().await;
+        self.refresh_locked(&session, &mut guard).await.map(|_| ())
     }
 
-    async fn refresh_locked(&self, guard: &mut Option<Tokens>) -> Result<Secret, TikTokError> {
+    async fn refresh_locked(
+        &self,
+        session: &SellerSession,
+        guard: &mut Option<Tokens>,
+    ) -> Result<Secret, TikTokError> {
         let current = guard.clone().ok_or(TikTokError::NotConnected)?;
         if current.refresh_token_expire_in <= self.inner.clock.unix() {
             return Err(TikTokError::Reauthorize {
@@ -133,24 +169,25 @@ impl TikTokClient {
                 other => other,
             })?;
         let mut fresh = Self::tokens_from(data, current.shop.clone());
+        fresh.shops = current.shops.clone();
         if fresh.open_id.is_empty() {
             fresh.open_id = current.open_id.clone();
         }
         // Keep the new pair in memory even if persisting fails: the old refresh token may
         // already be dead, and the caller still learns about the storage failure.
         *guard = Some(fresh.clone());
-        self.inner.session.store.save(&fresh)?;
+        session.store.save(&fresh)?;
         tracing::info!(
             expires_at = fresh.access_token_expire_in,
+            seller = %fresh.seller_name,
             "access token refreshed"
         );
         Ok(fresh.access_token)
     }
 
-    /// Exchanges an authorisation code, lists the authorised shops, picks the configured one
-    /// (by `shop_id`, else by configured cipher, else the only one) and persists the tokens
-    /// bound to that shop.
-    pub async fn exchange_auth_code(&self, auth_code: &str) -> Result<AuthorizedShop, TikTokError> {
+    /// Exchanges an authorisation code for tokens, without binding them to any
+    /// shop yet: the caller lists the shops they cover and decides.
+    pub(super) async fn exchange_code(&self, auth_code: &str) -> Result<Tokens, TikTokError> {
         if auth_code.trim().is_empty() {
             return Err(TikTokError::InvalidInput("empty authorisation code".into()));
         }
@@ -185,39 +222,57 @@ impl TikTokClient {
                 ),
             });
         }
-        let tokens = Self::tokens_from(data, None);
-        let previous = {
-            let mut guard = self.inner.session.tokens.lock().await;
-            guard.replace(tokens.clone())
-        };
-        self.inner.session.store.save(&tokens)?;
-        let picked = match self.authorized_shops().await {
-            Ok(shops) => self.pick_shop(shops),
-            Err(e) => Err(e),
-        };
-        let shop = match picked {
-            Ok(shop) => shop,
-            Err(e) => {
-                // A code for another shop (or one whose shops cannot be listed) must
-                // not replace a working connection: the OAuth callback is reachable
-                // without credentials.
-                if let Some(prev) = previous {
-                    *self.inner.session.tokens.lock().await = Some(prev.clone());
-                    self.inner.session.store.save(&prev)?;
-                }
-                return Err(e);
-            }
-        };
-        {
-            let mut guard = self.inner.session.tokens.lock().await;
-            if let Some(t) = guard.as_mut() {
-                t.shop = Some(shop.clone());
-                self.inner.session.store.save(t)?;
-            }
-        }
-        *self.inner.shop_cipher.write() = shop.cipher.clone();
-        *self.inner.shop.write() = Some(shop.clone());
+        Ok(Self::tokens_from(data, None))
+    }
+
+    /// Exchanges `auth_code` on a detached client and lists the shops it covers;
+    /// nothing of this client changes, so a code for another seller never
+    /// replaces a working connection.
+    pub(super) async fn authorise(
+        &self,
+        auth_code: &str,
+    ) -> Result<(TikTokClient, Tokens, Vec<AuthorizedShop>), TikTokError> {
+        let probe = self.detached();
+        let mut tokens = probe.exchange_code(auth_code).await?;
+        *probe.session().tokens.lock().await = Some(tokens.clone());
+        let listed = probe.authorized_shops().await?;
+        tokens.shops = listed.clone();
+        Ok((probe, tokens, listed))
+    }
+
+    /// Exchanges an authorisation code, lists the authorised shops, picks the configured one
+    /// (by `shop_id`, else by configured cipher, else the only one) and persists the tokens
+    /// bound to that shop.
+    pub async fn exchange_auth_code(&self, auth_code: &str) -> Result<AuthorizedShop, TikTokError> {
+        let (_, tokens, listed) = self.authorise(auth_code).await?;
+        let shop = self.pick_shop(listed)?;
+        self.install(tokens, shop.clone()).await?;
         Ok(shop)
+    }
+
+    /// Makes `tokens` this client's (and its session's other shops'), bound to `shop`.
+    pub(super) async fn install(
+        &self,
+        mut tokens: Tokens,
+        shop: AuthorizedShop,
+    ) -> Result<(), TikTokError> {
+        tokens.shop = Some(shop.clone());
+        let session = self.session();
+        {
+            let mut guard = session.tokens.lock().await;
+            *guard = Some(tokens.clone());
+        }
+        session.store.save(&tokens)?;
+        self.bind_shop(shop);
+        Ok(())
+    }
+
+    /// Binds the client to `shop` as TikTok listed it (its cipher unless one is configured).
+    pub(super) fn bind_shop(&self, shop: AuthorizedShop) {
+        if self.inner.configured_cipher.is_empty() || self.inner.binds_tokens {
+            *self.inner.shop_cipher.write() = shop.cipher.clone();
+        }
+        *self.inner.shop.write() = Some(shop);
     }
 
     /// The authorised shop as last read from TikTok (at connect, or by [`Self::refresh_shop`]).
@@ -236,10 +291,11 @@ impl TikTokClient {
             None => self.pick_shop(shops)?,
         };
         if self.inner.binds_tokens {
-            let mut guard = self.inner.session.tokens.lock().await;
+            let session = self.session();
+            let mut guard = session.tokens.lock().await;
             if let Some(t) = guard.as_mut().filter(|t| t.shop.as_ref() != Some(&shop)) {
                 t.shop = Some(shop.clone());
-                self.inner.session.store.save(t)?;
+                session.store.save(t)?;
             }
         }
         if self.inner.configured_cipher.is_empty() {
@@ -249,7 +305,10 @@ impl TikTokClient {
         Ok(shop)
     }
 
-    fn pick_shop(&self, shops: Vec<AuthorizedShop>) -> Result<AuthorizedShop, TikTokError> {
+    pub(super) fn pick_shop(
+        &self,
+        shops: Vec<AuthorizedShop>,
+    ) -> Result<AuthorizedShop, TikTokError> {
         let available = || {
             shops
                 .iter()

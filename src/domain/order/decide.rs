@@ -267,6 +267,10 @@ impl Order {
         for e in d.state.releasable_fulfillments(snap.status) {
             d.push(e);
         }
+        // A read that got through shows the shop's connection works again.
+        if let Some(e) = d.state.resolve(keys::TIKTOK_READ) {
+            d.push(e);
+        }
         Ok(d.events)
     }
 
