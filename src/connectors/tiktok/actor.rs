@@ -392,6 +392,11 @@ impl TikTokWriter {
             key: keys::inventory_rejected(shop),
             message,
         };
+        let refuse = |message: String| {
+            self.ports
+                .commands
+                .sku_command(sku, raise(message), &event.meta)
+        };
         let Some(connection) = self.ports.shops.by_key(shop) else {
             return Err(SeamError::Refused(format!(
                 "inventory of {sku} for shop {shop}, which this instance does not serve"
@@ -416,11 +421,7 @@ impl TikTokWriter {
                         "{} refused to list its products, so {sku}'s quantity was not pushed: {e}",
                         connection.label()
                     );
-                    return self
-                        .ports
-                        .commands
-                        .sku_command(sku, raise(message), &event.meta)
-                        .await;
+                    return refuse(message).await;
                 }
             }
         }
@@ -429,11 +430,7 @@ impl TikTokWriter {
                 "SKU {sku} has no live (ACTIVATE) listing in {}",
                 connection.label()
             );
-            return self
-                .ports
-                .commands
-                .sku_command(sku, raise(message), &event.meta)
-                .await;
+            return refuse(message).await;
         }
         let warehouse = &connection.settings.pickup_warehouse_id;
         let mut refusals = Vec::new();
@@ -473,11 +470,7 @@ impl TikTokWriter {
                 connection.label(),
                 refusals.join(" | ")
             );
-            return self
-                .ports
-                .commands
-                .sku_command(sku, raise(message), &event.meta)
-                .await;
+            return refuse(message).await;
         }
         self.ports.metrics.pushed("inventory");
         self.ports
