@@ -318,7 +318,10 @@ pub async fn start_on(
     ));
     tasks.push(spawn_feed(
         store.clone(),
-        crate::actors::policies::MetricsProjection::new(services.metrics.clone()),
+        crate::actors::metrics_projection::MetricsProjection::new(
+            services.metrics.clone(),
+            &services.settings.shop_stock(),
+        ),
         services.feeds.clone(),
         stopped.clone(),
     ));

@@ -2,13 +2,16 @@
 //! line, whether the prerequisites of the flows hold (F2, F16, F17): TikTok tokens,
 //! the pickup and return warehouses, seller shipping and its providers, the
 //! `[carriers]` table, the Katana key and mapped locations, how the two catalogues
-//! match, which SKUs have no live TikTok listing or several (F28), and the shop name
-//! sales orders carry. A FAIL is a problem that blocks a flow; a WARN works but
+//! match, which SKUs have no live TikTok listing or several (F28), the shop name
+//! sales orders carry, and each other shop's seller, tokens, warehouses and
+//! locations (F30). A FAIL is a problem that blocks a flow; a WARN works but
 //! deserves a look. Nothing is written anywhere except a refreshed TikTok token.
 
 mod katana;
 mod listings;
 mod report;
+mod scope;
+mod shops;
 mod tiktok;
 
 use std::path::PathBuf;
@@ -59,11 +62,14 @@ impl Default for CheckOptions {
 
 /// Runs every check. Never fails as a whole: what cannot be checked is a line.
 pub async fn run(settings: &Settings, clock: Clock, options: &CheckOptions) -> CheckReport {
-    let (tiktok, katana) = futures::join!(
+    let mut others = CheckReport::default();
+    let (tiktok, katana, ()) = futures::join!(
         tiktok::checks(settings, clock.clone(), options),
-        katana::checks(settings, clock, options)
+        katana::checks(settings, clock.clone(), options),
+        shops::tiktok(&mut others, settings, clock, options)
     );
     let mut report = tiktok.report;
+    report.findings.extend(others.findings);
     report.findings.extend(katana.report.findings);
     match (tiktok.catalogue, katana.variants) {
         (Some(entries), Some(variants)) => listings::sku_match(&mut report, settings, entries, &variants),

@@ -1,5 +1,6 @@
 //! Counters and gauges for `/metrics`, in the Prometheus text format: orders by
-//! state, pushes, API calls and errors per connector, webhook latency.
+//! state, pushes, API calls and errors per connector, webhook latency; orders,
+//! open exceptions and TikTok calls also per shop.
 
 use std::collections::{BTreeMap, VecDeque};
 use std::fmt::Write;
@@ -26,6 +27,12 @@ struct Inner {
     /// order state -> number of orders in it
     orders_by_state: BTreeMap<String, i64>,
     open_exceptions: i64,
+    /// (shop, state) -> number of the shop's orders in it
+    shop_orders: BTreeMap<(String, String), i64>,
+    /// shop -> its open exceptions (its orders', its SKU pushes')
+    shop_exceptions: BTreeMap<String, i64>,
+    /// (shop, operation, outcome) -> TikTok calls made for the shop
+    shop_calls: BTreeMap<(String, String, String), u64>,
     /// connector -> when calls last succeeded and when they failed lately
     health: BTreeMap<String, CallTimes>,
 }
@@ -37,6 +44,19 @@ pub struct CallTimes {
     pub last_error: Option<DateTime<Utc>>,
     /// Failures within the last hour, oldest first.
     pub recent_errors: VecDeque<DateTime<Utc>>,
+}
+
+/// What `GET /api/shops` shows of one shop.
+#[derive(Clone, Debug, Default, serde::Serialize)]
+pub struct ShopCounts {
+    /// Every order of the shop the log holds.
+    pub orders: i64,
+    /// The same, by the gauge's states.
+    pub orders_by_state: BTreeMap<String, i64>,
+    pub open_exceptions: i64,
+    /// TikTok calls made for the shop since start: (ok, error).
+    pub tiktok_calls_ok: u64,
+    pub tiktok_calls_failed: u64,
 }
 
 /// How far back `recent_errors` reaches.
@@ -56,6 +76,32 @@ impl Metrics {
             inner: Mutex::default(),
             clock: Some(clock),
         }
+    }
+
+    /// The label a shop goes by here: its id, or `default` for the one shop of
+    /// an instance that configures no id.
+    pub fn shop_label(shop_id: &str) -> &str {
+        if shop_id.is_empty() {
+            "default"
+        } else {
+            shop_id
+        }
+    }
+
+    /// A TikTok call made for one shop: counted with the connector's and the shop's.
+    pub fn tiktok_call(&self, shop_id: &str, operation: &str, ok: bool) {
+        self.api_call("tiktok", operation, ok);
+        let outcome = if ok { "ok" } else { "error" };
+        *self
+            .inner
+            .lock()
+            .shop_calls
+            .entry((
+                Self::shop_label(shop_id).into(),
+                operation.into(),
+                outcome.into(),
+            ))
+            .or_insert(0) += 1;
     }
 
     pub fn api_call(&self, connector: &str, operation: &str, ok: bool) {
@@ -148,13 +194,40 @@ impl Metrics {
         h.2 += 1;
     }
 
-    /// An order moved from `from` (None: new) to `to`.
-    pub fn order_moved(&self, from: Option<&str>, to: &str) {
+    /// An order of `shop` (its label) moved from `from` (None: new) to `to`.
+    pub fn order_moved(&self, shop: &str, from: Option<&str>, to: &str) {
         let mut m = self.inner.lock();
         if let Some(f) = from {
             *m.orders_by_state.entry(f.into()).or_insert(0) -= 1;
+            *m.shop_orders.entry((shop.into(), f.into())).or_insert(0) -= 1;
         }
         *m.orders_by_state.entry(to.into()).or_insert(0) += 1;
+        *m.shop_orders.entry((shop.into(), to.into())).or_insert(0) += 1;
+    }
+
+    /// What the log holds of one shop (by its label), and its calls since start.
+    pub fn shop_counts(&self, shop: &str) -> ShopCounts {
+        let m = self.inner.lock();
+        let mut out = ShopCounts {
+            open_exceptions: m.shop_exceptions.get(shop).copied().unwrap_or(0),
+            ..ShopCounts::default()
+        };
+        for ((s, state), n) in &m.shop_orders {
+            if s == shop && *n != 0 {
+                out.orders += n;
+                out.orders_by_state.insert(state.clone(), *n);
+            }
+        }
+        for ((s, _, outcome), n) in &m.shop_calls {
+            if s == shop {
+                if outcome == "ok" {
+                    out.tiktok_calls_ok += n;
+                } else {
+                    out.tiktok_calls_failed += n;
+                }
+            }
+        }
+        out
     }
 
     pub fn orders_in(&self, state: &str) -> i64 {
@@ -166,8 +239,14 @@ impl Metrics {
             .unwrap_or(0)
     }
 
-    pub fn exceptions_changed(&self, delta: i64) {
-        self.inner.lock().open_exceptions += delta;
+    /// Open exceptions went up or down by `delta`; `shop` is the label of the
+    /// shop they concern, none for those of no one shop (a SKU nobody sells).
+    pub fn exceptions_changed(&self, shop: Option<&str>, delta: i64) {
+        let mut m = self.inner.lock();
+        m.open_exceptions += delta;
+        if let Some(shop) = shop {
+            *m.shop_exceptions.entry(shop.into()).or_insert(0) += delta;
+        }
     }
 
     /// The Prometheus text exposition.
@@ -185,6 +264,33 @@ impl Metrics {
         );
         let _ = writeln!(out, "# TYPE tks_open_exceptions gauge");
         let _ = writeln!(out, "tks_open_exceptions {}", m.open_exceptions);
+        let _ = writeln!(out, "# HELP tks_shop_orders Orders by shop and sync state.");
+        let _ = writeln!(out, "# TYPE tks_shop_orders gauge");
+        for ((shop, state), n) in &m.shop_orders {
+            let _ = writeln!(
+                out,
+                "tks_shop_orders{{shop=\"{shop}\",state=\"{state}\"}} {n}"
+            );
+        }
+        let _ = writeln!(
+            out,
+            "# HELP tks_shop_open_exceptions Open exceptions of one shop's orders and pushes."
+        );
+        let _ = writeln!(out, "# TYPE tks_shop_open_exceptions gauge");
+        for (shop, n) in &m.shop_exceptions {
+            let _ = writeln!(out, "tks_shop_open_exceptions{{shop=\"{shop}\"}} {n}");
+        }
+        let _ = writeln!(
+            out,
+            "# HELP tks_shop_tiktok_calls_total Calls to TikTok made for one shop."
+        );
+        let _ = writeln!(out, "# TYPE tks_shop_tiktok_calls_total counter");
+        for ((shop, op, outcome), n) in &m.shop_calls {
+            let _ = writeln!(
+                out,
+                "tks_shop_tiktok_calls_total{{shop=\"{shop}\",operation=\"{op}\",outcome=\"{outcome}\"}} {n}"
+            );
+        }
         let _ = writeln!(out, "# HELP tks_pushes_total Successful pushes by kind.");
         let _ = writeln!(out, "# TYPE tks_pushes_total counter");
         for (kind, n) in &m.pushes {

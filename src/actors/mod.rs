@@ -5,6 +5,7 @@
 pub mod aggregate;
 pub mod feed;
 pub mod feed_health;
+pub mod metrics_projection;
 pub mod policies;
 pub mod registry;
 pub mod timers;

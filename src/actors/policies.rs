@@ -1,8 +1,4 @@
-//! Subscribers that turn one aggregate's events into commands for another, and the
-//! in-memory projection behind the order gauges of `/metrics`.
-
-use std::collections::{HashMap, HashSet};
-use std::sync::Arc;
+//! Subscribers that turn one aggregate's events into commands for another.
 
 use futures::future::LocalBoxFuture;
 
@@ -12,7 +8,6 @@ use crate::domain::order::{Order, OrderEvent};
 use crate::domain::reactions::{moves_demand, order_reactions, OrderReaction};
 use crate::domain::sku::{Sku, SkuCommand, SkuEvent};
 use crate::domain::{Aggregate, DomainEvent};
-use crate::metrics::Metrics;
 use crate::names::subscriber;
 use crate::ports::Commands;
 use crate::seam::SeamError;
@@ -117,104 +112,5 @@ impl Subscriber for DemandPolicy {
         event: &'a RecordedEvent,
     ) -> LocalBoxFuture<'a, Result<(), SeamError>> {
         Box::pin(self.handle_event(event))
-    }
-}
-
-/// Order state labels and open exceptions for `/metrics`, folded from the whole
-/// log at every start.
-pub struct MetricsProjection {
-    metrics: Arc<Metrics>,
-    orders: HashMap<String, &'static str>,
-    exceptions: HashSet<String>,
-}
-
-impl MetricsProjection {
-    pub fn new(metrics: Arc<Metrics>) -> Self {
-        MetricsProjection {
-            metrics,
-            orders: HashMap::new(),
-            exceptions: HashSet::new(),
-        }
-    }
-
-    /// The gauge an order event moves to, by its type alone: the projection folds
-    /// the whole log at every start, and decoding a million order snapshots only
-    /// to read their event type is most of that work.
-    fn label(event_type: &str) -> Option<&'static str> {
-        Some(match event_type {
-            "OrderPlaced" => "held",
-            "HoldExpired" => "hold_expired",
-            "OrderSkipped" => "skipped",
-            "OrderCancelled" => "cancelled",
-            "SoRequested" => "so_requested",
-            "SoBlocked" => "blocked",
-            "SoCreated" => "in_katana",
-            "SoDeleted" => "cancelled",
-            "SoDelivered" => "delivered",
-            "FulfillmentPushed" => "fulfilled",
-            _ => return None,
-        })
-    }
-
-    fn observe(&mut self, event: &RecordedEvent) -> Result<(), SeamError> {
-        let key = |k: &str| format!("{}#{k}", event.stream);
-        let exception = matches!(
-            event.event_type.as_str(),
-            "ExceptionRaised" | "ExceptionResolved"
-        );
-        if let Some(order_id) = id_of::<Order>(&event.stream) {
-            if exception {
-                match order_event(event)?.map(|(_, ev)| ev) {
-                    Some(OrderEvent::ExceptionRaised(x)) => self.raised(key(&x.key)),
-                    Some(OrderEvent::ExceptionResolved(x)) => self.resolved(&key(&x.key)),
-                    _ => {}
-                }
-            }
-            if let Some(to) = Self::label(&event.event_type) {
-                // A cancelled order stays cancelled in the gauge whatever follows.
-                let from = self.orders.get(order_id).copied();
-                if from != Some("cancelled") && from != Some(to) {
-                    self.metrics.order_moved(from, to);
-                    self.orders.insert(order_id.to_string(), to);
-                }
-            }
-        } else if exception {
-            match sku_event(event)?.map(|(_, ev)| ev) {
-                Some(SkuEvent::ExceptionRaised(x)) => self.raised(key(&x.key)),
-                Some(SkuEvent::ExceptionResolved(x)) => self.resolved(&key(&x.key)),
-                _ => {}
-            }
-        }
-        Ok(())
-    }
-
-    fn raised(&mut self, key: String) {
-        if self.exceptions.insert(key) {
-            self.metrics.exceptions_changed(1);
-        }
-    }
-
-    fn resolved(&mut self, key: &str) {
-        if self.exceptions.remove(key) {
-            self.metrics.exceptions_changed(-1);
-        }
-    }
-}
-
-impl Subscriber for MetricsProjection {
-    fn name(&self) -> &str {
-        subscriber::METRICS
-    }
-
-    fn durable(&self) -> bool {
-        false
-    }
-
-    fn handle<'a>(
-        &'a mut self,
-        event: &'a RecordedEvent,
-    ) -> LocalBoxFuture<'a, Result<(), SeamError>> {
-        let result = self.observe(event);
-        Box::pin(async { result })
     }
 }

@@ -1,11 +1,12 @@
 //! `tks check` on the Katana side: the API key, the mapped locations, the variants.
 
 use crate::clock::Clock;
-use crate::config::{FbtMode, Settings};
+use crate::config::{FbtMode, Settings, ShopSettings};
 use crate::connectors::katana::client::{KatanaClient, KatanaConfig};
 use crate::connectors::katana::model::{Location, Variant};
 
 use super::report::{list, CheckReport, Status};
+use super::scope::Scope;
 use super::CheckOptions;
 
 pub(super) struct KatanaPart {
@@ -68,7 +69,37 @@ async fn katana_inner(
         format!("API key accepted ({} location(s))", locations.len()),
     );
 
-    let w = &settings.warehouses;
+    // With `[[shops]]` the primary shop is the first table, not `[warehouses]`.
+    let served = settings.served_shops();
+    shop_locations(
+        r,
+        settings,
+        &Scope::primary(settings),
+        &served[0],
+        &locations,
+    );
+    for (i, shop) in served.iter().enumerate().skip(1) {
+        shop_locations(r, settings, &Scope::shop(i, &shop.id), shop, &locations);
+    }
+
+    match client.all_variants().await {
+        Ok(v) => Some(v),
+        Err(e) => {
+            r.push(Status::Fail, "katana.variants", e.to_string());
+            None
+        }
+    }
+}
+
+/// One shop's Katana locations: where its SOs are created, where its stock is
+/// counted, where its returns and its fulfilled-by-TikTok orders go.
+fn shop_locations(
+    r: &mut CheckReport,
+    settings: &Settings,
+    scope: &Scope,
+    w: &ShopSettings,
+    locations: &[Location],
+) {
     let sellable: Vec<&Location> = locations.iter().filter(|l| l.sales_allowed).collect();
     let sellable_list = || list(&sellable, |l| format!("{} ({:?})", l.id, l.name));
     let unset = |what: &str| {
@@ -81,16 +112,19 @@ async fn katana_inner(
     if w.pickup_location_id == 0 {
         r.push(
             Status::Fail,
-            "katana.pickup_location",
-            unset("warehouses.pickup_location_id (sales orders are created there)"),
+            &scope.check("katana.pickup_location"),
+            unset(&format!(
+                "{} (sales orders are created there)",
+                scope.key("pickup_location_id")
+            )),
         );
     } else {
         check_location(
             r,
-            &locations,
+            locations,
             w.pickup_location_id,
-            "katana.pickup_location",
-            "warehouses.pickup_location_id",
+            &scope.check("katana.pickup_location"),
+            &scope.key("pickup_location_id"),
             Status::Fail,
             "sales orders are created there and Katana refuses them at a location with selling disabled",
             &sellable_list(),
@@ -100,16 +134,19 @@ async fn katana_inner(
     if w.return_location_id == 0 {
         r.push(
             Status::Warn,
-            "katana.return_location",
-            unset("warehouses.return_location_id (where TikTok returns are restocked)"),
+            &scope.check("katana.return_location"),
+            unset(&format!(
+                "{} (where TikTok returns are restocked)",
+                scope.key("return_location_id")
+            )),
         );
     } else {
         check_location(
             r,
-            &locations,
+            locations,
             w.return_location_id,
-            "katana.return_location",
-            "warehouses.return_location_id",
+            &scope.check("katana.return_location"),
+            &scope.key("return_location_id"),
             // Nothing this service does creates a sales order there, so it is not blocking.
             Status::Warn,
             "returned stock restocked there cannot be sold from it",
@@ -122,19 +159,20 @@ async fn katana_inner(
         if record_as_done {
             r.push(
                 Status::Fail,
-                "katana.fbt_location",
-                unset(
-                    "warehouses.fbt_location_id (needed by sync.fbt_orders = \"record_as_done\")",
-                ),
+                &scope.check("katana.fbt_location"),
+                unset(&format!(
+                    "{} (needed by sync.fbt_orders = \"record_as_done\")",
+                    scope.key("fbt_location_id")
+                )),
             );
         }
     } else {
         check_location(
             r,
-            &locations,
+            locations,
             w.fbt_location_id,
-            "katana.fbt_location",
-            "warehouses.fbt_location_id",
+            &scope.check("katana.fbt_location"),
+            &scope.key("fbt_location_id"),
             if record_as_done {
                 Status::Fail
             } else {
@@ -146,17 +184,35 @@ async fn katana_inner(
         if record_as_done && w.fbt_location_id == w.pickup_location_id {
             r.push(
                 Status::Warn,
-                "katana.fbt_location",
+                &scope.check("katana.fbt_location"),
                 "the FBT location is the pickup location: stock TikTok shipped from its own warehouse would also leave the pickup location",
             );
         }
     }
-
-    match client.all_variants().await {
-        Ok(v) => Some(v),
-        Err(e) => {
-            r.push(Status::Fail, "katana.variants", e.to_string());
-            None
+    // Stock counted from locations that do not exist is stock never offered.
+    if !w.locations.is_empty() {
+        let missing: Vec<i64> = w
+            .locations
+            .iter()
+            .copied()
+            .filter(|id| !locations.iter().any(|l| l.id == *id))
+            .collect();
+        if missing.is_empty() {
+            r.push(
+                Status::Ok,
+                &scope.check("katana.stock_locations"),
+                format!("stock counted from locations {:?}", w.locations),
+            );
+        } else {
+            r.push(
+                Status::Fail,
+                &scope.check("katana.stock_locations"),
+                format!(
+                    "{} lists {missing:?}: no such Katana location; locations that allow sales: {}",
+                    scope.key("locations"),
+                    sellable_list()
+                ),
+            );
         }
     }
 }

@@ -11,6 +11,7 @@ use crate::config::{ArrangeShipmentOn, CustomerMode, HandoverMethod};
 use crate::connectors::katana::client::KatanaClient;
 use crate::connectors::katana::mapping::store_name;
 use crate::connectors::tiktok::auth::token_file_for;
+use crate::connectors::tiktok::auth::Tokens;
 use crate::connectors::tiktok::auth::{FileTokenStore, TokenStore};
 use crate::connectors::tiktok::client::TikTokClient;
 use crate::connectors::tiktok::mapping::CatalogueEntry;
@@ -19,6 +20,7 @@ use crate::connectors::tiktok::model::Warehouse;
 use crate::operator::unix_time;
 
 use super::report::{list, CheckReport, Listed, Status};
+use super::scope::Scope;
 use super::CheckOptions;
 
 /// A refresh token closer than this to expiry is a warning: when it lapses the
@@ -90,42 +92,8 @@ async fn tiktok_inner(
     // as they are after it.
     let warehouses = client.warehouses().await;
     let tokens = client.tokens().await.unwrap_or(tokens);
-    let now = clock.unix();
-    let access = if tokens.access_token_expire_in > now {
-        format!(
-            "access token valid until {} (refreshed automatically)",
-            date(tokens.access_token_expire_in)
-        )
-    } else {
-        format!(
-            "access token expired at {}, refreshed on the next call",
-            date(tokens.access_token_expire_in)
-        )
-    };
-    let refresh_left = tokens.refresh_token_expire_in - now;
-    let refresh_at = date(tokens.refresh_token_expire_in);
-    if refresh_left <= 0 {
-        r.push(
-            Status::Fail,
-            "tiktok.token",
-            format!("the refresh token expired at {refresh_at}: authorise the app again and run `tks connect tiktok --auth-code CODE`"),
-        );
+    if !report_tokens(r, "tiktok.token", &tokens, clock.unix()) {
         return None;
-    } else if refresh_left < REFRESH_WARNING.as_secs() as i64 {
-        r.push(
-            Status::Warn,
-            "tiktok.token",
-            format!(
-                "{access}; the refresh token expires at {refresh_at} ({} day(s)): authorise again before then",
-                refresh_left / 86_400
-            ),
-        );
-    } else {
-        r.push(
-            Status::Ok,
-            "tiktok.token",
-            format!("{access}; refresh token valid until {refresh_at}"),
-        );
     }
 
     match &tokens.shop {
@@ -186,15 +154,19 @@ async fn tiktok_inner(
         ),
     );
 
-    let w = &settings.warehouses;
+    // With `[[shops]]` the primary shop is the first table, not `[warehouses]`.
+    let w = &settings.served_shops()[0];
+    let scope = Scope::primary(settings);
     let pickup = check_warehouse(
         r,
+        &scope,
         &warehouses,
         &w.pickup_warehouse_id,
         WarehouseRole::Pickup,
     );
     check_warehouse(
         r,
+        &scope,
         &warehouses,
         &w.return_warehouse_id,
         WarehouseRole::Return,
@@ -213,6 +185,48 @@ async fn tiktok_inner(
             None
         }
     }
+}
+
+/// The lines about a seller's tokens under `check`; false when the refresh token
+/// has expired, so nothing else of that seller can be checked.
+pub(super) fn report_tokens(r: &mut CheckReport, check: &str, tokens: &Tokens, now: i64) -> bool {
+    let access = if tokens.access_token_expire_in > now {
+        format!(
+            "access token valid until {} (refreshed automatically)",
+            date(tokens.access_token_expire_in)
+        )
+    } else {
+        format!(
+            "access token expired at {}, refreshed on the next call",
+            date(tokens.access_token_expire_in)
+        )
+    };
+    let refresh_left = tokens.refresh_token_expire_in - now;
+    let refresh_at = date(tokens.refresh_token_expire_in);
+    if refresh_left <= 0 {
+        r.push(
+            Status::Fail,
+            check,
+            format!("the refresh token expired at {refresh_at}: authorise the app again and run `tks connect tiktok --auth-code CODE`"),
+        );
+        return false;
+    } else if refresh_left < REFRESH_WARNING.as_secs() as i64 {
+        r.push(
+            Status::Warn,
+            check,
+            format!(
+                "{access}; the refresh token expires at {refresh_at} ({} day(s)): authorise again before then",
+                refresh_left / 86_400
+            ),
+        );
+    } else {
+        r.push(
+            Status::Ok,
+            check,
+            format!("{access}; refresh token valid until {refresh_at}"),
+        );
+    }
+    true
 }
 
 /// F1: sales orders carry the shop's name as TikTok lists it now (the stored
@@ -298,7 +312,7 @@ fn check_market(r: &mut CheckReport, region: Option<&str>, settings: &Settings) 
 }
 
 #[derive(Clone, Copy)]
-enum WarehouseRole {
+pub(super) enum WarehouseRole {
     Pickup,
     Return,
 }
@@ -312,8 +326,8 @@ impl WarehouseRole {
     }
     fn key(self) -> &'static str {
         match self {
-            WarehouseRole::Pickup => "warehouses.pickup_warehouse_id",
-            WarehouseRole::Return => "warehouses.return_warehouse_id",
+            WarehouseRole::Pickup => "pickup_warehouse_id",
+            WarehouseRole::Return => "return_warehouse_id",
         }
     }
     fn wanted_type(self) -> &'static str {
@@ -326,13 +340,16 @@ impl WarehouseRole {
 
 /// Checks one configured warehouse; returns its id when it exists (even if it is
 /// unfit, so its delivery options can still be listed).
-fn check_warehouse(
+pub(super) fn check_warehouse(
     r: &mut CheckReport,
+    scope: &Scope,
     all: &[Warehouse],
     id: &str,
     role: WarehouseRole,
 ) -> Option<String> {
     let wanted = role.wanted_type();
+    let check = scope.check(role.check());
+    let key = scope.key(role.key());
     let candidates: Vec<&Warehouse> = all.iter().filter(|w| w.warehouse_type == wanted).collect();
     let options = || {
         list(&candidates, |w| {
@@ -348,57 +365,37 @@ fn check_warehouse(
         };
         r.push(
             status,
-            role.check(),
-            format!("{} is not set; {wanted}s: {}", role.key(), options()),
+            &check,
+            format!("{} is not set; {wanted}s: {}", key, options()),
         );
         return None;
     }
     let Some(found) = all.iter().find(|w| w.id == id) else {
         r.push(
             Status::Fail,
-            role.check(),
+            &check,
             format!(
                 "{} = {id}: no such TikTok warehouse; {wanted}s: {}",
-                role.key(),
+                key,
                 options()
             ),
         );
         return None;
     };
-    let mut problems = Vec::new();
-    if found.warehouse_type != wanted {
-        problems.push(format!(
-            "is a {} (needs {wanted})",
-            if found.warehouse_type.is_empty() {
-                "warehouse of unknown type"
-            } else {
-                &found.warehouse_type
-            }
-        ));
-    }
-    if found.effect_status != "ENABLED" {
-        problems.push(format!(
-            "is {} (needs ENABLED)",
-            if found.effect_status.is_empty() {
-                "of unknown status"
-            } else {
-                &found.effect_status
-            }
-        ));
-    }
+    let problems = found.unfit_for(wanted);
     if problems.is_empty() {
         r.push(
             Status::Ok,
-            role.check(),
+            &check,
             format!("{id} {:?}: {wanted}, ENABLED", found.name),
         );
     } else {
         r.push(
             Status::Fail,
-            role.check(),
+            &check,
             format!(
                 "{} = {id} {:?} {}; {wanted}s: {}",
-                role.key(),
+                key,
                 found.name,
                 problems.join(" and "),
                 options()
@@ -575,17 +572,18 @@ mod tests {
             wh("3", "RETURN_WAREHOUSE", "ENABLED"),
         ];
         let mut r = CheckReport::default();
+        let primary = Scope::primary(&Settings::default());
         assert_eq!(
-            check_warehouse(&mut r, &all, "1", WarehouseRole::Pickup),
+            check_warehouse(&mut r, &primary, &all, "1", WarehouseRole::Pickup),
             Some("1".into())
         );
-        check_warehouse(&mut r, &all, "2", WarehouseRole::Pickup);
-        check_warehouse(&mut r, &all, "3", WarehouseRole::Pickup);
+        check_warehouse(&mut r, &primary, &all, "2", WarehouseRole::Pickup);
+        check_warehouse(&mut r, &primary, &all, "3", WarehouseRole::Pickup);
         assert_eq!(
-            check_warehouse(&mut r, &all, "9", WarehouseRole::Pickup),
+            check_warehouse(&mut r, &primary, &all, "9", WarehouseRole::Pickup),
             None
         );
-        check_warehouse(&mut r, &all, "", WarehouseRole::Return);
+        check_warehouse(&mut r, &primary, &all, "", WarehouseRole::Return);
         let s: Vec<Status> = r.findings.iter().map(|f| f.status).collect();
         assert_eq!(
             s,

@@ -169,7 +169,7 @@ pub async fn refresh_catalogue(ports: &PollerPorts) -> Result<(), SeamError> {
         let named = shop.client.refresh_shop().await;
         ports
             .metrics
-            .api_call("tiktok", "authorized_shops", named.is_ok());
+            .tiktok_call(&shop.settings.id, "authorized_shops", named.is_ok());
         if let Err(e) = named {
             tracing::warn!(shop = %shop.settings.id, error = %e, "authorised shops not read; the shop name stays as last known");
         }
@@ -177,7 +177,7 @@ pub async fn refresh_catalogue(ports: &PollerPorts) -> Result<(), SeamError> {
             let entries = shop.client.catalogue().await;
             ports
                 .metrics
-                .api_call("tiktok", "search_products", entries.is_ok());
+                .tiktok_call(&shop.settings.id, "search_products", entries.is_ok());
             match entries {
                 Ok(entries) => shop.catalogue.set_tiktok(entries),
                 Err(e) => {
@@ -248,7 +248,7 @@ async fn poll_shop_orders(ports: &PollerPorts, shop: &ShopConnection) -> Result<
     let orders = shop.client.orders_updated_since(since, OVERLAP).await;
     ports
         .metrics
-        .api_call("tiktok", "search_orders", orders.is_ok());
+        .tiktok_call(&shop.settings.id, "search_orders", orders.is_ok());
     let cause = root(ports);
     for mut snapshot in orders.map_err(|e| e.to_string())? {
         snapshot.shop_id = shop.key.clone();

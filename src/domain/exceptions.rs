@@ -38,6 +38,16 @@ pub mod keys {
         }
     }
 
+    /// The shop a SKU exception concerns, by its event key (empty: the primary
+    /// shop): only a push refusal is one shop's.
+    pub fn inventory_rejected_shop(key: &str) -> Option<&str> {
+        if key == INVENTORY_REJECTED {
+            Some("")
+        } else {
+            key.strip_prefix(INVENTORY_REJECTED)?.strip_prefix(':')
+        }
+    }
+
     pub fn missing_tracking(fulfillment_id: i64) -> String {
         format!("missing-tracking-{fulfillment_id}")
     }

@@ -253,16 +253,27 @@ async fn order_label(ports: web::Data<ApiPorts>, id: web::Path<String>) -> HttpR
             format!("order {id} has no shipment arranged with TikTok's label"),
         );
     }
-    let Some(tiktok) = ports.tiktok.as_ref() else {
-        return error(StatusCode::SERVICE_UNAVAILABLE, "TikTok is not configured");
+    // The label belongs to the shop the order was placed in: another shop's
+    // cipher would not find its package.
+    let key = state
+        .snapshot
+        .as_ref()
+        .map(|s| s.shop_id.clone())
+        .unwrap_or_default();
+    let Some(shop) = ports.shops.as_ref().and_then(|s| s.by_key(&key)) else {
+        return error(
+            StatusCode::SERVICE_UNAVAILABLE,
+            format!("TikTok is not configured for the shop of order {id}"),
+        );
     };
+    let tiktok = &shop.client;
     let now = ports.clock.now();
     let mut labels = Vec::new();
     for package_id in state.arranged_packages.keys().flat_map(|p| p.split(',')) {
         let label = tiktok.shipping_label(package_id).await;
         ports
             .metrics
-            .api_call("tiktok", "shipping_label", label.is_ok());
+            .tiktok_call(&shop.settings.id, "shipping_label", label.is_ok());
         match label {
             Ok(l) => labels.push(json!({
                 "package_id": package_id,

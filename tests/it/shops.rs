@@ -5,10 +5,12 @@ use std::time::Duration;
 
 use serde_json::Value;
 
-use tks::config::{Settings, ShopSettings};
+use tks::check::{CheckOptions, CheckReport, Status};
+use tks::config::{ArrangeShipmentOn, Settings, ShopSettings};
 use tks::connectors::pollers;
 use tks::domain::allocation::Allocation;
 use tks::domain::observed::{Quantity, TikTokOrderStatus};
+use tks::sandbox::katana::Tracking;
 use tks::sandbox::tiktok::shop::ShopSim;
 use tks::sandbox::tiktok::state::InventoryPush;
 use tks::sandbox::tiktok::{
@@ -16,7 +18,7 @@ use tks::sandbox::tiktok::{
     DEMO_UK_SHOP_ID, DEMO_UK_SHOP_NAME, MAIN_WAREHOUSE, RETURN_WAREHOUSE,
 };
 
-use super::flows::{spawn_app, spawn_app_for, TestApp};
+use super::flows::{spawn_app, spawn_app_for, wait_for, TestApp};
 
 const MIN: Duration = Duration::from_secs(60);
 
@@ -467,6 +469,52 @@ async fn a_revoked_seller_stalls_only_its_own_shop_with_an_exception_naming_it()
             .all(|e| e["id"] != second[0].as_str() && e["id"] != second[1].as_str()),
         "{exceptions}"
     );
+    // The operator sees the same per shop: A and B have two orders each, C the
+    // one it could read; C has its two exceptions, and B and C each one for SKU
+    // B, which neither lists.
+    let shops = admin_get(&base, "/api/shops").await;
+    let counts: Vec<(i64, i64)> = shops["shops"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| {
+            (
+                s["orders"].as_i64().unwrap(),
+                s["open_exceptions"].as_i64().unwrap(),
+            )
+        })
+        .collect();
+    assert_eq!(counts, [(2, 0), (2, 1), (1, 3)], "{exceptions}");
+    assert_eq!(shops["shops"][1]["warehouses"]["pickup"]["valid"], true);
+    assert_eq!(
+        shops["shops"][2]["warehouses"]["pickup"]["valid"],
+        Value::Null,
+        "C's warehouses cannot be read while its seller is revoked: {shops}"
+    );
+    assert!(
+        shops["shops"][2]["tiktok_calls"]["failed"]
+            .as_u64()
+            .unwrap()
+            > 0
+    );
+    let metrics = reqwest::get(format!("{base}/metrics"))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        metrics.contains(&format!(
+            "tks_shop_open_exceptions{{shop=\"{DEMO_OTHER_SHOP_ID}\"}} 3"
+        )),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains(&format!(
+            "tks_shop_orders{{shop=\"{DEMO_UK_SHOP_ID}\",state=\"in_katana\"}} 2"
+        )),
+        "{metrics}"
+    );
 
     // Seller 2 authorises again; the next poll of shop C finds the order it missed.
     let (status, page) = oauth_callback(&base, &t.tiktok.issue_auth_code_for_seller(1)).await;
@@ -485,6 +533,141 @@ async fn a_revoked_seller_stalls_only_its_own_shop_with_an_exception_naming_it()
             .iter()
             .all(|e| e["id"] != second[2].as_str()),
         "{exceptions}"
+    );
+    t.stop().await;
+}
+
+fn check_line<'a>(report: &'a CheckReport, name: &str) -> (Status, &'a str) {
+    let f = report
+        .find(name)
+        .unwrap_or_else(|| panic!("no {name} line:\n{}", report.render()));
+    (f.status, f.detail.as_str())
+}
+
+#[actix::test]
+async fn check_reports_each_shop_its_seller_warehouses_and_locations() {
+    let t = spawn_app_for(SimConfig::demo_multi(), three_shops, |_| {}).await;
+    let base = t.app.base_url();
+    let mut settings = (*t.app.services.settings).clone();
+    // Shop B's return warehouse is mistyped and shop C counts stock at a location
+    // Katana does not have.
+    settings.shops[1].return_warehouse_id = "7300000000000000999".into();
+    settings.shops[2].locations = vec![t.main_location, 999];
+    let check = |settings: Settings| {
+        let clock = t.clock.clock();
+        async move { tks::check::run(&settings, clock, &CheckOptions::default()).await }
+    };
+    let b = |line: &str| format!("shops.{DEMO_UK_SHOP_ID}.{line}");
+    let c = |line: &str| format!("shops.{DEMO_OTHER_SHOP_ID}.{line}");
+
+    let report = check(settings.clone()).await;
+    // The primary shop keeps the lines a single-shop check has.
+    assert_eq!(check_line(&report, "tiktok.pickup_warehouse").0, Status::Ok);
+    assert_eq!(check_line(&report, "katana.pickup_location").0, Status::Ok);
+    let (status, detail) = check_line(&report, &b("tiktok.shop"));
+    assert_eq!(status, Status::Ok, "{detail}");
+    assert!(detail.contains(DEMO_UK_SHOP_NAME), "{detail}");
+    assert_eq!(check_line(&report, &b("tiktok.token")).0, Status::Ok);
+    assert_eq!(
+        check_line(&report, &b("tiktok.pickup_warehouse")).0,
+        Status::Ok
+    );
+    let (status, detail) = check_line(&report, &b("tiktok.return_warehouse"));
+    assert_eq!(status, Status::Fail, "{detail}");
+    assert!(detail.contains("shops[1].return_warehouse_id"), "{detail}");
+    assert_eq!(
+        check_line(&report, &b("katana.pickup_location")).0,
+        Status::Ok
+    );
+    // Seller 2 has not connected: shop C says so and how to fix it.
+    let (status, detail) = check_line(&report, &c("tiktok.shop"));
+    assert_eq!(status, Status::Fail, "{detail}");
+    assert!(detail.contains("tks connect tiktok"), "{detail}");
+    let (status, detail) = check_line(&report, &c("katana.stock_locations"));
+    assert_eq!(status, Status::Fail, "{detail}");
+    assert!(detail.contains("[999]"), "{detail}");
+    assert_eq!(report.verdict(), Status::Fail);
+
+    let (status, page) = oauth_callback(&base, &t.tiktok.issue_auth_code_for_seller(1)).await;
+    assert_eq!(status, 200, "{page}");
+    settings.shops[1].return_warehouse_id = SimConfig::demo_multi()
+        .warehouses_of(DEMO_UK_SHOP_ID)
+        .unwrap()
+        .return_;
+    settings.shops[2].locations = vec![];
+    let report = check(settings).await;
+    let (status, detail) = check_line(&report, &c("tiktok.shop"));
+    assert_eq!(status, Status::Ok, "{detail}");
+    assert!(detail.contains("Clay Works US"), "{detail}");
+    assert_eq!(
+        check_line(&report, &c("tiktok.pickup_warehouse")).0,
+        Status::Ok
+    );
+    assert_eq!(
+        check_line(&report, &b("tiktok.return_warehouse")).0,
+        Status::Ok
+    );
+    assert!(
+        report
+            .findings
+            .iter()
+            .all(|f| !f.check.starts_with("shops.") || f.status != Status::Fail),
+        "{}",
+        report.render()
+    );
+    t.stop().await;
+}
+
+#[actix::test]
+async fn a_label_is_fetched_from_the_shop_the_order_was_placed_in() {
+    let t = spawn_app_for(
+        SimConfig::demo_multi(),
+        |s| {
+            two_shops(s, rule(100, 0, 0), rule(100, 0, 0), false);
+            s.tiktok.arrange_shipment_on = ArrangeShipmentOn::Packed;
+        },
+        |_| {},
+    )
+    .await;
+    let b = t.tiktok.shop(DEMO_UK_SHOP_ID).unwrap();
+    b.set_catalogue(vec![listing(&b, "1729000000000000201", B_SKU_ID, "A")])
+        .unwrap();
+    pollers::refresh_catalogue(&t.app.services.pollers)
+        .await
+        .unwrap();
+    let mut new = NewOrder::of(&[("A", 1)], TikTokOrderStatus::AwaitingShipment);
+    new.shipping_type = Some("TIKTOK".into());
+    let id = b.create_order(new).unwrap().id;
+    t.settle().await;
+    t.advance(61 * MIN, 10 * MIN).await;
+    let so = t.sales_orders().pop().expect("the SO was created");
+    t.katana
+        .pack(
+            so["id"].as_i64().unwrap(),
+            None,
+            Tracking {
+                tracking_number: None,
+                tracking_url: None,
+                tracking_carrier: None,
+            },
+        )
+        .unwrap();
+    wait_for("shop B's shipment", 20, || !b.shipments().is_empty()).await;
+    t.settle().await;
+
+    let resp = reqwest::Client::new()
+        .get(format!("{}/api/orders/{id}/label", t.app.base_url()))
+        .bearer_auth("test-admin-token")
+        .send()
+        .await
+        .unwrap();
+    let status = resp.status();
+    let body: Value = resp.json().await.unwrap();
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(
+        body["labels"][0]["tracking_number"],
+        Value::String(b.shipments()[0].tracking_number.clone()),
+        "{body}"
     );
     t.stop().await;
 }

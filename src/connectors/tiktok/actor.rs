@@ -80,7 +80,7 @@ impl TikTokReader {
             .await;
         self.ports
             .metrics
-            .api_call("tiktok", "get_order", result.is_ok());
+            .tiktok_call(&connection.settings.id, "get_order", result.is_ok());
         match result {
             Ok(snapshots) => {
                 for mut snapshot in snapshots.into_iter().filter(|s| s.order_id == order_id) {
@@ -283,7 +283,9 @@ impl TikTokWriter {
                 )
             }
         };
-        self.ports.metrics.api_call("tiktok", call, result.is_ok());
+        self.ports
+            .metrics
+            .tiktok_call(&shop.settings.id, call, result.is_ok());
         let checkpoint = Some((self.name().to_string(), event.position));
         let command = match result {
             Ok(Shipped::Pushed { package_id }) => {
@@ -349,7 +351,7 @@ impl TikTokWriter {
             .await;
         self.ports
             .metrics
-            .api_call("tiktok", "update_shipping_info", result.is_ok());
+            .tiktok_call(&shop.settings.id, "update_shipping_info", result.is_ok());
         match result {
             Ok(()) => {
                 self.ports
@@ -407,9 +409,11 @@ impl TikTokWriter {
         let mut listings = catalogue.tiktok_listings(sku);
         if listings.is_empty() {
             let fresh = tiktok.catalogue().await;
-            self.ports
-                .metrics
-                .api_call("tiktok", "search_products", fresh.is_ok());
+            self.ports.metrics.tiktok_call(
+                &connection.settings.id,
+                "search_products",
+                fresh.is_ok(),
+            );
             match fresh {
                 Ok(entries) => {
                     catalogue.set_tiktok(entries);
@@ -438,9 +442,11 @@ impl TikTokWriter {
             let result = tiktok
                 .update_inventory(&listing.product_id, &listing.sku_id, warehouse, atp)
                 .await;
-            self.ports
-                .metrics
-                .api_call("tiktok", "update_inventory", result.is_ok());
+            self.ports.metrics.tiktok_call(
+                &connection.settings.id,
+                "update_inventory",
+                result.is_ok(),
+            );
             match result {
                 Ok(outcome) if outcome.is_ok() => {}
                 Ok(outcome) => refusals.push(format!(

@@ -270,6 +270,35 @@ pub struct Warehouse {
     pub is_default: bool,
 }
 
+impl Warehouse {
+    /// What keeps this warehouse from serving as a `wanted` one (`SALES_WAREHOUSE`
+    /// for pickup, `RETURN_WAREHOUSE` for returns): its type and its status.
+    pub fn unfit_for(&self, wanted: &str) -> Vec<String> {
+        let mut problems = Vec::new();
+        if self.warehouse_type != wanted {
+            problems.push(format!(
+                "is a {} (needs {wanted})",
+                if self.warehouse_type.is_empty() {
+                    "warehouse of unknown type"
+                } else {
+                    &self.warehouse_type
+                }
+            ));
+        }
+        if self.effect_status != "ENABLED" {
+            problems.push(format!(
+                "is {} (needs ENABLED)",
+                if self.effect_status.is_empty() {
+                    "of unknown status"
+                } else {
+                    &self.effect_status
+                }
+            ));
+        }
+        problems
+    }
+}
+
 #[derive(Clone, Debug, Default, Deserialize)]
 pub struct DeliveryOptionsData {
     #[serde(default)]
