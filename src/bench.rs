@@ -543,11 +543,11 @@ fn count_created(
 /// The real clock, because with a 0 s hold and Katana's limit lifted (simulator and
 /// client budget) nothing in this path waits on time; a manual clock would only add
 /// the stepping. Pollers are off so only the pipeline is measured.
-pub async fn flow_throughput(db: &Path, orders: usize) -> anyhow::Result<FlowRun> {
+pub async fn flow_throughput(db: &Path, orders: usize, shops: usize) -> anyhow::Result<FlowRun> {
     let world = World::start(
         Clock::real(),
         WorldOptions {
-            shops: 1,
+            shops,
             db_path: db.to_path_buf(),
             katana_requests_per_minute: None,
             pollers: false,
@@ -610,7 +610,11 @@ pub async fn flow_throughput(db: &Path, orders: usize) -> anyhow::Result<FlowRun
 /// cost a few calls per poll interval whatever the order volume). The hold is
 /// 10 minutes: its length changes when an order is pushed, not what it costs,
 /// and a shorter one needs fewer clock steps.
-pub async fn katana_calls_per_order(db: &Path, orders: usize) -> anyhow::Result<KatanaCalls> {
+pub async fn katana_calls_per_order(
+    db: &Path,
+    orders: usize,
+    shops: usize,
+) -> anyhow::Result<KatanaCalls> {
     const STEP: Duration = Duration::from_secs(20);
     // A step ends when the service is done at this instant, however long a loaded
     // machine takes: the clock must not move on under a request still in flight.
@@ -619,7 +623,7 @@ pub async fn katana_calls_per_order(db: &Path, orders: usize) -> anyhow::Result<
     let world = World::start(
         manual.clock(),
         WorldOptions {
-            shops: 1,
+            shops,
             db_path: db.to_path_buf(),
             katana_requests_per_minute: Some(60),
             pollers: false,
@@ -670,16 +674,21 @@ pub async fn katana_calls_per_order(db: &Path, orders: usize) -> anyhow::Result<
 
     let mut position = store.head();
     let mut created = 0;
-    let warm_up = world.place(FLOW_BASKETS[0], FulfillmentType::FulfillmentBySeller)?;
+    // One warm-up order per shop: each shop's first SO also creates its generic
+    // customer.
+    let mut placed = Vec::new();
+    for _ in 0..shops.max(1) {
+        let warm_up = world.place(FLOW_BASKETS[0], FulfillmentType::FulfillmentBySeller)?;
+        placed.push(warm_up.id);
+    }
     world.settle_on_clock(STEP_LIMIT).await;
-    let budget = hold * 2 + Duration::from_secs(600);
-    let placed = vec![warm_up.id];
+    let budget = hold * 2 + Duration::from_secs(600) + STEP * placed.len() as u32;
     run_until(
         &world,
         &manual,
         &mut position,
         &mut created,
-        1,
+        placed.len(),
         budget,
         &placed,
     )
@@ -814,21 +823,23 @@ pub async fn stuck_report(world: &World, placed: &[String]) -> Vec<String> {
 }
 
 /// `tks bench flow`.
-pub async fn flow(orders: usize, limited_orders: usize) -> anyhow::Result<()> {
-    if orders == 0 || limited_orders == 0 {
-        anyhow::bail!("--orders and --limited-orders must be at least 1");
+pub async fn flow(orders: usize, limited_orders: usize, shops: usize) -> anyhow::Result<()> {
+    if orders == 0 || limited_orders == 0 || shops == 0 {
+        anyhow::bail!("--orders, --limited-orders and --shops must be at least 1");
     }
     let dir = tempfile::Builder::new()
         .prefix("tks-bench-flow-")
         .tempdir()?;
-    let run = flow_throughput(&dir.path().join("flow.db"), orders).await?;
+    let run = flow_throughput(&dir.path().join("flow.db"), orders, shops).await?;
+    print("flow.shops", shops);
     print("flow.orders", run.orders);
     print("flow.seconds", format!("{:.2}", run.seconds));
     print(
         "flow.orders_per_sec",
         format!("{:.0}", run.orders as f64 / run.seconds),
     );
-    let calls = katana_calls_per_order(&dir.path().join("limited.db"), limited_orders).await?;
+    let calls =
+        katana_calls_per_order(&dir.path().join("limited.db"), limited_orders, shops).await?;
     let per = |n: usize| format!("{:.2}", n as f64 / calls.orders.max(1) as f64);
     print("flow.limited_orders", calls.orders);
     print("flow.katana_calls_per_order", per(calls.requests));

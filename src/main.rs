@@ -40,8 +40,8 @@ enum Command {
         /// End after the summary instead of keeping the console up until Ctrl-C.
         #[arg(long)]
         exit: bool,
-        /// How many TikTok shops of one seller sell the catalogue (1 or 2); with 2,
-        /// every other order is placed in the second shop.
+        /// How many TikTok shops of one seller sell the catalogue; orders are
+        /// placed in each in turn.
         #[arg(long, default_value_t = 1)]
         shops: usize,
     },
@@ -65,6 +65,9 @@ enum Command {
         /// Orders `flow` runs with Katana's 60/min limit on, to count calls per order.
         #[arg(long, default_value_t = 60)]
         limited_orders: usize,
+        /// TikTok shops (one seller, one Katana) `flow` places its orders in, in turn.
+        #[arg(long, default_value_t = 1)]
+        shops: usize,
         /// Inputs `fuzz` feeds the parsers.
         #[arg(long, default_value_t = 1_000_000)]
         inputs: u64,
@@ -199,6 +202,7 @@ fn main() -> anyhow::Result<()> {
             seeds,
             first_seed,
             steps,
+            shops,
         } => tks::bench::run(
             what,
             tks::bench::Options {
@@ -212,6 +216,7 @@ fn main() -> anyhow::Result<()> {
                 seeds,
                 first_seed,
                 steps,
+                shops,
             },
         ),
         Command::Capture {

@@ -48,6 +48,8 @@ pub struct Options {
     pub seeds: u64,
     pub first_seed: u64,
     pub steps: u32,
+    /// TikTok shops `flow` spreads its orders over.
+    pub shops: usize,
 }
 
 /// The log size the console's page times are promised for.
@@ -57,7 +59,7 @@ const CONSOLE_BENCH_ORDERS: u64 = 100_000;
 /// system; the store and replay measurements a multi-threaded tokio runtime.
 pub fn run(target: Target, o: Options) -> anyhow::Result<()> {
     match target {
-        Target::Flow => on_actix(super::flow(o.orders, o.limited_orders)),
+        Target::Flow => on_actix(super::flow(o.orders, o.limited_orders, o.shops)),
         Target::Peak => on_actix(super::peak::peak(o.orders)),
         Target::Webhooks => {
             let tmp = dir(o.dir)?;

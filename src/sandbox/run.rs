@@ -28,7 +28,7 @@ pub use world::{World, WorldOptions, ADMIN_TOKEN};
 #[derive(Clone, Debug)]
 pub struct SandboxOptions {
     pub orders: usize,
-    /// TikTok shops of one seller selling the catalogue (1 or 2).
+    /// TikTok shops of one seller selling the catalogue; orders go to each in turn.
     pub shops: usize,
     /// How much faster than a real shop time runs (120: a 60 minute hold lasts 30 s).
     pub speed: f64,

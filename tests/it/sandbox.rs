@@ -286,7 +286,7 @@ fn the_binary_refuses_bad_options_with_a_clear_message() {
 #[actix::test]
 async fn the_flow_bench_pushes_every_order_through() {
     let dir = tempfile::tempdir().unwrap();
-    let run = flow_throughput(&dir.path().join("flow.db"), 30)
+    let run = flow_throughput(&dir.path().join("flow.db"), 30, 1)
         .await
         .unwrap();
     assert_eq!(run.orders, 30);
@@ -295,19 +295,22 @@ async fn the_flow_bench_pushes_every_order_through() {
 
 #[actix::test]
 async fn the_flow_bench_counts_katana_calls_within_the_limit() {
-    let dir = tempfile::tempdir().unwrap();
-    let calls = katana_calls_per_order(&dir.path().join("limited.db"), 3)
-        .await
-        .unwrap();
-    assert_eq!(calls.orders, 3);
-    assert_eq!(calls.rate_limited, 0);
-    // Each imported order costs its create; reads triggered by webhooks may add more.
-    assert!(
-        calls.by_endpoint.get("post_sales_orders").copied() == Some(3),
-        "{:?}",
-        calls.by_endpoint
-    );
-    assert!(calls.requests >= 3);
+    // One shop, and three of one seller sharing one Katana.
+    for shops in [1, 3] {
+        let dir = tempfile::tempdir().unwrap();
+        let calls = katana_calls_per_order(&dir.path().join("limited.db"), 3, shops)
+            .await
+            .unwrap();
+        assert_eq!(calls.orders, 3, "{shops} shop(s)");
+        assert_eq!(calls.rate_limited, 0, "{shops} shop(s)");
+        // Each imported order costs its create; reads triggered by webhooks may add more.
+        assert!(
+            calls.by_endpoint.get("post_sales_orders").copied() == Some(3),
+            "{shops} shop(s): {:?}",
+            calls.by_endpoint
+        );
+        assert!(calls.requests >= 3);
+    }
 }
 
 #[actix::test]

@@ -37,7 +37,8 @@ pub struct WorldOptions {
     pub katana_requests_per_minute: Option<u32>,
     /// Run the service's reconciliation pollers.
     pub pollers: bool,
-    /// TikTok shops of the demo seller selling the catalogue (1 or 2).
+    /// TikTok shops of the demo seller selling the catalogue (the sandbox's main
+    /// shop, its UK shop, then `SimConfig::demo_shops`'s).
     pub shops: usize,
 }
 
@@ -57,7 +58,7 @@ pub struct World {
     /// What the service was started with, for a restart on the same port.
     settings: Settings,
     start_options: StartOptions,
-    /// Orders placed so far: with two shops, every other one goes to the second.
+    /// Orders placed so far: they go to the shops in turn.
     placed: std::sync::atomic::AtomicUsize,
 }
 
@@ -89,15 +90,16 @@ fn tiktok_catalogue() -> Vec<NewProduct> {
         .collect()
 }
 
-/// The second shop's listings of the same seller SKUs, with ids of their own.
-fn second_shop_catalogue(warehouse: &str) -> Vec<NewProduct> {
+/// Another shop's listings of the same seller SKUs, with ids of their own: the
+/// `k`th shop (from 1) numbers them `…{k + 1:02}{i:05}`.
+fn other_shop_catalogue(k: usize, warehouse: &str) -> Vec<NewProduct> {
     tiktok_catalogue()
         .into_iter()
         .enumerate()
         .map(|(i, mut p)| {
-            p.id = Some(format!("17290000000002{:05}", i + 1));
+            p.id = Some(format!("172900000000{:02}{:05}", k + 1, i + 1));
             for sku in &mut p.skus {
-                sku.id = Some(format!("17291000000002{:05}", i + 1));
+                sku.id = Some(format!("172910000000{:02}{:05}", k + 1, i + 1));
                 sku.inventory = vec![(warehouse.to_string(), 0)];
             }
             p
@@ -135,23 +137,22 @@ impl World {
         options: WorldOptions,
         tune: impl FnOnce(&mut Settings),
     ) -> anyhow::Result<World> {
-        let sim_config = if options.shops > 1 {
-            SimConfig::demo_multi()
-        } else {
-            SimConfig::demo()
-        };
+        let sim_config = SimConfig::demo_shops(options.shops);
+        let shop_ids: Vec<String> = sim_config.sellers()[0]
+            .shops
+            .iter()
+            .take(options.shops.max(1))
+            .map(|s| s.id.clone())
+            .collect();
         let tiktok = TikTokSim::start(sim_config.clone(), clock.clone())
             .context("starting the TikTok simulator")?;
         tiktok
             .set_catalogue(tiktok_catalogue())
             .map_err(|e| anyhow::anyhow!("seeding the TikTok catalogue: {e:?}"))?;
-        if options.shops > 1 {
-            let second = tiktok
-                .shop(DEMO_UK_SHOP_ID)
-                .context("the simulator's second shop")?;
-            second
-                .set_catalogue(second_shop_catalogue(&second.warehouses().main))
-                .map_err(|e| anyhow::anyhow!("seeding the second shop's catalogue: {e:?}"))?;
+        for (k, id) in shop_ids.iter().enumerate().skip(1) {
+            let shop = tiktok.shop(id).context("the simulator's other shops")?;
+            shop.set_catalogue(other_shop_catalogue(k, &shop.warehouses().main))
+                .map_err(|e| anyhow::anyhow!("seeding shop {id}'s catalogue: {e:?}"))?;
         }
         // Lifting the limit means the simulator's too: it advertises its limit in
         // `X-Ratelimit-Limit`, and the client rightly lowers its budget to a
@@ -202,34 +203,43 @@ impl World {
         s.warehouses.pickup_location_id = main_location;
         s.warehouses.return_location_id = main_location;
         s.warehouses.fbt_location_id = fbt_location;
-        if options.shops > 1 {
-            let second = sim_config
-                .warehouses_of(DEMO_UK_SHOP_ID)
-                .context("the simulator's second shop")?;
-            s.shops = vec![
-                ShopSettings {
-                    id: s.tiktok.shop_id.clone(),
-                    cipher: s.tiktok.shop_cipher.clone(),
-                    pickup_warehouse_id: MAIN_WAREHOUSE.into(),
+        if shop_ids.len() > 1 {
+            let mut shops = vec![ShopSettings {
+                id: s.tiktok.shop_id.clone(),
+                cipher: s.tiktok.shop_cipher.clone(),
+                pickup_warehouse_id: MAIN_WAREHOUSE.into(),
+                pickup_location_id: main_location,
+                return_warehouse_id: RETURN_WAREHOUSE.into(),
+                return_location_id: main_location,
+                fbt_location_id: fbt_location,
+                order_no_prefix: "US-".into(),
+                ..ShopSettings::default()
+            }];
+            for (k, id) in shop_ids.iter().enumerate().skip(1) {
+                let own = sim_config
+                    .warehouses_of(id)
+                    .context("the simulator's other shops")?;
+                shops.push(ShopSettings {
+                    id: id.clone(),
+                    cipher: if id == DEMO_UK_SHOP_ID {
+                        DEMO_UK_SHOP_CIPHER.into()
+                    } else {
+                        String::new()
+                    },
+                    pickup_warehouse_id: own.main,
                     pickup_location_id: main_location,
-                    return_warehouse_id: RETURN_WAREHOUSE.into(),
+                    return_warehouse_id: own.return_,
                     return_location_id: main_location,
                     fbt_location_id: fbt_location,
-                    order_no_prefix: "US-".into(),
+                    order_no_prefix: if id == DEMO_UK_SHOP_ID {
+                        "UK-".into()
+                    } else {
+                        format!("S{}-", k + 1)
+                    },
                     ..ShopSettings::default()
-                },
-                ShopSettings {
-                    id: DEMO_UK_SHOP_ID.into(),
-                    cipher: DEMO_UK_SHOP_CIPHER.into(),
-                    pickup_warehouse_id: second.main,
-                    pickup_location_id: main_location,
-                    return_warehouse_id: second.return_,
-                    return_location_id: main_location,
-                    fbt_location_id: fbt_location,
-                    order_no_prefix: "UK-".into(),
-                    ..ShopSettings::default()
-                },
-            ];
+                });
+            }
+            s.shops = shops;
         }
         tune(&mut s);
 
@@ -439,10 +449,14 @@ impl World {
         let n = self
             .placed
             .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        let shop = if self.settings.shops.len() > 1 && n % 2 == 1 {
-            self.tiktok.shop(DEMO_UK_SHOP_ID)
-        } else {
-            None
+        // Shop 0 is the simulator's main shop.
+        let shops = &self.settings.shops;
+        let shop = match shops.len() {
+            0 | 1 => None,
+            len => match n % len {
+                0 => None,
+                k => self.tiktok.shop(&shops[k].id),
+            },
         };
         match shop {
             Some(shop) => shop.create_order(new),

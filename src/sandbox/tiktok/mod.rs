@@ -141,6 +141,31 @@ impl SimConfig {
         cfg
     }
 
+    /// The demo main seller with `n` shops in all: [`Self::demo`] for one,
+    /// [`Self::demo_multi`] for two (and its other seller), then shops 3.. of the
+    /// main seller in markets of their own, numbered `Sim Pottery 3`, ...
+    pub fn demo_shops(n: usize) -> Self {
+        if n <= 1 {
+            return Self::demo();
+        }
+        let mut cfg = Self::demo_multi();
+        const MARKETS: [&str; 8] = ["US", "GB", "ES", "IE", "MX", "DE", "FR", "IT"];
+        for k in 3..=n {
+            cfg.extra_shops.push(SimShop {
+                id: Self::demo_shop_id(k),
+                name: format!("Sim Pottery {k}"),
+                cipher: format!("ROW_sim_cipher_{k}"),
+                region: MARKETS[k % MARKETS.len()].into(),
+            });
+        }
+        cfg
+    }
+
+    /// The id of [`Self::demo_shops`]'s shop `k` (from 3 on).
+    pub fn demo_shop_id(k: usize) -> String {
+        format!("74947266737801501{:02}", k % 100)
+    }
+
     /// The same demo shop in another market.
     pub fn with_region(mut self, region: &str) -> Self {
         self.region = region.to_string();
