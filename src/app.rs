@@ -232,6 +232,7 @@ impl Services {
             tokens: self.tokens.clone(),
             tiktok_configured: self.tiktok.is_some(),
             katana: self.katana.clone(),
+            shops: self.shops.clone(),
         }
     }
 }

@@ -1,5 +1,6 @@
 //! What the console's pages are given: sessions and the read model, the log, the
-//! SKU commands of the sync toggle, and what the connector health cards show.
+//! SKU commands of the sync toggle, and what the connector health and shop cards
+//! show.
 
 use std::sync::Arc;
 
@@ -8,6 +9,7 @@ use crate::clock::Clock;
 use crate::config::Settings;
 use crate::connectors::katana::client::KatanaClient;
 use crate::connectors::tiktok::auth::TokenStore;
+use crate::connectors::tiktok::shops::TikTokShops;
 use crate::metrics::Metrics;
 use crate::ports::Commands;
 use crate::store::SharedStore;
@@ -23,4 +25,7 @@ pub struct ConsolePorts {
     pub tiktok_configured: bool,
     /// For the budget on Katana's health card; `None` until configured.
     pub katana: Option<KatanaClient>,
+    /// Every served shop's connection, for the overview's shops card; `None` until
+    /// TikTok is configured.
+    pub shops: Option<Arc<TikTokShops>>,
 }

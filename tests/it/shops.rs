@@ -516,6 +516,25 @@ async fn a_revoked_seller_stalls_only_its_own_shop_with_an_exception_naming_it()
         "{metrics}"
     );
 
+    // The console's overview has a line per shop.
+    let cookie = super::console::login(&base).await;
+    let (_, overview) = super::console::page(&base, &cookie, "/").await;
+    let card = overview
+        .split_once("<table id=\"shops\">")
+        .map(|(_, rest)| rest.split_once("</table>").unwrap().0.to_string())
+        .unwrap_or_else(|| panic!("no shops card: {overview}"));
+    for (id, name) in [
+        (DEMO_UK_SHOP_ID, DEMO_UK_SHOP_NAME),
+        (DEMO_OTHER_SHOP_ID, "Clay Works US"),
+    ] {
+        assert!(card.contains(id) && card.contains(name), "{card}");
+    }
+    assert_eq!(
+        card.matches("<tr>").count(),
+        4,
+        "a header and three shops: {card}"
+    );
+
     // Seller 2 authorises again; the next poll of shop C finds the order it missed.
     let (status, page) = oauth_callback(&base, &t.tiktok.issue_auth_code_for_seller(1)).await;
     assert_eq!(status, 200, "{page}");
@@ -670,4 +689,83 @@ async fn a_label_is_fetched_from_the_shop_the_order_was_placed_in() {
         "{body}"
     );
     t.stop().await;
+}
+
+/// `tests/golden/pre-shops-sandbox.db`: a database the last build before several
+/// shops wrote (a `tks sandbox --orders 6` day, its subscribers a few events short
+/// of the head), and the state hashes that build's `tks-replay rebuild` printed.
+fn pre_shops_database(into: &std::path::Path) -> std::path::PathBuf {
+    let golden =
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/golden/pre-shops-sandbox.db");
+    let copy = into.join("old.db");
+    std::fs::copy(golden, &copy).unwrap();
+    copy
+}
+
+#[actix::test]
+async fn a_database_written_before_several_shops_serves_on_with_the_single_shop_keys() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = pre_shops_database(dir.path());
+    // The harness's settings are the single-shop keys (`tiktok.shop_id`,
+    // `[warehouses]`), as every tks.toml before `[[shops]]` was.
+    let t = spawn_app_for(
+        SimConfig::demo(),
+        |s| s.store.path = db.to_string_lossy().into_owned(),
+        |_| {},
+    )
+    .await;
+    assert!(t.app.services.settings.shops.is_empty());
+    let base = t.app.base_url();
+    t.settle().await;
+
+    // Its orders are the one shop's, with the state they had.
+    let order = admin_get(&base, "/api/orders/576000000000000008").await;
+    assert!(order["state"]["so"]["Created"].is_object(), "{order}");
+    assert!(
+        order["state"]["snapshot"]["shop_id"]
+            .as_str()
+            .unwrap_or("")
+            .is_empty(),
+        "{order}"
+    );
+    let shops = admin_get(&base, "/api/shops").await;
+    assert_eq!(shops["shops"].as_array().unwrap().len(), 1, "{shops}");
+    assert_eq!(shops["shops"][0]["orders"], 6, "{shops}");
+    let sku = admin_get(&base, "/api/skus/MUG-BLACK").await;
+    assert_eq!(sku["shops"].as_array().unwrap().len(), 1, "{sku}");
+
+    // And a new order still lands once.
+    let id = t.place(&[("A", 1)]);
+    t.settle().await;
+    t.advance(61 * MIN, 10 * MIN).await;
+    let sos: Vec<Value> = t
+        .sales_orders()
+        .into_iter()
+        .filter(|so| so["order_no"].as_str().unwrap_or("").ends_with(&id))
+        .collect();
+    assert_eq!(sos.len(), 1, "{sos:#?}");
+    t.stop().await;
+
+    // The old streams still rebuild to the hashes the old build recorded.
+    let expected = std::fs::read_to_string(
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("tests/golden/pre-shops-sandbox.hashes"),
+    )
+    .unwrap();
+    let pristine = tempfile::tempdir().unwrap();
+    let log =
+        tks::replay::source::open(&pre_shops_database(pristine.path()), &mut |_, _| {}).unwrap();
+    let rebuilt = tks::replay::rebuild(log.store(), &[], |_| {}).unwrap();
+    assert!(rebuilt.problems.is_empty(), "{:?}", rebuilt.problems);
+    let mut actual = String::new();
+    for (stream, (seq, hash)) in &rebuilt.streams {
+        actual += &format!("{stream} seq={seq} hash={hash}\n");
+    }
+    actual += &format!(
+        "events={} streams={} total_hash={}\n",
+        rebuilt.events,
+        rebuilt.streams.len(),
+        rebuilt.total_hash
+    );
+    assert_eq!(actual, expected);
 }

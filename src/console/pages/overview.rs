@@ -1,5 +1,6 @@
-//! `/`: orders by state, open exceptions by kind, connector health, and orders
-//! per hour over the last day, all from the read model and in-memory state.
+//! `/`: orders by state, open exceptions by kind, connector health, each shop's
+//! orders and exceptions when several are served, and orders per hour over the
+//! last day, all from the read model and in-memory state.
 
 use std::collections::BTreeMap;
 
@@ -9,6 +10,7 @@ use maud::{html, Markup};
 use crate::console::ports::ConsolePorts;
 use crate::console::readmodel::OrderState;
 use crate::console::{charts, gate, health, layout, ok, Refused};
+use crate::metrics::{Metrics, ShopCounts};
 
 /// `missing-tracking-42` and `missing-tracking-43` are one kind of exception.
 pub fn exception_kind(key: &str) -> &str {
@@ -51,6 +53,59 @@ pub fn connector_table(list: &[health::Health]) -> Markup {
     }
 }
 
+/// One served shop as the overview's shops card shows it.
+struct ShopLine {
+    id: String,
+    name: Option<String>,
+    authorised: bool,
+    counts: ShopCounts,
+}
+
+fn shop_lines(ports: &ConsolePorts) -> Vec<ShopLine> {
+    let rules = ports.settings.shop_stock();
+    ports
+        .settings
+        .served_shops()
+        .into_iter()
+        .map(|shop| {
+            let key = rules.event_key(&shop.id);
+            let listed = ports
+                .shops
+                .as_ref()
+                .and_then(|s| s.by_key(key))
+                .and_then(|c| c.client.shop());
+            ShopLine {
+                counts: ports.metrics.shop_counts(Metrics::shop_label(&shop.id)),
+                name: listed.as_ref().map(|s| s.name.clone()),
+                authorised: listed.is_some(),
+                id: shop.id,
+            }
+        })
+        .collect()
+}
+
+fn shops_card(lines: &[ShopLine]) -> Markup {
+    html! {
+        h2 { "Shops" }
+        table #shops {
+            tr { th { "shop" } th { "status" } th.num { "orders" } th.num { "open exceptions" }
+                 th.num { "TikTok calls ok / failed" } }
+            @for l in lines {
+                tr {
+                    td { (l.name.as_deref().unwrap_or("")) " " span.muted { (l.id) } }
+                    td {
+                        @if l.authorised { span.pill.ok { "authorised" } }
+                        @else { span.pill.bad { "not authorised" } }
+                    }
+                    td.num { (l.counts.orders) }
+                    td.num { (l.counts.open_exceptions) }
+                    td.num { (l.counts.tiktok_calls_ok) " / " (l.counts.tiktok_calls_failed) }
+                }
+            }
+        }
+    }
+}
+
 pub fn render(ports: &ConsolePorts, csrf: &str) -> Result<Markup, Refused> {
     let read = &ports.console.read;
     let by_state: BTreeMap<String, u64> = read.orders_by_state()?.into_iter().collect();
@@ -63,6 +118,8 @@ pub fn render(ports: &ConsolePorts, csrf: &str) -> Result<Markup, Refused> {
     }
     let missing = health::missing(&ports.settings);
     let connectors = health::connectors(ports);
+    // One shop's line would repeat the totals above it.
+    let shops = shop_lines(ports);
     let position = read.position()?;
     let head = ports.store.head();
     let buckets: Vec<(String, f64)> = per_hour
@@ -103,6 +160,7 @@ pub fn render(ports: &ConsolePorts, csrf: &str) -> Result<Markup, Refused> {
             }
             h2 { "Connectors" }
             (connector_table(&connectors))
+            @if shops.len() > 1 { (shops_card(&shops)) }
             h2 { "Orders per hour, last 24 hours" }
             (charts::bars("Orders placed per hour", &buckets, "#2457c5"))
             p.muted { "Read model at log position " (position) " of " (head) "." }
