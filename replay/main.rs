@@ -113,6 +113,14 @@ enum Command {
         /// skip | record_as_done
         #[arg(long, value_parser = parse_fbt)]
         fbt: Option<FbtMode>,
+        /// The instance's settings (tks.toml): its `[[shops]]` and their allocation
+        /// rules, which the log does not record. Needed for a log of several shops.
+        #[arg(long, value_name = "TKS_TOML")]
+        config: Option<PathBuf>,
+        /// One shop's allocation to try, e.g. `7494726673780150052=share=50,max=3`
+        /// (repeatable; needs --config).
+        #[arg(long, value_name = "SHOP=CHANGES")]
+        allocation: Vec<String>,
         /// Machine-readable output.
         #[arg(long)]
         json: bool,
@@ -280,8 +288,11 @@ fn run(command: Command) -> Result<(), String> {
             buffer_mode,
             safety_stock,
             fbt,
+            config,
+            allocation,
             json,
         } => {
+            let shops = proposed_shops(config.as_deref(), &allocation)?;
             let log = open(&log.db)?;
             let proposal = Proposal {
                 order_hold,
@@ -289,6 +300,7 @@ fn run(command: Command) -> Result<(), String> {
                 buffer_mode,
                 safety_stock,
                 fbt_orders: fbt,
+                shops,
             };
             let progress = bar(log.store().head(), "events");
             let report = whatif::what_if(log.store(), &proposal, &mut |n| progress.set_position(n))
@@ -302,6 +314,31 @@ fn run(command: Command) -> Result<(), String> {
             }
         }
     }
+}
+
+/// The shops a what-if simulates: the settings' `[[shops]]`, with the
+/// `--allocation` changes applied.
+fn proposed_shops(
+    config: Option<&Path>,
+    changes: &[String],
+) -> Result<Option<tks::domain::allocation::Shops>, String> {
+    let Some(path) = config else {
+        if changes.is_empty() {
+            return Ok(None);
+        }
+        return Err("--allocation needs --config: the log does not record the shops' rules".into());
+    };
+    let settings = tks::config::Settings::load(Some(path)).map_err(|e| e.to_string())?;
+    let mut shops = settings.shop_stock();
+    for change in changes {
+        let (shop, rule) = change.split_once('=').ok_or_else(|| {
+            format!("--allocation {change:?}: expected SHOP_ID=share=N,max=N,reserve=N")
+        })?;
+        shops = shops
+            .with_allocation(shop, rule)
+            .map_err(|e| format!("--allocation {change:?}: {e}"))?;
+    }
+    Ok(Some(shops))
 }
 
 fn main() -> ExitCode {

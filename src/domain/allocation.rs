@@ -99,6 +99,40 @@ impl Shops {
         }
     }
 
+    /// These shops with one shop's rule changed by `change`, e.g. `share=50,max=3`
+    /// (the fields not named keep their values): a what-if tries another
+    /// allocation this way.
+    pub fn with_allocation(&self, shop_id: &str, change: &str) -> Result<Shops, String> {
+        let mut shops = self.0.clone();
+        let Some(shop) = shops.iter_mut().find(|s| s.shop_id == shop_id) else {
+            let ids: Vec<&str> = self.0.iter().map(|s| s.shop_id.as_str()).collect();
+            return Err(format!(
+                "no shop {shop_id:?} among the configured shops {ids:?}"
+            ));
+        };
+        for part in change.split(',').map(str::trim).filter(|p| !p.is_empty()) {
+            let (field, value) = part
+                .split_once('=')
+                .ok_or_else(|| format!("{part:?}: expected share=N, max=N or reserve=N"))?;
+            let value: u32 = value
+                .trim()
+                .parse()
+                .map_err(|_| format!("{part:?}: {value:?} is not a whole number"))?;
+            match field.trim() {
+                "share" if value <= 100 => shop.allocation.share = value,
+                "share" => return Err(format!("{part:?}: share is a percentage (0..=100)")),
+                "max" => shop.allocation.max = value,
+                "reserve" => shop.allocation.reserve = value,
+                other => {
+                    return Err(format!(
+                        "{other:?}: an allocation has share, max and reserve"
+                    ))
+                }
+            }
+        }
+        Ok(Shops(shops))
+    }
+
     /// The event keys of every shop, the primary's (empty) first.
     pub fn keys(&self) -> impl Iterator<Item = &str> {
         self.0
@@ -180,6 +214,34 @@ pub fn offer(shops: &Shops, key: &str, view: &StockView<'_>) -> i64 {
 mod tests {
     use super::*;
     use proptest::prelude::*;
+
+    #[test]
+    fn one_shops_allocation_is_changed_by_name_and_the_rest_kept() {
+        let shops = Shops::new(vec![shop("A", &[1], 100, 0, 0), shop("B", &[1], 50, 7, 2)]);
+        let changed = shops.with_allocation("B", "max=3, share=40").unwrap();
+        assert_eq!(
+            changed.by_key("").unwrap().allocation,
+            shops.primary().allocation
+        );
+        assert_eq!(
+            changed.by_key("B").unwrap().allocation,
+            Allocation {
+                share: 40,
+                max: 3,
+                reserve: 2
+            }
+        );
+        for (shop, change, needle) in [
+            ("C", "max=1", "no shop \"C\""),
+            ("B", "share=120", "percentage"),
+            ("B", "cap=3", "share, max and reserve"),
+            ("B", "max=-1", "not a whole number"),
+            ("B", "max", "expected share=N"),
+        ] {
+            let e = shops.with_allocation(shop, change).unwrap_err();
+            assert!(e.contains(needle), "{change}: {e}");
+        }
+    }
 
     fn shop(id: &str, locations: &[i64], share: u32, max: u32, reserve: u32) -> ShopStock {
         ShopStock {

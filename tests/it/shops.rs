@@ -769,3 +769,69 @@ async fn a_database_written_before_several_shops_serves_on_with_the_single_shop_
     );
     assert_eq!(actual, expected);
 }
+
+#[actix::test]
+async fn what_if_replays_each_shops_pushes_and_tries_another_allocation_for_one() {
+    use tks::replay::whatif::{what_if, Proposal};
+    let t = spawn_two_shops(rule(50, 0, 0), rule(50, 0, 0), false).await;
+    t.advance(61 * MIN, 10 * MIN).await;
+    let store = t.app.services.store.clone();
+    let settings = t.app.services.settings.clone();
+    t.stop().await;
+    let pushes_of = |report: &tks::replay::whatif::Report, shop: &str| -> Vec<i64> {
+        report
+            .skus
+            .iter()
+            .find(|s| s.sku == "A")
+            .unwrap()
+            .proposed_pushes
+            .iter()
+            .filter(|p| p.shop == shop)
+            .map(|p| p.quantity)
+            .collect()
+    };
+
+    // With the instance's shops and nothing changed, nothing differs.
+    let same = Proposal {
+        shops: Some(settings.shop_stock()),
+        ..Proposal::default()
+    };
+    let report = what_if(store.as_ref(), &same, &mut |_| {}).unwrap();
+    assert!(
+        report.differences().is_empty(),
+        "{:?}",
+        report.differences()
+    );
+    assert_eq!(pushes_of(&report, ""), [5]);
+    assert_eq!(pushes_of(&report, DEMO_UK_SHOP_ID), [5]);
+
+    // Shop B capped at 3: only B's pushes change.
+    let capped = Proposal {
+        shops: Some(
+            settings
+                .shop_stock()
+                .with_allocation(DEMO_UK_SHOP_ID, "max=3")
+                .unwrap(),
+        ),
+        ..Proposal::default()
+    };
+    let report = what_if(store.as_ref(), &capped, &mut |_| {}).unwrap();
+    assert_eq!(pushes_of(&report, ""), [5]);
+    assert_eq!(pushes_of(&report, DEMO_UK_SHOP_ID), [3]);
+    let differences = report.differences();
+    assert_eq!(differences.len(), 1, "{differences:?}");
+    assert!(report
+        .to_string()
+        .contains(&format!("shop {DEMO_UK_SHOP_ID} ")));
+
+    // Without the shops' rules the report says what it cannot simulate.
+    let report = what_if(store.as_ref(), &Proposal::default(), &mut |_| {}).unwrap();
+    assert!(
+        report
+            .warnings
+            .iter()
+            .any(|w| w.contains(DEMO_UK_SHOP_ID) && w.contains("--config")),
+        "{:?}",
+        report.warnings
+    );
+}

@@ -81,6 +81,7 @@ pub fn parse_query(query: &str) -> Result<Option<Asked>, Refused> {
         buffer_mode,
         safety_stock,
         fbt_orders,
+        shops: None,
     };
     Ok(Some((proposal, time(&q, "from")?, time(&q, "until")?)))
 }
@@ -226,7 +227,12 @@ pub async fn get(req: HttpRequest, ports: web::Data<ConsolePorts>) -> HttpRespon
     };
     let outcome = match asked {
         None => None,
-        Some((proposal, from, until)) => {
+        Some((mut proposal, from, until)) => {
+            // The log does not record the shops' rules: the running instance's are
+            // the ones its pushes were decided by.
+            if ports.settings.shops.len() > 1 {
+                proposal.shops = Some(ports.settings.shop_stock());
+            }
             let store = ports.store.clone();
             // The simulation reads the whole log: off the actix thread.
             match web::block(move || what_if(store.as_ref(), &proposal, &mut |_| {})).await {

@@ -75,6 +75,9 @@ pub struct Push {
     pub quantity: i64,
     /// Pushed at once (a decrease in increases_only mode), not at a window's end.
     pub immediate: bool,
+    /// The shop pushed to, by its event key: none for the primary shop.
+    #[serde(skip_serializing_if = "String::is_empty")]
+    pub shop: String,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
@@ -182,7 +185,12 @@ fn pushes(list: &[Push]) -> String {
     list.iter()
         .map(|p| {
             format!(
-                "{}={}{}",
+                "{}{}={}{}",
+                if p.shop.is_empty() {
+                    String::new()
+                } else {
+                    format!("shop {} ", p.shop)
+                },
                 fmt_time(p.at),
                 p.quantity,
                 if p.immediate { "!" } else { "" }

@@ -31,12 +31,13 @@
 //! stock), with no safety stock.
 
 use std::cmp::Reverse;
-use std::collections::{BTreeMap, BinaryHeap, HashMap, HashSet};
+use std::collections::{BTreeMap, BTreeSet, BinaryHeap, HashMap, HashSet};
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 
 use crate::config::{BufferMode, FbtMode};
+use crate::domain::allocation::Shops;
 use crate::domain::observed::{
     FulfillmentType, OrderSnapshot, Quantity, StockLevel, TikTokOrderStatus,
 };
@@ -60,6 +61,10 @@ pub struct Proposal {
     pub buffer_mode: Option<BufferMode>,
     pub safety_stock: Option<u32>,
     pub fbt_orders: Option<FbtMode>,
+    /// The shops and their allocation rules: the log does not record them, so a
+    /// log of several shops is simulated with the instance's `[[shops]]` (one of
+    /// them changed, to try another allocation). `None`: the one primary shop.
+    pub shops: Option<Shops>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -79,7 +84,10 @@ pub fn what_if(
 ) -> Result<Report, WhatIfError> {
     // The settings the log shows are needed before the first decision, so the log
     // is read twice: once to learn them, once to simulate.
-    let mut observed = SettingsProbe::default();
+    let mut observed = SettingsProbe {
+        shops: proposal.shops.clone(),
+        ..SettingsProbe::default()
+    };
     let mut after = 0;
     loop {
         let batch = store.read_all(after, 8192)?;
@@ -132,6 +140,7 @@ pub fn effective_policy(proposal: &Proposal, observed: &Observed) -> Policy {
             .fbt_orders
             .or(observed.fbt_orders)
             .unwrap_or(d.fbt_orders),
+        shops: proposal.shops.clone().unwrap_or(d.shops),
         // Shipments are not simulated: when one is arranged changes no decision here.
         ..d
     }
@@ -186,6 +195,8 @@ struct SettingsProbe {
     outcomes: HashMap<String, KatanaOutcome>,
     skus: HashMap<String, Sku>,
     last_flushed: HashMap<String, i64>,
+    /// The shops' rules, when the proposal gives them.
+    shops: Option<Shops>,
 }
 
 impl SettingsProbe {
@@ -292,8 +303,17 @@ impl SettingsProbe {
                         // A decrease that waited for the window: every change is buffered.
                         self.seen.buffer_mode = Some(BufferMode::All);
                     }
-                    let unreserved = state.atp(0);
-                    if f.atp > 0 && unreserved >= f.atp {
+                    // The safety stock shows where a push is the whole pool less
+                    // it: not where an allocation rule shaped the push too.
+                    let unreserved = match &self.shops {
+                        Some(shops) if pushes_whole_pool(shops, &f.shop) => {
+                            Some(state.pool(shops, &f.shop, 0))
+                        }
+                        Some(_) => None,
+                        None if f.shop.is_empty() => Some(state.atp(0)),
+                        None => None,
+                    };
+                    if let Some(unreserved) = unreserved.filter(|&u| f.atp > 0 && u >= f.atp) {
                         self.seen.safety_stock = u32::try_from(unreserved - f.atp).ok();
                     }
                     self.last_flushed.insert(sku.to_string(), f.atp);
@@ -321,6 +341,18 @@ impl SettingsProbe {
             self.demand_latency,
         )
     }
+}
+
+/// Whether the shop of `key` is offered its whole pool: the default rule, and no
+/// other shop's reserve taken out of it.
+fn pushes_whole_pool(shops: &Shops, key: &str) -> bool {
+    let Some(shop) = shops.by_key(key) else {
+        return false;
+    };
+    shop.allocation == crate::domain::allocation::Allocation::default()
+        && shops
+            .iter()
+            .all(|o| o.shop_id == shop.shop_id || o.allocation.reserve == 0)
 }
 
 /// (stream, timer kind, due at the log's resolution) -> when the recorded timer
@@ -496,6 +528,8 @@ struct Simulation {
     demand_latency: DemandLatency,
     /// Demand changes on their way to a SKU: timer sequence -> (order, units).
     demand_in_flight: HashMap<u64, (String, u32)>,
+    /// Shops the log pushed to that the simulated shops do not include.
+    unknown_shops: BTreeSet<String>,
 }
 
 /// (due, arming order, stream, kind): earliest first, ties in arming order.
@@ -537,6 +571,7 @@ impl Simulation {
             latency: Latency::new(),
             demand_latency: DemandLatency::new(),
             demand_in_flight: HashMap::new(),
+            unknown_shops: BTreeSet::new(),
         }
     }
 
@@ -931,15 +966,25 @@ impl Simulation {
                 self.exec_sku(sku, SkuCommand::ToggleSync { enabled: t.enabled })
             }
             SkuEvent::BufferFlushed(f) => {
+                // Oversell windows are the primary shop's: what each shop was
+                // shown is tracked, the truth is one pool per shop only with rules.
+                if f.shop.is_empty() {
+                    world.shown_recorded = Some(f.atp);
+                }
+                if self.policy.shops.by_key(&f.shop).is_none() {
+                    self.unknown_shops.insert(f.shop.clone());
+                }
                 world.recorded_pushes.push(Push {
                     at: t,
                     quantity: f.atp,
                     immediate: f.immediate,
+                    shop: f.shop,
                 });
-                world.shown_recorded = Some(f.atp);
                 self.recorded_calls.tiktok_inventory += 1;
             }
-            SkuEvent::InventoryPushed(p) => world.shown_recorded = Some(p.quantity),
+            SkuEvent::InventoryPushed(p) if p.shop.is_empty() => {
+                world.shown_recorded = Some(p.quantity)
+            }
             _ => {}
         }
     }
@@ -1037,24 +1082,27 @@ impl Simulation {
             for reaction in sku_reactions(e) {
                 // Stock reads follow the log's own observations; mappings are as
                 // recorded, so only the push is the simulation's to perform.
-                if let SkuReaction::PushInventory { atp, .. } = reaction {
-                    pushes.push((atp, immediate));
+                if let SkuReaction::PushInventory { atp, shop } = reaction {
+                    pushes.push((atp, immediate, shop));
                 }
             }
         }
-        for (atp, immediate) in pushes {
+        for (atp, immediate, shop) in pushes {
+            if shop.is_empty() {
+                world.shown_proposed = Some(atp);
+            }
             world.proposed_pushes.push(Push {
                 at: at_log_resolution(now),
                 quantity: atp,
                 immediate,
+                shop: shop.clone(),
             });
-            world.shown_proposed = Some(atp);
             self.proposed_calls.tiktok_inventory += 1;
             if let Some(state) = world.sim.as_mut() {
                 state.apply(&SkuEvent::InventoryPushed(
                     crate::domain::sku::InventoryPushed {
                         quantity: atp,
-                        shop: String::new(),
+                        shop,
                     },
                 ));
             }
@@ -1090,6 +1138,12 @@ impl Simulation {
     fn finish(mut self) -> Option<Report> {
         let from = self.first?;
         let until = self.last_logged?;
+        for shop in std::mem::take(&mut self.unknown_shops) {
+            self.warn(format!(
+                "the log pushes stock to shop {shop}, which the simulated shops do not include: \
+                 simulate with the instance's settings (tks-replay what-if --config tks.toml)"
+            ));
+        }
         // What is decided within the log is compared; what the proposal would still
         // decide after it (a window open when the log ends) is reported apart.
         self.fire_timers(Some(until + chrono::Duration::nanoseconds(1)));
