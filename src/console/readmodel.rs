@@ -1,5 +1,5 @@
 //! The console's read model: a projection of the log into the `console_*` tables
-//! (schema/0003_console.sql) that the overview, the orders list and the SKU list
+//! (schema/0003_console.sql, 0004_console_shop.sql) that the overview, the orders list and the SKU list
 //! read, so those pages answer from indexes instead of scanning the log.
 //!
 //! The projection folds each order and SKU with the production `apply` (the same
@@ -30,7 +30,7 @@ use crate::store::{from_millis, EventStore, SharedStore};
 const CHECKPOINT: &str = crate::names::subscriber::CONSOLE;
 /// Bumped when what the projection derives changes (states, stages, counts), so
 /// a new build folds the log again instead of mixing two derivations.
-const PROJECTION_VERSION: i64 = 2;
+const PROJECTION_VERSION: i64 = 3;
 /// The row recording which projection and state versions the tables hold.
 const STATE_SHAPES: &str = "console-state-versions";
 pub const BATCH: usize = 2048;
@@ -172,6 +172,8 @@ pub struct OrderRow {
     pub stage: u8,
     pub so_id: Option<i64>,
     pub skus: String,
+    /// The shop it was placed in, by its event key (empty: the primary shop).
+    pub shop: String,
 }
 
 /// What the orders list filters on; all optional.
@@ -183,6 +185,8 @@ pub struct OrderFilter {
     pub sku: Option<String>,
     /// A prefix of the order id.
     pub id: Option<String>,
+    /// The shop's event key (empty: the primary shop).
+    pub shop: Option<String>,
 }
 
 /// The folded state the projection keeps per stream, with its last position.
@@ -342,6 +346,10 @@ impl ReadModel {
         } else {
             "console_order o"
         };
+        if let Some(shop) = &filter.shop {
+            clauses.push("o.shop = ?");
+            args.push(V::Text(shop.clone()));
+        }
         if let Some(id) = &filter.id {
             // A range instead of LIKE: ids may hold `%` or `_`, and the range uses
             // the primary key.
@@ -364,7 +372,8 @@ impl ReadModel {
             page_args.push(V::Integer(limit as i64));
             page_args.push(V::Integer(offset as i64));
             let mut st = c.prepare_cached(&format!(
-                "SELECT o.order_id, o.placed_at, o.updated_at, o.state, o.stage, o.so_id, o.skus
+                "SELECT o.order_id, o.placed_at, o.updated_at, o.state, o.stage, o.so_id, o.skus,
+                        o.shop
                  FROM {from} {filter_sql}
                  ORDER BY o.placed_at DESC, o.order_id DESC LIMIT ? OFFSET ?"
             ))?;
@@ -378,6 +387,7 @@ impl ReadModel {
                         stage: r.get::<_, i64>(4)?.clamp(0, 5) as u8,
                         so_id: r.get(5)?,
                         skus: r.get(6)?,
+                        shop: r.get(7)?,
                     })
                 })?
                 .collect::<Result<Vec<_>, _>>()?;
@@ -570,10 +580,12 @@ impl Projection {
         {
             let mut put_order = tx.prepare_cached(
                 "INSERT INTO console_order
-                   (order_id, placed_at, updated_at, state, stage, so_id, skus, position, state_json)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)
+                   (order_id, placed_at, updated_at, state, stage, so_id, skus, position, state_json,
+                    shop)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)
                  ON CONFLICT (order_id) DO UPDATE SET placed_at = ?2, updated_at = ?3,
-                   state = ?4, stage = ?5, so_id = ?6, skus = ?7, position = ?8, state_json = ?9",
+                   state = ?4, stage = ?5, so_id = ?6, skus = ?7, position = ?8, state_json = ?9,
+                   shop = ?10",
             )?;
             let mut put_order_sku = tx.prepare_cached(
                 "INSERT OR IGNORE INTO console_order_sku (sku, order_id) VALUES (?1, ?2)",
@@ -626,7 +638,8 @@ impl Projection {
                             o.so_id(),
                             skus.join(", "),
                             row.position as i64,
-                            json
+                            json,
+                            snapshot.shop_id
                         ])?;
                         for sku in &o.skus_seen {
                             put_order_sku.execute(params![sku, id])?;

@@ -9,6 +9,7 @@ const MIGRATIONS: &[(i64, &str)] = &[
     (1, include_str!("../../schema/0001_init.sql")),
     (2, include_str!("../../schema/0002_index.sql")),
     (3, include_str!("../../schema/0003_console.sql")),
+    (4, include_str!("../../schema/0004_console_shop.sql")),
 ];
 
 pub const LATEST: i64 = MIGRATIONS[MIGRATIONS.len() - 1].0;

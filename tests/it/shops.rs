@@ -835,3 +835,37 @@ async fn what_if_replays_each_shops_pushes_and_tries_another_allocation_for_one(
         report.warnings
     );
 }
+
+#[actix::test]
+async fn the_consoles_orders_list_shows_each_orders_shop_and_filters_by_shop() {
+    let t = spawn_two_shops(rule(100, 0, 0), rule(100, 0, 0), false).await;
+    let base = t.app.base_url();
+    let a_id = t.place(&[("A", 1)]);
+    let b_id = order_in(&t, DEMO_UK_SHOP_ID, "A");
+    t.settle().await;
+    super::console::read_model_caught_up(&t.app).await;
+    let cookie = super::console::login(&base).await;
+    let primary = t.tiktok.config().shop_id.clone();
+
+    let (_, all) = super::console::page(&base, &cookie, "/orders").await;
+    assert!(all.contains(&a_id) && all.contains(&b_id), "{all}");
+    assert!(
+        all.contains(&format!("<td class=\"shop\">{DEMO_UK_SHOP_ID}</td>")),
+        "{all}"
+    );
+    for (shop, shown, hidden) in [
+        (DEMO_UK_SHOP_ID, &b_id, &a_id),
+        (primary.as_str(), &a_id, &b_id),
+    ] {
+        let (status, list) =
+            super::console::page(&base, &cookie, &format!("/orders?shop={shop}")).await;
+        assert_eq!(status, 200);
+        assert!(list.contains(shown.as_str()), "{shop}: {list}");
+        assert!(!list.contains(hidden.as_str()), "{shop}: {list}");
+        assert!(list.contains("1 orders"), "{shop}: {list}");
+    }
+    let (status, body) = super::console::page(&base, &cookie, "/orders?shop=42").await;
+    assert_eq!(status, 400, "{body}");
+    assert!(body.contains("not a served shop"), "{body}");
+    t.stop().await;
+}

@@ -1,5 +1,5 @@
 //! `/orders`: the paged, filterable orders list with a progress bar per order.
-//! Filters are query parameters (`state`, `from`, `until`, `sku`, `q`, `page`) so a
+//! Filters are query parameters (`state`, `from`, `until`, `sku`, `q`, `shop`, `page`) so a
 //! filtered list is a link.
 
 use actix_web::{web, HttpRequest, HttpResponse};
@@ -70,6 +70,7 @@ pub fn parse_query(query: &str) -> Result<(OrderFilter, u64), Refused> {
             until,
             sku: given(&q, "sku"),
             id: given(&q, "q"),
+            shop: given(&q, "shop"),
         },
         page,
     ))
@@ -92,16 +93,38 @@ fn link(filter: &OrderFilter, page: u64) -> String {
     if let Some(v) = &filter.id {
         s.append_pair("q", v);
     }
+    if let Some(v) = &filter.shop {
+        s.append_pair("shop", v);
+    }
     s.append_pair("page", &page.to_string());
     format!("/orders?{}", s.finish())
 }
 
 pub fn render(ports: &ConsolePorts, csrf: &str, query: &str) -> Result<Markup, Refused> {
     let (filter, page) = parse_query(query)?;
+    // Shops are chosen (and linked) by id; the log knows the primary one by no key.
+    let rules = ports.settings.shop_stock();
+    let several = ports.settings.shops.len() > 1;
+    let mut by_key = filter.clone();
+    if let Some(id) = &filter.shop {
+        if rules.iter().all(|s| &s.shop_id != id) {
+            let ids: Vec<&str> = rules.iter().map(|s| s.shop_id.as_str()).collect();
+            return Err(Refused::BadRequest(format!(
+                "shop: {id:?} is not a served shop; one of {}",
+                ids.join(", ")
+            )));
+        }
+        by_key.shop = Some(rules.event_key(id).to_string());
+    }
+    let shop_id = |key: &str| -> String {
+        rules
+            .by_key(key)
+            .map_or_else(|| key.to_string(), |s| s.shop_id.clone())
+    };
     let (rows, total) = ports
         .console
         .read
-        .orders(&filter, (page - 1) * PAGE_SIZE, PAGE_SIZE)?;
+        .orders(&by_key, (page - 1) * PAGE_SIZE, PAGE_SIZE)?;
     let pages = total.div_ceil(PAGE_SIZE).max(1);
     let raw = parse_form(query.as_bytes());
     let keep = |name: &str| given(&raw, name).unwrap_or_default();
@@ -124,14 +147,25 @@ pub fn render(ports: &ConsolePorts, csrf: &str, query: &str) -> Result<Markup, R
                 label { "until" input type="date" name="until" value=(keep("until")); }
                 label { "SKU" input type="text" name="sku" value=(keep("sku")) placeholder="seller SKU"; }
                 label { "order id" input type="search" name="q" value=(keep("q")) placeholder="starts with"; }
+                @if several {
+                    label { "shop"
+                        select name="shop" {
+                            option value="" { "any" }
+                            @for s in rules.iter() {
+                                option value=(s.shop_id) selected[keep("shop") == s.shop_id] { (s.shop_id) }
+                            }
+                        }
+                    }
+                }
                 button type="submit" { "Filter" }
             }
             p.muted #order-count { (total) " orders" @if pages > 1 { ", page " (page) " of " (pages) } }
             table #orders {
-                tr { th { "order" } th { "placed" } th { "SKUs" } th { "state" } th { "progress" br; span.stages { (crate::console::readmodel::STAGES.join(" → ")) } } th { "Katana SO" } }
+                tr { th { "order" } @if several { th { "shop" } } th { "placed" } th { "SKUs" } th { "state" } th { "progress" br; span.stages { (crate::console::readmodel::STAGES.join(" → ")) } } th { "Katana SO" } }
                 @for r in &rows {
                     tr {
                         td { a.order-link href=(format!("/orders/{}", urlencode(&r.order_id))) { (r.order_id) } }
+                        @if several { td.shop { (shop_id(&r.shop)) } }
                         td { (layout::time(r.placed_at)) }
                         td { (r.skus) }
                         td { span.pill { (OrderState::parse(&r.state).map_or(r.state.as_str(), |s| s.label())) } }
