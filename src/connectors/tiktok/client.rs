@@ -197,6 +197,11 @@ impl Pacer {
         }
     }
 
+    /// Until when every request waits after a 429, if it still does.
+    fn paused_until(&self, clock: &Clock) -> Option<DateTime<Utc>> {
+        (*self.paused_until.lock()).filter(|until| *until > clock.now())
+    }
+
     pub(super) async fn acquire(&self, clock: &Clock) {
         loop {
             let paused = *self.paused_until.lock();
@@ -489,6 +494,11 @@ impl TikTokClient {
                 known_skus: Mutex::new(HashMap::new()),
             }),
         }
+    }
+
+    /// Until when the client holds every call back after TikTok answered 429.
+    pub fn paused_until(&self) -> Option<DateTime<Utc>> {
+        self.inner.pacer.paused_until(&self.inner.clock)
     }
 
     pub fn shop_cipher(&self) -> String {
