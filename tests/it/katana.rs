@@ -380,9 +380,20 @@ async fn a_429_pauses_the_whole_budget_for_retry_after() {
         .find(|r| r.status == 200 && r.at >= first_429)
         .expect("served later")
         .at;
+    let wait_of = |r: &&tks::sandbox::katana::RequestRecord| {
+        chrono::Duration::seconds(r.retry_after.expect("Retry-After sent") as i64)
+    };
+    // Every 429 names the end of the same window: one that arrived after the clock
+    // stepped (two callers' requests in flight together) says a little less.
+    let window_end = first_429 + wait_of(&limited[0]);
+    assert!(wait_of(&limited[0]) >= chrono::Duration::seconds(59));
     for r in &limited {
-        let wait = chrono::Duration::seconds(r.retry_after.expect("Retry-After sent") as i64);
-        assert!(wait >= chrono::Duration::seconds(59));
+        let wait = wait_of(r);
+        assert!(
+            r.at + wait >= window_end - chrono::Duration::seconds(1),
+            "a 429 at {} says {wait:?}, the window ends at {window_end}",
+            r.at
+        );
         assert!(
             next_ok - r.at >= wait,
             "waited {:?}, Retry-After was {wait:?}",
