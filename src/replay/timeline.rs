@@ -312,10 +312,24 @@ pub fn summarize(event_type: &str, payload: &Value) -> String {
         .find(|(t, _)| *t == event_type)
         .and_then(|(_, f)| f(payload));
     let mut s = special.unwrap_or_else(|| generic(payload, 0));
+    // With several shops, which one an event concerns is part of the story; the
+    // primary shop's events name none.
+    if let Some(shop) = shop_named(event_type, payload) {
+        s = format!("shop {shop}: {s}");
+    }
     if s.chars().count() > SUMMARY_LIMIT {
         s = s.chars().take(SUMMARY_LIMIT - 1).collect::<String>() + "…";
     }
     s
+}
+
+/// The shop an event names: its `shop` field, or an order snapshot's `shop_id`.
+fn shop_named<'a>(event_type: &str, payload: &'a Value) -> Option<&'a str> {
+    let shop = match event_type {
+        "OrderPlaced" | "OrderEdited" => payload.get("snapshot")?.get("shop_id")?,
+        _ => payload.get("shop")?,
+    };
+    shop.as_str().filter(|s| !s.is_empty())
 }
 
 fn generic(v: &Value, depth: usize) -> String {
@@ -589,6 +603,15 @@ mod tests {
                 &json!({"code": "unmatched_sku", "sku": "X-1", "details": {"hint": "map it"}, "n": null})
             ),
             "code=unmatched_sku, details={hint=map it}, sku=X-1"
+        );
+        // Another shop's events say which shop; the primary's say none.
+        assert_eq!(
+            summarize("InventoryPushed", &json!({"quantity": 5, "shop": "7494"})),
+            "shop 7494: TikTok inventory set to 5"
+        );
+        assert_eq!(
+            summarize("InventoryPushed", &json!({"quantity": 5})),
+            "TikTok inventory set to 5"
         );
         // A known type whose payload changed shape falls back instead of failing.
         assert_eq!(summarize("BufferFlushed", &json!({"value": 3})), "value=3");
