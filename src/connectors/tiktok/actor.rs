@@ -430,6 +430,13 @@ impl TikTokWriter {
             }
         }
         if listings.is_empty() {
+            if self.ports.shops.iter().nth(1).is_some() {
+                // Of several shops each sells what it lists: a SKU this one does not
+                // list is not its to offer, and an exception per SKU a shop does not
+                // carry would bury the ones an operator must see.
+                tracing::debug!(%sku, shop = %connection.settings.id, "not listed in this shop: nothing to push");
+                return Ok(());
+            }
             let message = format!(
                 "SKU {sku} has no live (ACTIVATE) listing in {}",
                 connection.label()
