@@ -1048,9 +1048,10 @@ fn bench_service_settings(db: &Path) -> crate::config::Settings {
 /// webhook, how long until every overdue timer has fired, and the service's peak
 /// RSS meanwhile.
 ///
-/// The subscribers' checkpoints stand at the head of the log, as they would after
-/// a service that ran before the stop: what is measured is the restart, not a
-/// first catch-up of a log written behind the service's back.
+/// The subscribers' checkpoints stand at the head of the log and the console's
+/// read model reflects it, as they would after a service that ran before the
+/// stop: what is measured is the restart, not a first catch-up of a log written
+/// behind the service's back.
 pub async fn restart(dir: &std::path::Path, orders: u64) -> anyhow::Result<()> {
     use crate::app::{self, StartOptions};
     use crate::store::{StreamAppend, Timer};
@@ -1120,6 +1121,9 @@ pub async fn restart(dir: &std::path::Path, orders: u64) -> anyhow::Result<()> {
                 })
                 .await?;
         }
+        // The console's read model too: its tables already reflect the log.
+        crate::console::readmodel::rebuild(&store, &path)
+            .map_err(|e| anyhow::anyhow!("console read model: {e}"))?;
     }
     print(
         "restart.log_written_s",
