@@ -196,6 +196,9 @@ struct Row {
     position: u64,
     /// What the counts hold for this order now: its state and placement hour.
     counted: Option<(OrderState, i64)>,
+    /// How many of the order's SKUs `console_order_sku` lists already: SKUs are
+    /// only ever added, so an unchanged count means nothing to insert.
+    skus_listed: usize,
 }
 
 const HOUR_MS: i64 = 3_600_000;
@@ -500,20 +503,22 @@ impl Projection {
         let Some(mut state) = StreamState::for_stream(stream) else {
             return Ok(None);
         };
-        let (table, key_col, key) = match stream.split_once('-') {
-            Some((p, id)) if p == Order::STREAM_PREFIX => ("console_order", "order_id", id),
-            Some((_, id)) => ("console_sku", "sku", id),
+        // Fixed SQL per table, so the statement is parsed once, not per stream.
+        let (sql, key) = match stream.split_once('-') {
+            Some((p, id)) if p == Order::STREAM_PREFIX => (
+                "SELECT state_json, updated_at, position FROM console_order WHERE order_id = ?1",
+                id,
+            ),
+            Some((_, id)) => (
+                "SELECT state_json, updated_at, position FROM console_sku WHERE sku = ?1",
+                id,
+            ),
             None => return Ok(None),
         };
         let found: Option<(String, i64, i64)> = self
             .conn
-            .query_row(
-                &format!(
-                    "SELECT state_json, updated_at, position FROM {table} WHERE {key_col} = ?1"
-                ),
-                [key],
-                |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
-            )
+            .prepare_cached(sql)?
+            .query_row([key], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
             .optional()?;
         let (updated_at, position) = match found {
             Some((json, at, pos)) => {
@@ -529,8 +534,13 @@ impl Projection {
             }
             None => (0, 0),
         };
+        let skus_listed = match &state {
+            StreamState::Order(o) if position > 0 => o.skus_seen.len(),
+            _ => 0,
+        };
         Ok(Some(Row {
             counted: if position > 0 { counted(&state) } else { None },
+            skus_listed,
             state,
             updated_at,
             position,
@@ -603,6 +613,10 @@ impl Projection {
                  VALUES (?1, ?2, ?3, ?4)
                  ON CONFLICT (sku) DO UPDATE SET updated_at = ?2, position = ?3, state_json = ?4",
             )?;
+            // Summed over the batch and written once per key: most orders of a
+            // batch move between the same few states within the same hours.
+            let mut by_state: HashMap<&'static str, i64> = HashMap::new();
+            let mut by_hour: HashMap<i64, i64> = HashMap::new();
             for (stream, row) in dirty {
                 let Some((_, id)) = stream.split_once('-') else {
                     continue;
@@ -620,12 +634,12 @@ impl Projection {
                         let now = counted(&row.state);
                         if now != row.counted {
                             if let Some((old_state, old_hour)) = row.counted {
-                                add_state.execute(params![old_state.key(), -1])?;
-                                add_hour.execute(params![old_hour, -1])?;
+                                *by_state.entry(old_state.key()).or_default() -= 1;
+                                *by_hour.entry(old_hour).or_default() -= 1;
                             }
                             if let Some((new_state, new_hour)) = now {
-                                add_state.execute(params![new_state.key(), 1])?;
-                                add_hour.execute(params![new_hour, 1])?;
+                                *by_state.entry(new_state.key()).or_default() += 1;
+                                *by_hour.entry(new_hour).or_default() += 1;
                             }
                         }
                         let skus: Vec<&str> = o.skus_seen.iter().map(String::as_str).collect();
@@ -641,14 +655,23 @@ impl Projection {
                             json,
                             snapshot.shop_id
                         ])?;
-                        for sku in &o.skus_seen {
-                            put_order_sku.execute(params![sku, id])?;
+                        if o.skus_seen.len() != row.skus_listed {
+                            for sku in &o.skus_seen {
+                                put_order_sku.execute(params![sku, id])?;
+                            }
                         }
                     }
                     StreamState::Sku(_) => {
                         put_sku.execute(params![id, row.updated_at, row.position as i64, json])?;
                     }
                 }
+            }
+            // A key whose moves cancel out within the batch is left alone.
+            for (state, n) in by_state.into_iter().filter(|(_, n)| *n != 0) {
+                add_state.execute(params![state, n])?;
+            }
+            for (hour, n) in by_hour.into_iter().filter(|(_, n)| *n != 0) {
+                add_hour.execute(params![hour, n])?;
             }
             tx.execute(
                 "INSERT INTO console_checkpoint (name, position) VALUES (?1, ?2)
