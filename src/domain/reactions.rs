@@ -62,6 +62,17 @@ pub fn moves_demand(event_type: &str) -> bool {
     )
 }
 
+/// Whether events of this type ask for a shipment push or a tracking correction
+/// on TikTok ([`OrderReaction::PushShipment`], [`OrderReaction::CorrectTracking`]).
+/// By type alone, like [`moves_demand`]: the TikTok writer sees every order event
+/// and only these two need decoding.
+pub fn ships_on_tiktok(event_type: &str) -> bool {
+    matches!(
+        event_type,
+        "FulfillmentRequested" | "TrackingCorrectionRequested"
+    )
+}
+
 /// What the service does after `event` was recorded on an order.
 pub fn order_reactions(event: &OrderEvent) -> Vec<OrderReaction> {
     let mut out = Vec::new();

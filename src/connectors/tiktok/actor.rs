@@ -12,15 +12,17 @@ use super::market;
 use super::model::ShippingProvider;
 use super::shipper::{self, Shipped};
 use super::shops::ShopConnection;
-use crate::actors::policies::{order_event, sku_event};
+use crate::actors::policies::{id_of, order_event, sku_event};
 use crate::actors::Subscriber;
 use crate::connectors::is_retryable;
 use crate::connectors::ports::TikTokPorts;
 use crate::domain::exceptions::keys;
 use crate::domain::order::{
-    FulfillmentRequested, OrderCommand, OrderEvent, Source, TrackingCorrectionRequested,
+    FulfillmentRequested, Order, OrderCommand, OrderEvent, Source, TrackingCorrectionRequested,
 };
-use crate::domain::reactions::{order_reactions, sku_reactions, OrderReaction, SkuReaction};
+use crate::domain::reactions::{
+    order_reactions, ships_on_tiktok, sku_reactions, OrderReaction, SkuReaction,
+};
 use crate::domain::sku::SkuCommand;
 use crate::names::subscriber;
 use crate::seam::SeamError;
@@ -500,6 +502,11 @@ impl TikTokWriter {
     }
 
     async fn handle_event(&self, event: &RecordedEvent) -> Result<(), SeamError> {
+        // Most order events ask nothing of this writer; decoding each (an order
+        // snapshot apiece) would only be thrown away.
+        if id_of::<Order>(&event.stream).is_some() && !ships_on_tiktok(&event.event_type) {
+            return Ok(());
+        }
         if let Some((order_id, ev)) = order_event(event)? {
             if !self.ports.settings.tiktok.push_fulfillment {
                 return Ok(());
