@@ -275,7 +275,8 @@ pub fn unit_of_work<A: Aggregate>(
     if let Some(id) = &msg.fired_timer {
         // Disarming the fired timer is what makes it fire exactly once, even
         // when the decision produced no event.
-        if !unit.arm_timers.iter().any(|t| &t.id() == id) {
+        // An event that disarms it already did (a hold's expiry): one delete is enough.
+        if !unit.arm_timers.iter().any(|t| &t.id() == id) && !unit.disarm_timers.contains(id) {
             unit.disarm_timers.push(id.clone());
         }
     }
