@@ -202,17 +202,11 @@ fn run(command: Command) -> Result<(), String> {
         Command::Rebuild { log, summary } => {
             let log = open(&log.db)?;
             let r = fold_with_progress(&log, false)?;
-            if !summary {
-                for (stream, (seq, hash)) in &r.streams {
-                    emit(&format!("{stream} seq={seq} hash={hash}\n"))?;
-                }
-            }
-            emit(&format!(
-                "events={} streams={} total_hash={}\n",
-                r.events,
-                r.streams.len(),
-                r.total_hash
-            ))?;
+            emit(&if summary {
+                r.totals_line()
+            } else {
+                r.hash_listing()
+            })?;
             report_problems(&r)
         }
         Command::Verify { log } => {

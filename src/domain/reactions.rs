@@ -109,6 +109,17 @@ pub fn order_reactions(event: &OrderEvent) -> Vec<OrderReaction> {
     if moves_demand(event.event_type()) {
         out.push(OrderReaction::SyncDemand);
     }
+    // The TikTok writer skips by type what `ships_on_tiktok` does not name: every
+    // event of every test run checks that the two agree.
+    debug_assert_eq!(
+        ships_on_tiktok(event.event_type()),
+        out.iter().any(|r| matches!(
+            r,
+            OrderReaction::PushShipment(_) | OrderReaction::CorrectTracking(_)
+        )),
+        "ships_on_tiktok disagrees with the reactions of {}",
+        event.event_type()
+    );
     out
 }
 

@@ -209,6 +209,28 @@ pub struct Rebuilt {
     pub hash_seconds: f64,
 }
 
+impl Rebuilt {
+    /// What `tks-replay rebuild` prints: a line per stream (last seq, state hash),
+    /// then the totals; the golden logs' `.hashes` files hold exactly this.
+    pub fn hash_listing(&self) -> String {
+        let mut out = String::new();
+        for (stream, (seq, hash)) in &self.streams {
+            out += &format!("{stream} seq={seq} hash={hash}\n");
+        }
+        out + &self.totals_line()
+    }
+
+    /// The last line of [`Self::hash_listing`].
+    pub fn totals_line(&self) -> String {
+        format!(
+            "events={} streams={} total_hash={}\n",
+            self.events,
+            self.streams.len(),
+            self.total_hash
+        )
+    }
+}
+
 /// Folds the whole log. With `snapshots`, each live snapshot is compared with the
 /// rebuilt state at the snapshot's sequence number.
 pub fn rebuild(

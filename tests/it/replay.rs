@@ -1229,18 +1229,8 @@ fn golden_logs_keep_decoding_and_rebuilding_to_their_recorded_hashes() {
             path.display(),
             r.problems
         );
-        let mut actual = String::new();
-        for (stream, (seq, hash)) in &r.streams {
-            actual += &format!("{stream} seq={seq} hash={hash}\n");
-        }
-        actual += &format!(
-            "events={} streams={} total_hash={}\n",
-            r.events,
-            r.streams.len(),
-            r.total_hash
-        );
         assert_eq!(
-            actual,
+            r.hash_listing(),
             expected,
             "{} no longer rebuilds to its recorded hashes",
             path.display()
@@ -1297,17 +1287,7 @@ async fn the_golden_scenarios_are_clean_captures() {
                 .join("tests/golden")
                 .join(format!("{name}.jsonl"));
             std::fs::write(&path, &bytes).unwrap();
-            let mut hashes = String::new();
-            for (stream, (seq, hash)) in &r.streams {
-                hashes += &format!("{stream} seq={seq} hash={hash}\n");
-            }
-            hashes += &format!(
-                "events={} streams={} total_hash={}\n",
-                r.events,
-                r.streams.len(),
-                r.total_hash
-            );
-            std::fs::write(path.with_extension("hashes"), hashes).unwrap();
+            std::fs::write(path.with_extension("hashes"), r.hash_listing()).unwrap();
         }
     }
 }
