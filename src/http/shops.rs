@@ -19,7 +19,7 @@ pub async fn shops(ports: web::Data<ApiPorts>) -> HttpResponse {
     let described = served.iter().map(|shop| {
         let key = rules.event_key(&shop.id).to_string();
         let connection = ports.shops.as_ref().and_then(|s| s.by_key(&key));
-        describe(&ports, shop, connection)
+        describe(&ports, shop, key.is_empty(), connection)
     });
     let out: Vec<Value> = futures::future::join_all(described).await;
     HttpResponse::Ok().json(json!({ "shops": out }))
@@ -28,6 +28,7 @@ pub async fn shops(ports: web::Data<ApiPorts>) -> HttpResponse {
 async fn describe(
     ports: &ApiPorts,
     shop: &ShopSettings,
+    primary: bool,
     connection: Option<&ShopConnection>,
 ) -> Value {
     let listed = connection.and_then(|c| c.client.shop());
@@ -45,7 +46,7 @@ async fn describe(
     let counts = ports.metrics.shop_counts(Metrics::shop_label(&shop.id));
     json!({
         "id": shop.id,
-        "primary": ports.settings.shop_stock().event_key(&shop.id).is_empty(),
+        "primary": primary,
         "name": listed.as_ref().map(|s| s.name.clone()),
         "region": listed.as_ref().map(|s| s.region.clone()),
         // Listed by Get Authorized Shops for tokens this instance holds.
