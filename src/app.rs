@@ -215,7 +215,6 @@ impl Services {
             feeds: self.feeds.clone(),
             settings: self.settings.clone(),
             clock: self.clock.clone(),
-            tiktok: self.tiktok.clone(),
             shops: self.shops.clone(),
             katana_configured: self.katana.is_some(),
         }

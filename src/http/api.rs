@@ -165,7 +165,7 @@ async fn health(ports: web::Data<ApiPorts>) -> HttpResponse {
         "log_head": ports.store.head(),
         "store": store,
         "connectors": {
-            "tiktok": { "configured": ports.tiktok.is_some() },
+            "tiktok": { "configured": ports.shops.is_some() },
             "katana": { "configured": ports.katana_configured },
         },
         "not_configured": crate::console::health::missing_json(&ports.settings),

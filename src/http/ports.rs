@@ -12,7 +12,6 @@ use crate::actors::FeedHealth;
 use crate::catalogue::Catalogue;
 use crate::clock::Clock;
 use crate::config::{Secret, Settings};
-use crate::connectors::tiktok::client::TikTokClient;
 use crate::metrics::Metrics;
 use crate::ports::Commands;
 use crate::store::SharedStore;
@@ -42,8 +41,6 @@ pub struct ApiPorts {
     pub feeds: Arc<FeedHealth>,
     pub settings: Arc<Settings>,
     pub clock: Clock,
-    /// For fresh label URLs; `None` until TikTok credentials are configured.
-    pub tiktok: Option<TikTokClient>,
     /// Every served shop's connection; `None` until TikTok credentials are configured.
     pub shops: Option<Arc<TikTokShops>>,
     pub katana_configured: bool,

@@ -84,7 +84,7 @@ async fn check(t: &TestApp) -> CheckReport {
     tks::check::run(&settings, t.clock.clock(), &CheckOptions::default()).await
 }
 
-fn finding<'a>(report: &'a CheckReport, name: &str) -> (Status, &'a str) {
+pub fn finding<'a>(report: &'a CheckReport, name: &str) -> (Status, &'a str) {
     let f = report
         .find(name)
         .unwrap_or_else(|| panic!("no {name} line:\n{}", report.render()));

@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use serde_json::Value;
 
-use tks::check::{CheckOptions, CheckReport, Status};
+use tks::check::{CheckOptions, Status};
 use tks::config::{ArrangeShipmentOn, Settings, ShopSettings};
 use tks::connectors::pollers;
 use tks::domain::allocation::Allocation;
@@ -19,6 +19,7 @@ use tks::sandbox::tiktok::{
 };
 
 use super::flows::{spawn_app, spawn_app_for, wait_for, TestApp};
+use super::listings::finding;
 
 const MIN: Duration = Duration::from_secs(60);
 
@@ -556,13 +557,6 @@ async fn a_revoked_seller_stalls_only_its_own_shop_with_an_exception_naming_it()
     t.stop().await;
 }
 
-fn check_line<'a>(report: &'a CheckReport, name: &str) -> (Status, &'a str) {
-    let f = report
-        .find(name)
-        .unwrap_or_else(|| panic!("no {name} line:\n{}", report.render()));
-    (f.status, f.detail.as_str())
-}
-
 #[actix::test]
 async fn check_reports_each_shop_its_seller_warehouses_and_locations() {
     let t = spawn_app_for(SimConfig::demo_multi(), three_shops, |_| {}).await;
@@ -581,28 +575,25 @@ async fn check_reports_each_shop_its_seller_warehouses_and_locations() {
 
     let report = check(settings.clone()).await;
     // The primary shop keeps the lines a single-shop check has.
-    assert_eq!(check_line(&report, "tiktok.pickup_warehouse").0, Status::Ok);
-    assert_eq!(check_line(&report, "katana.pickup_location").0, Status::Ok);
-    let (status, detail) = check_line(&report, &b("tiktok.shop"));
+    assert_eq!(finding(&report, "tiktok.pickup_warehouse").0, Status::Ok);
+    assert_eq!(finding(&report, "katana.pickup_location").0, Status::Ok);
+    let (status, detail) = finding(&report, &b("tiktok.shop"));
     assert_eq!(status, Status::Ok, "{detail}");
     assert!(detail.contains(DEMO_UK_SHOP_NAME), "{detail}");
-    assert_eq!(check_line(&report, &b("tiktok.token")).0, Status::Ok);
+    assert_eq!(finding(&report, &b("tiktok.token")).0, Status::Ok);
     assert_eq!(
-        check_line(&report, &b("tiktok.pickup_warehouse")).0,
+        finding(&report, &b("tiktok.pickup_warehouse")).0,
         Status::Ok
     );
-    let (status, detail) = check_line(&report, &b("tiktok.return_warehouse"));
+    let (status, detail) = finding(&report, &b("tiktok.return_warehouse"));
     assert_eq!(status, Status::Fail, "{detail}");
     assert!(detail.contains("shops[1].return_warehouse_id"), "{detail}");
-    assert_eq!(
-        check_line(&report, &b("katana.pickup_location")).0,
-        Status::Ok
-    );
+    assert_eq!(finding(&report, &b("katana.pickup_location")).0, Status::Ok);
     // Seller 2 has not connected: shop C says so and how to fix it.
-    let (status, detail) = check_line(&report, &c("tiktok.shop"));
+    let (status, detail) = finding(&report, &c("tiktok.shop"));
     assert_eq!(status, Status::Fail, "{detail}");
     assert!(detail.contains("tks connect tiktok"), "{detail}");
-    let (status, detail) = check_line(&report, &c("katana.stock_locations"));
+    let (status, detail) = finding(&report, &c("katana.stock_locations"));
     assert_eq!(status, Status::Fail, "{detail}");
     assert!(detail.contains("[999]"), "{detail}");
     assert_eq!(report.verdict(), Status::Fail);
@@ -615,15 +606,15 @@ async fn check_reports_each_shop_its_seller_warehouses_and_locations() {
         .return_;
     settings.shops[2].locations = vec![];
     let report = check(settings).await;
-    let (status, detail) = check_line(&report, &c("tiktok.shop"));
+    let (status, detail) = finding(&report, &c("tiktok.shop"));
     assert_eq!(status, Status::Ok, "{detail}");
     assert!(detail.contains("Clay Works US"), "{detail}");
     assert_eq!(
-        check_line(&report, &c("tiktok.pickup_warehouse")).0,
+        finding(&report, &c("tiktok.pickup_warehouse")).0,
         Status::Ok
     );
     assert_eq!(
-        check_line(&report, &b("tiktok.return_warehouse")).0,
+        finding(&report, &b("tiktok.return_warehouse")).0,
         Status::Ok
     );
     assert!(
